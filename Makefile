@@ -1,0 +1,41 @@
+# Two commands do all the set-up on a fresh machine: `make study` and `make test`.
+# Both create .venv when it is missing and (re)install the project when pyproject.toml changes.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.attrlib-installed
+PROFILE ?= default
+DATA   ?=
+STUDY_ARGS ?=
+
+.PHONY: install study test lab bench clean help
+
+help:
+	@echo "make study [PROFILE=quick|default|paper] [DATA=DIR]  run the whole study (notebooks, figures, tables)"
+	@echo "make test                                            install if needed and run the test suite"
+	@echo "make lab                                             JupyterLab on notebooks/ with the project's kernel"
+	@echo "make bench                                           speed and memory benchmarks (not part of the tests)"
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q -e ".[dev]"
+	$(PY) -m ipykernel install --sys-prefix --name attrlib --display-name "attrlib (.venv)" >/dev/null
+	touch $(STAMP)
+
+install: $(STAMP)
+
+study: $(STAMP)
+	$(VENV)/bin/attrlib study --profile $(PROFILE) $(if $(DATA),--data $(DATA)) $(STUDY_ARGS)
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+lab: $(STAMP)
+	$(VENV)/bin/jupyter lab notebooks/
+
+bench: $(STAMP)
+	@ls benchmarks/*.py >/dev/null 2>&1 || { echo "no benchmarks yet (benchmarks/*.py)"; exit 1; }
+	for b in benchmarks/*.py; do $(PY) $$b || exit 1; done
+
+clean:
+	rm -rf runs/notebooks .pytest_cache

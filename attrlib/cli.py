@@ -1,0 +1,153 @@
+"""`attrlib` command line. Every option's help states its default; an unknown option fails and lists the valid ones."""
+from __future__ import annotations
+
+import argparse
+import sys
+from fractions import Fraction
+
+from .errors import AttrlibError
+
+
+def _scale(text: str) -> float:
+    try:
+        value = float(Fraction(text))
+    except (ValueError, ZeroDivisionError):
+        raise argparse.ArgumentTypeError(f"scale {text!r} is not a number (examples: 0.02, 1/50)") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"scale {text!r} must be positive")
+    return value
+
+
+def _heldout(text: str) -> tuple[str, ...]:
+    return tuple(s.strip() for s in text.split(",") if s.strip())
+
+
+def _kv(text: str) -> tuple[str, object]:
+    import json
+
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"--param {text!r} must look like name=value")
+    key, value = text.split("=", 1)
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    fmt = argparse.ArgumentDefaultsHelpFormatter
+    p = argparse.ArgumentParser(prog="attrlib", description="Generator attribution under biased training data.",
+                                formatter_class=fmt)
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    s = sub.add_parser("synth", help="generate the embedded (simulated) benchmark", formatter_class=fmt)
+    s.add_argument("--out", default="data/benchmark", help="output folder")
+    s.add_argument("--scale", type=_scale, default=1 / 50, help="fraction of seed 002's image counts")
+    s.add_argument("--size", type=int, default=64, help="image side in pixels (a multiple of 8)")
+    s.add_argument("--strength", type=float, default=None, help="fingerprint strength s (default: the calibrated one)")
+    s.add_argument("--seed", type=int, default=0, help="random seed")
+    s.add_argument("--variant", choices=("biased", "unbiased"), default="biased",
+                   help="biased: seed 002's generator x subclass matrix; unbiased: the same total over all cells")
+    s.add_argument("--force", action="store_true", help="regenerate even if the cached benchmark matches")
+
+    b = sub.add_parser("bias-table", help="generator x subclass counts of a data folder or manifest", formatter_class=fmt)
+    b.add_argument("data", help="folder <root>/<generator>/<subclass>/... or manifest CSV")
+    b.add_argument("--heldout", type=_heldout, default=("military_vehicle",), help="held-out subclass(es), comma-separated")
+    b.add_argument("--split", default="train", choices=("train", "val", "test", "all"), help="which split to count")
+
+    sub.add_parser("techniques", help="list the registered techniques", formatter_class=fmt)
+
+    t = sub.add_parser("train", help="train (or reuse) one run and print its folder", formatter_class=fmt)
+    t.add_argument("--data", default=None, help="data folder or manifest (default: the profile's embedded benchmark)")
+    t.add_argument("--technique", required=True, help="a name from `attrlib techniques`")
+    t.add_argument("--profile", default="default", help="quick | default | paper")
+    t.add_argument("--seed", type=int, default=0, help="random seed")
+    t.add_argument("--epochs", type=int, default=None, help="override the profile's epochs")
+    t.add_argument("--runs", default="runs", help="folder of run folders")
+    t.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
+    t.add_argument("--heldout", type=_heldout, default=("military_vehicle",), help="held-out subclass(es), comma-separated")
+    t.add_argument("--backbone", default=None, help="override the profile's backbone: compact | resnet18 | resnet50")
+    t.add_argument("--stem", default=None, help="override the input stem: none | srm | npr")
+    t.add_argument("--input-policy", default=None, help="override the input policy: crop | resize")
+    t.add_argument("--param", type=_kv, action="append", default=[], metavar="NAME=VALUE",
+                   help="technique hyper-parameter override (repeatable)")
+
+    st = sub.add_parser("study", help="run every numbered notebook with papermill", formatter_class=fmt)
+    st.add_argument("--profile", default="default", help="quick | default | paper")
+    st.add_argument("--data", default="", help="your data folder or manifest (default: the embedded benchmark)")
+    st.add_argument("--heldout", default="military_vehicle", help="held-out subclass(es), comma-separated")
+    st.add_argument("--notebooks", default="notebooks", help="folder of NN_name.ipynb notebooks")
+    st.add_argument("--out", default="runs/notebooks", help="where the executed notebooks are kept")
+    st.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
+    st.add_argument("--only", action="append", default=[], help="run only notebooks whose name starts with this (repeatable)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args) or 0
+    except AttrlibError as err:
+        print(f"attrlib {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+def _synth(args) -> None:
+    from .benchmark import DEFAULT_STRENGTH, synthesize
+
+    strength = DEFAULT_STRENGTH if args.strength is None else args.strength
+    print(synthesize(args.out, scale=args.scale, size=args.size, strength=strength, seed=args.seed,
+                     variant=args.variant, force=args.force))
+
+
+def _bias_table(args) -> None:
+    from .data import format_bias_table, load_study_data
+
+    data = load_study_data(args.data, heldout=args.heldout)
+    print(format_bias_table(data.bias_table(split=args.split)))
+
+
+def _techniques(args) -> None:
+    from .techniques import available
+
+    items = available()
+    width = max(map(len, items))
+    for name, description in items.items():
+        print(f"{name:<{width}}  {description}")
+
+
+def _train(args) -> None:
+    from .config import profile
+    from .engine import train
+    from .study import resolve_data
+
+    overrides = dict(technique=args.technique, seed=args.seed, runs=args.runs, device=args.device,
+                     heldout=args.heldout, technique_params=dict(args.param))
+    for field in ("epochs", "backbone", "stem", "input_policy"):
+        if getattr(args, field) is not None:
+            overrides[field] = getattr(args, field)
+    config, _ = profile(args.profile, **overrides)
+    config = config.replace(data=str(resolve_data(args.profile, args.data or "")))
+    print(train(config))
+
+
+def _study(args) -> None:
+    from .study import run_study
+
+    run_study(profile=args.profile, data=args.data, heldout=args.heldout, notebooks=args.notebooks,
+              out=args.out, device=args.device, only=tuple(args.only))
+
+
+def _study_guard(args) -> int:
+    from .study import StudyError
+
+    try:
+        _study(args)
+    except StudyError as err:
+        print(f"attrlib study: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+COMMANDS = {"synth": _synth, "bias-table": _bias_table, "techniques": _techniques, "train": _train,
+            "study": _study_guard}

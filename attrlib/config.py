@@ -1,0 +1,128 @@
+"""The one configuration object of the study, with commented defaults, and the three profiles.
+
+Read it like nanoGPT's config block: each field is an option a notebook's `parameters` cell or the CLI
+may override. Options are data; behaviour lives in the technique modules. A run's identity is the hash of
+the fields that change its result (see `run_id`), so a finished run is found again and reused.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import ConfigError
+
+BACKBONES = ("compact", "resnet18", "resnet50")
+STEMS = ("none", "srm", "npr")
+INPUT_POLICIES = ("crop", "resize")
+OPTIMIZERS = ("adam", "sgd")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+@dataclass
+class Config:
+    # --- data ---
+    data: str = "data/benchmark"        # a folder <root>/<generator>/<subclass>/... or a manifest CSV
+    heldout: tuple = ("military_vehicle",)  # subclass(es) never trained on: the distribution shift of seed 002
+    val_fraction: float = 0.2           # share of every training cell kept for validation when the data has no split column
+    input_policy: str = "crop"          # "crop" keeps every pixel (fingerprints survive); "resize" is the seeds' protocol
+    image_size: int = 64                # side of the square the model sees (crop or resize target)
+    # --- model ---
+    backbone: str = "compact"           # compact (CPU default, no early downsampling) | resnet18 (seed 000) | resnet50 (seed 002)
+    stem: str = "none"                  # high-pass front end before the backbone: none | srm | npr
+    pretrained: str = ""                # optional local weights file (loaded with weights_only=True); nothing is downloaded
+    # --- technique ---
+    technique: str = "baseline"         # a name from `attrlib techniques`
+    technique_params: dict = field(default_factory=dict)  # overrides of the technique's own defaults
+    # --- optimisation ---
+    epochs: int = 12
+    batch_size: int = 32
+    lr: float = 1e-3                    # seed 002: Adam 1e-3
+    optimizer: str = "adam"
+    weight_decay: float = 0.0
+    bf16: bool = False                  # bf16 autocast for the backbone body; the input stem stays float32
+    seed: int = 0
+    # --- execution (not part of a run's identity) ---
+    device: str = "auto"                # auto picks cuda, then mps, then cpu
+    num_workers: int = 0                # DataLoader workers; 0 is fastest for the in-memory cache
+    runs: str = "runs"                  # where run folders live
+
+    # fields that do not change what a run computes
+    _NOT_IDENTITY = ("device", "num_workers", "runs")
+
+    def __post_init__(self) -> None:
+        self.heldout = tuple([self.heldout] if isinstance(self.heldout, str) else self.heldout)
+        self.validate()
+
+    def validate(self) -> "Config":
+        _choice("backbone", self.backbone, BACKBONES)
+        _choice("stem", self.stem, STEMS)
+        _choice("input_policy", self.input_policy, INPUT_POLICIES)
+        _choice("optimizer", self.optimizer, OPTIMIZERS)
+        _choice("device", self.device, DEVICES)
+        for name in ("epochs", "batch_size", "image_size"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < (0 if name == "epochs" else 1):
+                low = "0 or more" if name == "epochs" else "a positive integer"
+                raise ConfigError(f"config field '{name}' is {value!r}; it must be {low}")
+        if not 0.0 < self.val_fraction < 1.0:
+            raise ConfigError(f"config field 'val_fraction' is {self.val_fraction!r}; it must lie strictly between 0 and 1")
+        if not self.lr > 0:
+            raise ConfigError(f"config field 'lr' is {self.lr!r}; it must be positive")
+        if self.num_workers < 0:
+            raise ConfigError(f"config field 'num_workers' is {self.num_workers!r}; it must be 0 or more")
+        if not self.heldout:
+            raise ConfigError("config field 'heldout' is empty; name at least one held-out subclass")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["heldout"] = list(self.heldout)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Config":
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ConfigError(f"unknown config field(s) {unknown}; valid fields: {sorted(names)}")
+        return cls(**d)
+
+    def replace(self, **changes: Any) -> "Config":
+        return Config.from_dict({**self.to_dict(), **changes})
+
+    def identity(self) -> dict[str, Any]:
+        """The fields that decide what a run computes (its run id is their hash)."""
+        return {k: v for k, v in self.to_dict().items() if k not in self._NOT_IDENTITY}
+
+    def run_id(self) -> str:
+        blob = json.dumps(self.identity(), sort_keys=True, default=str)
+        return hashlib.sha1(blob.encode()).hexdigest()[:12]
+
+
+def _choice(name: str, value: Any, valid: tuple) -> None:
+    if value not in valid:
+        raise ConfigError(f"config field '{name}' is {value!r}; valid choices: {', '.join(valid)}")
+
+
+# Profiles: overrides of Config plus the seeds a notebook runs. `quick` is for tests and smoke runs,
+# `default` is the embedded benchmark on a 2-core CPU, `paper` is seed 002's protocol (meant for a GPU).
+PROFILES: dict[str, dict[str, Any]] = {
+    "quick": dict(seeds=(0,), config=dict(epochs=1, batch_size=32, image_size=32)),
+    "default": dict(seeds=(0, 1, 2), config=dict()),
+    "paper": dict(
+        seeds=(0,),
+        config=dict(backbone="resnet50", input_policy="resize", image_size=224, batch_size=4,
+                    lr=1e-3, optimizer="adam", epochs=25),
+    ),
+}
+
+
+def profile(name: str, **overrides: Any) -> tuple[Config, tuple[int, ...]]:
+    """The Config of a profile (with overrides) and the seeds it runs."""
+    if name not in PROFILES:
+        raise ConfigError(f"unknown profile {name!r}; valid profiles: {', '.join(PROFILES)}")
+    p = PROFILES[name]
+    return Config.from_dict({**Config().to_dict(), **p["config"], **overrides}), tuple(p["seeds"])
