@@ -1,0 +1,22 @@
+"""The data layer: a folder or manifest of images (the benchmark's or a user's) to labelled, split,
+model-ready tensors.
+
+    data = load_study_data("data/benchmark", heldout=("military_vehicle",))
+    print(format_bias_table(data.bias_table()))
+    train = ImageDataset(data.split("train"), data, policy="crop", size=64, train=True)
+
+Modules: `images` (safe decoding), `sources` (folder / manifest discovery and validation), `splits`
+(train / val / test / fine-tuning splits), `study` (`load_study_data`, `StudyData`), `bias` (the bias
+table), `datasets` (`ImageDataset`, input policies, in-memory cache, `verify_images`).
+"""
+from .bias import bias_table, format_bias_table
+from .datasets import CACHE_LIMIT_BYTES, POLICIES, ImageDataset, verify_images
+from .images import IMAGE_EXTENSIONS, MAX_IMAGE_PIXELS, image_size, is_image_path, load_image, load_mask
+from .splits import FT_FRACTION, FT_SEED, assign_splits
+from .study import SPLIT_NAMES, StudyData, load_study_data
+
+__all__ = [
+    "load_study_data", "StudyData", "ImageDataset", "verify_images", "load_image", "load_mask", "image_size",
+    "is_image_path", "bias_table", "format_bias_table", "assign_splits", "IMAGE_EXTENSIONS",
+    "MAX_IMAGE_PIXELS", "CACHE_LIMIT_BYTES", "POLICIES", "SPLIT_NAMES", "FT_FRACTION", "FT_SEED",
+]

@@ -1,0 +1,304 @@
+"""`ImageDataset`: rows of the study table as model inputs, under one of two input policies.
+
+- `resize` is the seeds' protocol: the whole image resized to size x size (bilinear, antialias). It is
+  deterministic, so the cache stores the resized uint8 image and an item costs one uint8->float copy.
+- `crop` never resamples (resampling erases the high-frequency fingerprint): a random size x size crop
+  to train, the centre crop to evaluate; an image smaller than size is padded first (reflect when the
+  image is large enough to mirror, zeros otherwise).
+
+Both paths quantise to uint8 before the float conversion, so a cached and a streamed dataset give the
+same tensors. Randomness comes from torch's global RNG: `torch.manual_seed`, or a DataLoader with a
+seeded generator (which seeds its workers), makes the crops reproducible.
+
+Small datasets (decoded size below `CACHE_LIMIT_BYTES`) are decoded once into memory, as one stacked
+uint8 tensor when all images share a size, so the training loop pays no PIL cost per item. Decoding the
+cache is also where bad files surface (all of them, before training starts); streamed datasets can do
+the same with `verify_images`.
+"""
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torchvision.transforms import InterpolationMode
+from torchvision.transforms.v2 import functional as TF
+
+from ..errors import DataError
+from .images import image_size, load_image, load_mask
+from .sources import format_problem
+
+POLICIES = ("crop", "resize")
+CACHE_LIMIT_BYTES = 2 * 1024 ** 3   # cache="auto" keeps a dataset in memory below this decoded size
+_CACHE_CHOICES = ("auto", "memory", "stream", True, False)
+_PROGRESS_FROM = 2000               # progress=None shows a decoding bar above this many images
+_SIZE_SAMPLE = 64                   # headers read to estimate the decoded size of a crop-policy dataset
+
+
+def _progress(iterable, total: int, desc: str, enabled: bool):
+    if not enabled:
+        return iterable
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, total=total, desc=desc, unit="img", leave=False)
+
+
+def _read_row(path: str, mask_path: str, with_mask: bool, max_pixels: int | None):
+    img = load_image(path, max_pixels)
+    mask = None
+    if with_mask:
+        if mask_path:
+            mask = load_mask(mask_path, max_pixels)
+            if mask.shape != img.shape[:2]:
+                raise DataError(f"mask {mask_path} is {mask.shape[1]}x{mask.shape[0]} but its image {path} is "
+                                f"{img.shape[1]}x{img.shape[0]}; a mask must have its image's size")
+        else:
+            mask = np.zeros(img.shape[:2], dtype=np.uint8)
+    return img, mask
+
+
+def _decode_all(frame: pd.DataFrame, on_bad: str, progress: bool, with_mask: bool, max_pixels: int | None,
+                consume, desc: str) -> tuple[list[int], list[tuple[str, str]]]:
+    """Decode every row, hand it to `consume(position, image, mask)`; collect failures, raise or skip them."""
+    if on_bad not in ("raise", "skip"):
+        raise DataError(f"on_bad is {on_bad!r}; valid choices: raise, skip")
+    bad: list[tuple[int, str, str]] = []
+    paths = frame["path"].tolist()
+    masks = frame["mask"].tolist() if "mask" in frame else [""] * len(paths)
+    for pos in _progress(range(len(paths)), len(paths), desc, progress):
+        try:
+            img, mask = _read_row(paths[pos], masks[pos], with_mask, max_pixels)
+        except DataError as e:
+            bad.append((pos, paths[pos], str(e)))
+            continue
+        consume(pos, img, mask)
+    if bad and on_bad == "raise":
+        raise DataError(format_problem(f"{len(bad)} of {len(paths)} image(s) cannot be decoded", [m for _, _, m in bad],
+                                 "fix or delete those files, or load with on_bad='skip' to leave them out"))
+    # In skip mode the advice to use on_bad='skip' is moot: keep the reason only.
+    return [pos for pos, _, _ in bad], [(p, m.replace(" (or load with on_bad='skip')", "")) for _, p, m in bad]
+
+
+def verify_images(frame: pd.DataFrame, on_bad: str = "raise", progress: bool = True, with_mask: bool = True,
+                  max_pixels: int | None = None) -> tuple[pd.DataFrame, list[tuple[str, str]]]:
+    """Decode every image (and mask) of `frame`; return (the rows that decode, [(path, reason)] skipped).
+
+    With on_bad="raise" a DataError lists the first few bad files (all are tried first). Use it before a
+    long streamed training run so a bad file does not stop it half-way.
+    """
+    bad, skipped = _decode_all(frame, on_bad, progress, with_mask, max_pixels, lambda *a: None, "verifying images")
+    good = frame.drop(index=frame.index[bad]).reset_index(drop=True) if bad else frame.reset_index(drop=True)
+    if skipped:
+        warnings.warn(f"verify_images: skipped {len(skipped)} unusable file(s): "
+                      + "; ".join(r for _, r in skipped[:3]) + ("; ..." if len(skipped) > 3 else ""), stacklevel=2)
+    return good, skipped
+
+
+class ImageDataset(torch.utils.data.Dataset):
+    """Items: dict(x=float32 3xSxS in [0, 1], generator, subclass (-1 held out), group (-1), index[, mask]).
+
+    frame: rows of `data.frame` (e.g. `data.split("train")`); `index` is the row position in `self.frame`,
+    which equals `frame` unless on_bad="skip" dropped undecodable rows (then use `self.frame`).
+    cache: "auto" (memory below CACHE_LIMIT_BYTES), "memory"/True, or "stream"/False.
+    verify: decode everything up front when streaming (default: only with on_bad="skip").
+    progress: a tqdm bar while decoding (default: only above 2000 images).
+    """
+
+    def __init__(self, frame: pd.DataFrame, data: Any, policy: str = "crop", size: int = 64, train: bool = True,
+                 with_mask: bool = False, cache: str | bool = "auto", on_bad: str | None = None,
+                 progress: bool | None = None, verify: bool | None = None, max_pixels: int | None = None) -> None:
+        if policy not in POLICIES:
+            raise DataError(f"input policy {policy!r} is unknown; valid policies: {', '.join(POLICIES)}")
+        if not isinstance(size, int) or isinstance(size, bool) or size < 1:
+            raise DataError(f"image size {size!r} must be a positive integer")
+        if cache not in _CACHE_CHOICES:
+            raise DataError(f"cache={cache!r} is unknown; valid choices: auto, memory, stream (or True/False)")
+        self.data = data
+        self.policy, self.size, self.train, self.with_mask = policy, size, bool(train), bool(with_mask)
+        self.on_bad = on_bad or getattr(data, "on_bad", "raise")
+        self.max_pixels = max_pixels
+        self.frame = frame.reset_index(drop=True)
+        if "mask" not in self.frame:
+            self.frame = self.frame.assign(mask="")
+        self._set_labels()
+        self._stack: torch.Tensor | None = None        # N x 3 x H x W uint8 when every image has one size
+        self._items: list[torch.Tensor] | None = None  # per-image 3 x H x W uint8 otherwise
+        self._mask_stack: torch.Tensor | None = None
+        self._mask_items: list[torch.Tensor] | None = None
+        if progress is None:  # a bar only when decoding takes long enough to wonder about
+            progress = len(self.frame) > _PROGRESS_FROM
+        self.cached = cache in ("memory", True) or (cache == "auto" and self.estimated_bytes() < CACHE_LIMIT_BYTES)
+        if self.cached:
+            self._fill_cache(progress)
+        elif verify or (verify is None and self.on_bad == "skip"):
+            good, skipped = verify_images(self.frame, self.on_bad, progress, self.with_mask, max_pixels)
+            if skipped:
+                self._record_skipped(skipped)
+                self.frame = good
+                self._set_labels()
+
+    # --- labels -------------------------------------------------------------------------------------
+    def _set_labels(self) -> None:
+        labels = self.data.labels(self.frame)
+        # Python ints per item: default_collate turns them into int64 tensors.
+        self._gen = labels["generator"].tolist()
+        self._sub = labels["subclass"].tolist()
+        self._group = labels["group"].tolist()
+        self._paths = self.frame["path"].tolist()
+        self._mask_paths = self.frame["mask"].tolist()
+
+    def _record_skipped(self, skipped: list) -> None:
+        if hasattr(self.data, "skipped"):
+            self.data.skipped.extend(skipped)
+        warnings.warn(f"ImageDataset: skipped {len(skipped)} unusable image(s) (listed in data.skipped): "
+                      + "; ".join(r for _, r in skipped[:3]) + ("; ..." if len(skipped) > 3 else ""),
+                      stacklevel=3)
+
+    # --- cache --------------------------------------------------------------------------------------
+    def estimated_bytes(self) -> int:
+        """Decoded size of the cache (images and masks), estimated from a sample of headers for `crop`."""
+        n = len(self.frame)
+        per_pixel = 3 + (1 if self.with_mask else 0)
+        if self.policy == "resize" or n == 0:
+            return n * per_pixel * self.size * self.size
+        step = max(1, n // _SIZE_SAMPLE)
+        areas = []
+        for path in self._paths[::step][:_SIZE_SAMPLE]:
+            try:
+                h, w = image_size(path, self.max_pixels)
+            except DataError:
+                continue  # reported with a proper message when the image is decoded
+            areas.append(max(h, self.size) * max(w, self.size))
+        mean_area = float(np.mean(areas)) if areas else float(self.size * self.size)
+        return int(n * per_pixel * mean_area)
+
+    def _fill_cache(self, progress: bool) -> None:
+        n = len(self.frame)
+        images, masks = _Store(n), (_Store(n) if self.with_mask else None)
+
+        def consume(pos: int, img: np.ndarray, mask: np.ndarray | None) -> None:
+            x, m = self._prepare(img, mask)
+            images.put(pos, x)
+            if masks is not None:
+                masks.put(pos, m)
+
+        bad, skipped = _decode_all(self.frame, self.on_bad, progress, self.with_mask, self.max_pixels,
+                                   consume, "decoding images")
+        keep = sorted(set(range(n)) - set(bad))
+        self._stack, self._items = images.finish(keep)
+        if masks is not None:
+            self._mask_stack, self._mask_items = masks.finish(keep)
+        if skipped:
+            self._record_skipped(skipped)
+            self.frame = self.frame.iloc[keep].reset_index(drop=True)
+            self._set_labels()
+
+    # --- pixels -------------------------------------------------------------------------------------
+    def _prepare(self, img: np.ndarray, mask: np.ndarray | None):
+        """The deterministic part of the policy: padding (crop) or resizing (resize), as uint8 CxHxW."""
+        s = self.size
+        if self.policy == "crop":
+            h, w = img.shape[:2]
+            if h < s or w < s:
+                top, left = max(0, s - h) // 2, max(0, s - w) // 2
+                bottom, right = max(0, s - h) - top, max(0, s - w) - left
+                # numpy's reflect needs a pad shorter than the side it mirrors; else pad with zeros.
+                mode = "reflect" if max(top, bottom) < h and max(left, right) < w else "constant"
+                img = np.pad(img, ((top, bottom), (left, right), (0, 0)), mode=mode)
+                if mask is not None:
+                    mask = np.pad(mask, ((top, bottom), (left, right)), mode=mode)
+            x = torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1)))
+            m = None if mask is None else torch.from_numpy(np.ascontiguousarray(mask))[None]
+            return x, m
+        x = torch.from_numpy(img).permute(2, 0, 1)
+        m = None if mask is None else torch.from_numpy(mask)[None]
+        if x.shape[1:] != (s, s):
+            x = TF.resize(x, [s, s], interpolation=InterpolationMode.BILINEAR, antialias=True)
+            if m is not None:
+                m = TF.resize(m, [s, s], interpolation=InterpolationMode.BILINEAR, antialias=True)
+        return x.contiguous(), (None if m is None else m.contiguous())
+
+    def _pixels(self, i: int):
+        if self.cached:
+            if self._stack is not None:
+                x = self._stack[i]
+                m = self._mask_stack[i] if self.with_mask else None
+            else:
+                x = self._items[i]
+                m = self._mask_items[i] if self.with_mask else None
+            return x, m
+        try:
+            img, mask = _read_row(self._paths[i], self._mask_paths[i], self.with_mask, self.max_pixels)
+        except DataError as e:
+            raise DataError(f"{e}\n  -> this dataset streams from disk; run attrlib.data.verify_images(frame) "
+                            "before training (or build the dataset with verify=True, on_bad='skip') to find "
+                            "every bad file up front") from None
+        return self._prepare(img, mask)
+
+    def __len__(self) -> int:
+        return len(self._paths)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        i = int(i)
+        x, m = self._pixels(i)
+        s = self.size
+        if self.policy == "crop":
+            h, w = x.shape[1], x.shape[2]
+            if self.train:
+                # One draw from torch's global RNG per item: reproducible under torch.manual_seed and
+                # under a DataLoader's seeded workers.
+                u = torch.rand(2)
+                top, left = int(u[0] * (h - s + 1)), int(u[1] * (w - s + 1))
+                top, left = min(top, h - s), min(left, w - s)
+            else:
+                top, left = (h - s) // 2, (w - s) // 2
+            x = x[:, top:top + s, left:left + s]
+            if m is not None:
+                m = m[:, top:top + s, left:left + s]
+        item = {"x": x.float().div_(255.0), "generator": self._gen[i], "subclass": self._sub[i],
+                "group": self._group[i], "index": i}
+        if self.with_mask:
+            item["mask"] = m.float().div_(255.0)
+        return item
+
+    def __repr__(self) -> str:
+        where = "memory" if self.cached else "disk"
+        return (f"ImageDataset({len(self)} images, policy={self.policy}, size={self.size}, train={self.train}, "
+                f"with_mask={self.with_mask}, from {where})")
+
+
+class _Store:
+    """uint8 tensors of n rows: one pre-allocated stack while all share a shape (no second copy), else a list."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.stack: torch.Tensor | None = None
+        self.items: list | None = None
+        self.filled: list[int] = []
+
+    def put(self, pos: int, x: torch.Tensor) -> None:
+        if self.items is None:
+            if self.stack is None:
+                self.stack = torch.empty((self.n, *x.shape), dtype=torch.uint8)
+            if x.shape == self.stack.shape[1:]:
+                self.stack[pos] = x
+                self.filled.append(pos)
+                return
+            # Mixed sizes: switch to a list, copying out what the stack holds.
+            self.items = [None] * self.n
+            for k in self.filled:
+                self.items[k] = self.stack[k].clone()
+            self.stack = None
+        self.items[pos] = x
+
+    def finish(self, keep: list[int]) -> tuple[torch.Tensor | None, list | None]:
+        """(stack, None) or (None, list) holding the rows `keep`, in order."""
+        if self.items is not None:
+            return None, [self.items[k] for k in keep]
+        if self.stack is None:
+            return None, []
+        if len(keep) == self.n:
+            return self.stack, None
+        return self.stack[torch.as_tensor(keep, dtype=torch.long)].contiguous(), None

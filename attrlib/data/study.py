@@ -1,0 +1,128 @@
+"""`load_study_data`: one call from a folder or manifest to the labelled, split table of the study.
+
+The result (`StudyData`) is what every other part reads: its `frame` (one row per image: path, generator,
+subclass, split, ft_split, mask), the label orders (`generators`, `subclasses`), the splits and the bias
+table. It decodes no pixel; `ImageDataset` (or `verify_images`) does, when images are first read.
+"""
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from ..errors import DataError
+from .bias import bias_table as _bias_table
+from .sources import discover
+from .splits import FT_FRACTION, FT_SEED, assign_splits
+
+COLUMNS = ("path", "generator", "subclass", "split", "ft_split", "mask")
+SPLIT_NAMES = ("train", "val", "test", "ft_train", "ft_test")
+
+
+class StudyData:
+    """The images of a study with their labels and splits. Build it with `load_study_data`."""
+
+    def __init__(self, frame: pd.DataFrame, heldout: Sequence[str], root: Path | None = None,
+                 source: str = "", skipped: list | None = None, on_bad: str = "raise") -> None:
+        self.frame = frame.loc[:, list(COLUMNS)].reset_index(drop=True)
+        self.heldout = tuple(heldout)
+        self.root = root
+        self.source = source            # "folder <path>" or "manifest <path>", for messages
+        self.skipped: list = list(skipped or [])
+        self.on_bad = on_bad
+        self.generators: list[str] = sorted(self.frame["generator"].unique())
+        self.subclasses: list[str] = sorted(set(self.frame["subclass"]) - set(self.heldout))
+        self.generator_index = {g: i for i, g in enumerate(self.generators)}
+        self.subclass_index = {s: i for i, s in enumerate(self.subclasses)}
+
+    @property
+    def n_generators(self) -> int:
+        return len(self.generators)
+
+    @property
+    def n_subclasses(self) -> int:
+        return len(self.subclasses)
+
+    def split(self, name: str) -> pd.DataFrame:
+        """Rows of one split: train | val | test | ft_train | ft_test (index reset)."""
+        if name not in SPLIT_NAMES:
+            raise DataError(f"unknown split {name!r}; valid splits: {', '.join(SPLIT_NAMES)}")
+        column = "ft_split" if name.startswith("ft_") else "split"
+        return self.frame[self.frame[column] == name].reset_index(drop=True)
+
+    def labels(self, frame: pd.DataFrame | None = None) -> dict[str, np.ndarray]:
+        """Integer labels of `frame` rows: generator, subclass (-1 held out) and group (-1 held out)."""
+        frame = self.frame if frame is None else frame
+        gen = frame["generator"].map(self.generator_index)
+        if gen.isna().any():
+            unknown = sorted(set(frame.loc[gen.isna(), "generator"]))
+            raise DataError(f"generator(s) {unknown} are not among this study's generators {self.generators}; "
+                            "build the dataset from rows of the same StudyData")
+        gen = gen.to_numpy(dtype=np.int64)
+        sub = frame["subclass"].map(self.subclass_index).fillna(-1).to_numpy(dtype=np.int64)
+        group = np.where(sub >= 0, gen * self.n_subclasses + sub, -1)
+        return {"generator": gen, "subclass": sub, "group": group}
+
+    def bias_table(self, split: str | None = "train") -> pd.DataFrame:
+        """Generator x subclass image counts of a split (None or "all": every row), zeros shown.
+
+        Columns are the training subclasses (sorted) for train/val, the held-out subclasses for test and
+        ft_*, and training then held-out subclasses for "all".
+        """
+        if split in (None, "all"):
+            frame, cols = self.frame, self.subclasses + sorted(self.heldout)
+        else:
+            frame = self.split(split)
+            cols = self.subclasses if split in ("train", "val") else sorted(self.heldout)
+        return _bias_table(frame, self.generators, cols)
+
+    def __repr__(self) -> str:
+        counts = self.frame["split"].value_counts().to_dict()
+        return (f"StudyData({self.source}: {len(self.frame)} images, {self.n_generators} generators, "
+                f"{self.n_subclasses} training subclasses, held out {list(self.heldout)}, splits {counts})")
+
+
+def load_study_data(root: str | os.PathLike, heldout: Iterable[str] | str = ("military_vehicle",),
+                    val_fraction: float = 0.2, seed: int = 0, on_bad: str = "raise",
+                    ft_fraction: float = FT_FRACTION, ft_seed: int = FT_SEED) -> StudyData:
+    """Discover, validate and split the images of a folder or manifest (no pixel is decoded here).
+
+    root: `<root>/<generator>/<subclass>/...` images, a folder with `manifest.csv`, or a manifest CSV path.
+    heldout: subclass(es) kept out of training; their images form the `test` split.
+    val_fraction, seed: share of each training cell used for validation when the data gives no split.
+    on_bad: "raise" (default) or "skip" (leave unusable files out, listed in `.skipped`, with a warning).
+    """
+    heldout = (heldout,) if isinstance(heldout, str) else tuple(heldout)
+    src = discover(root, on_bad=on_bad)
+    warn_near_duplicate_labels(src.frame, src.where)
+    frame = assign_splits(src.frame, heldout, val_fraction=val_fraction, seed=seed, where=src.where,
+                          ft_fraction=ft_fraction, ft_seed=ft_seed)
+    data = StudyData(frame, heldout, root=src.root, source=src.where, skipped=src.skipped, on_bad=on_bad)
+    if src.skipped:
+        warn_skipped(src.skipped, src.where)
+    return data
+
+
+def warn_skipped(skipped: list, where: str) -> None:
+    """One warning summarising skipped files (the full list is in `.skipped`)."""
+    shown = "; ".join(f"{p}: {r}" for p, r in skipped[:3])
+    more = f"; and {len(skipped) - 3} more" if len(skipped) > 3 else ""
+    warnings.warn(f"{where}: skipped {len(skipped)} unusable file(s) (see .skipped): {shown}{more}",
+                  stacklevel=3)
+
+
+def warn_near_duplicate_labels(frame: pd.DataFrame, where: str) -> None:
+    """Warn when two labels differ only in case or separators ("Horse" / "horse", "style-gan2" /
+    "style_gan2"): they are different classes to the model, which is rarely what the data meant."""
+    for column in ("generator", "subclass"):
+        values = pd.Series(sorted(frame[column].unique()))
+        key = values.str.lower().str.replace(r"[\s_\-]+", "", regex=True)
+        clashes = [list(g) for _, g in values.groupby(key) if len(g) > 1]
+        if clashes:
+            warnings.warn(f"{where}: {column} labels that differ only in case or separators are treated as "
+                          f"different classes: {clashes}; rename the folders or manifest values if they are the same",
+                          stacklevel=3)
