@@ -111,7 +111,9 @@ def _choice(name: str, value: Any, valid: tuple) -> None:
 # `default` is the embedded benchmark on a 2-core CPU, `paper` is seed 002's protocol (meant for a GPU).
 PROFILES: dict[str, dict[str, Any]] = {
     "quick": dict(seeds=(0,), config=dict(epochs=1, batch_size=32, image_size=32)),
-    "default": dict(seeds=(0, 1, 2), config=dict()),
+    # 6 epochs: validation accuracy saturates by epoch 4-5 on the embedded benchmark and held-out accuracy moves
+    # by about 0.01 between 6 and 12 epochs (baseline, seed 0), for half the time of the study.
+    "default": dict(seeds=(0, 1, 2), config=dict(epochs=6)),
     "paper": dict(
         seeds=(0,),
         config=dict(backbone="resnet50", input_policy="resize", image_size=224, batch_size=4,

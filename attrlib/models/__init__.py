@@ -1,0 +1,8 @@
+"""Models: backbones by name, input stems, the single/dual-head attribution model, a head selector for CAMs."""
+from .backbones import CompactNet, TorchvisionResNet, build_backbone
+from .heads import AttributionModel, HeadSelector, build_model
+from .stems import NPRStem, Normalize, SRMStem, Stem
+from .weights import load_local_weights
+
+__all__ = ["AttributionModel", "CompactNet", "HeadSelector", "NPRStem", "Normalize", "SRMStem", "Stem",
+           "TorchvisionResNet", "build_backbone", "build_model", "load_local_weights"]

@@ -1,0 +1,104 @@
+"""The technique contract (DomainBed's `Algorithm`, BalancingGroups' `ERM`) and the plain ERM step.
+
+A technique owns its model(s), optimiser(s) and loss; the engine owns data, epochs, evaluation and files.
+The engine reads only the class attributes below and calls only these methods, so adding a technique is
+one new module with one `@register`-ed class.
+
+    update(batch) -> dict[str, float]   one optimisation step; batch = dict(x, generator, subclass, group, index)
+    predict(x) -> generator logits      x in [0, 1] pixel space, (B, 3, H, W)
+    sampler_weights(frame) -> per-row weights for sampling with replacement, or None for plain shuffling
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import ConfigError
+from ..models import build_model
+
+
+class Technique(nn.Module):
+    name: str = ""                  # set by @register
+    description: str = ""           # one line, shown by `attrlib techniques`
+    defaults: dict[str, Any] = {}   # the technique's own hyper-parameters; config.technique_params overrides
+    dual_head: bool = False         # build the model with a subclass head
+    train_split: str = "train"      # the split the engine trains on
+    heldout_split: str = "test"     # the split metrics.json reports as `heldout`
+    eval_splits: tuple[str, ...] = ("val", "test", "ft_test")  # splits predicted after training
+    requires: tuple[str, ...] = ()  # techniques whose finished run (same config) this one starts from
+    uses_target_data: bool = False  # trains on images of the held-out subclass: not a fair comparison
+
+    def __init__(self, config, generators: list[str], subclasses: list[str]):
+        super().__init__()
+        self.config = config
+        self.generators, self.subclasses = list(generators), list(subclasses)
+        self.n_generators, self.n_subclasses = len(self.generators), len(self.subclasses)
+        self.n_groups = self.n_generators * self.n_subclasses
+        unknown = sorted(set(config.technique_params) - set(self.defaults))
+        if unknown:
+            raise ConfigError(f"technique {self.name!r} has no parameter(s) {unknown}; "
+                              f"valid: {sorted(self.defaults) or 'none'}")
+        self.hparams = {**self.defaults, **config.technique_params}
+        self.model = build_model(config, self.n_generators, self.n_subclasses, dual_head=self.dual_head)
+        self.optimizer = self.make_optimizer(self.model.parameters())
+
+    # --- what the engine reads ---
+    @property
+    def epochs(self) -> int:
+        return int(self.hparams.get("epochs") or self.config.epochs)
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        """Every optimiser, by name, so the engine can checkpoint and resume them."""
+        return {"main": self.optimizer}
+
+    def sampler_weights(self, frame: pd.DataFrame) -> np.ndarray | None:
+        return None
+
+    def prepare(self, upstream: dict[str, Path]) -> None:
+        """Called once before training with the run folders of `requires` (e.g. to load their weights)."""
+
+    def start_epoch(self, epoch: int, epochs: int) -> None:
+        """Called before each epoch (0-based), for schedules."""
+
+    # --- the step ---
+    def make_optimizer(self, params, lr: float | None = None) -> torch.optim.Optimizer:
+        lr = self.config.lr if lr is None else lr
+        if self.config.optimizer == "sgd":
+            return torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=self.config.weight_decay)
+        return torch.optim.Adam(params, lr=lr, weight_decay=self.config.weight_decay)
+
+    def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return F.cross_entropy(self.model(batch["x"]), batch["generator"])
+
+    def update(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+        loss = self.loss(batch)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        return {"loss": loss.item()}
+
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+    def monitor(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits for the per-epoch validation accuracy; `predict` unless that is costly (test-time attacks)."""
+        return self.predict(x)
+
+    # --- helpers for techniques ---
+    def group_of(self, frame: pd.DataFrame) -> np.ndarray:
+        """generator_index * n_subclasses + subclass_index per row (-1 for a subclass outside training)."""
+        g = frame["generator"].map({n: i for i, n in enumerate(self.generators)}).to_numpy()
+        s = frame["subclass"].map({n: i for i, n in enumerate(self.subclasses)})
+        s = s.fillna(-1).to_numpy().astype(int)
+        return np.where(s >= 0, g * self.n_subclasses + s, -1)
+
+
+def confusion_loss(logits: torch.Tensor) -> torch.Tensor:
+    """Cross entropy towards the uniform distribution (Alvi et al., "Turning a Blind Eye", 2018)."""
+    return -F.log_softmax(logits, dim=1).mean(dim=1).mean()

@@ -1,0 +1,50 @@
+"""Seed 002 §3.3: start from a finished baseline run, train only the classification layer on 80 % of the
+held-out subclass (`ft_train`), SGD lr 1e-3 momentum 0.9, 75 epochs; report on the other 20 % (`ft_test`).
+
+It sees images of the target subclass, so every table flags it (`uses_target_data`): an upper reference,
+not a competitor. The backbone stays frozen in eval mode (its BatchNorm statistics too).
+"""
+from pathlib import Path
+
+import torch
+
+from ..errors import CheckpointError
+from . import register
+from .base import Technique
+
+
+@register("fine_tuning")
+class FineTuning(Technique):
+    description = "baseline's classification layer re-trained on 80% of the held-out subclass; uses target data (seed 002 §3.3)"
+    defaults = {"epochs": 75, "lr": 1e-3, "momentum": 0.9}
+    train_split = "ft_train"
+    heldout_split = "ft_test"
+    requires = ("baseline",)
+    uses_target_data = True
+
+    def __init__(self, config, generators, subclasses):
+        super().__init__(config, generators, subclasses)
+        for p in self.model.body_parameters():
+            p.requires_grad_(False)
+        self.optimizer = torch.optim.SGD(self.model.generator_head.parameters(), lr=self.hparams["lr"],
+                                         momentum=self.hparams["momentum"])
+
+    def prepare(self, upstream):
+        path = Path(upstream["baseline"]) / "checkpoint.pt"
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)["technique"]
+        except (OSError, KeyError, RuntimeError) as err:
+            raise CheckpointError(f"cannot read the baseline checkpoint {str(path)!r}: {err}; "
+                                  "delete that run folder so the baseline is trained again") from None
+        self.load_state_dict(state)
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self.model.stem.eval()
+        self.model.backbone.eval()
+        return self
+
+    def loss(self, batch):
+        with torch.no_grad():
+            feats = self.model.features(batch["x"])
+        return torch.nn.functional.cross_entropy(self.model.generator_head(feats), batch["generator"])

@@ -1,0 +1,134 @@
+"""The engine: run folders, reuse, determinism, resume, the fine-tuning chain."""
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+import torch
+
+from attrlib import engine
+from attrlib.config import Config
+from attrlib.errors import ConfigError
+
+TIMING = ("train_seconds", "train_images_per_second", "device")
+
+
+def _config(tiny_data, runs, **kw) -> Config:
+    return Config(**{**dict(data=str(tiny_data), runs=str(runs), image_size=32, batch_size=16, epochs=2), **kw})
+
+
+def _metrics(run) -> dict:
+    m = json.loads((run / "metrics.json").read_text())
+    return {k: v for k, v in m.items() if k not in TIMING}
+
+
+def _history(run) -> list[dict]:
+    rows = [json.loads(line) for line in (run / "history.jsonl").read_text().splitlines()]
+    return [{k: v for k, v in r.items() if k not in ("seconds", "images_per_second")} for r in rows]
+
+
+def test_run_folder_contents(tiny_data, tmp_path):
+    config = _config(tiny_data, tmp_path)
+    run = engine.train(config, progress=False)
+    assert run == tmp_path / "baseline" / config.run_id()
+    assert {p.name for p in run.iterdir()} == {"config.json", "history.jsonl", "checkpoint.pt", "predictions.csv",
+                                               "metrics.json", "done"}
+    assert Config.from_dict(json.loads((run / "config.json").read_text())).run_id() == config.run_id()
+    history = _history(run)
+    assert [h["epoch"] for h in history] == [0, 1] and all("loss" in h and "val_accuracy" in h for h in history)
+    pred = pd.read_csv(run / "predictions.csv")
+    generators = sorted(pred["generator"].unique())
+    assert list(pred.columns) == ["path", "split", "generator", "subclass", "pred", *[f"p_{g}" for g in generators]]
+    assert set(pred["split"]) == {"val", "test", "ft_test"}
+    assert (pred[[f"p_{g}" for g in generators]].sum(axis=1) - 1).abs().max() < 1e-4
+    m = json.loads((run / "metrics.json").read_text())
+    assert m["heldout"]["split"] == "test" and 0 <= m["heldout"]["accuracy"] <= 1 and "macro_f1" in m["heldout"]
+    assert set(m["heldout"]["per_generator"]) == set(generators)
+    assert set(m["heldout"]["per_generator"]["lsgm"]) == {"precision", "recall", "f1", "support"}
+    assert "accuracy" in m["val"] and m["uses_target_data"] is False
+    test = pred[pred["split"] == "test"]
+    assert m["heldout"]["accuracy"] == pytest.approx((test["generator"] == test["pred"]).mean())
+
+
+def test_same_seed_gives_identical_metrics_and_a_finished_run_is_reused(tiny_data, tmp_path, monkeypatch):
+    a = engine.train(_config(tiny_data, tmp_path / "a", technique="weighted_sampling"), progress=False)
+    b = engine.train(_config(tiny_data, tmp_path / "b", technique="weighted_sampling"), progress=False)
+    assert _metrics(a) == _metrics(b) and _history(a) == _history(b)
+    assert (a / "predictions.csv").read_bytes() == (b / "predictions.csv").read_bytes()
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a finished run was trained again")
+
+    monkeypatch.setattr(engine, "train_one_epoch", no_training)
+    assert engine.train(_config(tiny_data, tmp_path / "a", technique="weighted_sampling"), progress=False) == a
+
+
+def test_an_interrupted_run_resumes_to_the_same_metrics(tiny_data, tmp_path, monkeypatch):
+    config = _config(tiny_data, tmp_path / "whole", epochs=3, technique="group_dro")
+    whole = engine.train(config, progress=False)
+
+    real = engine.train_one_epoch
+
+    def killed_in_epoch_2(technique, loader, device, epoch, epochs, progress=True):
+        if epoch == 2:
+            raise KeyboardInterrupt
+        return real(technique, loader, device, epoch, epochs, progress)
+
+    config = config.replace(runs=str(tmp_path / "cut"))
+    monkeypatch.setattr(engine, "train_one_epoch", killed_in_epoch_2)
+    with pytest.raises(KeyboardInterrupt):
+        engine.train(config, progress=False)
+    cut = engine.run_dir(config)
+    assert not (cut / "done").exists() and torch.load(cut / "checkpoint.pt", weights_only=True)["epoch"] == 1
+    monkeypatch.setattr(engine, "train_one_epoch", real)
+    assert engine.train(config, progress=False) == cut
+    assert _metrics(cut) == _metrics(whole) and _history(cut) == _history(whole)
+
+
+def test_fine_tuning_starts_from_the_baseline_and_reports_ft_test(tiny_data, tmp_path):
+    config = _config(tiny_data, tmp_path, technique="fine_tuning", technique_params={"epochs": 3})
+    run = engine.train(config, progress=False)
+    baseline = engine.run_dir(config.replace(technique="baseline", technique_params={}))
+    assert (baseline / "done").exists()
+    m = json.loads((run / "metrics.json").read_text())
+    assert m["uses_target_data"] is True and m["heldout"]["split"] == "ft_test" and m["epochs"] == 3
+    assert m["heldout"]["n"] == m["ft_test"]["n"] < m["test"]["n"]
+    base = torch.load(baseline / "checkpoint.pt", weights_only=True)["technique"]
+    ft = torch.load(run / "checkpoint.pt", weights_only=True)["technique"]
+    assert torch.equal(base["model.backbone.layer3.conv1.weight"], ft["model.backbone.layer3.conv1.weight"])
+    assert not torch.equal(base["model.generator_head.weight"], ft["model.generator_head.weight"])
+
+
+def test_bad_parameters_fail_before_any_work(tiny_data, tmp_path):
+    with pytest.raises(ConfigError, match="valid techniques"):
+        engine.train(_config(tiny_data, tmp_path, technique="nope"), progress=False)
+    with pytest.raises(ConfigError, match="valid choices"):
+        engine.pick_device("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="not available"):
+            engine.train(_config(tiny_data, tmp_path, device="cuda"), progress=False)
+    assert not (tmp_path / "baseline").exists() and not (tmp_path / "nope").exists()
+
+
+def test_train_seeds_and_the_reporting_tables(tiny_data, tmp_path):
+    from attrlib import reporting
+
+    runs = engine.train_seeds("baseline", "quick", seeds=[0, 1], data=str(tiny_data), runs=str(tmp_path / "runs"),
+                              progress=False)
+    assert [json.loads((r / "config.json").read_text())["seed"] for r in runs] == [0, 1]
+    assert json.loads((runs[0] / "config.json").read_text())["image_size"] == 32  # the quick profile's
+    table = reporting.seed_table(runs)
+    generators = sorted(json.loads((runs[0] / "metrics.json").read_text())["heldout"]["per_generator"])
+    assert list(table.index) == [*generators, "average", "accuracy"] and "±" in table.loc["average", "f1"]
+    numbers = reporting.seed_table(runs, fmt=False)
+    accuracies = [json.loads((r / "metrics.json").read_text())["heldout"]["accuracy"] for r in runs]
+    assert numbers.loc["accuracy", ("f1", "mean")] == pytest.approx(sum(accuracies) / 2)
+    cm = reporting.confusion(runs)
+    assert cm.to_numpy().sum() == 2 * json.loads((runs[0] / "metrics.json").read_text())["heldout"]["n"]
+    summary = reporting.summary_table({"baseline": runs})
+    assert summary.loc["baseline", "seeds"] == 2
+    written = reporting.save_fig(reporting.confusion_figure(runs), "02_test", tmp_path / "figures")
+    assert [p.suffix for p in written] == [".png", ".pdf"] and all(p.stat().st_size > 0 for p in written)
+    written = reporting.save_table(table, "02_test", tmp_path / "results")
+    assert {p.suffix for p in written} == {".csv", ".md", ".tex"}
