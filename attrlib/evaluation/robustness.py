@@ -1,0 +1,169 @@
+"""Held-out accuracy under the forensic standard's post-processing (Wang et al. 2020; Corvi et al. 2023):
+JPEG at quality 95, 75 and 50, Gaussian blur with sigma 0.5 and 1.0, and resizing down by 0.75 and back up.
+
+A perturbation acts on the decoded uint8 image (H x W x 3), before the model's input policy (crop or resize),
+as post-processing acts on a file before anyone attributes it. Accuracy uses the technique's own `predict`
+(so a test-time defence runs as it does in the engine's evaluation).
+
+    table = robustness_table({"baseline": dirs_b, "group_dro": dirs_g}, data)
+    # columns: technique, seed, perturbation, accuracy, n
+"""
+from __future__ import annotations
+
+import io
+import math
+import os
+from dataclasses import dataclass
+from functools import partial
+from typing import Callable, Mapping, Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import torch
+from PIL import Image
+from torchvision.transforms import InterpolationMode
+from torchvision.transforms.v2 import functional as TF
+
+from ..data import ImageDataset
+
+
+@dataclass(frozen=True)
+class Perturbation:
+    """A named uint8 H x W x 3 -> uint8 H x W x 3 image transformation."""
+    name: str
+    fn: Callable[[np.ndarray], np.ndarray]
+
+    def __call__(self, img: np.ndarray) -> np.ndarray:
+        return self.fn(img)
+
+
+def _identity(img: np.ndarray) -> np.ndarray:
+    return img
+
+
+def _jpeg(img: np.ndarray, quality: int) -> np.ndarray:
+    buf = io.BytesIO()
+    Image.fromarray(img).save(buf, format="JPEG", quality=quality)  # Pillow's default 4:2:0 chroma subsampling
+    buf.seek(0)
+    with Image.open(buf) as im:
+        return np.asarray(im.convert("RGB"), dtype=np.uint8).copy()
+
+
+def _blur(img: np.ndarray, sigma: float) -> np.ndarray:
+    k = 2 * math.ceil(3 * sigma) + 1  # +-3 sigma: the truncated Gaussian keeps > 99.7 % of its mass
+    t = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)
+    return TF.gaussian_blur(t, kernel_size=[k, k], sigma=[sigma, sigma]).permute(1, 2, 0).numpy().copy()
+
+
+def _down_up(img: np.ndarray, scale: float) -> np.ndarray:
+    h, w = img.shape[:2]
+    t = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)
+    small = TF.resize(t, [max(1, round(h * scale)), max(1, round(w * scale))],
+                      interpolation=InterpolationMode.BILINEAR, antialias=True)
+    back = TF.resize(small, [h, w], interpolation=InterpolationMode.BILINEAR, antialias=True)
+    return back.permute(1, 2, 0).numpy().copy()
+
+
+def clean() -> Perturbation:
+    return Perturbation("clean", _identity)
+
+
+def jpeg(quality: int) -> Perturbation:
+    if not 1 <= int(quality) <= 95:
+        raise ValueError(f"JPEG quality {quality!r} must lie in 1..95 (Pillow's useful range)")
+    return Perturbation(f"jpeg_q{int(quality)}", partial(_jpeg, quality=int(quality)))
+
+
+def gaussian_blur(sigma: float) -> Perturbation:
+    if not sigma > 0:
+        raise ValueError(f"blur sigma {sigma!r} must be positive")
+    return Perturbation(f"blur_s{sigma:g}", partial(_blur, sigma=float(sigma)))
+
+
+def down_up(scale: float) -> Perturbation:
+    if not 0 < scale < 1:
+        raise ValueError(f"resize scale {scale!r} must lie strictly between 0 and 1")
+    return Perturbation(f"resize_{scale:g}", partial(_down_up, scale=float(scale)))
+
+
+def standard_perturbations() -> list[Perturbation]:
+    """clean, JPEG q95/75/50, blur sigma 0.5/1.0, down-up 0.75: the issue's list, in that order."""
+    return [clean(), jpeg(95), jpeg(75), jpeg(50), gaussian_blur(0.5), gaussian_blur(1.0), down_up(0.75)]
+
+
+class PerturbedImageDataset(ImageDataset):
+    """An `ImageDataset` whose decoded uint8 images pass through `perturbation` before the input policy."""
+
+    def __init__(self, frame: pd.DataFrame, data, perturbation: Perturbation, **kwargs) -> None:
+        self.perturbation = perturbation
+        super().__init__(frame, data, **kwargs)
+
+    # ImageDataset._prepare receives every decoded image (cached or streamed) before padding/resizing.
+    def _prepare(self, img: np.ndarray, mask: np.ndarray | None):
+        return super()._prepare(self.perturbation(img), mask)
+
+
+def perturbed_accuracy(technique, frame: pd.DataFrame, data, perturbations: Sequence[Perturbation],
+                       policy: str = "crop", size: int = 64, batch_size: int = 64,
+                       device: str | torch.device = "cpu") -> pd.DataFrame:
+    """Accuracy of `technique.predict` on `frame` under each perturbation: columns perturbation, accuracy, n."""
+    from ..engine import predict_probs
+
+    device = torch.device(device)
+    rows = []
+    for p in perturbations:
+        ds = PerturbedImageDataset(frame, data, p, policy=policy, size=size, train=False)
+        loader = torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=False)
+        probs = predict_probs(technique, loader, device)
+        y = data.labels(ds.frame)["generator"]
+        rows.append({"perturbation": p.name, "accuracy": float((probs.argmax(1) == y).mean()) if len(y) else np.nan,
+                     "n": int(len(y))})
+    return pd.DataFrame(rows)
+
+
+def robustness_table(runs: Mapping[str, Sequence[str | os.PathLike]], data=None,
+                     perturbations: Sequence[Perturbation] | None = None, split: str | None = None,
+                     max_images: int | None = None, batch_size: int = 64) -> pd.DataFrame:
+    """Tidy table (technique, seed, perturbation, accuracy, n) of every run (runs: name -> run folders) on
+    `split` (default: each run's held-out split) under every perturbation (default: `standard_perturbations`),
+    each run rebuilt on the CPU under its own input policy and size."""
+    from .runs import heldout_split, load_run
+
+    perturbations = list(perturbations or standard_perturbations())
+    parts, cache = [], {}
+    for name, dirs in runs.items():
+        for d in dirs:
+            run = load_run(d, data=data, cache=cache)
+            frame = run.data.split(split or heldout_split(d))
+            if max_images is not None:
+                frame = frame.iloc[:max_images]
+            acc = perturbed_accuracy(run.technique, frame, run.data, perturbations, run.config.input_policy,
+                                     run.config.image_size, batch_size)
+            parts.append(acc.assign(technique=name, seed=run.seed))
+    table = pd.concat(parts, ignore_index=True)[["technique", "seed", "perturbation", "accuracy", "n"]]
+    order = [p.name for p in perturbations]
+    table["perturbation"] = pd.Categorical(table["perturbation"], categories=order, ordered=True)
+    return table
+
+
+def robustness_summary(table: pd.DataFrame) -> pd.DataFrame:
+    """technique x perturbation: mean accuracy over seeds (the wide view of `robustness_table`)."""
+    return table.pivot_table(index="technique", columns="perturbation", values="accuracy", aggfunc="mean",
+                             sort=False, observed=True)
+
+
+def robustness_figure(table: pd.DataFrame, title: str = "Held-out accuracy under post-processing") -> plt.Figure:
+    """Mean accuracy (over seeds, with their spread) per perturbation, one line per technique."""
+    import seaborn as sns
+
+    fig, ax = plt.subplots(figsize=(7.2, 3.8))
+    sns.pointplot(data=table, x="perturbation", y="accuracy", hue="technique", errorbar="sd", dodge=0.3,
+                  markersize=4, linewidth=1.2, ax=ax)
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel("")
+    ax.tick_params(axis="x", labelsize=8, rotation=20)
+    ax.legend(fontsize=7, ncols=2)
+    ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,242 @@
+"""Grad-CAM with captum, and content reliance measured with the benchmark's object masks.
+
+    with GradCam(model) as cam:                  # generator head; a dual-head model works the same way
+        maps, targets = cam(x)                   # (B, 1, H, W) in [0, 1], targets = predicted generators
+    share = mask_share(maps, masks)              # CAM mass inside the object, per image
+
+`GradCam` wraps captum's `LayerGradCam` on `model.cam_layer` (every backbone exposes it) and runs it on
+`HeadSelector(model, head)`, so the CAM explains one head's logits. Maps are upsampled to the input size
+(`LayerAttribution.interpolate`, bilinear), ReLU-ed and scaled per image to [0, 1] (an all-zero map stays
+zero). captum adds its hooks for one `attribute` call and removes them itself; the context manager puts the
+model back in the train/eval mode it had and clears the gradients the backward pass left.
+
+Content reliance of a model: mean share of CAM mass inside the object mask. Read it against the mean mask
+area (what a map spread evenly over the image would score): a model attributing by fingerprint should score
+about the area; one that reads content scores well above it.
+"""
+from __future__ import annotations
+
+import os
+from typing import Mapping, Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import torch
+from captum.attr import LayerAttribution, LayerGradCam
+from torch import nn
+
+from ..errors import DataError
+from ..models import HeadSelector
+
+
+class GradCam:
+    """Grad-CAM of one head of an `AttributionModel`. Call it inside `with` (or call `close()`)."""
+
+    def __init__(self, model: nn.Module, head: str = "generator", layer: nn.Module | None = None):
+        self.model = model
+        self.head = HeadSelector(model, head)
+        self.layer = layer if layer is not None else model.cam_layer
+        self._cam = LayerGradCam(self.head, self.layer)
+        self._was_training: bool | None = None
+
+    def __enter__(self) -> "GradCam":
+        self._was_training = self.model.training
+        self.model.eval()  # BatchNorm statistics fixed: a CAM must not change the model
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._was_training is not None:
+            self.model.train(self._was_training)
+            self._was_training = None
+        self.model.zero_grad(set_to_none=True)
+
+    def __call__(self, x: torch.Tensor, target: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """CAMs (B, 1, H, W) in [0, 1] of x (B, 3, H, W) in [0, 1] for `target` class indices (default: the
+        head's prediction); returns (maps, targets)."""
+        if x.dim() != 4:
+            raise ValueError(f"x must be a batch (B, 3, H, W); got shape {tuple(x.shape)}")
+        x = x.detach()
+        if target is None:
+            with torch.no_grad():
+                target = self.head(x).argmax(1)
+        target = torch.as_tensor(target, device=x.device).long().reshape(-1)
+        if len(target) != len(x):
+            raise ValueError(f"{len(target)} targets for {len(x)} images; give one class index per image")
+        with torch.enable_grad():
+            raw = self._cam.attribute(x, target=target, relu_attributions=True)
+        up = LayerAttribution.interpolate(raw.detach().float(), tuple(x.shape[-2:]), interpolate_mode="bilinear")
+        return normalize_maps(up), target
+
+
+def normalize_maps(maps: torch.Tensor) -> torch.Tensor:
+    """ReLU, then each map divided by its maximum: values in [0, 1]; an all-zero (or non-finite) map becomes 0."""
+    maps = torch.nan_to_num(maps.float(), nan=0.0, posinf=0.0, neginf=0.0).clamp_min(0.0)
+    peak = maps.flatten(1).amax(1).view(-1, *([1] * (maps.dim() - 1)))
+    return torch.where(peak > 0, maps / peak.clamp_min(1e-12), torch.zeros_like(maps)).clamp_(0.0, 1.0)
+
+
+def grad_cam(model: nn.Module, x: torch.Tensor, target: torch.Tensor | None = None, head: str = "generator",
+             layer: nn.Module | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """One-shot `GradCam`: (maps (B, 1, H, W) in [0, 1], targets)."""
+    with GradCam(model, head=head, layer=layer) as cam:
+        return cam(x, target)
+
+
+def mask_share(maps: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+    """Share of each map's mass inside its mask: sum(map * mask) / sum(map), per image (B,).
+
+    masks: (B, 1, H, W) in [0, 1] (soft masks weigh by their value). NaN where a map is all zero.
+    """
+    if maps.shape != masks.shape:
+        raise ValueError(f"maps {tuple(maps.shape)} and masks {tuple(masks.shape)} differ in shape")
+    total = maps.flatten(1).sum(1)
+    inside = (maps * masks).flatten(1).sum(1)
+    return torch.where(total > 0, inside / total.clamp_min(1e-12), torch.full_like(total, float("nan")))
+
+
+def mask_area(masks: torch.Tensor) -> torch.Tensor:
+    """Share of the image each mask covers (B,): the mask share of a map spread evenly over the image."""
+    return masks.flatten(1).float().mean(1)
+
+
+# --------------------------------------------------------------------------------------------- per dataset
+def content_reliance(model: nn.Module, dataset, generators: Sequence[str], target: str = "pred",
+                     batch_size: int = 32, head: str = "generator", device: str | torch.device = "cpu") -> pd.DataFrame:
+    """Per image of `dataset` (an `ImageDataset(..., with_mask=True)`): the CAM's share inside the object mask
+    and the mask's area. target: "pred" (explain the prediction) or "true" (explain the true generator).
+
+    Columns: path, generator, pred, target, share_in_mask, mask_area. Images with an empty mask (no object
+    known) get NaN and are left out of `summarize_reliance`.
+    """
+    if target not in ("pred", "true"):
+        raise ValueError(f"target={target!r}; valid choices: 'pred', 'true'")
+    if not getattr(dataset, "with_mask", False):
+        raise DataError("content_reliance needs masks: build the dataset with ImageDataset(..., with_mask=True)")
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False)
+    rows = []
+    model = model.to(device)
+    with GradCam(model, head=head) as cam:
+        for batch in loader:
+            x, masks = batch["x"].to(device), batch["mask"].to(device)
+            with torch.no_grad():
+                pred = cam.head(x).argmax(1)
+            maps, used = cam(x, pred if target == "pred" else batch["generator"].to(device))
+            area = mask_area(masks)
+            share = torch.where(area > 0, mask_share(maps, masks), torch.full_like(area, float("nan")))
+            for k in range(len(x)):
+                i = int(batch["index"][k])
+                rows.append({"path": dataset.frame["path"].iloc[i], "generator": generators[int(batch["generator"][k])],
+                             "pred": generators[int(pred[k])], "target": generators[int(used[k])],
+                             "share_in_mask": float(share[k]), "mask_area": float(area[k])})
+    return pd.DataFrame(rows, columns=["path", "generator", "pred", "target", "share_in_mask", "mask_area"])
+
+
+def summarize_reliance(per_image: pd.DataFrame) -> dict:
+    """Mean share in mask, mean mask area (over the same images), their ratio (1 = no preference for the
+    object), and the images counted (those with a mask and a non-zero CAM)."""
+    ok = per_image.dropna(subset=["share_in_mask"])
+    ok = ok[ok["mask_area"] > 0]
+    share, area = float(ok["share_in_mask"].mean()), float(ok["mask_area"].mean())
+    return {"share_in_mask": share, "mask_area": area,
+            "ratio": share / area if len(ok) and area > 0 else float("nan"), "n_images": int(len(ok))}
+
+
+def content_reliance_table(runs: Mapping[str, Sequence[str | os.PathLike]], data=None, split: str | None = None,
+                           target: str = "pred", batch_size: int = 32, max_images: int | None = None) -> pd.DataFrame:
+    """Content reliance per technique (runs: name -> run folders), averaged over seeds.
+
+    Each run is rebuilt on the CPU (`load_run`) and its CAMs computed on `split` (default: the run's own
+    held-out split, test or ft_test), under the run's input policy and size. Columns: share_in_mask (mean
+    over seeds), share_std, mask_area, ratio, n_images (per seed), seeds. The per-seed rows are in
+    `table.attrs["per_seed"]`.
+    """
+    from ..data import ImageDataset
+    from ..evaluation.runs import heldout_split, load_run
+
+    per_seed, cache = [], {}
+    for name, dirs in runs.items():
+        for d in dirs:
+            run = load_run(d, data=data, cache=cache)
+            frame = run.data.split(split or heldout_split(d))
+            if max_images is not None:
+                frame = frame.iloc[:max_images]
+            ds = ImageDataset(frame, run.data, policy=run.config.input_policy, size=run.config.image_size,
+                              train=False, with_mask=True)
+            s = summarize_reliance(content_reliance(run.model, ds, run.generators, target, batch_size))
+            per_seed.append({"technique": name, "seed": run.seed, **s})
+    seeds = pd.DataFrame(per_seed)
+    g = seeds.groupby("technique", sort=False)
+    table = pd.DataFrame({"share_in_mask": g["share_in_mask"].mean(),
+                          "share_std": g["share_in_mask"].std(ddof=1).fillna(0.0),
+                          "mask_area": g["mask_area"].mean(), "ratio": g["ratio"].mean(),
+                          "n_images": g["n_images"].first(), "seeds": g.size()})
+    table.attrs["per_seed"] = seeds
+    return table
+
+
+# --------------------------------------------------------------------------------------------- figures
+def cam_examples(model: nn.Module, dataset, indices: Sequence[int], target: str = "pred",
+                 head: str = "generator") -> dict[str, torch.Tensor]:
+    """Images (B, 3, H, W), CAMs (B, 1, H, W), predicted and true class indices of `dataset[indices]`."""
+    batch = torch.utils.data.default_collate([dataset[int(i)] for i in indices])
+    with GradCam(model, head=head) as cam:
+        with torch.no_grad():
+            pred = cam.head(batch["x"]).argmax(1)
+        maps, _ = cam(batch["x"], pred if target == "pred" else batch["generator"])
+    return {"x": batch["x"], "cam": maps, "pred": pred, "true": batch["generator"]}
+
+
+def cam_grid(images: torch.Tensor, cams: torch.Tensor, pred: Sequence[int], true: Sequence[int],
+             generators: Sequence[str], title: str = "", alpha: float = 0.5) -> plt.Figure:
+    """Two rows: the images, then their CAM overlays labelled "pred X / true Y" (green when right, red when
+    wrong). Save with `attrlib.reporting.save_fig`."""
+    n = len(images)
+    if not n:
+        raise ValueError("cam_grid needs at least one image")
+    fig, axes = plt.subplots(2, n, figsize=(1.7 * n + 0.4, 4.3), squeeze=False)
+    for k in range(n):
+        img = images[k].permute(1, 2, 0).clamp(0, 1).cpu().numpy()
+        axes[0, k].imshow(img, interpolation="nearest")
+        axes[1, k].imshow(img, interpolation="nearest")
+        axes[1, k].imshow(cams[k, 0].cpu().numpy(), cmap="jet", alpha=alpha, vmin=0, vmax=1, interpolation="bilinear")
+        p, t = int(pred[k]), int(true[k])
+        axes[1, k].set_xlabel(f"pred {generators[p]}\ntrue {generators[t]}", fontsize=7,
+                              color="tab:green" if p == t else "tab:red")
+        for ax in axes[:, k]:
+            ax.set_xticks([]), ax.set_yticks([])
+    axes[0, 0].set_ylabel("image", fontsize=8)
+    axes[1, 0].set_ylabel("Grad-CAM", fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def pick_examples(frame: pd.DataFrame, generators: Sequence[str], per_generator: int = 1, seed: int = 0) -> list[int]:
+    """Row positions of `frame`: `per_generator` images of each generator (fixed seed), for comparable grids."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for g in generators:
+        rows = np.flatnonzero(frame["generator"].to_numpy() == g)
+        out += sorted(rng.choice(rows, size=min(per_generator, len(rows)), replace=False).tolist())
+    return out
+
+
+def run_cam_grid(run_dir: str | os.PathLike, data=None, split: str | None = None, per_generator: int = 1,
+                 target: str = "pred", seed: int = 0) -> plt.Figure:
+    """The CAM grid of one run folder on `per_generator` images of each generator of `split` (default: the
+    run's held-out split), titled with the technique and seed."""
+    from ..data import ImageDataset
+    from ..evaluation.runs import heldout_split, load_run
+
+    run = load_run(run_dir, data=data)
+    split = split or heldout_split(run_dir)
+    frame = run.data.split(split)
+    ds = ImageDataset(frame, run.data, policy=run.config.input_policy, size=run.config.image_size, train=False)
+    ex = cam_examples(run.model, ds, pick_examples(ds.frame, run.generators, per_generator, seed), target=target)
+    return cam_grid(ex["x"], ex["cam"], ex["pred"], ex["true"], run.generators,
+                    title=f"{run.name} (seed {run.seed}), {split} split, CAM of the {target} generator")

@@ -1,0 +1,291 @@
+"""Evaluation: metrics equal scikit-learn's, intervals, ECE, gap closed, LLR, robustness, and run folders."""
+from __future__ import annotations
+
+import json
+import math
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from sklearn.metrics import accuracy_score, classification_report, confusion_matrix, f1_score, roc_auc_score
+
+from attrlib import engine
+from attrlib.config import Config
+from attrlib.errors import DataError
+from attrlib.evaluation import (aggregate_over_seeds, bootstrap_ci, clean, confusion, down_up,
+                                expected_calibration_error, gap_closed, gaussian_blur, heldout_predictions, jpeg,
+                                llr_figure, llr_scores, load_run, per_generator_auc, robustness_summary,
+                                robustness_table, seed_style_report, shortcut_gap, standard_perturbations,
+                                summary_table)
+from attrlib.reporting import save_table
+
+GENS = ["a", "b", "c", "d"]
+
+
+def _fixed_predictions(n: int = 200, seed: int = 0) -> pd.DataFrame:
+    """Predictions of a mediocre classifier; generator "d" is never predicted (zero-division case)."""
+    rng = np.random.default_rng(seed)
+    true = rng.integers(0, 4, n)
+    logits = rng.normal(0, 1, (n, 4))
+    logits[np.arange(n), true] += 1.5
+    logits[:, 3] -= 10
+    probs = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    frame = pd.DataFrame({"path": [f"img{i}.png" for i in range(n)], "split": "test",
+                          "generator": [GENS[i] for i in true], "subclass": "x",
+                          "pred": [GENS[i] for i in probs.argmax(1)]})
+    for i, g in enumerate(GENS):
+        frame[f"p_{g}"] = probs[:, i]
+    return frame
+
+
+# --------------------------------------------------------------------------------------------- metrics
+def test_seed_style_report_equals_scikit_learn():
+    f = _fixed_predictions()
+    rep = seed_style_report(f, GENS)
+    ref = classification_report(f["generator"], f["pred"], labels=GENS, output_dict=True, zero_division=0)
+    assert list(rep.index) == [*GENS, "average", "accuracy"]
+    assert list(rep.columns) == ["precision", "recall", "f1", "support"]
+    for g in GENS:
+        assert rep.loc[g, "precision"] == pytest.approx(ref[g]["precision"])
+        assert rep.loc[g, "recall"] == pytest.approx(ref[g]["recall"])
+        assert rep.loc[g, "f1"] == pytest.approx(ref[g]["f1-score"])
+        assert rep.loc[g, "support"] == ref[g]["support"]
+    assert rep.loc["d", "precision"] == 0.0  # never predicted
+    assert rep.loc["average", "f1"] == pytest.approx(ref["macro avg"]["f1-score"])
+    assert rep.loc["average", "f1"] == pytest.approx(f1_score(f["generator"], f["pred"], labels=GENS, average="macro",
+                                                              zero_division=0))
+    assert rep.loc["accuracy", "f1"] == pytest.approx(accuracy_score(f["generator"], f["pred"]))
+    assert rep.loc["average", "support"] == len(f) and np.isnan(rep.loc["accuracy", "precision"])
+
+
+def test_confusion_counts_and_row_normalised():
+    f = _fixed_predictions()
+    cm = confusion(f, GENS)
+    assert (cm.to_numpy() == confusion_matrix(f["generator"], f["pred"], labels=GENS)).all()
+    norm = confusion(f, GENS, normalize="true")
+    assert np.allclose(norm.sum(axis=1), 1.0)
+    with pytest.raises(ValueError, match="normalize"):
+        confusion(f, GENS, normalize="all")
+
+
+def test_unknown_generator_and_missing_column_are_named():
+    f = _fixed_predictions()
+    with pytest.raises(DataError, match="'e'"):
+        seed_style_report(f.assign(pred="e"), GENS)
+    with pytest.raises(DataError, match="pred"):
+        seed_style_report(f.drop(columns="pred"), GENS)
+
+
+def test_per_generator_auc_equals_scikit_learn_and_is_nan_without_positives():
+    f = _fixed_predictions()
+    auc = per_generator_auc(f, GENS)
+    for g in GENS:
+        assert auc[g] == pytest.approx(roc_auc_score(f["generator"] == g, f[f"p_{g}"]))
+    only_abc = f[f["generator"] != "d"]
+    assert np.isnan(per_generator_auc(only_abc, GENS)["d"])
+
+
+def test_ece_on_a_hand_computed_case():
+    # confidences 0.9, 0.9 (one right, one wrong) and 0.7, 0.7 (both right): bins (0.867, 0.933] and (0.667, 0.733]
+    probs = np.array([[0.9, 0.1], [0.9, 0.1], [0.3, 0.7], [0.3, 0.7]])
+    y = np.array([0, 1, 1, 1])
+    # 2/4 * |0.5 - 0.9| + 2/4 * |1.0 - 0.7| = 0.2 + 0.15
+    assert expected_calibration_error(y, probs) == pytest.approx(0.35)
+    # perfectly calibrated: confidence 1 and always right
+    assert expected_calibration_error(np.array([0, 1]), np.array([[1.0, 0.0], [0.0, 1.0]])) == pytest.approx(0.0)
+    # two confidences in one bin (0.467, 0.533] are averaged before the difference: |0.5 - 0.515|
+    probs = np.array([[0.51, 0.49], [0.52, 0.48]])
+    assert expected_calibration_error(np.array([0, 1]), probs) == pytest.approx(abs(0.5 - 0.515))
+
+
+def test_shortcut_gap():
+    assert shortcut_gap({"val": {"accuracy": 0.95}, "heldout": {"accuracy": 0.49}}) == pytest.approx(0.46)
+    with pytest.raises(DataError, match="val"):
+        shortcut_gap({"heldout": {"accuracy": 0.5}})
+
+
+# --------------------------------------------------------------------------------------------- intervals
+def test_bootstrap_interval_contains_the_estimate_and_narrows_with_more_data():
+    rng = np.random.default_rng(1)
+    widths = []
+    for n in (60, 2400):
+        y = rng.integers(0, 4, n)
+        p = np.where(rng.random(n) < 0.7, y, (y + 1) % 4)
+        for metric in ("accuracy", "macro_f1"):
+            ci = bootstrap_ci(y, p, metric, n_boot=300, seed=0, n_classes=4)
+            assert ci.low <= ci.estimate <= ci.high
+        ci = bootstrap_ci(y, p, "accuracy", n_boot=300, seed=0)
+        assert ci.estimate == pytest.approx(accuracy_score(y, p))
+        widths.append(ci.high - ci.low)
+    assert widths[1] < widths[0] / 3  # about 1/sqrt(40) as wide
+    assert bootstrap_ci(y, p, n_boot=100, seed=3) == bootstrap_ci(y, p, n_boot=100, seed=3)
+
+
+def test_bootstrap_over_seeds_is_paired_and_averages_the_seeds():
+    rng = np.random.default_rng(2)
+    y = rng.integers(0, 3, 300)
+    seeds = np.stack([np.where(rng.random(300) < q, y, (y + 1) % 3) for q in (0.6, 0.8)])
+    ci = bootstrap_ci(y, seeds, "accuracy", n_boot=300)
+    assert ci.estimate == pytest.approx(np.mean([accuracy_score(y, s) for s in seeds]))
+    assert ci.low <= ci.estimate <= ci.high
+    with pytest.raises(ValueError, match="unknown metric"):
+        bootstrap_ci(y, seeds, "balanced")
+
+
+def test_aggregate_over_seeds_dicts_and_frames():
+    agg = aggregate_over_seeds([{"acc": 0.5, "f1": 0.4}, {"acc": 0.7, "f1": 0.6}])
+    assert agg.loc["acc", "mean"] == pytest.approx(0.6) and agg.loc["acc", "n"] == 2
+    assert agg.loc["acc", "std"] == pytest.approx(np.std([0.5, 0.7], ddof=1))
+    assert aggregate_over_seeds([{"acc": 0.5}]).loc["acc", "std"] == 0.0
+    reports = [seed_style_report(_fixed_predictions(seed=s), GENS) for s in (0, 1, 2)]
+    frame = aggregate_over_seeds(reports)
+    assert frame.loc["a", ("f1", "mean")] == pytest.approx(np.mean([r.loc["a", "f1"] for r in reports]))
+    assert np.isnan(frame.loc["accuracy", ("precision", "mean")])
+
+
+# --------------------------------------------------------------------------------------------- gap closed
+def test_gap_closed_arithmetic_and_undefined_denominator():
+    g = gap_closed(0.56, 0.49, 0.91)  # seed 002: adversarial debiasing against its fine-tuning
+    assert g.value == pytest.approx(0.07 / 0.42) and g.note == ""
+    assert gap_closed(0.91, 0.49, 0.91).value == pytest.approx(1.0)
+    assert gap_closed(0.40, 0.49, 0.91).value < 0  # worse than the baseline: negative, not clipped
+    for oracle in (0.49, 0.30):
+        g = gap_closed(0.56, 0.49, oracle)
+        assert math.isnan(g.value) and "does not beat the baseline" in g.note
+
+
+# --------------------------------------------------------------------------------------------- LLR
+def test_llr_scores_and_figure():
+    f = _fixed_predictions(40)
+    f.loc[0, ["p_a", "p_b", "p_c", "p_d"]] = [1.0, 0.0, 0.0, 0.0]  # extreme probabilities are clipped
+    s = llr_scores(f, GENS)
+    assert len(s) == 4 * len(f) and np.isfinite(s["llr"]).all()
+    row = s[(s["path"] == "img1.png") & (s["scored"] == "b")].iloc[0]
+    p = f.loc[1, "p_b"]
+    assert row["llr"] == pytest.approx(math.log(p / (1 - p)))
+    assert row["own"] == (f.loc[1, "generator"] == "b")
+    assert s["llr"].max() == pytest.approx(math.log((1 - 1e-6) / 1e-6))
+    fig = llr_figure(s, GENS, title="test")
+    assert len([ax for ax in fig.axes if ax.get_title()]) == len(GENS)
+    plt.close(fig)
+
+
+# --------------------------------------------------------------------------------------------- perturbations
+def _textured(size: int = 32, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
+
+
+def _high_frequency_energy(img: np.ndarray) -> float:
+    spec = np.abs(np.fft.fftshift(np.fft.fft2(img.astype(float).mean(2) - img.mean())))
+    h, w = spec.shape
+    yy, xx = np.mgrid[0:h, 0:w]
+    far = np.hypot(yy - h / 2, xx - w / 2) > min(h, w) / 4
+    return float((spec[far] ** 2).sum())
+
+
+def test_perturbations_change_images_as_expected():
+    img = _textured()
+    assert np.array_equal(clean()(img), img)
+    for p in standard_perturbations():
+        out = p(img)
+        assert out.shape == img.shape and out.dtype == np.uint8
+    q50, q95 = jpeg(50)(img), jpeg(95)(img)
+    assert not np.array_equal(q50, img)
+    assert np.abs(q50.astype(int) - img).mean() > np.abs(q95.astype(int) - img).mean()
+    e0 = _high_frequency_energy(img)
+    e05, e10 = _high_frequency_energy(gaussian_blur(0.5)(img)), _high_frequency_energy(gaussian_blur(1.0)(img))
+    assert e10 < e05 < e0
+    assert _high_frequency_energy(down_up(0.75)(img)) < e0
+    assert [p.name for p in standard_perturbations()] == ["clean", "jpeg_q95", "jpeg_q75", "jpeg_q50", "blur_s0.5",
+                                                          "blur_s1", "resize_0.75"]
+    with pytest.raises(ValueError, match="quality"):
+        jpeg(100)
+
+
+# --------------------------------------------------------------------------------------------- run folders
+@pytest.fixture(scope="module")
+def runs(tiny_data, tmp_path_factory):
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("eval_runs")
+    base = Config(data=str(tiny_data), runs=str(root), image_size=32, batch_size=16, epochs=1)
+    return {name: [engine.train(base.replace(technique=name, seed=s), progress=False) for s in seeds]
+            for name, seeds in (("baseline", (0, 1)), ("adversarial_debiasing", (0,)))}
+
+
+def test_load_run_reproduces_the_engines_predictions(runs):
+    run_dir = runs["adversarial_debiasing"][0]
+    run = load_run(run_dir)
+    assert run.name == "adversarial_debiasing" and run.model.dual_head and not run.technique.training
+    pred = heldout_predictions(run_dir)
+    loader = engine.make_loader(run.data.split("test"), run.data, run.config, train=False)
+    probs = engine.predict_probs(run.technique, loader, torch.device("cpu"))
+    assert np.allclose(probs, pred[[f"p_{g}" for g in run.generators]].to_numpy(), atol=1e-5)
+
+
+def test_seed_style_report_matches_the_runs_metrics(runs):
+    run_dir = runs["baseline"][0]
+    m = json.loads((run_dir / "metrics.json").read_text())["heldout"]
+    pred = heldout_predictions(run_dir)
+    rep = seed_style_report(pred, sorted(pred["generator"].unique()))
+    assert rep.loc["accuracy", "f1"] == pytest.approx(m["accuracy"])
+    assert rep.loc["average", "f1"] == pytest.approx(m["macro_f1"])
+    for g, v in m["per_generator"].items():
+        assert rep.loc[g, "recall"] == pytest.approx(v["recall"])
+
+
+def test_summary_table_numbers_and_export(runs, tmp_path):
+    table = summary_table(runs, baseline="baseline", oracle=0.95, n_boot=50, fmt=False)
+    assert list(table.index) == ["baseline", "adversarial_debiasing"]
+    assert table.loc["baseline", "seeds"] == 2 and table.loc["baseline", "gap_closed"] == pytest.approx(0.0)
+    for name in table.index:
+        row = table.loc[name]
+        assert row.accuracy_low <= row.accuracy <= row.accuracy_high
+        assert row.shortcut_gap == pytest.approx(row.val_accuracy - row.accuracy)
+    acc = table.loc["adversarial_debiasing", "accuracy"]
+    base = table.loc["baseline", "accuracy"]
+    if 0.95 > base:
+        assert table.loc["adversarial_debiasing", "gap_closed"] == pytest.approx((acc - base) / (0.95 - base))
+    no_oracle = summary_table(runs, n_boot=20)
+    assert (no_oracle["gap closed"] == "").all() and no_oracle["note"].str.contains("no oracle").all()
+    assert "±" in no_oracle.loc["baseline", "accuracy"]
+    paths = save_table(no_oracle, "10_summary", tmp_path)
+    assert {p.suffix for p in paths} == {".csv", ".md", ".tex"}
+    assert "\\toprule" in (tmp_path / "10_summary.tex").read_text()
+
+
+def test_robustness_table_has_every_row(runs):
+    subset = {"baseline": runs["baseline"][:1], "adversarial_debiasing": runs["adversarial_debiasing"]}
+    table = robustness_table(subset, max_images=24)
+    names = [p.name for p in standard_perturbations()]
+    assert list(table.columns) == ["technique", "seed", "perturbation", "accuracy", "n"]
+    assert len(table) == 2 * len(names) and (table["n"] == 24).all()
+    assert table["accuracy"].between(0, 1).all()
+    clean_acc = table[(table.technique == "baseline") & (table.perturbation == "clean")]["accuracy"].iloc[0]
+    pred = heldout_predictions(subset["baseline"][0]).iloc[:24]
+    assert clean_acc == pytest.approx((pred["generator"] == pred["pred"]).mean())
+    wide = robustness_summary(table)
+    assert wide.shape == (2, len(names)) and list(wide.columns) == names
+
+
+def test_load_run_refuses_an_unfinished_run_and_shares_data_through_a_cache(runs, tmp_path):
+    import shutil
+
+    from attrlib.errors import CheckpointError
+
+    cache = {}
+    a, b = (load_run(d, cache=cache) for d in runs["baseline"])
+    assert a.data is b.data and len(cache) == 1 and a.seed != b.seed
+    cut = tmp_path / "cut"
+    shutil.copytree(runs["baseline"][0], cut)
+    (cut / "done").unlink()
+    with pytest.raises(CheckpointError, match="did not finish"):
+        load_run(cut)
+    with pytest.raises(CheckpointError, match="config.json"):
+        load_run(tmp_path)
