@@ -245,3 +245,37 @@ def run_checks(seed: int = 0, train: bool = True, **kwargs) -> pd.DataFrame:
     cols = ["check", "threshold", "passed"]
     frame = pd.DataFrame(rows)
     return frame[cols + [c for c in frame.columns if c not in cols]]
+
+
+def checks_table(sweep: pd.DataFrame, spec: dict, strength: float = DEFAULT_STRENGTH) -> pd.DataFrame:
+    """The five checks as one table, reading the training checks (1, 2, 4) off a `strength_sweep` result
+    (mean over its seeds) and running the two data checks (3, 5) on the unbiased benchmark of the same
+    scale and size. `spec` is what `attrlib.study.benchmark_spec` returns."""
+    def point(s: float, variant: str) -> pd.DataFrame:
+        rows = sweep[(sweep.variant == variant) & np.isclose(sweep.strength, s)]
+        if rows.empty:
+            raise ValueError(f"the sweep has no {variant} run at strength {s:g}; include it in the strengths")
+        return rows
+
+    zero, unbiased, biased = point(0.0, "unbiased"), point(strength, "unbiased"), point(strength, "biased")
+    lo, hi = BIASED_HELDOUT_WINDOW
+    data = dict(data_dir=spec.get("data_dir", "data/checks"), strength=strength, scale=spec["scale"], size=spec["size"])
+    thumbs, stats = check_thumbnails(**data), check_pixel_stats(**data)
+    rows = [
+        dict(check="1 strength 0, unbiased training: held-out at chance", threshold=f"held-out <= {CHANCE_MAX}",
+             measured=f"held-out {zero.heldout_accuracy.mean():.3f}", passed=bool(zero.heldout_accuracy.mean() <= CHANCE_MAX)),
+        dict(check=f"2 strength {strength:g}, unbiased training: fingerprint learnable", threshold=f"held-out >= {UNBIASED_MIN}",
+             measured=f"held-out {unbiased.heldout_accuracy.mean():.3f}",
+             passed=bool(unbiased.heldout_accuracy.mean() >= UNBIASED_MIN)),
+        dict(check="3 8x8 thumbnails: subclass easy, generator at chance", threshold=thumbs["threshold"],
+             measured=f"subclass {thumbs['subclass_accuracy']:.3f}, generator {thumbs['generator_accuracy']:.3f}",
+             passed=thumbs["passed"]),
+        dict(check=f"4 strength {strength:g}, biased ERM: fits val, fails held-out like seed 002 (0.49)",
+             threshold=f"val >= {BIASED_VAL_MIN}, {lo} <= held-out <= {hi}",
+             measured=f"val {biased.val_accuracy.mean():.3f}, held-out {biased.heldout_accuracy.mean():.3f}",
+             passed=bool(biased.val_accuracy.mean() >= BIASED_VAL_MIN and lo <= biased.heldout_accuracy.mean() <= hi)),
+        dict(check="5 per-generator pixel statistics match (unbiased)", threshold=stats["threshold"],
+             measured=f"mean gap {stats['mean_gap']:.2f}, hist TV {stats['max_hist_tv']:.3f}", passed=stats["passed"]),
+    ]
+    seeds = sorted(set(sweep.seed))
+    return pd.DataFrame(rows).assign(seeds=", ".join(map(str, seeds)))
