@@ -18,7 +18,7 @@ the same with `verify_images`.
 from __future__ import annotations
 
 import warnings
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -104,11 +104,15 @@ class ImageDataset(torch.utils.data.Dataset):
     cache: "auto" (memory below CACHE_LIMIT_BYTES), "memory"/True, or "stream"/False.
     verify: decode everything up front when streaming (default: only with on_bad="skip").
     progress: a tqdm bar while decoding (default: only above 2000 images).
+    pre_policy: a callable applied to every decoded uint8 H x W x 3 image before the input policy (e.g. a
+    JPEG re-compression for robustness checks); it must return a uint8 H' x W' x 3 image. Masks are not
+    passed through it.
     """
 
     def __init__(self, frame: pd.DataFrame, data: Any, policy: str = "crop", size: int = 64, train: bool = True,
                  with_mask: bool = False, cache: str | bool = "auto", on_bad: str | None = None,
-                 progress: bool | None = None, verify: bool | None = None, max_pixels: int | None = None) -> None:
+                 progress: bool | None = None, verify: bool | None = None, max_pixels: int | None = None,
+                 pre_policy: Callable[[np.ndarray], np.ndarray] | None = None) -> None:
         if policy not in POLICIES:
             raise DataError(f"input policy {policy!r} is unknown; valid policies: {', '.join(POLICIES)}")
         if not isinstance(size, int) or isinstance(size, bool) or size < 1:
@@ -119,6 +123,9 @@ class ImageDataset(torch.utils.data.Dataset):
         self.policy, self.size, self.train, self.with_mask = policy, size, bool(train), bool(with_mask)
         self.on_bad = on_bad or getattr(data, "on_bad", "raise")
         self.max_pixels = max_pixels
+        if pre_policy is not None and not callable(pre_policy):
+            raise DataError(f"pre_policy={pre_policy!r} is not callable; pass a function of a uint8 HxWx3 image")
+        self.pre_policy = pre_policy
         self.frame = frame.reset_index(drop=True)
         if "mask" not in self.frame:
             self.frame = self.frame.assign(mask="")
@@ -198,6 +205,8 @@ class ImageDataset(torch.utils.data.Dataset):
     # --- pixels -------------------------------------------------------------------------------------
     def _prepare(self, img: np.ndarray, mask: np.ndarray | None):
         """The deterministic part of the policy: padding (crop) or resizing (resize), as uint8 CxHxW."""
+        if self.pre_policy is not None:
+            img = self.pre_policy(img)
         s = self.size
         if self.policy == "crop":
             h, w = img.shape[:2]

@@ -26,8 +26,7 @@ import pandas as pd
 from sklearn.metrics import accuracy_score, classification_report, confusion_matrix, f1_score, roc_auc_score
 
 from ..errors import DataError
-from ..reporting import load_metrics
-from .runs import check_prediction_frame, heldout_split, load_predictions
+from .runs import check_prediction_frame, heldout_split, load_metrics, load_predictions
 
 REPORT_COLUMNS = ("precision", "recall", "f1", "support")
 ECE_BINS = 15
@@ -163,7 +162,7 @@ def llr_figure(scores: pd.DataFrame, generators: Sequence[str], title: str = "",
     A good attributor separates the two around 0 (p = 0.5); seed 000's "happy box" is own images far right and
     others far left.
     """
-    import seaborn as sns
+    from scipy.stats import gaussian_kde
 
     rows = max(1, -(-len(generators) // cols))
     fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 2.8 * rows), squeeze=False)
@@ -175,9 +174,10 @@ def llr_figure(scores: pd.DataFrame, generators: Sequence[str], title: str = "",
             values = panel.loc[panel["own"] == own, "llr"].to_numpy()
             if not len(values):
                 continue
-            # a KDE of constant values is singular: draw the histogram only
-            sns.histplot(values, bins=edges, stat="density", kde=kde and np.ptp(values) > 0, color=colour,
-                         alpha=0.45, label=f"{label} (n={len(values)})", ax=ax)
+            ax.hist(values, bins=edges, density=True, color=colour, alpha=0.45, label=f"{label} (n={len(values)})")
+            if kde and len(values) > 1 and np.ptp(values) > 0:  # a KDE of constant values is singular
+                grid = np.linspace(edges[0], edges[-1], 200)
+                ax.plot(grid, gaussian_kde(values)(grid), color=colour, lw=1.2)
         ax.axvline(0.0, color="0.4", ls=":", lw=1)
         ax.set_title(g, fontsize=9)
         ax.set_xlabel("log(p / (1 - p))", fontsize=8)
@@ -188,6 +188,15 @@ def llr_figure(scores: pd.DataFrame, generators: Sequence[str], title: str = "",
     fig.suptitle(title or "Per-generator LLR score charts (dotted: p = 0.5)", fontsize=10)
     fig.tight_layout()
     return fig
+
+
+def runs_llr_figure(run_dirs: Sequence[str | os.PathLike], title: str = "", **kwargs) -> plt.Figure:
+    """`llr_figure` of the held-out predictions of several seeds of one technique, pooled."""
+    if not len(run_dirs):
+        raise ValueError("runs_llr_figure needs at least one run folder")
+    frame = pd.concat([load_predictions(d, heldout_split(d)) for d in run_dirs], ignore_index=True)
+    generators = [c[2:] for c in frame.columns if c.startswith("p_")]
+    return llr_figure(llr_scores(frame, generators), generators, title=title, **kwargs)
 
 
 # --------------------------------------------------------------------------------------------- over seeds
@@ -247,6 +256,37 @@ def _metric_fn(metric: str | Callable, n_classes: int | None) -> Callable:
     raise ValueError(f"unknown metric {metric!r}; valid: 'accuracy', 'macro_f1' or a callable(y_true, y_pred)")
 
 
+def _resampled_scores(y_true: np.ndarray, y_pred: np.ndarray, idx: np.ndarray, metric: str,
+                      n_classes: int | None) -> np.ndarray:
+    """Accuracy or macro F1 of every (replicate, seed) at once: (B,) means over seeds.
+
+    idx: (B, N) resampled image positions. Equals scikit-learn's accuracy_score and f1_score(average="macro",
+    zero_division=0, labels=range(n_classes) or the classes present in y_true or y_pred) per replicate, but
+    with array arithmetic instead of B x S calls (tested against scikit-learn).
+    """
+    t = y_true[idx]                                   # (B, N)
+    p = y_pred[:, idx].transpose(1, 0, 2)             # (B, S, N)
+    if metric == "accuracy":
+        return (p == t[:, None, :]).mean(2).mean(1)
+    if n_classes is None:
+        classes = np.union1d(y_true, y_pred.ravel())
+        t, p = np.searchsorted(classes, t), np.searchsorted(classes, p)
+        k = len(classes)
+    else:
+        k = int(n_classes)
+    onehot = np.eye(k, dtype=np.int32)
+    true_count = onehot[t].sum(1)                     # (B, K) support
+    pred_count = onehot[p].sum(2)                     # (B, S, K)
+    hit = onehot[p] * (p == t[:, None, :])[..., None]
+    tp = hit.sum(2)                                   # (B, S, K)
+    denom = true_count[:, None, :] + pred_count       # F1 = 2 TP / (|true| + |pred|); 0 where both are empty
+    f1 = np.divide(2.0 * tp, denom, out=np.zeros(tp.shape, dtype=float), where=denom > 0)
+    if n_classes is None:  # scikit-learn's macro average over the labels present in this replicate
+        present = (true_count[:, None, :] + pred_count) > 0
+        return (f1.sum(2) / present.sum(2)).mean(1)
+    return f1.mean(2).mean(1)
+
+
 def bootstrap_ci(y_true, y_pred, metric: str | Callable = "accuracy", n_boot: int = 1000, seed: int = 0,
                  alpha: float = 0.05, n_classes: int | None = None) -> Interval:
     """Percentile bootstrap interval (1 - alpha) of a metric over the held-out images.
@@ -257,6 +297,7 @@ def bootstrap_ci(y_true, y_pred, metric: str | Callable = "accuracy", n_boot: in
     the interval is the uncertainty of the seed-averaged score due to the finite test set, and the seed
     spread is reported beside it as the std. metric: "accuracy", "macro_f1" (over `n_classes` classes, as
     the engine's macro average; default the classes present) or a callable(y_true, y_pred) -> float.
+    The two named metrics are computed for all replicates at once (the same numbers as scikit-learn's).
     """
     y_true = np.asarray(y_true)
     y_pred = np.atleast_2d(np.asarray(y_pred))
@@ -269,10 +310,16 @@ def bootstrap_ci(y_true, y_pred, metric: str | Callable = "accuracy", n_boot: in
     fn = _metric_fn(metric, n_classes)
     estimate = float(np.mean([fn(y_true, p) for p in y_pred]))
     rng = np.random.default_rng(seed)
-    stats = np.empty(n_boot)
-    for b in range(n_boot):
-        idx = rng.integers(0, len(y_true), len(y_true))
-        stats[b] = np.mean([fn(y_true[idx], p[idx]) for p in y_pred])
+    if callable(metric):
+        stats = np.empty(n_boot)
+        for b in range(n_boot):
+            idx = rng.integers(0, len(y_true), len(y_true))
+            stats[b] = np.mean([fn(y_true[idx], p[idx]) for p in y_pred])
+    else:
+        idx = rng.integers(0, len(y_true), (n_boot, len(y_true)))
+        chunk = max(1, 2_000_000 // max(1, len(y_true) * len(y_pred) * (n_classes or 8)))  # bound the memory
+        stats = np.concatenate([_resampled_scores(y_true, y_pred, idx[i:i + chunk], metric, n_classes)
+                                for i in range(0, n_boot, chunk)])
     low, high = np.quantile(stats, [alpha / 2, 1 - alpha / 2])
     return Interval(estimate, float(low), float(high))
 
@@ -355,34 +402,57 @@ def technique_summary(run_dirs: Sequence[str | os.PathLike], n_boot: int = 1000,
 
 
 def summary_table(runs: Mapping[str, Sequence[str | os.PathLike]], baseline: str = "baseline",
-                  oracle: str | float | Sequence[str | os.PathLike] | None = None, n_boot: int = 1000,
-                  alpha: float = 0.05, seed: int = 0, fmt: bool = True, digits: int = 2) -> pd.DataFrame:
+                  oracle: str | float | Sequence[str | os.PathLike] | Mapping | None = None, n_boot: int = 1000,
+                  alpha: float = 0.05, seed: int = 0, fmt: bool = True, digits: int = 2,
+                  probe: pd.DataFrame | None = None, reliance: pd.DataFrame | None = None) -> pd.DataFrame:
     """Seed 002 §3.5 for our study: one row per technique (runs: name -> run folders of its seeds).
 
-    Columns: average precision, recall, F1 and accuracy on the held-out split (mean ± std over seeds), the
-    bootstrap (1 - alpha) interval of accuracy and macro F1, val accuracy and the shortcut gap, worst-generator
-    recall, ECE, macro AUC, gap closed, the held-out split, seeds, and the target-data flag.
+    Columns: average precision, recall, F1 and accuracy on the held-out split (mean ± std over seeds, sample
+    std), the bootstrap (1 - alpha) interval of accuracy and macro F1, val accuracy and the shortcut gap,
+    worst-generator recall, ECE, macro AUC, gap closed, the held-out split, seeds, and the target-data flag.
 
     Gap closed is computed on seed-mean held-out accuracies against `runs[baseline]` and the oracle: a key of
     `runs` (seed 002 used fine-tuning), run folders (the baseline trained on the unbiased benchmark: scored
     on that benchmark's own held-out images), or an accuracy. With no oracle the column is NaN and the note
-    says why; a technique scored on another split than the baseline gets a note too. fmt=False returns the
-    numbers; the baseline and oracle accuracies are in `table.attrs`.
+    says why; a technique scored on another split than the baseline gets a note too. `oracle` may also be a
+    mapping label -> one of those (or None: no such reference, e.g. no unbiased variant of the user's data):
+    one column `gap_closed_<label>` ("gap closed vs <label>") per reference.
+
+    probe: `attrlib.inspection.probe_table` (adds probe accuracy, its std and chance); reliance:
+    `attrlib.inspection.content_reliance_table` (adds the CAM share in the object mask, its std, the mask
+    area). fmt=False returns the numbers; the baseline and oracle accuracies are in `table.attrs`, and
+    `table.attrs["caption"]` says what the cells are.
     """
     rows = {name: technique_summary(dirs, n_boot=n_boot, alpha=alpha, seed=seed) for name, dirs in runs.items()}
     table = pd.DataFrame.from_dict(rows, orient="index")
     table.index.name = "technique"
-    acc_base, acc_oracle, why = _gap_references(runs, baseline, oracle)
-    gaps = [gap_closed(a, acc_base, acc_oracle) if why == "" else GapClosed(float("nan"), why)
-            for a in table["accuracy"]]
-    table["gap_closed"] = [g.value for g in gaps]
-    table["note"] = [g.note for g in gaps]
+    references = dict(oracle) if isinstance(oracle, Mapping) else {"": oracle}
+    notes = [[] for _ in table.index]
+    for label, ref in references.items():
+        acc_base, acc_ref, why = _gap_references(runs, baseline, ref, label or "oracle")
+        gaps = [gap_closed(a, acc_base, acc_ref) if why == "" else GapClosed(float("nan"), why)
+                for a in table["accuracy"]]
+        table["gap_closed" + (f"_{label}" if label else "")] = [g.value for g in gaps]
+        for n, g in zip(notes, gaps):
+            if g.note:
+                n.append(f"vs {label}: {g.note}" if label else g.note)
+        table.attrs[f"{label or 'oracle'}_accuracy"] = acc_ref
+        table.attrs["baseline_accuracy"] = acc_base
+    table["note"] = ["; ".join(dict.fromkeys(n)) for n in notes]
     if baseline in table.index:  # fine-tuning is scored on ft_test, a fifth of the baseline's test split
         other = table["heldout_split"] != table.loc[baseline, "heldout_split"]
         table.loc[other, "note"] = [f"{n + '; ' if n else ''}scored on {s}, not on the baseline's "
                                     f"{table.loc[baseline, 'heldout_split']}"
                                     for n, s in zip(table.loc[other, "note"], table.loc[other, "heldout_split"])]
-    table.attrs.update(baseline_accuracy=acc_base, oracle_accuracy=acc_oracle, alpha=alpha, n_boot=n_boot)
+    joins = ((probe, {"probe_accuracy": "probe_accuracy", "probe_std": "probe_std", "chance": "probe_chance"}),
+             (reliance, {"share_in_mask": "reliance", "share_std": "reliance_std", "mask_area": "mask_area"}))
+    for extra, columns in joins:
+        for source, column in ({} if extra is None else columns).items():
+            table[column] = extra[source].reindex(table.index)
+    seeds = sorted(set(table["seeds"]))
+    table.attrs.update(alpha=alpha, n_boot=n_boot, caption=(
+        f"Held-out subclass, mean ± std over {'/'.join(map(str, seeds))} seed(s) (sample std, ddof=1); "
+        f"{100 * (1 - alpha):.0f}% percentile bootstrap intervals over images ({n_boot} resamples, seeds paired)."))
     if not fmt:
         return table
     out = format_summary(table, digits, alpha)
@@ -390,9 +460,12 @@ def summary_table(runs: Mapping[str, Sequence[str | os.PathLike]], baseline: str
     return out
 
 
-def _gap_references(runs, baseline, oracle) -> tuple[float, float, str]:
+def _gap_references(runs, baseline, oracle, label: str = "oracle") -> tuple[float, float, str]:
     if oracle is None:
-        return np.nan, np.nan, "no oracle given (train the baseline on the unbiased benchmark and pass its runs)"
+        if label == "oracle":
+            return np.nan, np.nan, ("no oracle given (train the baseline on the unbiased benchmark and pass its "
+                                    "runs; the user's own data has no unbiased variant)")
+        return np.nan, np.nan, f"no {label} runs given"
     if baseline not in runs:
         return np.nan, np.nan, f"no baseline: {baseline!r} is not among the techniques {list(runs)}"
     acc_base = _mean_heldout_accuracy(runs[baseline])
@@ -434,9 +507,18 @@ def format_summary(table: pd.DataFrame, digits: int = 2, alpha: float = 0.05) ->
     out["worst generator"] = table.worst_generator
     out["ECE"] = table.ece.map(num)
     out["AUC"] = table.auc.map(num)
-    out["gap closed"] = table.gap_closed.map(lambda v: "" if pd.isna(v) else f"{100 * v:.0f} %")
+    for column in [c for c in table.columns if c == "gap_closed" or c.startswith("gap_closed_")]:
+        label = "gap closed" + (f" vs {column[len('gap_closed_'):]}" if column != "gap_closed" else "")
+        out[label] = table[column].map(lambda v: "" if pd.isna(v) else f"{100 * v:.0f} %")
+    if "probe_accuracy" in table:
+        out["subclass probe"] = [pm(m, s) for m, s in zip(table.probe_accuracy, table.probe_std)]
+        out["probe chance"] = table.probe_chance.map(num)
+    if "reliance" in table:
+        out["CAM share in object"] = [pm(m, s) for m, s in zip(table.reliance, table.reliance_std)]
+        out["object area"] = table.mask_area.map(num)
     out["held-out split"] = table.heldout_split
     out["seeds"] = table.seeds
     out["uses target data"] = table.uses_target_data.map({True: "yes", False: "no"})
     out["note"] = table.note
+    out.attrs.update({k: v for k, v in table.attrs.items() if not isinstance(v, pd.DataFrame)})
     return out

@@ -92,18 +92,6 @@ def standard_perturbations() -> list[Perturbation]:
     return [clean(), jpeg(95), jpeg(75), jpeg(50), gaussian_blur(0.5), gaussian_blur(1.0), down_up(0.75)]
 
 
-class PerturbedImageDataset(ImageDataset):
-    """An `ImageDataset` whose decoded uint8 images pass through `perturbation` before the input policy."""
-
-    def __init__(self, frame: pd.DataFrame, data, perturbation: Perturbation, **kwargs) -> None:
-        self.perturbation = perturbation
-        super().__init__(frame, data, **kwargs)
-
-    # ImageDataset._prepare receives every decoded image (cached or streamed) before padding/resizing.
-    def _prepare(self, img: np.ndarray, mask: np.ndarray | None):
-        return super()._prepare(self.perturbation(img), mask)
-
-
 def perturbed_accuracy(technique, frame: pd.DataFrame, data, perturbations: Sequence[Perturbation],
                        policy: str = "crop", size: int = 64, batch_size: int = 64,
                        device: str | torch.device = "cpu") -> pd.DataFrame:
@@ -113,7 +101,7 @@ def perturbed_accuracy(technique, frame: pd.DataFrame, data, perturbations: Sequ
     device = torch.device(device)
     rows = []
     for p in perturbations:
-        ds = PerturbedImageDataset(frame, data, p, policy=policy, size=size, train=False)
+        ds = ImageDataset(frame, data, policy=policy, size=size, train=False, pre_policy=p)
         loader = torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=False)
         probs = predict_probs(technique, loader, device)
         y = data.labels(ds.frame)["generator"]
@@ -128,36 +116,45 @@ def robustness_table(runs: Mapping[str, Sequence[str | os.PathLike]], data=None,
     """Tidy table (technique, seed, perturbation, accuracy, n) of every run (runs: name -> run folders) on
     `split` (default: each run's held-out split) under every perturbation (default: `standard_perturbations`),
     each run rebuilt on the CPU under its own input policy and size."""
-    from .runs import heldout_split, load_run
+    from .runs import iter_runs
 
     perturbations = list(perturbations or standard_perturbations())
-    parts, cache = [], {}
-    for name, dirs in runs.items():
-        for d in dirs:
-            run = load_run(d, data=data, cache=cache)
-            frame = run.data.split(split or heldout_split(d))
-            if max_images is not None:
-                frame = frame.iloc[:max_images]
-            acc = perturbed_accuracy(run.technique, frame, run.data, perturbations, run.config.input_policy,
-                                     run.config.image_size, batch_size)
-            parts.append(acc.assign(technique=name, seed=run.seed))
+    parts = []
+    for name, run, frame in iter_runs(runs, data, split, max_images):
+        acc = perturbed_accuracy(run.technique, frame, run.data, perturbations, run.config.input_policy,
+                                 run.config.image_size, batch_size)
+        parts.append(acc.assign(technique=name, seed=run.seed))
     table = pd.concat(parts, ignore_index=True)[["technique", "seed", "perturbation", "accuracy", "n"]]
     order = [p.name for p in perturbations]
     table["perturbation"] = pd.Categorical(table["perturbation"], categories=order, ordered=True)
     return table
 
 
-def robustness_summary(table: pd.DataFrame) -> pd.DataFrame:
-    """technique x perturbation: mean accuracy over seeds (the wide view of `robustness_table`)."""
-    return table.pivot_table(index="technique", columns="perturbation", values="accuracy", aggfunc="mean",
-                             sort=False, observed=True)
+def robustness_summary(table: pd.DataFrame, fmt: bool = False, digits: int = 2) -> pd.DataFrame:
+    """technique x perturbation: mean accuracy over seeds (the wide view of `robustness_table`); fmt=True:
+    "mean ± std" cells (sample std over seeds, ddof=1; 0 for one seed)."""
+    wide = {stat: table.pivot_table(index="technique", columns="perturbation", values="accuracy", aggfunc=stat,
+                                    sort=False, observed=True) for stat in ("mean", "std", "count")}
+    seeds = "/".join(str(int(n)) for n in sorted(set(wide["count"].to_numpy().ravel())))
+    caption = (f"Held-out accuracy under post-processing, mean{' ± std' if fmt else ''} over {seeds} seed(s)"
+               f"{' (sample std, ddof=1)' if fmt else ''}; n = {int(table['n'].max())} images per run at most.")
+    if not fmt:
+        wide["mean"].attrs["caption"] = caption
+        return wide["mean"]
+    mean, std = wide["mean"], wide["std"].reindex_like(wide["mean"]).fillna(0.0)
+    out = pd.DataFrame([[f"{m:.{digits}f} ± {s:.{digits}f}" for m, s in zip(mean.loc[t], std.loc[t])]
+                        for t in mean.index], index=mean.index, columns=[str(c) for c in mean.columns])
+    out.attrs["caption"] = caption
+    return out
 
 
-def robustness_figure(table: pd.DataFrame, title: str = "Held-out accuracy under post-processing") -> plt.Figure:
+def robustness_figure(table: pd.DataFrame, title: str = "Held-out accuracy under post-processing (mean ± std over seeds)"
+                      ) -> plt.Figure:
     """Mean accuracy (over seeds, with their spread) per perturbation, one line per technique."""
     import seaborn as sns
 
     fig, ax = plt.subplots(figsize=(7.2, 3.8))
+    # error bars: the sample std over seeds (seaborn's "sd" is pandas' std, ddof=1)
     sns.pointplot(data=table, x="perturbation", y="accuracy", hue="technique", errorbar="sd", dodge=0.3,
                   markersize=4, linewidth=1.2, ax=ax)
     ax.set_ylim(0, 1.02)

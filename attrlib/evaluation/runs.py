@@ -5,6 +5,7 @@ data, and the predictions of the split it is judged on.
     run.technique.predict(x)        # the technique's full prediction (e.g. with its test-time attack)
     run.model.features(x)           # the attribution model (for probes and CAMs)
     heldout_predictions(run.dir)    # rows of predictions.csv on the split metrics.json reports as held out
+    for name, run, frame in iter_runs({"baseline": dirs}, max_images=64): ...   # every run of every technique
 
 Only the public techniques API is used: `techniques.build_technique(config, data)` and the checkpoint's
 `technique` state dict (see `attrlib.engine.save_checkpoint`).
@@ -15,7 +16,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator, Mapping, Sequence
 
 import pandas as pd
 import torch
@@ -112,6 +113,32 @@ def _check_generators(run_dir: Path, data: Any) -> None:
                         "pass the StudyData (or data_root) the run was trained on")
 
 
+def iter_runs(runs: Mapping[str, Sequence[str | os.PathLike]], data: Any = None, split: str | None = None,
+              max_images: int | None = None) -> Iterator[tuple[str, LoadedRun, pd.DataFrame]]:
+    """(technique name, loaded run, frame) for every run folder of every technique (runs: name -> run folders).
+
+    frame: the rows of `split` (default: each run's own held-out split, test or ft_test); with `max_images`,
+    a random sample of that many rows (fixed seed, kept in order: every run of the same data gets the same
+    images, and every generator its share). Runs trained on the same data read it once.
+    """
+    cache: dict = {}
+    for name, dirs in runs.items():
+        for d in dirs:
+            run = load_run(d, data=data, cache=cache)
+            frame = run.data.split(split or heldout_split(d))
+            if max_images is not None and len(frame) > max_images:
+                frame = frame.sample(max_images, random_state=0).sort_index()
+            yield name, run, frame
+
+
+def load_metrics(run_dir: str | os.PathLike) -> dict:
+    """metrics.json of a finished run folder."""
+    path = Path(run_dir) / "metrics.json"
+    if not path.is_file():
+        raise CheckpointError(f"{path} does not exist; the run did not finish (train it with attrlib.engine.train)")
+    return json.loads(path.read_text())
+
+
 def load_predictions(run_dir: str | os.PathLike, split: str | None = None) -> pd.DataFrame:
     """predictions.csv of a run (all splits, or one); raises DataError naming a missing column."""
     path = Path(run_dir) / "predictions.csv"
@@ -130,7 +157,7 @@ def heldout_split(run_dir: str | os.PathLike) -> str:
     """The split metrics.json reports as `heldout` (test, or ft_test for fine-tuning)."""
     path = Path(run_dir) / "metrics.json"
     try:
-        return json.loads(path.read_text())["heldout"]["split"]
+        return load_metrics(run_dir)["heldout"]["split"]
     except (OSError, KeyError, ValueError) as err:
         raise CheckpointError(f"cannot read heldout.split from {path}: {err}; train the run again") from None
 

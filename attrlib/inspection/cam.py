@@ -155,19 +155,14 @@ def content_reliance_table(runs: Mapping[str, Sequence[str | os.PathLike]], data
     `table.attrs["per_seed"]`.
     """
     from ..data import ImageDataset
-    from ..evaluation.runs import heldout_split, load_run
+    from ..evaluation.runs import iter_runs
 
-    per_seed, cache = [], {}
-    for name, dirs in runs.items():
-        for d in dirs:
-            run = load_run(d, data=data, cache=cache)
-            frame = run.data.split(split or heldout_split(d))
-            if max_images is not None:
-                frame = frame.iloc[:max_images]
-            ds = ImageDataset(frame, run.data, policy=run.config.input_policy, size=run.config.image_size,
-                              train=False, with_mask=True)
-            s = summarize_reliance(content_reliance(run.model, ds, run.generators, target, batch_size))
-            per_seed.append({"technique": name, "seed": run.seed, **s})
+    per_seed = []
+    for name, run, frame in iter_runs(runs, data, split, max_images):
+        ds = ImageDataset(frame, run.data, policy=run.config.input_policy, size=run.config.image_size,
+                          train=False, with_mask=True)
+        s = summarize_reliance(content_reliance(run.model, ds, run.generators, target, batch_size))
+        per_seed.append({"technique": name, "seed": run.seed, **s})
     seeds = pd.DataFrame(per_seed)
     g = seeds.groupby("technique", sort=False)
     table = pd.DataFrame({"share_in_mask": g["share_in_mask"].mean(),
@@ -175,6 +170,10 @@ def content_reliance_table(runs: Mapping[str, Sequence[str | os.PathLike]], data
                           "mask_area": g["mask_area"].mean(), "ratio": g["ratio"].mean(),
                           "n_images": g["n_images"].first(), "seeds": g.size()})
     table.attrs["per_seed"] = seeds
+    table.attrs["caption"] = ("Content reliance: share of Grad-CAM mass inside the object mask (share_in_mask), "
+                              "mean and std (share_std, sample std, ddof=1) over seeds, against the share of the "
+                              "image the mask covers (mask_area: what a map spread evenly would score); ratio > 1: "
+                              "the model looks at the object.")
     return table
 
 
@@ -190,6 +189,21 @@ def cam_examples(model: nn.Module, dataset, indices: Sequence[int], target: str 
     return {"x": batch["x"], "cam": maps, "pred": pred, "true": batch["generator"]}
 
 
+def show_image(ax: plt.Axes, x: torch.Tensor) -> np.ndarray:
+    """Draw an image tensor (3, H, W) in [0, 1] without ticks; returns it as H x W x 3."""
+    img = x.permute(1, 2, 0).clamp(0, 1).cpu().numpy()
+    ax.imshow(img, interpolation="nearest")
+    ax.set_xticks([]), ax.set_yticks([])
+    return img
+
+
+def show_overlay(ax: plt.Axes, img: np.ndarray, cam: torch.Tensor, alpha: float = 0.5) -> None:
+    """Draw an image (H x W x 3) with a CAM (H, W) in [0, 1] over it (jet colour map, fixed 0..1 scale)."""
+    ax.imshow(img, interpolation="nearest")
+    ax.imshow(cam.cpu().numpy(), cmap="jet", alpha=alpha, vmin=0, vmax=1, interpolation="bilinear")
+    ax.set_xticks([]), ax.set_yticks([])
+
+
 def cam_grid(images: torch.Tensor, cams: torch.Tensor, pred: Sequence[int], true: Sequence[int],
              generators: Sequence[str], title: str = "", alpha: float = 0.5) -> plt.Figure:
     """Two rows: the images, then their CAM overlays labelled "pred X / true Y" (green when right, red when
@@ -199,15 +213,11 @@ def cam_grid(images: torch.Tensor, cams: torch.Tensor, pred: Sequence[int], true
         raise ValueError("cam_grid needs at least one image")
     fig, axes = plt.subplots(2, n, figsize=(1.7 * n + 0.4, 4.3), squeeze=False)
     for k in range(n):
-        img = images[k].permute(1, 2, 0).clamp(0, 1).cpu().numpy()
-        axes[0, k].imshow(img, interpolation="nearest")
-        axes[1, k].imshow(img, interpolation="nearest")
-        axes[1, k].imshow(cams[k, 0].cpu().numpy(), cmap="jet", alpha=alpha, vmin=0, vmax=1, interpolation="bilinear")
+        img = show_image(axes[0, k], images[k])
+        show_overlay(axes[1, k], img, cams[k, 0], alpha)
         p, t = int(pred[k]), int(true[k])
         axes[1, k].set_xlabel(f"pred {generators[p]}\ntrue {generators[t]}", fontsize=7,
                               color="tab:green" if p == t else "tab:red")
-        for ax in axes[:, k]:
-            ax.set_xticks([]), ax.set_yticks([])
     axes[0, 0].set_ylabel("image", fontsize=8)
     axes[1, 0].set_ylabel("Grad-CAM", fontsize=8)
     if title:
@@ -239,4 +249,5 @@ def run_cam_grid(run_dir: str | os.PathLike, data=None, split: str | None = None
     ds = ImageDataset(frame, run.data, policy=run.config.input_policy, size=run.config.image_size, train=False)
     ex = cam_examples(run.model, ds, pick_examples(ds.frame, run.generators, per_generator, seed), target=target)
     return cam_grid(ex["x"], ex["cam"], ex["pred"], ex["true"], run.generators,
-                    title=f"{run.name} (seed {run.seed}), {split} split, CAM of the {target} generator")
+                    title=f"{run.name}{' (uses target data)' if run.technique.uses_target_data else ''} "
+                          f"(seed {run.seed}), {split} split, CAM of the {target} generator")

@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from .cam import grad_cam
+from .cam import grad_cam, show_image, show_overlay
 
 
 @torch.no_grad()
@@ -32,9 +32,8 @@ def explain_figure(technique, x: torch.Tensor, true: int, generators: Sequence[s
     probs = _probabilities(technique, xb)
     pred = int(probs.argmax())
     cam, _ = grad_cam(technique.model, xb, torch.tensor([pred if target == "pred" else int(true)]))
-    img = x.permute(1, 2, 0).clamp(0, 1).cpu().numpy()
     fig, axes = plt.subplots(1, 3, figsize=(10, 3.2), gridspec_kw={"width_ratios": [1, 1.4, 1]})
-    axes[0].imshow(img, interpolation="nearest")
+    img = show_image(axes[0], x)
     axes[0].set_title(f"true: {generators[int(true)]}", fontsize=9)
     colours = ["tab:green" if i == int(true) else ("tab:red" if i == pred else "0.6") for i in range(len(generators))]
     axes[1].barh(list(generators), probs, color=colours)
@@ -42,11 +41,8 @@ def explain_figure(technique, x: torch.Tensor, true: int, generators: Sequence[s
     axes[1].invert_yaxis()
     axes[1].tick_params(labelsize=8)
     axes[1].set_title(f"predicted: {generators[pred]} ({probs[pred]:.2f})", fontsize=9)
-    axes[2].imshow(img, interpolation="nearest")
-    axes[2].imshow(cam[0, 0].numpy(), cmap="jet", alpha=0.5, vmin=0, vmax=1, interpolation="bilinear")
+    show_overlay(axes[2], img, cam[0, 0])
     axes[2].set_title(f"Grad-CAM of the {target} generator", fontsize=9)
-    for ax in (axes[0], axes[2]):
-        ax.set_xticks([]), ax.set_yticks([])
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()

@@ -1,0 +1,271 @@
+"""The whole study, end to end: `attrlib study --profile quick` executes every numbered notebook once (one
+session fixture, in a temporary working directory, so nothing is written into the repository), and the
+assertions below read its executed copies, figures and tables. Also: the runner's failure path, reuse of
+finished runs, and the library pieces the study adds (the unbiased oracle data, gap closed against two
+references, the image hook robustness uses, the fast bootstrap).
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+pytest.importorskip("papermill")
+
+REPO = Path(__file__).resolve().parents[1]
+NOTEBOOKS = REPO / "notebooks"
+
+
+def _numbered() -> list[str]:
+    return sorted(p.stem for p in NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
+
+
+def _write_notebook(path: Path, *sources: str) -> None:
+    import nbformat
+    from nbformat.v4 import new_code_cell, new_notebook
+
+    cells = [new_code_cell(s) for s in sources]
+    cells[0].metadata["tags"] = ["parameters"]
+    nb = new_notebook(cells=cells, metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
+                                                            "language": "python"}})
+    nbformat.write(nb, path)
+
+
+PARAMS = 'profile = "quick"\ndata = ""\nheldout = "military_vehicle"\nruns = "runs"\nfigures = "figures"\n' \
+         'results = "results"\ndevice = "auto"\nthreads = 0\n'
+
+
+@pytest.fixture(scope="session")
+def quick_study(tmp_path_factory):
+    """`attrlib study --profile quick` once, in a fresh working directory (the quick embedded benchmark, its
+    unbiased twin, runs/, figures/, results/, runs/notebooks/ all land there). One torch thread per kernel."""
+    from attrlib.cli import main
+
+    cwd = tmp_path_factory.mktemp("quick_study")
+    repo_before = _repo_outputs()
+    old_cwd, old_threads = os.getcwd(), os.environ.get("OMP_NUM_THREADS")
+    os.chdir(cwd)
+    os.environ["OMP_NUM_THREADS"] = "1"  # the kernels inherit it: torch starts with one thread
+    start = time.perf_counter()
+    try:
+        code = main(["study", "--profile", "quick", "--notebooks", str(NOTEBOOKS), "--device", "cpu"])
+    finally:
+        os.chdir(old_cwd)
+        if old_threads is None:
+            os.environ.pop("OMP_NUM_THREADS", None)
+        else:
+            os.environ["OMP_NUM_THREADS"] = old_threads
+    seconds = time.perf_counter() - start
+    (cwd / "study_seconds.txt").write_text(f"{seconds:.1f}\n")
+    print(f"\nquick study: {len(_numbered())} notebooks in {seconds:.0f} s")
+    return {"cwd": cwd, "code": code, "seconds": seconds, "repo_before": repo_before}
+
+
+def _repo_outputs() -> set[Path]:
+    return {p for d in ("figures", "results") if (REPO / d).is_dir() for p in (REPO / d).rglob("*")}
+
+
+def test_quick_study_runs_every_numbered_notebook(quick_study):
+    assert quick_study["code"] == 0
+    executed = sorted(p.stem for p in (quick_study["cwd"] / "runs" / "notebooks").glob("*.ipynb"))
+    assert executed == _numbered()  # 01 included once it exists
+
+
+@pytest.mark.parametrize("name", _numbered())
+def test_executed_notebook_has_no_errors_and_its_exports(quick_study, name):
+    cwd = quick_study["cwd"]
+    nb = json.loads((cwd / "runs" / "notebooks" / f"{name}.ipynb").read_text())
+    errors = [o for c in nb["cells"] for o in c.get("outputs", []) if o.get("output_type") == "error"]
+    assert not errors, errors
+    source = "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code")
+    prefix = name[:3]
+    if "save_fig(" in source:
+        pngs = {p.stem for p in (cwd / "figures").glob(f"{prefix}*.png")}
+        pdfs = {p.stem for p in (cwd / "figures").glob(f"{prefix}*.pdf")}
+        assert pngs and pngs == pdfs, f"{name}: figures need PNG and PDF: {pngs ^ pdfs}"
+    if "save_table(" in source:
+        stems = {p.stem for p in (cwd / "results").glob(f"{prefix}*")}
+        assert stems
+        for stem in stems:
+            assert all((cwd / "results" / f"{stem}.{ext}").is_file() for ext in ("csv", "md", "tex")), stem
+            assert "\\toprule" in (cwd / "results" / f"{stem}.tex").read_text()
+
+
+def test_every_figure_and_table_carries_a_notebook_prefix(quick_study):
+    cwd = quick_study["cwd"]
+    prefixes = {n[:3] for n in _numbered()}
+    for path in [*(cwd / "figures").iterdir(), *(cwd / "results").iterdir()]:
+        assert path.name[:3] in prefixes, path.name
+    assert _repo_outputs() == quick_study["repo_before"]  # nothing written into the repository
+    assert (cwd / "data" / "benchmark-quick").is_dir() and (cwd / "data" / "benchmark-quick-unbiased").is_dir()
+
+
+def test_notebooks_08_to_10_outputs(quick_study):
+    from attrlib.techniques import available
+
+    figs, res = quick_study["cwd"] / "figures", quick_study["cwd"] / "results"
+    for name in available():
+        assert (figs / f"08_cam_grid_{name}.png").is_file() and (figs / f"10_llr_{name}.pdf").is_file()
+    for stem in ("10_confusion_counts", "10_confusion_normalised", "09_robustness"):
+        assert (figs / f"{stem}.png").is_file() and (figs / f"{stem}.pdf").is_file()
+    summary = pd.read_csv(res / "10_summary.csv", index_col=0)
+    assert {"gap closed vs oracle", "gap closed vs fine_tuning", "subclass probe", "CAM share in object",
+            "accuracy 95% CI", "val accuracy", "worst recall", "ECE", "AUC"} <= set(summary.columns)
+    assert "fine_tuning (target data)" in summary.index
+    assert summary.loc["fine_tuning (target data)", "uses target data"] == "yes"
+    robust = pd.read_csv(res / "09_robustness.csv", index_col=0)
+    assert list(robust.columns) == ["clean", "jpeg_q95", "jpeg_q75", "jpeg_q50", "blur_s0.5", "blur_s1", "resize_0.75"]
+    assert len(robust) == len(available())
+    reliance = pd.read_csv(res / "08_content_reliance.csv", index_col=0)
+    assert reliance["share_in_mask"].between(0, 1).all() and reliance["mask_area"].between(0, 1).all()
+
+
+def test_the_study_reused_runs_and_trains_nothing_again(quick_study):
+    """Every notebook asked the engine for its runs; 04, 06-10 found 02's baseline (and each other's) done.
+    Asking again for every technique of the study returns the same folders without training."""
+    from attrlib import engine
+    from attrlib.techniques import available
+
+    cwd = quick_study["cwd"]
+    done = {p: p.stat().st_mtime_ns for p in (cwd / "runs").glob("*/*/done")}
+    old_cwd = os.getcwd()
+    os.chdir(cwd)  # as the study: its notebooks got data="data/benchmark-quick" (relative to this folder)
+    try:
+        for name in available():
+            dirs = engine.train_seeds(name, "quick", data="data/benchmark-quick", runs="runs", device="cpu",
+                                      progress=False)
+            assert all((cwd / d / "done") in done for d in dirs), name
+    finally:
+        os.chdir(old_cwd)
+    assert {p: p.stat().st_mtime_ns for p in (cwd / "runs").glob("*/*/done")} == done
+    baselines = [json.loads((p.parent / "config.json").read_text()) for p in (cwd / "runs" / "baseline").glob("*/done")]
+    plain = sorted(c["data"] for c in baselines if c["data"].startswith("data/benchmark-quick")
+                   and c["stem"] == "none" and c["input_policy"] == "crop" and c["image_size"] == 32)
+    # one on the biased benchmark (shared by 02-10), one on its unbiased twin (notebook 10's oracle)
+    assert plain == ["data/benchmark-quick", "data/benchmark-quick-unbiased"]
+
+
+def test_a_failing_notebook_is_named_with_its_cell_and_kept(tmp_path, tiny_data, capsys):
+    from attrlib.study import StudyError, run_study
+
+    nbs = tmp_path / "notebooks"
+    nbs.mkdir()
+    _write_notebook(nbs / "00_fine.ipynb", PARAMS, "x = 1")
+    _write_notebook(nbs / "01_broken.ipynb", PARAMS, "y = 2", "raise ValueError('deliberately broken')")
+    _write_notebook(nbs / "02_after.ipynb", PARAMS, "z = 3")
+    out = tmp_path / "executed"
+    with pytest.raises(StudyError) as err:
+        run_study(profile="quick", data=str(tiny_data), notebooks=nbs, out=out, device="cpu", progress=False)
+    message = str(err.value)
+    assert "01_broken.ipynb" in message and "cell" in message and "deliberately broken" in message
+    assert str(out / "01_broken.ipynb") in message
+    partial = json.loads((out / "01_broken.ipynb").read_text())
+    assert any(o.get("output_type") == "error" for c in partial["cells"] for o in c.get("outputs", []))
+    assert (out / "00_fine.ipynb").is_file() and not (out / "02_after.ipynb").exists()  # stopped
+    printed = capsys.readouterr().out
+    assert "[1/3] 00_fine.ipynb" in printed and "done in" in printed and "[2/3] 01_broken.ipynb" in printed
+
+
+def test_the_cli_reports_a_failing_study_and_exits_1(tmp_path, tiny_data, capsys):
+    from attrlib.cli import main
+
+    nbs = tmp_path / "notebooks"
+    nbs.mkdir()
+    _write_notebook(nbs / "05_broken.ipynb", PARAMS, "raise RuntimeError('boom')")
+    old_cwd = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        code = main(["study", "--profile", "quick", "--data", str(tiny_data), "--notebooks", str(nbs)])
+    finally:
+        os.chdir(old_cwd)
+    assert code == 1
+    assert "05_broken.ipynb failed in cell" in capsys.readouterr().err
+    assert (tmp_path / "runs" / "notebooks" / "05_broken.ipynb").is_file()
+
+
+# ------------------------------------------------------------------------------------- library pieces
+def test_resolve_data_unbiased_variant(tmp_path, tiny_data, monkeypatch):
+    from attrlib.benchmark import synthesize
+    from attrlib.errors import ConfigError
+    from attrlib.study import resolve_data, unbiased_variant
+
+    assert resolve_data("quick", str(tiny_data), variant="unbiased") is None  # the user's data has none
+    with pytest.raises(ConfigError, match="valid variants"):
+        resolve_data("quick", str(tiny_data), variant="fair")
+    root = synthesize(tmp_path / "bench", scale=1 / 250, size=32, progress=False)
+    twin = unbiased_variant(root)
+    assert twin == tmp_path / "bench-unbiased"
+    params = json.loads((twin / "benchmark.json").read_text())
+    assert params["variant"] == "unbiased" and params["size"] == 32 and params["scale"] == pytest.approx(1 / 250)
+    assert unbiased_variant(twin) == twin
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setitem(__import__("attrlib.study").study.STUDY_BENCHMARKS, "quick",
+                        dict(out="bench", scale=1 / 250, size=32))
+    assert resolve_data("quick", variant="unbiased") == Path("bench-unbiased")
+
+
+def test_gap_closed_against_two_references_and_a_missing_oracle(tiny_data, tmp_path):
+    from attrlib import engine
+    from attrlib.evaluation import summary_table
+
+    common = dict(data=str(tiny_data), runs=str(tmp_path / "runs"), progress=False, device="cpu")
+    runs = {name: engine.train_seeds(name, "quick", [0], **common) for name in ("baseline", "fine_tuning")}
+    numbers = summary_table(runs, oracle={"oracle": None, "fine_tuning": runs["fine_tuning"]}, n_boot=20, fmt=False)
+    assert numbers["gap_closed_oracle"].isna().all()
+    assert numbers["note"].str.contains("vs oracle: no oracle given").all()
+    base, ft = numbers.loc["baseline", "accuracy"], numbers.loc["fine_tuning", "accuracy"]
+    if ft > base:
+        assert numbers.loc["fine_tuning", "gap_closed_fine_tuning"] == pytest.approx(1.0)
+        assert numbers.loc["baseline", "gap_closed_fine_tuning"] == pytest.approx(0.0)
+    text = summary_table(runs, oracle={"oracle": None, "fine_tuning": "fine_tuning"}, n_boot=20)
+    assert {"gap closed vs oracle", "gap closed vs fine_tuning"} <= set(text.columns)
+    assert "mean ± std over 1 seed(s)" in text.attrs["caption"]
+
+
+def test_image_dataset_pre_policy_sees_the_decoded_image(tiny_data):
+    from attrlib.data import ImageDataset, load_study_data
+    from attrlib.errors import DataError
+
+    data = load_study_data(tiny_data)
+    frame = data.split("test").iloc[:4]
+    seen = []
+
+    def invert(img):
+        seen.append((img.dtype, img.shape))
+        return 255 - img
+
+    plain = ImageDataset(frame, data, size=32, train=False)
+    inverted = ImageDataset(frame, data, size=32, train=False, pre_policy=invert)
+    assert torch_allclose(inverted[0]["x"], 1.0 - plain[0]["x"])
+    assert seen and all(d == np.uint8 and s[2] == 3 for d, s in seen)
+    with pytest.raises(DataError, match="not callable"):
+        ImageDataset(frame, data, size=32, train=False, pre_policy="jpeg")
+
+
+def torch_allclose(a, b) -> bool:
+    import torch
+
+    return bool(torch.allclose(a, b, atol=1e-6))
+
+
+@pytest.mark.parametrize("n_classes", [4, None])
+def test_fast_bootstrap_equals_scikit_learn(n_classes):
+    from sklearn.metrics import accuracy_score, f1_score
+
+    from attrlib.evaluation import bootstrap_ci
+
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 4, 40)
+    pred = np.stack([np.where(rng.random(40) < 0.6, y, rng.integers(0, 3, 40)) for _ in range(3)])
+    labels = None if n_classes is None else list(range(n_classes))
+    for metric, fn in (("accuracy", accuracy_score),
+                       ("macro_f1", lambda t, p: f1_score(t, p, labels=labels, average="macro", zero_division=0))):
+        fast = bootstrap_ci(y, pred, metric, n_boot=50, seed=1, n_classes=n_classes)
+        slow = bootstrap_ci(y, pred, lambda t, p: fn(t, p), n_boot=50, seed=1)
+        assert fast == pytest.approx(slow)
+        assert fast.low <= fast.estimate <= fast.high
