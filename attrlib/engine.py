@@ -25,10 +25,11 @@ from sklearn.metrics import accuracy_score, classification_report, confusion_mat
 from torch.utils.data import DataLoader, RandomSampler, WeightedRandomSampler
 from tqdm.auto import tqdm
 
-from . import techniques
+from . import distributed, techniques
 from .config import Config
-from .errors import CheckpointError, ConfigError
-from .io import atomic_open, atomic_torch_save, atomic_write_json, atomic_write_text
+from .errors import CheckpointError, ConfigError, DataError
+from .io import atomic_open, atomic_torch_save, atomic_write_json, atomic_write_text, remove_stale_temporaries
+from .models.weights import safe_load
 
 SPLIT_SEED = 0  # the train/val and ft_train/ft_test splits stay fixed across training seeds: seeds vary the model only
 
@@ -83,7 +84,14 @@ def make_loader(frame: pd.DataFrame, data, config: Config, train: bool, sampler_
     if not train:
         return DataLoader(dataset, batch_size=2 * config.batch_size, shuffle=False, **common)
     weights = sampler_weights(dataset.frame) if sampler_weights is not None else None
-    if weights is not None:
+    rank, world_size = distributed.world()
+    if world_size > 1:  # under torchrun
+        # each rank draws a disjoint share of the epoch's (weighted) sample; the engine calls set_epoch
+        sampler = distributed.EpochSampler(len(dataset), weights, seed=config.seed, rank=rank, world_size=world_size)
+        # batch_size is the global batch: N ranks take steps of batch_size / N each, so a run does the
+        # same number of steps of the same size whatever N (the same run id, the same metrics in expectation)
+        return DataLoader(dataset, batch_size=-(-config.batch_size // world_size), sampler=sampler, **common)
+    elif weights is not None:
         # with replacement, as many draws as images: one epoch is still len(frame) images (seed 002 §3.2)
         sampler = WeightedRandomSampler(torch.as_tensor(weights, dtype=torch.double), num_samples=len(dataset),
                                         replacement=True, generator=generator)
@@ -178,41 +186,57 @@ def save_checkpoint(path: Path, technique, epoch: int, loader_generator: torch.G
 
 def load_checkpoint(path: Path, technique, loader_generator: torch.Generator) -> int:
     """Restore a technique (model, optimisers, buffers) and the random states; returns the next epoch."""
+    advice = "delete the file to train this run from the start"
+    ckpt = safe_load(path, "checkpoint", advice)  # a pickle payload is refused here, before anything runs
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
         technique.load_state_dict(ckpt["technique"])
         for k, opt in technique.optimizers().items():
             opt.load_state_dict(ckpt["optimizers"][k])
         _set_rng_state(ckpt["rng"], loader_generator)
     except Exception as err:
-        raise CheckpointError(f"cannot resume from {str(path)!r}: {err}; delete the file to train this run "
-                              "from the start") from None
+        raise CheckpointError(f"cannot resume from {str(path)!r}: {type(err).__name__}: {err}; {advice}") from None
     return int(ckpt["epoch"]) + 1
 
 
 def _read_history(path: Path, upto: int) -> list[dict[str, Any]]:
     if not path.exists():
         return []
-    lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    return [h for h in lines if h["epoch"] < upto]
+    rows = []
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:  # the file is rewritten atomically, but a torn line (a copy, an old version) must not stop a resume
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(row, dict) and isinstance(row.get("epoch"), int) and row["epoch"] < upto:
+            rows.append(row)
+    return rows
 
 
 def train(config: Config, progress: bool = True) -> Path:
-    """Train (or reuse, or resume) the run `config` describes and return its folder."""
+    """Train (or reuse, or resume) the run `config` describes and return its folder.
+
+    Under torchrun (WORLD_SIZE > 1) every rank calls this; see `attrlib.distributed`.
+    """
+    # every check that can fail on a parameter runs before any work: no run folder for a bad config
     config.validate()
-    cls = techniques.get(config.technique)  # unknown names fail before any work
+    cls = techniques.get(config.technique)  # unknown names list the valid ones
+    cls.check_params(config.technique_params)
+    device = pick_device(config.device)
     out = run_dir(config)
     if (out / "done").exists():
         return out
-    # runs this one starts from (fine_tuning: the baseline of the same config), trained or reused first
-    upstream = {name: train(config.replace(technique=name, technique_params={}), progress=progress)
-                for name in cls.requires}
-    device = pick_device(config.device)
-    data = load_data(config)
+    data = load_data(config)  # a held-out subclass absent from the data fails here
     train_frame, val_frame = data.split(cls.train_split), data.split("val")
     if not len(train_frame):
         raise ConfigError(f"{config.technique!r} trains on the {cls.train_split!r} split, which is empty in "
                           f"{config.data!r}; check the data and the held-out subclass(es) {list(config.heldout)}")
+    # runs this one starts from (fine_tuning: the baseline of the same config), trained or reused first
+    upstream = {name: train(config.replace(technique=name, technique_params={}), progress=progress)
+                for name in cls.requires}
+    device = distributed.local_device(device)
+    rank, world_size = distributed.setup(device)
+    main = rank == 0
+    progress = progress and main
 
     seed_everything(config.seed)
     technique = techniques.build_technique(config, data)
@@ -221,31 +245,54 @@ def train(config: Config, progress: bool = True) -> Path:
     loader_generator = torch.Generator().manual_seed(config.seed)
     train_loader = make_loader(train_frame, data, config, train=True, sampler_weights=technique.sampler_weights,
                                generator=loader_generator, device=device, progress=None if progress else False)
-    val_loader = make_loader(val_frame, data, config, train=False, device=device) if len(val_frame) else None
+    val_loader = make_loader(val_frame, data, config, train=False, device=device) if len(val_frame) and main else None
     val_true = None if val_loader is None else _generator_labels(val_loader.dataset.frame, data.generators)
 
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(out / "config.json", config.to_dict())
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(out)  # left by a process killed mid-write; the targets themselves are whole
+        atomic_write_json(out / "config.json", config.to_dict())
+    distributed.barrier()
     ckpt_path, hist_path = out / "checkpoint.pt", out / "history.jsonl"
     # resuming restores the random states last, so the next epoch draws what an uninterrupted run would
     start_epoch = load_checkpoint(ckpt_path, technique, loader_generator) if ckpt_path.exists() else 0
     history = _read_history(hist_path, start_epoch)
+    distributed.broadcast_state(technique)
+    distributed.average_gradients_before_step(technique.optimizers())
 
     epochs = technique.epochs
     # validation accuracy every epoch up to 15 epochs; beyond, about 15 times (fine tuning's 75 epochs)
     val_every = -(-epochs // 15) if epochs else 1
     for epoch in range(start_epoch, epochs):
-        stats = train_one_epoch(technique, train_loader, device, epoch, epochs, progress)
+        if world_size > 1:
+            # per rank and epoch, so a resumed distributed run draws the crops an uninterrupted one would
+            train_loader.sampler.set_epoch(epoch)
+            torch.manual_seed(config.seed * 100003 + epoch * 1009 + rank)
+        try:
+            stats = train_one_epoch(technique, train_loader, device, epoch, epochs, progress)
+        except DataError as err:  # a streamed file that vanished or broke mid-training
+            done_epochs = f"epochs 1-{epoch} are checkpointed in {out}" if epoch else "no epoch had finished"
+            raise DataError(f"{err}\n  -> training stopped in epoch {epoch + 1} of {epochs}; {done_epochs}: "
+                            "fix the data and run the same command again to resume") from None
+        distributed.average_buffers(technique)
+        if not main:
+            continue
         if val_loader is not None and ((epoch + 1) % val_every == 0 or epoch + 1 == epochs):
             probs = predict_probs(technique, val_loader, device, use_monitor=True)
             stats["val_accuracy"] = float(accuracy_score(val_true, probs.argmax(1)))
+        if world_size > 1:
+            stats.update(world_size=world_size, images=stats["images"] * world_size)
         history.append({"epoch": epoch, **stats})
+        # the whole history is rewritten atomically (not appended): a kill leaves the old file or the new one
         atomic_write_text(hist_path, "".join(json.dumps(h, sort_keys=True) + "\n" for h in history))
         save_checkpoint(ckpt_path, technique, epoch, loader_generator)
         if progress:
             tqdm.write(f"{config.technique} seed {config.seed} epoch {epoch + 1}/{epochs}: loss "
                        f"{stats.get('loss', float('nan')):.4f}, val acc {stats.get('val_accuracy', float('nan')):.3f}, "
                        f"{stats['images_per_second']:.0f} img/s")
+    if not main:
+        distributed.barrier()  # rank 0 evaluates and writes the run files
+        return out
     if not ckpt_path.exists():  # zero epochs: keep the (initial or upstream) weights all the same
         save_checkpoint(ckpt_path, technique, -1, loader_generator)
 
@@ -254,12 +301,13 @@ def train(config: Config, progress: bool = True) -> Path:
         predictions.to_csv(fh, index=False)
     metrics.update(technique=config.technique, description=cls.description, run_id=config.run_id(),
                    seed=config.seed, uses_target_data=cls.uses_target_data, hparams=technique.hparams,
-                   epochs=epochs, device=str(device),
+                   epochs=epochs, device=str(device), **({"world_size": world_size} if world_size > 1 else {}),
                    train_seconds=round(sum(h["seconds"] for h in history), 3),
                    train_images_per_second=round(sum(h["images"] for h in history)
                                                  / max(sum(h["seconds"] for h in history), 1e-9), 1))
     atomic_write_json(out / "metrics.json", metrics)
     atomic_write_text(out / "done", time.strftime("%Y-%m-%dT%H:%M:%S%z") + "\n")
+    distributed.barrier()
     return out
 
 

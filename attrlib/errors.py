@@ -15,3 +15,7 @@ class DataError(AttrlibError, ValueError):
 
 class CheckpointError(AttrlibError):
     """A checkpoint is missing, corrupt or unsafe to load."""
+
+
+class WriteError(AttrlibError, OSError):
+    """A result file cannot be written (full disk, permissions); the previous version is left intact."""

@@ -7,29 +7,62 @@ and Windows when both are on one filesystem).
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import tempfile
 from pathlib import Path
 from typing import IO, Any, Iterator
 
+from .errors import WriteError
+
+
+_TEMP_SUFFIX = ".tmp"
+
 
 @contextlib.contextmanager
 def atomic_open(path: str | os.PathLike, mode: str = "w", **kwargs: Any) -> Iterator[IO]:
-    """Open a temporary sibling of `path` for writing; on success it replaces `path`, on error it is removed."""
+    """Open a temporary sibling of `path` for writing; on success it replaces `path`, on error it is removed.
+
+    A failed write (a full disk, a quota, a kill) leaves `path` as it was; an OSError becomes a `WriteError`
+    that names the file and says what to do.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=_TEMP_SUFFIX, dir=path.parent)
         with os.fdopen(fd, mode, **kwargs) as fh:
             yield fh
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+    except BaseException as err:
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+        if isinstance(err, OSError) and not isinstance(err, WriteError):
+            raise WriteError(err.errno, _write_message(path, err)) from err
         raise
+
+
+def _write_message(path: Path, err: OSError) -> str:
+    what = {errno.ENOSPC: "no space left on the device", errno.EDQUOT: "the disk quota is exceeded",
+            errno.EACCES: "permission denied", errno.EROFS: "the file system is read-only"}.get(
+                err.errno, f"{type(err).__name__}: {err.strerror or err}")
+    return (f"cannot write {path}: {what}. The previous version of the file (if any) is intact and no partial "
+            "file was left; free space or fix the folder's permissions, then run the same command again "
+            "(finished epochs and runs are kept)")
+
+
+def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
+    """Delete the temporary files (".<name>.<random>.tmp") a process killed mid-write left in `folder`."""
+    removed = []
+    for p in Path(folder).glob(f".*{_TEMP_SUFFIX}"):
+        with contextlib.suppress(OSError):
+            p.unlink()
+            removed.append(p)
+    return removed
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:

@@ -40,13 +40,21 @@ class Technique(nn.Module):
         self.generators, self.subclasses = list(generators), list(subclasses)
         self.n_generators, self.n_subclasses = len(self.generators), len(self.subclasses)
         self.n_groups = self.n_generators * self.n_subclasses
-        unknown = sorted(set(config.technique_params) - set(self.defaults))
-        if unknown:
-            raise ConfigError(f"technique {self.name!r} has no parameter(s) {unknown}; "
-                              f"valid: {sorted(self.defaults) or 'none'}")
+        self.check_params(config.technique_params)
         self.hparams = {**self.defaults, **config.technique_params}
         self.model = build_model(config, self.n_generators, self.n_subclasses, dual_head=self.dual_head)
         self.optimizer = self.make_optimizer(self.model.parameters())
+
+    @classmethod
+    def check_params(cls, params: dict[str, Any]) -> None:
+        """Unknown hyper-parameters fail here, before any work (the engine calls this first)."""
+        unknown = sorted(set(params) - set(cls.defaults))
+        if unknown:
+            raise ConfigError(f"technique {cls.name!r} has no parameter(s) {unknown}; "
+                              f"valid: {sorted(cls.defaults) or 'none'}")
+        epochs = params.get("epochs", 0)
+        if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 0:
+            raise ConfigError(f"technique parameter 'epochs' of {cls.name!r} is {epochs!r}; it must be 0 or more")
 
     # --- what the engine reads ---
     @property

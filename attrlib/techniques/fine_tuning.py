@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 
 from ..errors import CheckpointError
+from ..models.weights import safe_load
 from . import register
 from .base import Technique
 
@@ -31,9 +32,10 @@ class FineTuning(Technique):
 
     def prepare(self, upstream):
         path = Path(upstream["baseline"]) / "checkpoint.pt"
+        advice = "delete that run folder so the baseline is trained again"
         try:
-            state = torch.load(path, map_location="cpu", weights_only=True)["technique"]
-        except (OSError, KeyError, RuntimeError) as err:
+            state = safe_load(path, "baseline checkpoint", advice)["technique"]
+        except (KeyError, TypeError) as err:
             raise CheckpointError(f"cannot read the baseline checkpoint {str(path)!r}: {err}; "
                                   "delete that run folder so the baseline is trained again") from None
         self.load_state_dict(state)

@@ -1,0 +1,85 @@
+"""Several processes: `torchrun --nproc_per_node=2 -m attrlib train ...` on the CPU (gloo), and the
+distribution-aware sampler every rank draws its share of an epoch from."""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from attrlib import engine
+from attrlib.config import Config
+from attrlib.distributed import EpochSampler
+
+from conftest import TINY_HELDOUT
+
+
+def test_the_epoch_sampler_deals_disjoint_shares_of_one_weighted_sample():
+    weights = np.array([1.0] * 90 + [9.0] * 10)  # the last 10 rows: half of the mass
+    shares = [EpochSampler(100, weights, seed=3, rank=r, world_size=3) for r in range(3)]
+    for s in shares:
+        s.set_epoch(5)
+    drawn = [list(s) for s in shares]
+    assert [len(d) for d in drawn] == [34, 34, 34] == [len(s) for s in shares]
+    whole = shares[0].sample().tolist()  # the sample before it is dealt: 102 positions (padded from 100)
+    assert sorted(sum(drawn, [])) == sorted(whole)  # disjoint positions, together the whole sample
+    assert drawn[1] == whole[1::3]
+    shares[0].set_epoch(6)
+    assert list(shares[0]) != drawn[0]  # a new epoch, a new sample; the same (seed, epoch) gives the same one
+    shares[0].set_epoch(5)
+    assert list(shares[0]) == drawn[0]
+    big = EpochSampler(20000, np.array([1.0] * 18000 + [9.0] * 2000), seed=0, rank=0, world_size=2)
+    heavy = sum(1 for i in big if i >= 18000) / len(big)
+    assert heavy == pytest.approx(0.5, abs=0.03)
+    plain = [EpochSampler(10, None, seed=0, rank=r, world_size=2) for r in range(2)]
+    assert sorted(list(plain[0]) + list(plain[1])) == list(range(10))  # a permutation, split in two
+
+
+SCRIPT = """
+import sys
+from attrlib import engine
+from attrlib.config import Config
+print(engine.train(Config(data=sys.argv[1], runs=sys.argv[2], heldout=sys.argv[3], technique="weighted_sampling",
+                          image_size=32, batch_size=8, epochs=6, device="cpu"), progress=False))
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_torchrun_two_cpu_processes_train_one_run(tiny_data, tmp_path):
+    script = tmp_path / "train.py"
+    script.write_text(SCRIPT)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
+                           f"--master_port={_free_port()}", str(script), str(tiny_data), str(tmp_path / "ddp"),
+                           TINY_HELDOUT], env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    config = Config(data=str(tiny_data), runs=str(tmp_path / "ddp"), heldout=TINY_HELDOUT, technique="weighted_sampling",
+                    image_size=32, batch_size=8, epochs=6, device="cpu")
+    run = engine.run_dir(config)
+    assert proc.stdout.split() == [str(run)] * 2  # both ranks return the one run folder
+    assert [p.relative_to(tmp_path / "ddp") for p in (tmp_path / "ddp").glob("*/*")] == [run.relative_to(tmp_path / "ddp")]
+    assert {p.name for p in run.iterdir()} == {"config.json", "history.jsonl", "checkpoint.pt", "predictions.csv",
+                                               "metrics.json", "done"}
+    metrics = json.loads((run / "metrics.json").read_text())
+    history = [json.loads(line) for line in (run / "history.jsonl").read_text().splitlines()]
+    assert metrics["world_size"] == 2 and [h["epoch"] for h in history] == list(range(6))
+    assert history[-1]["loss"] < history[0]["loss"]
+    assert torch.load(run / "checkpoint.pt", weights_only=True)["epoch"] == 5
+
+    # the same config in one process: the same steps of the same global batch (8 = 2 ranks x 4), other
+    # random draws, so the accuracy is the same in expectation (tiny data: both well above chance)
+    single = json.loads((engine.train(config.replace(runs=str(tmp_path / "single")), progress=False)
+                         / "metrics.json").read_text())
+    chance = 1 / len(metrics["val"]["per_generator"])
+    assert metrics["val"]["accuracy"] > 2 * chance, (metrics["val"]["accuracy"], single["val"]["accuracy"])
+    assert metrics["val"]["accuracy"] > single["val"]["accuracy"] - 0.25

@@ -1,0 +1,146 @@
+"""Interruption: a training process killed with SIGKILL resumes to an uninterrupted run's results, and no
+result file is ever half-written (a failed write leaves the previous file whole)."""
+from __future__ import annotations
+
+import errno
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from attrlib import engine, io
+from attrlib.config import Config
+from attrlib.errors import WriteError
+
+TIMING = ("train_seconds", "train_images_per_second", "device")
+SCRIPT = textwrap.dedent("""
+    import sys
+    from attrlib import engine
+    from attrlib.config import Config
+    config = Config(data=sys.argv[1], runs=sys.argv[2], image_size=32, batch_size=8, epochs=int(sys.argv[3]),
+                    technique="group_dro", device="cpu")
+    print(engine.train(config, progress=False))
+""")
+
+
+def _config(tiny_data, runs, epochs) -> Config:
+    return Config(data=str(tiny_data), runs=str(runs), image_size=32, batch_size=8, epochs=epochs,
+                  technique="group_dro", device="cpu")
+
+
+def _train_process(tiny_data, runs, epochs) -> subprocess.Popen:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+    return subprocess.Popen([sys.executable, "-c", SCRIPT, str(tiny_data), str(runs), str(epochs)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _metrics(run: Path) -> dict:
+    return {k: v for k, v in json.loads((run / "metrics.json").read_text()).items() if k not in TIMING}
+
+
+def _history(run: Path) -> list[dict]:
+    rows = [json.loads(line) for line in (run / "history.jsonl").read_text().splitlines()]
+    return [{k: v for k, v in r.items() if k not in ("seconds", "images_per_second")} for r in rows]
+
+
+def test_sigkill_then_the_same_command_resumes_to_identical_results(tiny_data, tmp_path):
+    epochs = 4
+    whole_proc = _train_process(tiny_data, tmp_path / "whole", epochs)  # runs beside the one we kill
+    cut_proc = _train_process(tiny_data, tmp_path / "cut", epochs)
+    run = engine.run_dir(_config(tiny_data, tmp_path / "cut", epochs))
+    ckpt = run / "checkpoint.pt"
+    deadline = time.monotonic() + 60
+    while not ckpt.exists() and cut_proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert ckpt.exists(), f"no checkpoint appeared: {cut_proc.communicate()[1][-2000:]}"
+    os.kill(cut_proc.pid, signal.SIGKILL)
+    cut_proc.wait()
+    assert cut_proc.returncode == -signal.SIGKILL
+    assert not (run / "done").exists(), "the run finished before it could be killed; give it more epochs"
+    # whatever the moment of the kill, every file present is whole
+    last = torch.load(ckpt, weights_only=True)["epoch"]
+    assert 0 <= last < epochs - 1
+    assert [h["epoch"] for h in _history(run)][: last + 1] == list(range(last + 1))
+    json.loads((run / "config.json").read_text())
+
+    again = _train_process(tiny_data, tmp_path / "cut", epochs)
+    out, err = again.communicate(timeout=120)
+    assert again.returncode == 0, err[-2000:]
+    assert Path(out.strip()) == run
+    assert whole_proc.wait(timeout=120) == 0, whole_proc.communicate()[1][-2000:]
+    whole = engine.run_dir(_config(tiny_data, tmp_path / "whole", epochs))
+    assert _metrics(run) == _metrics(whole)
+    assert (run / "predictions.csv").read_bytes() == (whole / "predictions.csv").read_bytes()
+    assert _history(run) == _history(whole)
+    assert not list(run.glob(".*.tmp")), "temporary files of the killed process were left behind"
+
+
+def test_every_result_write_goes_through_attrlib_io():
+    """Audit: no module writes a file directly (open(..., 'w'), to_csv(path), savefig(path), torch.save(path))."""
+    import re
+
+    root = Path(engine.__file__).parent
+    pattern = re.compile(r"open\([^)]*['\"][wa]b?['\"]|\.to_csv\(\s*[^f)]|savefig\(\s*[^b)]|torch\.save\(|"
+                         r"\.write_text\(|\.write_bytes\(|np\.save\(|json\.dump\(")
+    offenders = []
+    for path in root.rglob("*.py"):
+        # io.py is the one place that writes; synth.py fills a staging folder that replaces the benchmark whole
+        if path.name == "io.py" or path.relative_to(root).as_posix() == "benchmark/synth.py":
+            continue
+        for n, line in enumerate(path.read_text().splitlines(), 1):
+            if pattern.search(line) and "atomic" not in line:
+                offenders.append(f"{path.relative_to(root)}:{n}: {line.strip()}")
+    assert not offenders, "write through attrlib.io instead:\n" + "\n".join(offenders)
+
+
+@pytest.mark.parametrize("fail_at", ["write", "replace"])
+def test_a_full_disk_leaves_the_previous_file_whole(tmp_path, monkeypatch, fail_at):
+    target = tmp_path / "metrics.json"
+    io.atomic_write_json(target, {"accuracy": 0.5})
+    before = target.read_bytes()
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    if fail_at == "replace":
+        monkeypatch.setattr(io.os, "replace", full)
+    else:
+        monkeypatch.setattr(io.json, "dumps", lambda *a, **k: "x" * 10)  # something to write ...
+        monkeypatch.setattr(io.os, "fsync", full)                     # ... that never reaches the disk
+    with pytest.raises(WriteError, match=r"cannot write .*metrics\.json: no space left on the device") as err:
+        io.atomic_write_json(target, {"accuracy": 0.9})
+    assert err.value.errno == errno.ENOSPC and "intact" in str(err.value)
+    assert target.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]  # no temporary left behind
+
+
+def test_a_full_disk_during_a_run_keeps_the_finished_epochs(tiny_data, tmp_path, monkeypatch):
+    config = _config(tiny_data, tmp_path, epochs=1)
+    real_replace = os.replace
+
+    def full_for_metrics(src, dst):
+        if str(dst).endswith("metrics.json"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(io.os, "replace", full_for_metrics)
+    with pytest.raises(WriteError, match="metrics.json: no space left"):
+        engine.train(config, progress=False)
+    run = engine.run_dir(config)
+    assert not (run / "metrics.json").exists() and not (run / "done").exists()
+    assert torch.load(run / "checkpoint.pt", weights_only=True)["epoch"] == 0
+    assert not list(run.glob(".*.tmp"))
+    monkeypatch.setattr(io.os, "replace", real_replace)
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("finished epochs were trained again")
+
+    monkeypatch.setattr(engine, "train_one_epoch", no_training)
+    assert (engine.train(config, progress=False) / "done").exists()
