@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from fractions import Fraction
 
-from .errors import AttrlibError
+from .errors import AttrlibError, ConfigError
 
 
 def _scale(text: str) -> float:
@@ -46,6 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--size", type=int, default=64, help="image side in pixels (a multiple of 8)")
     s.add_argument("--strength", type=float, default=None, help="fingerprint strength s (default: the calibrated one)")
     s.add_argument("--seed", type=int, default=0, help="random seed")
+    s.add_argument("--instance-spread", type=float, default=None,
+                   help="how far each generator x subclass cell's model is from its family's base model, 0-1 "
+                        "(default: the calibrated one)")
     s.add_argument("--variant", choices=("biased", "unbiased"), default="biased",
                    help="biased: seed 002's generator x subclass matrix; unbiased: the same total over all cells")
     s.add_argument("--force", action="store_true", help="regenerate even if the cached benchmark matches")
@@ -58,17 +62,20 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("techniques", help="list the registered techniques", formatter_class=fmt)
 
     t = sub.add_parser("train", help="train (or reuse) one run and print its folder", formatter_class=fmt)
-    t.add_argument("--data", default=None, help="data folder or manifest (default: the profile's embedded benchmark)")
+    t.add_argument("--data", default="", help="data folder or manifest; empty: the profile's embedded benchmark")
     t.add_argument("--technique", required=True, help="a name from `attrlib techniques`")
     t.add_argument("--profile", default="default", help="quick | default | paper")
     t.add_argument("--seed", type=int, default=0, help="random seed")
-    t.add_argument("--epochs", type=int, default=None, help="override the profile's epochs")
+    t.add_argument("--epochs", type=int, default=None, help="override the profile's epochs (fine_tuning's own 75 epochs: --param epochs=N)")
     t.add_argument("--runs", default="runs", help="folder of run folders")
     t.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
     t.add_argument("--heldout", type=_heldout, default=("military_vehicle",), help="held-out subclass(es), comma-separated")
     t.add_argument("--backbone", default=None, help="override the profile's backbone: compact | resnet18 | resnet50")
     t.add_argument("--stem", default=None, help="override the input stem: none | srm | npr")
     t.add_argument("--input-policy", default=None, help="override the input policy: crop | resize")
+    t.add_argument("--batch-size", type=int, default=None,
+                   help="override the profile's batch size (the global batch: torchrun splits it across ranks)")
+    t.add_argument("--bf16", action="store_true", help="bf16 autocast for the backbone body (the input stem stays float32)")
     t.add_argument("--param", type=_kv, action="append", default=[], metavar="NAME=VALUE",
                    help="technique hyper-parameter override (repeatable)")
 
@@ -79,6 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--notebooks", default="notebooks", help="folder of NN_name.ipynb notebooks")
     st.add_argument("--out", default="runs/notebooks", help="where the executed notebooks are kept")
     st.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
+    st.add_argument("--threads", type=int, default=0, help="torch CPU threads per notebook; 0: torch's default")
     st.add_argument("--only", action="append", default=[], help="run only notebooks whose name starts with this (repeatable)")
     return p
 
@@ -97,7 +105,7 @@ def _synth(args) -> None:
 
     strength = DEFAULT_STRENGTH if args.strength is None else args.strength
     print(synthesize(args.out, scale=args.scale, size=args.size, strength=strength, seed=args.seed,
-                     variant=args.variant, force=args.force))
+                     variant=args.variant, instance_spread=args.instance_spread, force=args.force))
 
 
 def _bias_table(args) -> None:
@@ -123,9 +131,15 @@ def _train(args) -> None:
 
     overrides = dict(technique=args.technique, seed=args.seed, runs=args.runs, device=args.device,
                      heldout=args.heldout, technique_params=dict(args.param))
-    for field in ("epochs", "backbone", "stem", "input_policy"):
+    for field in ("epochs", "backbone", "stem", "input_policy", "batch_size"):
         if getattr(args, field) is not None:
             overrides[field] = getattr(args, field)
+    if args.bf16:
+        overrides["bf16"] = True
+    if not args.data and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        # every rank would synthesise the benchmark into the same folder at once
+        raise ConfigError("under torchrun pass --data: make the benchmark once first (attrlib synth --out DIR) "
+                          "or give your own folder")
     config, _ = profile(args.profile, **overrides)
     config = config.replace(data=str(resolve_data(args.profile, args.data or "")))
     print(train(config))
@@ -135,7 +149,7 @@ def _study(args) -> None:
     from .study import run_study
 
     run_study(profile=args.profile, data=args.data, heldout=args.heldout, notebooks=args.notebooks,
-              out=args.out, device=args.device, only=tuple(args.only))
+              out=args.out, device=args.device, threads=args.threads, only=tuple(args.only))
 
 
 def _study_guard(args) -> int:

@@ -98,7 +98,12 @@ class Config:
         return {k: v for k, v in self.to_dict().items() if k not in self._NOT_IDENTITY}
 
     def run_id(self) -> str:
-        blob = json.dumps(self.identity(), sort_keys=True, default=str)
+        """Hash of the identity, with the data path replaced by the data's fingerprint (attrlib.data.fingerprint):
+        a run is reused on the same data wherever it lies, and never on changed data at the same path."""
+        from .data.fingerprint import data_fingerprint
+
+        identity = {**self.identity(), "data": data_fingerprint(self.data)}
+        blob = json.dumps(identity, sort_keys=True, default=str)
         return hashlib.sha1(blob.encode()).hexdigest()[:12]
 
 

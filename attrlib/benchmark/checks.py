@@ -29,7 +29,7 @@ from typing import Iterable
 import numpy as np
 import pandas as pd
 
-from .synth import DEFAULT_STRENGTH, synthesize
+from .synth import DEFAULT_INSTANCE_SPREAD, DEFAULT_STRENGTH, synthesize
 
 # Thresholds of the issue. Chance for 6 generators is 1/6; 0.25 leaves room for the noise of 176 test images.
 CHANCE_MAX = 0.25
@@ -151,19 +151,27 @@ def pixel_stats(root_or_frame, split: str | None = None, per_generator: int | No
 
 
 # ---------------------------------------------------------------------------------------------- training
+
+def check_benchmark(data_dir: str | os.PathLike, variant: str, strength: float, seed: int = 0, scale: float = 1 / 50,
+                    size: int = 64, instance_spread: float = DEFAULT_INSTANCE_SPREAD, progress: bool = False) -> Path:
+    """The benchmark a check trains or measures on, cached under `data_dir` by its parameters."""
+    name = f"{variant}-s{strength:g}-i{instance_spread:g}-n{size}-scale{scale:g}-seed{seed}"
+    return synthesize(Path(data_dir) / name, scale=scale, size=size, strength=strength, seed=seed, variant=variant,
+                      instance_spread=instance_spread, progress=progress)
+
 def train_benchmark(strength: float, variant: str, seed: int = 0, data_dir: str | os.PathLike = "data/checks",
-                    scale: float = 1 / 50, size: int = 64, progress: bool = False, **config) -> dict:
+                    scale: float = 1 / 50, size: int = 64, progress: bool = False,
+                    instance_spread: float = DEFAULT_INSTANCE_SPREAD, **config) -> dict:
     """Synthesise the benchmark at `strength` and `variant`, train with the study's engine (`Config` fields
     in `config`, e.g. technique="baseline", epochs=12) and return val and held-out accuracy."""
     from ..config import Config
     from ..engine import train
 
-    root = synthesize(Path(data_dir) / f"{variant}-s{strength:g}-n{size}-scale{scale:g}-seed{seed}", scale=scale,
-                      size=size, strength=strength, seed=seed, variant=variant, progress=progress)
+    root = check_benchmark(data_dir, variant, strength, seed, scale, size, instance_spread, progress)
     cfg = Config(**{"data": str(root), "seed": seed, **config})
     run = Path(train(cfg, progress=progress))
     metrics = json.loads((run / "metrics.json").read_text(encoding="utf-8"))
-    return {"strength": strength, "variant": variant, "seed": seed,
+    return {"strength": strength, "instance_spread": instance_spread, "variant": variant, "seed": seed,
             "val_accuracy": _get(metrics, "val.accuracy"), "heldout_accuracy": _get(metrics, "heldout.accuracy"),
             "run": str(run)}
 
@@ -210,9 +218,9 @@ def check_biased_baseline(strength: float = DEFAULT_STRENGTH, seed: int = 0, **k
 
 
 def check_thumbnails(data_dir: str | os.PathLike = "data/checks", strength: float = DEFAULT_STRENGTH,
-                     seed: int = 0, scale: float = 1 / 50, size: int = 64) -> dict:
-    root = synthesize(Path(data_dir) / f"unbiased-s{strength:g}-n{size}-scale{scale:g}-seed{seed}", scale=scale,
-                      size=size, strength=strength, seed=seed, variant="unbiased", progress=False)
+                     seed: int = 0, scale: float = 1 / 50, size: int = 64,
+                     instance_spread: float = DEFAULT_INSTANCE_SPREAD) -> dict:
+    root = check_benchmark(data_dir, "unbiased", strength, seed, scale, size, instance_spread)
     r = thumbnail_check(root, seed=seed)
     passed = r["subclass_accuracy"] >= THUMB_SUBCLASS_MIN and r["generator_accuracy"] <= CHANCE_MAX
     return {**r, "check": "3 8x8 thumbnails: subclass high, generator at chance",
@@ -220,12 +228,12 @@ def check_thumbnails(data_dir: str | os.PathLike = "data/checks", strength: floa
 
 
 def check_pixel_stats(data_dir: str | os.PathLike = "data/checks", strength: float = DEFAULT_STRENGTH,
-                      seed: int = 0, scale: float = 1 / 50, size: int = 64, max_mean_gap: float = 2.0,
+                      seed: int = 0, scale: float = 1 / 50, size: int = 64,
+                      instance_spread: float = DEFAULT_INSTANCE_SPREAD, max_mean_gap: float = 2.0,
                       max_hist_tv: float = 0.05) -> dict:
     """Check 5 on the unbiased variant (where every generator has the same content): per-generator means
     within `max_mean_gap` grey levels of each other and histograms within `max_hist_tv` of the pooled one."""
-    root = synthesize(Path(data_dir) / f"unbiased-s{strength:g}-n{size}-scale{scale:g}-seed{seed}", scale=scale,
-                      size=size, strength=strength, seed=seed, variant="unbiased", progress=False)
+    root = check_benchmark(data_dir, "unbiased", strength, seed, scale, size, instance_spread)
     stats = pixel_stats(root)
     gap = float(stats["mean"].max() - stats["mean"].min())
     tv = float(stats["hist_tv"].max())
@@ -259,7 +267,8 @@ def checks_table(sweep: pd.DataFrame, spec: dict, strength: float = DEFAULT_STRE
 
     zero, unbiased, biased = point(0.0, "unbiased"), point(strength, "unbiased"), point(strength, "biased")
     lo, hi = BIASED_HELDOUT_WINDOW
-    data = dict(data_dir=spec.get("data_dir", "data/checks"), strength=strength, scale=spec["scale"], size=spec["size"])
+    data = dict(data_dir=spec.get("data_dir", "data/checks"), strength=strength, scale=spec["scale"], size=spec["size"],
+                instance_spread=spec.get("instance_spread", DEFAULT_INSTANCE_SPREAD))
     thumbs, stats = check_thumbnails(**data), check_pixel_stats(**data)
     rows = [
         dict(check="1 strength 0, unbiased training: held-out at chance", threshold=f"held-out <= {CHANCE_MAX}",

@@ -214,8 +214,8 @@ class Family:
     name: str = ""
     f: int = 1
 
-    def __init__(self) -> None:
-        self.rng = np.random.default_rng(FAMILY_SEEDS[self.name])
+    def __init__(self, seed: int | None = None) -> None:
+        self.rng = np.random.default_rng(FAMILY_SEEDS[self.name] if seed is None else seed)
         self.build()
 
     def build(self) -> None:
@@ -414,20 +414,51 @@ FAMILY_CLASSES = {cls.name: cls for cls in (StyleGAN2, StyleGAN3, LatentDiffusio
 
 
 @functools.lru_cache(maxsize=None)
-def family(name: str) -> Family:
-    return FAMILY_CLASSES[name]()
+def family(name: str, instance: str = "", spread: float = 0.0) -> Family:
+    """The family's pipeline; with an `instance` name and spread > 0, one separately "trained" model of it.
+
+    In the seeds' data every generator x dataset cell is its own trained model (seed 000, Table 1:
+    StyleGAN2 on FFHQ, on LSUN cars, ...), and fingerprints differ between trainings of one architecture
+    (Yu et al., ICCV 2019). An instance keeps the family's architecture (upsampling type, factor, stages,
+    noise type) and moves every learned parameter (kernels, codebook, filter settings) a share `spread` of
+    the way towards an independent draw seeded by the instance name: 0 is the family's base model for
+    every cell, 1 an unrelated model of the same architecture. Attribution then has to rely on what the
+    architecture leaves in common, as it must with real generators.
+    """
+    base = FAMILY_CLASSES[name]()
+    if not instance or spread == 0:
+        return base
+    other = FAMILY_CLASSES[name](seed=FAMILY_SEEDS[name] ^ zlib.crc32(instance.encode()))
+    inst = FAMILY_CLASSES[name].__new__(FAMILY_CLASSES[name])
+    for key, value in vars(base).items():
+        setattr(inst, key, _between(value, vars(other)[key], spread))
+    if hasattr(inst, "enc") and hasattr(inst, "dec"):
+        inst.dec = torch.linalg.pinv(inst.enc)  # the decoder stays the encoder's inverse
+    return inst
+
+
+def _between(a, b, t: float):
+    """a moved a share t towards b, for the parameter types families hold (floats, tensors, lists of tensors)."""
+    if isinstance(a, torch.Tensor) and a.is_floating_point():
+        return (1 - t) * a + t * b
+    if isinstance(a, float):
+        return (1 - t) * a + t * b
+    if isinstance(a, list):
+        return [_between(x, y, t) for x, y in zip(a, b)]
+    return a  # integers (codebook size), generators: architecture, not learned
 
 
 MARGIN = 16  # px of mirrored content around the image while the fingerprint is computed (a multiple of 8)
 
 
-def _parts(name: str, c: torch.Tensor, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor | None]:
+def _parts(name: str, c: torch.Tensor, rng: np.random.Generator, instance: str = "",
+           spread: float = 0.0) -> tuple[torch.Tensor, torch.Tensor | None]:
     """High-passed deterministic part and noise of family `name` for content c, before calibration.
 
     The pipeline runs on the content extended by a mirrored margin that is cropped afterwards: otherwise the
     image border would cut the family's periodic pattern at a phase of its own, and the high-pass would turn
     that into a systematic, low-frequency (thumbnail-visible) border signature of the family."""
-    fam = family(name)
+    fam = family(name, instance, spread)
     m = MARGIN if c.shape[-1] > MARGIN else 8   # a mirror needs a margin smaller than the image
     big = F.pad(c, (m, m, m, m), mode="reflect")
     crop = (Ellipsis, slice(m, -m), slice(m, -m))
@@ -437,7 +468,7 @@ def _parts(name: str, c: torch.Tensor, rng: np.random.Generator) -> tuple[torch.
 
 
 @functools.lru_cache(maxsize=None)
-def calibration(name: str, size: int) -> tuple[float, float]:
+def calibration(name: str, size: int, instance: str = "", spread: float = 0.0) -> tuple[float, float]:
     """(a_g, b_g): RMS of the high-passed deterministic part and of the high-passed noise on a fixed batch
     of content of every subclass at this image size. Dividing by them makes every family equally loud."""
     from .content import SUBCLASS_DRAWERS, draw
@@ -447,29 +478,31 @@ def calibration(name: str, size: int) -> tuple[float, float]:
     n = min(CALIBRATION_N, max(2 * len(SUBCLASS_DRAWERS), CALIBRATION_N * 64 * 64 // (size * size)))
     per = n // len(SUBCLASS_DRAWERS)
     c = torch.cat([draw(sc, per, size, rng)[0] for sc in SUBCLASS_DRAWERS])
-    det, noise = _parts(name, c, rng)
+    det, noise = _parts(name, c, rng, instance, spread)
     a = float(det.pow(2).mean().sqrt())
     b = float(noise.pow(2).mean().sqrt()) if noise is not None else 1.0
     return max(a, 1e-12), max(b, 1e-12)
 
 
-def residual(name: str, c: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
-    """R_g(c): the family's fingerprint for clean images c (B, 3, S, S), unit RMS on average."""
-    a, b = calibration(name, c.shape[-1])
+def residual(name: str, c: torch.Tensor, rng: np.random.Generator, instance: str = "",
+             spread: float = 0.0) -> torch.Tensor:
+    """R_g(c): the family's (or its instance's) fingerprint for clean images c (B, 3, S, S), unit RMS on average."""
+    a, b = calibration(name, c.shape[-1], instance, spread)
     rho = NOISE_SHARE[name]
-    det, noise = _parts(name, c, rng)
+    det, noise = _parts(name, c, rng, instance, spread)
     r = math.sqrt(1 - rho ** 2) / a * det
     if noise is not None:
         r = r + rho / b * noise
     return r
 
 
-def render(name: str, c: torch.Tensor, strength: float, rng: np.random.Generator) -> np.ndarray:
+def render(name: str, c: torch.Tensor, strength: float, rng: np.random.Generator, instance: str = "",
+           spread: float = 0.0) -> np.ndarray:
     """The family's 8-bit images (B, S, S, 3) uint8 for clean content c, at fingerprint strength s (grey levels
     RMS). At s = 0 the result is round(255 c) whatever the family."""
     # float64 throughout: float32 sums depend on the thread count and would flip the rounding of a few
     # pixels from one machine to the next; the benchmark must be byte-identical for a seed
     x = c.double() * 255.0
     if strength > 0:
-        x = x + strength * residual(name, c, rng)
+        x = x + strength * residual(name, c, rng, instance, spread)
     return x.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
