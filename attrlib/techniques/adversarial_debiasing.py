@@ -22,10 +22,8 @@ class AdversarialDebiasing(Technique):
 
     def __init__(self, config, generators, subclasses):
         super().__init__(config, generators, subclasses)
-        m = self.model
-        self.optimizer = self.make_optimizer([*m.body_parameters(), *m.generator_head.parameters()])
-        self.subclass_optimizer = self.make_optimizer(m.subclass_head.parameters())
-        self.adversary_optimizer = self.make_optimizer(m.body_parameters())
+        self.split_optimizers()
+        self.adversary_optimizer = self.make_optimizer(self.model.body_parameters())
 
     def optimizers(self):
         return {"main": self.optimizer, "subclass": self.subclass_optimizer, "adversary": self.adversary_optimizer}

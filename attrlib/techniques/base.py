@@ -81,6 +81,13 @@ class Technique(nn.Module):
             return torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=self.config.weight_decay)
         return torch.optim.Adam(params, lr=lr, weight_decay=self.config.weight_decay)
 
+    def split_optimizers(self) -> None:
+        """For adversarial dual-head techniques: `optimizer` over the backbone and generator head, and
+        `subclass_optimizer` over the subclass head alone, so neither step can move the other's parameters."""
+        m = self.model
+        self.optimizer = self.make_optimizer([*m.body_parameters(), *m.generator_head.parameters()])
+        self.subclass_optimizer = self.make_optimizer(m.subclass_head.parameters())
+
     def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return F.cross_entropy(self.model(batch["x"]), batch["generator"])
 

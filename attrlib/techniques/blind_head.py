@@ -20,9 +20,7 @@ class BlindHead(Technique):
 
     def __init__(self, config, generators, subclasses):
         super().__init__(config, generators, subclasses)
-        m = self.model
-        self.optimizer = self.make_optimizer([*m.body_parameters(), *m.generator_head.parameters()])
-        self.subclass_optimizer = self.make_optimizer(m.subclass_head.parameters())
+        self.split_optimizers()
 
     def optimizers(self):
         return {"main": self.optimizer, "subclass": self.subclass_optimizer}
