@@ -12,6 +12,7 @@ written atomically: a reader (or a crash) never sees half of one.
 from __future__ import annotations
 
 import json
+import os
 import random
 import time
 from collections import defaultdict
@@ -28,7 +29,8 @@ from tqdm.auto import tqdm
 from . import distributed, techniques
 from .config import Config
 from .errors import CheckpointError, ConfigError, DataError
-from .io import atomic_open, atomic_torch_save, atomic_write_json, atomic_write_text, remove_stale_temporaries
+from .io import (atomic_open, atomic_torch_save, atomic_write_json, atomic_write_text, exclusive_lock,
+                 remove_stale_temporaries)
 from .models.weights import safe_load
 
 SPLIT_SEED = 0  # the train/val and ft_train/ft_test splits stay fixed across training seeds: seeds vary the model only
@@ -225,6 +227,16 @@ def train(config: Config, progress: bool = True) -> Path:
     out = run_dir(config)
     if (out / "done").exists():
         return out
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # ranks of one torchrun job train the run together
+        return _train(config, cls, device, out, progress)
+    # one trainer per run: a second process asking for it (a parallel study) waits, then reuses the result
+    with exclusive_lock(out.parent / f".{out.name}.lock"):
+        if (out / "done").exists():
+            return out
+        return _train(config, cls, device, out, progress)
+
+
+def _train(config: Config, cls, device: torch.device, out: Path, progress: bool) -> Path:
     data = load_data(config)  # a held-out subclass absent from the data fails here
     train_frame, val_frame = data.split(cls.train_split), data.split("val")
     if not len(train_frame):

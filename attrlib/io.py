@@ -46,6 +46,29 @@ def atomic_open(path: str | os.PathLike, mode: str = "w", **kwargs: Any) -> Iter
         raise
 
 
+@contextlib.contextmanager
+def exclusive_lock(path: str | os.PathLike) -> Iterator[None]:
+    """Hold an exclusive advisory lock on the file `path` (created if missing) while the block runs.
+
+    Two processes that train the same run (two notebooks of a parallel study both needing the baseline) take
+    turns: the second waits, then finds the run done and reuses it. The lock dies with its process, so a
+    killed trainer never leaves it held. POSIX only (fcntl); elsewhere the block runs unlocked.
+    """
+    try:
+        import fcntl
+    except ImportError:  # Windows: no advisory locks here; a parallel study there should use --jobs 1
+        yield
+        return
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+b") as fh:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
 def _write_message(path: Path, err: OSError) -> str:
     what = {errno.ENOSPC: "no space left on the device", errno.EDQUOT: "the disk quota is exceeded",
             errno.EACCES: "permission denied", errno.EROFS: "the file system is read-only"}.get(

@@ -1,4 +1,5 @@
-"""The study runner: execute the numbered notebooks in order with papermill.
+"""The study runner: execute the numbered notebooks with papermill, in numeric order, two at a time on a
+multi-core machine.
 
 Notebooks share results only through files (runs/, figures/, results/), so each one can also be run
 alone; the runner only passes the same parameters to all of them and stops at the first failure,
@@ -6,8 +7,10 @@ naming the notebook and the cell and keeping the partial executed copy.
 """
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
+from typing import Any
 
 from .errors import ConfigError
 
@@ -87,8 +90,11 @@ def benchmark_spec(profile: str, root: str | Path, **execution) -> dict:
         raise ConfigError(f"{str(root)!r} is not the embedded benchmark (no benchmark.json): the simulation "
                           "checks need the strength knob, which real data does not have")
     params = json.loads((Path(root) / "benchmark.json").read_text(encoding="utf-8"))
+    # the study's benchmark and its unbiased twin are the sweep's points at the default strength: reused, not
+    # made again (and their runs are the baseline's and the oracle's seed 0: reused as well)
+    reuse = [str(p) for p in (Path(root), unbiased_variant(Path(root))) if p is not None and p.is_dir()]
     return dict(scale=params["scale"], size=params["size"], instance_spread=params.get("instance_spread", 0.0),
-                technique="baseline",
+                technique="baseline", reuse=reuse,
                 data_dir=str(Path(root).parent / "checks"), **PROFILES[profile]["config"], **execution)
 
 
@@ -103,14 +109,18 @@ def notebooks_in(folder: str | Path) -> list[Path]:
 def run_study(profile: str = "default", data: str = "", heldout: str = "military_vehicle",
               notebooks: str | Path = "notebooks", out: str | Path = "runs/notebooks", runs: str = "runs",
               figures: str = "figures", results: str = "results", device: str = "auto",
-              only: tuple[str, ...] = (), progress: bool = True, threads: int = 0) -> list[Path]:
+              only: tuple[str, ...] = (), progress: bool = True, threads: int = 0, jobs: int = 0) -> list[Path]:
     """Execute every numbered notebook (or those whose name starts with one of `only`) and return the executed copies.
 
     Prints one line per notebook before and after it (with its time); a finished run folder is reused by
     every notebook (the engine's run ids), so a second study, or one stopped and started again, trains only
     what is missing. On a failure: StudyError naming the notebook and the cell; the partial executed copy
-    is kept under `out` and no later notebook runs. threads: torch CPU threads in every notebook (0: torch's
-    default).
+    is kept under `out` and no later notebook starts.
+
+    jobs: notebooks executed at once (0: 2 on a machine with 2 or more CPU cores, else 1). They start in
+    numeric order; a run two of them need is trained once (the engine locks a run while it trains it, the
+    other waits and reuses it), and they share nothing else but files, so any order gives the same results.
+    threads: torch CPU threads in every notebook (0: the cores divided by jobs, or torch's default for one job).
     """
     import papermill as pm
 
@@ -118,26 +128,91 @@ def run_study(profile: str = "default", data: str = "", heldout: str = "military
 
     if profile not in PROFILES:
         raise ConfigError(f"unknown profile {profile!r}; valid profiles: {', '.join(PROFILES)}")
+    if int(jobs) < 0 or int(threads) < 0:
+        raise ConfigError(f"jobs ({jobs}) and threads ({threads}) must be 0 (automatic) or more")
+    cores = os.cpu_count() or 1
+    jobs = int(jobs) or (2 if cores >= 2 else 1)
+    if jobs > 1 and not threads:
+        threads = max(1, cores // jobs)
     data_root = str(resolve_data(profile, data, progress=progress))  # made once here, not by every notebook
+    if not data:  # the oracle's unbiased twin too (notebooks 01 and 10 read it), before notebooks run side by side
+        resolve_data(profile, data, progress=progress, variant="unbiased")
     params = dict(profile=profile, data=data_root, heldout=heldout, runs=runs, figures=figures,
                   results=results, device=device, threads=int(threads))
     todo = [nb for nb in notebooks_in(notebooks) if not only or nb.name.startswith(tuple(only))]
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    done = []
-    for i, nb in enumerate(todo, 1):
-        target = out / nb.name
-        start = time.perf_counter()
-        print(f"[{i}/{len(todo)}] {nb.name} ...", flush=True)
-        try:
-            pm.execute_notebook(str(nb), str(target), parameters=params, kernel_name="python3",
-                                progress_bar=progress, cwd=str(Path.cwd()))
-        except pm.PapermillExecutionError as err:
-            raise StudyError(f"notebook {nb.name} failed in cell {err.cell_index} (execution count {err.exec_count}): "
-                             f"{err.ename}: {err.evalue}\nthe partial executed notebook is kept at {target}") from None
-        print(f"[{i}/{len(todo)}] {nb.name} done in {time.perf_counter() - start:.0f} s -> {target}", flush=True)
-        done.append(target)
-    return done
+    jobs = min(jobs, len(todo))
+    if jobs <= 1:
+        for i, nb in enumerate(todo, 1):
+            target = out / nb.name
+            start = time.perf_counter()
+            print(f"[{i}/{len(todo)}] {nb.name} ...", flush=True)
+            try:
+                pm.execute_notebook(str(nb), str(target), parameters=params, kernel_name="python3",
+                                    progress_bar=progress, cwd=str(Path.cwd()))
+            except pm.PapermillExecutionError as err:
+                raise StudyError(_failure(nb.name, target, err.cell_index, err.exec_count,
+                                          f"{err.ename}: {err.evalue}")) from None
+            print(f"[{i}/{len(todo)}] {nb.name} done in {time.perf_counter() - start:.0f} s -> {target}", flush=True)
+        return [out / nb.name for nb in todo]
+    return _run_parallel(todo, out, params, jobs)
+
+
+def _failure(name: str, target: Path, cell: Any, count: Any, what: str) -> str:
+    return (f"notebook {name} failed in cell {cell} (execution count {count}): {what}\n"
+            f"the partial executed notebook is kept at {target}")
+
+
+def _execute(nb: str, target: str, params: dict, cwd: str) -> tuple[float, str | None]:
+    """One notebook in a worker process: (seconds, None) or (seconds, the failure message)."""
+    import papermill as pm
+
+    start = time.perf_counter()
+    try:
+        pm.execute_notebook(nb, target, parameters=params, kernel_name="python3", progress_bar=False, cwd=cwd)
+    except pm.PapermillExecutionError as err:
+        return time.perf_counter() - start, _failure(Path(nb).name, Path(target), err.cell_index, err.exec_count,
+                                                     f"{err.ename}: {err.evalue}")
+    except Exception as err:  # a kernel that died, a notebook that cannot be read: still name the notebook
+        return time.perf_counter() - start, (f"notebook {Path(nb).name} could not be executed: "
+                                             f"{type(err).__name__}: {err}\nthe partial executed notebook (if any) is "
+                                             f"kept at {target}")
+    return time.perf_counter() - start, None
+
+
+def _run_parallel(todo: list[Path], out: Path, params: dict, jobs: int) -> list[Path]:
+    """`jobs` notebooks at once, started in numeric order; the first failure stops new starts (the ones
+    running finish, so their runs are kept) and is raised as StudyError."""
+    import multiprocessing
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    print(f"{len(todo)} notebooks, {jobs} at a time, {params['threads']} torch thread(s) each", flush=True)
+    ctx = multiprocessing.get_context("spawn")  # a fresh interpreter: no torch threads inherited from a fork
+    failure, finished = None, 0
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
+        queue, running = list(todo), {}
+        while queue or running:
+            while queue and len(running) < jobs and failure is None:
+                nb = queue.pop(0)
+                print(f"[start] {nb.name}", flush=True)
+                running[pool.submit(_execute, str(nb), str(out / nb.name), params, str(Path.cwd()))] = nb
+            if not running:
+                break
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in done:
+                nb = running.pop(future)
+                seconds, error = future.result()
+                finished += 1
+                if error is None:
+                    print(f"[{finished}/{len(todo)}] {nb.name} done in {seconds:.0f} s -> {out / nb.name}", flush=True)
+                elif failure is None:
+                    failure = error
+                    print(f"[failed] {nb.name} after {seconds:.0f} s; no further notebook starts"
+                          + (f", waiting for {len(running)} running" if running else ""), flush=True)
+    if failure is not None:
+        raise StudyError(failure)
+    return [out / nb.name for nb in todo]
 
 
 class StudyError(RuntimeError):

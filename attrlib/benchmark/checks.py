@@ -29,7 +29,7 @@ from typing import Iterable
 import numpy as np
 import pandas as pd
 
-from .synth import DEFAULT_INSTANCE_SPREAD, DEFAULT_STRENGTH, synthesize
+from .synth import DEFAULT_INSTANCE_SPREAD, DEFAULT_STRENGTH, GENERATOR_VERSION, synthesize
 
 # Thresholds of the issue. Chance for 6 generators is 1/6; 0.25 leaves room for the noise of 176 test images.
 CHANCE_MAX = 0.25
@@ -153,21 +153,35 @@ def pixel_stats(root_or_frame, split: str | None = None, per_generator: int | No
 # ---------------------------------------------------------------------------------------------- training
 
 def check_benchmark(data_dir: str | os.PathLike, variant: str, strength: float, seed: int = 0, scale: float = 1 / 50,
-                    size: int = 64, instance_spread: float = DEFAULT_INSTANCE_SPREAD, progress: bool = False) -> Path:
-    """The benchmark a check trains or measures on, cached under `data_dir` by its parameters."""
+                    size: int = 64, instance_spread: float = DEFAULT_INSTANCE_SPREAD, progress: bool = False,
+                    reuse: Iterable[str | os.PathLike] = ()) -> Path:
+    """The benchmark a check trains or measures on, cached under `data_dir` by its parameters; or one of the
+    `reuse` folders (the study's own benchmark and its unbiased twin) when it was made with the same ones."""
+    wanted = dict(variant=variant, strength=float(strength), seed=seed, scale=float(scale), size=size,
+                  instance_spread=float(instance_spread), generator_version=GENERATOR_VERSION)
+    for root in reuse:
+        try:
+            made = json.loads((Path(root) / "benchmark.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if all(made.get(k) == v for k, v in wanted.items()):
+            return Path(root)
     name = f"{variant}-s{strength:g}-i{instance_spread:g}-n{size}-scale{scale:g}-seed{seed}"
     return synthesize(Path(data_dir) / name, scale=scale, size=size, strength=strength, seed=seed, variant=variant,
                       instance_spread=instance_spread, progress=progress)
 
 def train_benchmark(strength: float, variant: str, seed: int = 0, data_dir: str | os.PathLike = "data/checks",
                     scale: float = 1 / 50, size: int = 64, progress: bool = False,
-                    instance_spread: float = DEFAULT_INSTANCE_SPREAD, **config) -> dict:
-    """Synthesise the benchmark at `strength` and `variant`, train with the study's engine (`Config` fields
-    in `config`, e.g. technique="baseline", epochs=12) and return val and held-out accuracy."""
+                    instance_spread: float = DEFAULT_INSTANCE_SPREAD, reuse: Iterable[str | os.PathLike] = (),
+                    **config) -> dict:
+    """Synthesise the benchmark at `strength` and `variant` (or reuse an identical one, see `check_benchmark`),
+    train with the study's engine (`Config` fields in `config`, e.g. technique="baseline", epochs=12) and
+    return val and held-out accuracy. On reused data the run is reused too (run ids hash the data's
+    benchmark.json, not its path)."""
     from ..config import Config
     from ..engine import train
 
-    root = check_benchmark(data_dir, variant, strength, seed, scale, size, instance_spread, progress)
+    root = check_benchmark(data_dir, variant, strength, seed, scale, size, instance_spread, progress, reuse)
     cfg = Config(**{"data": str(root), "seed": seed, **config})
     run = Path(train(cfg, progress=progress))
     metrics = json.loads((run / "metrics.json").read_text(encoding="utf-8"))
@@ -219,8 +233,8 @@ def check_biased_baseline(strength: float = DEFAULT_STRENGTH, seed: int = 0, **k
 
 def check_thumbnails(data_dir: str | os.PathLike = "data/checks", strength: float = DEFAULT_STRENGTH,
                      seed: int = 0, scale: float = 1 / 50, size: int = 64,
-                     instance_spread: float = DEFAULT_INSTANCE_SPREAD) -> dict:
-    root = check_benchmark(data_dir, "unbiased", strength, seed, scale, size, instance_spread)
+                     instance_spread: float = DEFAULT_INSTANCE_SPREAD, reuse: Iterable[str | os.PathLike] = ()) -> dict:
+    root = check_benchmark(data_dir, "unbiased", strength, seed, scale, size, instance_spread, reuse=reuse)
     r = thumbnail_check(root, seed=seed)
     passed = r["subclass_accuracy"] >= THUMB_SUBCLASS_MIN and r["generator_accuracy"] <= CHANCE_MAX
     return {**r, "check": "3 8x8 thumbnails: subclass high, generator at chance",
@@ -230,10 +244,10 @@ def check_thumbnails(data_dir: str | os.PathLike = "data/checks", strength: floa
 def check_pixel_stats(data_dir: str | os.PathLike = "data/checks", strength: float = DEFAULT_STRENGTH,
                       seed: int = 0, scale: float = 1 / 50, size: int = 64,
                       instance_spread: float = DEFAULT_INSTANCE_SPREAD, max_mean_gap: float = 2.0,
-                      max_hist_tv: float = 0.05) -> dict:
+                      max_hist_tv: float = 0.05, reuse: Iterable[str | os.PathLike] = ()) -> dict:
     """Check 5 on the unbiased variant (where every generator has the same content): per-generator means
     within `max_mean_gap` grey levels of each other and histograms within `max_hist_tv` of the pooled one."""
-    root = check_benchmark(data_dir, "unbiased", strength, seed, scale, size, instance_spread)
+    root = check_benchmark(data_dir, "unbiased", strength, seed, scale, size, instance_spread, reuse=reuse)
     stats = pixel_stats(root)
     gap = float(stats["mean"].max() - stats["mean"].min())
     tv = float(stats["hist_tv"].max())
@@ -268,7 +282,7 @@ def checks_table(sweep: pd.DataFrame, spec: dict, strength: float = DEFAULT_STRE
     zero, unbiased, biased = point(0.0, "unbiased"), point(strength, "unbiased"), point(strength, "biased")
     lo, hi = BIASED_HELDOUT_WINDOW
     data = dict(data_dir=spec.get("data_dir", "data/checks"), strength=strength, scale=spec["scale"], size=spec["size"],
-                instance_spread=spec.get("instance_spread", DEFAULT_INSTANCE_SPREAD))
+                instance_spread=spec.get("instance_spread", DEFAULT_INSTANCE_SPREAD), reuse=spec.get("reuse", ()))
     thumbs, stats = check_thumbnails(**data), check_pixel_stats(**data)
     rows = [
         dict(check="1 strength 0, unbiased training: held-out at chance", threshold=f"held-out <= {CHANCE_MAX}",
