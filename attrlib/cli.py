@@ -86,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--notebooks", default="notebooks", help="folder of NN_name.ipynb notebooks")
     st.add_argument("--out", default="runs/notebooks", help="where the executed notebooks are kept")
     st.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
-    st.add_argument("--jobs", type=int, default=0, help="notebooks executed at once; 0: 2 on a multi-core machine, else 1")
+    st.add_argument("--jobs", type=int, default=0, help="notebooks executed at once; 0: the CPU cores, at most 4")
     st.add_argument("--threads", type=int, default=0,
                     help="torch CPU threads per notebook; 0: the cores divided by jobs (torch's default for one job)")
     st.add_argument("--only", action="append", default=[], help="run only notebooks whose name starts with this (repeatable)")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import sys
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -230,7 +231,11 @@ def train(config: Config, progress: bool = True) -> Path:
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # ranks of one torchrun job train the run together
         return _train(config, cls, device, out, progress)
     # one trainer per run: a second process asking for it (a parallel study) waits, then reuses the result
-    with exclusive_lock(out.parent / f".{out.name}.lock"):
+    def waiting() -> None:
+        print(f"{config.technique} seed {config.seed}: another process is training {out}; waiting to reuse it",
+              file=sys.stderr, flush=True)
+
+    with exclusive_lock(out.parent / f".{out.name}.lock", on_wait=waiting):
         if (out / "done").exists():
             return out
         return _train(config, cls, device, out, progress)

@@ -47,12 +47,13 @@ def atomic_open(path: str | os.PathLike, mode: str = "w", **kwargs: Any) -> Iter
 
 
 @contextlib.contextmanager
-def exclusive_lock(path: str | os.PathLike) -> Iterator[None]:
+def exclusive_lock(path: str | os.PathLike, on_wait: Any = None) -> Iterator[None]:
     """Hold an exclusive advisory lock on the file `path` (created if missing) while the block runs.
 
     Two processes that train the same run (two notebooks of a parallel study both needing the baseline) take
     turns: the second waits, then finds the run done and reuses it. The lock dies with its process, so a
     killed trainer never leaves it held. POSIX only (fcntl); elsewhere the block runs unlocked.
+    on_wait: called once (no arguments) when another process holds the lock, before waiting for it.
     """
     try:
         import fcntl
@@ -62,7 +63,12 @@ def exclusive_lock(path: str | os.PathLike) -> Iterator[None]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a+b") as fh:
-        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if on_wait is not None:
+                on_wait()
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
         try:
             yield
         finally:

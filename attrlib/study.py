@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
+from .io import atomic_write_json
 
 # The embedded benchmark each profile studies when no --data is given. `quick` is small enough for the
 # test suite; `default` is seed 002's matrix at scale 1/50; `paper` keeps that matrix at a larger size
@@ -117,7 +118,7 @@ def run_study(profile: str = "default", data: str = "", heldout: str = "military
     what is missing. On a failure: StudyError naming the notebook and the cell; the partial executed copy
     is kept under `out` and no later notebook starts.
 
-    jobs: notebooks executed at once (0: 2 on a machine with 2 or more CPU cores, else 1). They start in
+    jobs: notebooks executed at once (0: the CPU cores, at most 4). They start in
     numeric order; a run two of them need is trained once (the engine locks a run while it trains it, the
     other waits and reuses it), and they share nothing else but files, so any order gives the same results.
     threads: torch CPU threads in every notebook (0: the cores divided by jobs, or torch's default for one job).
@@ -131,9 +132,10 @@ def run_study(profile: str = "default", data: str = "", heldout: str = "military
     if int(jobs) < 0 or int(threads) < 0:
         raise ConfigError(f"jobs ({jobs}) and threads ({threads}) must be 0 (automatic) or more")
     cores = os.cpu_count() or 1
-    jobs = int(jobs) or (2 if cores >= 2 else 1)
+    jobs = int(jobs) or min(4, cores)  # 2 cores: 2 notebooks of 1 thread; 8 cores: 4 notebooks of 2 threads
     if jobs > 1 and not threads:
         threads = max(1, cores // jobs)
+    began = time.perf_counter()
     data_root = str(resolve_data(profile, data, progress=progress))  # made once here, not by every notebook
     if not data:  # the oracle's unbiased twin too (notebooks 01 and 10 read it), before notebooks run side by side
         resolve_data(profile, data, progress=progress, variant="unbiased")
@@ -143,6 +145,7 @@ def run_study(profile: str = "default", data: str = "", heldout: str = "military
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     jobs = min(jobs, len(todo))
+    timings = {}
     if jobs <= 1:
         for i, nb in enumerate(todo, 1):
             target = out / nb.name
@@ -154,9 +157,17 @@ def run_study(profile: str = "default", data: str = "", heldout: str = "military
             except pm.PapermillExecutionError as err:
                 raise StudyError(_failure(nb.name, target, err.cell_index, err.exec_count,
                                           f"{err.ename}: {err.evalue}")) from None
-            print(f"[{i}/{len(todo)}] {nb.name} done in {time.perf_counter() - start:.0f} s -> {target}", flush=True)
-        return [out / nb.name for nb in todo]
-    return _run_parallel(todo, out, params, jobs)
+            timings[nb.name] = time.perf_counter() - start
+            print(f"[{i}/{len(todo)}] {nb.name} done in {timings[nb.name]:.0f} s -> {target}", flush=True)
+    else:
+        timings = _run_parallel(todo, out, params, jobs)
+    total = time.perf_counter() - began
+    # a record of this study's wall time (benchmarks/bench_study.py reports the last default one)
+    atomic_write_json(out / "study_timing.json", dict(
+        profile=profile, data=data_root, only=list(only), jobs=jobs, threads=int(threads), cores=cores, seconds=round(total, 1),
+        notebooks={k: round(v, 1) for k, v in timings.items()}, finished=time.strftime("%Y-%m-%dT%H:%M:%S%z")))
+    print(f"study ({profile}): {len(todo)} notebooks in {total / 60:.1f} min", flush=True)
+    return [out / nb.name for nb in todo]
 
 
 def _failure(name: str, target: Path, cell: Any, count: Any, what: str) -> str:
@@ -181,7 +192,7 @@ def _execute(nb: str, target: str, params: dict, cwd: str) -> tuple[float, str |
     return time.perf_counter() - start, None
 
 
-def _run_parallel(todo: list[Path], out: Path, params: dict, jobs: int) -> list[Path]:
+def _run_parallel(todo: list[Path], out: Path, params: dict, jobs: int) -> dict[str, float]:
     """`jobs` notebooks at once, started in numeric order; the first failure stops new starts (the ones
     running finish, so their runs are kept) and is raised as StudyError."""
     import multiprocessing
@@ -189,7 +200,7 @@ def _run_parallel(todo: list[Path], out: Path, params: dict, jobs: int) -> list[
 
     print(f"{len(todo)} notebooks, {jobs} at a time, {params['threads']} torch thread(s) each", flush=True)
     ctx = multiprocessing.get_context("spawn")  # a fresh interpreter: no torch threads inherited from a fork
-    failure, finished = None, 0
+    failure, finished, timings = None, 0, {}
     with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
         queue, running = list(todo), {}
         while queue or running:
@@ -205,6 +216,7 @@ def _run_parallel(todo: list[Path], out: Path, params: dict, jobs: int) -> list[
                 seconds, error = future.result()
                 finished += 1
                 if error is None:
+                    timings[nb.name] = seconds
                     print(f"[{finished}/{len(todo)}] {nb.name} done in {seconds:.0f} s -> {out / nb.name}", flush=True)
                 elif failure is None:
                     failure = error
@@ -212,7 +224,7 @@ def _run_parallel(todo: list[Path], out: Path, params: dict, jobs: int) -> list[
                           + (f", waiting for {len(running)} running" if running else ""), flush=True)
     if failure is not None:
         raise StudyError(failure)
-    return [out / nb.name for nb in todo]
+    return timings
 
 
 class StudyError(RuntimeError):

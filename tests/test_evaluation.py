@@ -253,7 +253,10 @@ def test_summary_table_numbers_and_export(runs, tmp_path):
     if 0.95 > base:
         assert table.loc["adversarial_debiasing", "gap_closed"] == pytest.approx((acc - base) / (0.95 - base))
     no_oracle = summary_table(runs, n_boot=20)
-    assert (no_oracle["gap closed"] == "").all() and no_oracle["note"].str.contains("no oracle").all()
+    assert "gap closed" not in no_oracle and not no_oracle["note"].str.contains("oracle").any()
+    assert "Gap closed needs an oracle" in no_oracle.attrs["caption"]
+    unknown = summary_table(runs, oracle={"oracle": None}, n_boot=20)  # asked for, but there is none: NaN and why
+    assert (unknown["gap closed vs oracle"] == "").all() and unknown["note"].str.contains("no oracle").all()
     assert "±" in no_oracle.loc["baseline", "accuracy"]
     paths = save_table(no_oracle, "10_summary", tmp_path)
     assert {p.suffix for p in paths} == {".csv", ".md", ".tex"}

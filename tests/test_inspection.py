@@ -136,6 +136,16 @@ def test_content_reliance_on_a_masked_dataset(masked_data):
     with pytest.raises(DataError, match="with_mask=True"):
         content_reliance(model, ImageDataset(masked_data.split("test"), masked_data, size=32, train=False),
                          masked_data.generators)
+    # a test-time input transform (runtime_adversarial's attack) is what the CAM explains: the model sees it
+    seen = []
+
+    def transform(x):
+        seen.append(x.shape[0])
+        return x.flip(-1)  # mirrored images: CAM mass moves, the clean image's mask does not
+
+    moved = content_reliance(model, ds, masked_data.generators, target="true", batch_size=5, inputs=transform)
+    assert sum(seen) == len(ds)
+    assert not np.allclose(moved["share_in_mask"].to_numpy(), per_image["share_in_mask"].to_numpy(), equal_nan=True)
 
 
 def test_cam_grid_figure(masked_data):

@@ -144,3 +144,51 @@ def test_a_full_disk_during_a_run_keeps_the_finished_epochs(tiny_data, tmp_path,
 
     monkeypatch.setattr(engine, "train_one_epoch", no_training)
     assert (engine.train(config, progress=False) / "done").exists()
+
+
+WAIT_SCRIPT = textwrap.dedent("""
+    import os, sys, time
+    from attrlib import engine
+    from attrlib.config import Config
+    config = Config(data=sys.argv[1], runs=sys.argv[2], image_size=32, batch_size=8, epochs=int(sys.argv[3]),
+                    technique="baseline", device="cpu")
+    open(sys.argv[4] + ".ready", "w").close()
+    while not os.path.exists(sys.argv[4]):  # imported and ready: start when told to
+        time.sleep(0.01)
+    print(engine.train(config, progress=True))
+""")
+
+
+def test_two_processes_asking_for_one_run_train_it_once(tiny_data, tmp_path):
+    """A parallel study's notebooks may ask for the same run at once (04, 06 and 07 all need the baseline):
+    the first trains it under a lock, the second says it waits, then reuses the finished run."""
+    epochs = 6
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+
+    def start(go):
+        return subprocess.Popen([sys.executable, "-c", WAIT_SCRIPT, str(tiny_data), str(tmp_path), str(epochs),
+                                 str(tmp_path / go)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    config = Config(data=str(tiny_data), runs=str(tmp_path), image_size=32, batch_size=8, epochs=epochs,
+                    technique="baseline", device="cpu")
+    run = engine.run_dir(config)
+    first, second = start("go1"), start("go2")
+    deadline = time.monotonic() + 60
+    while not all((tmp_path / f"go{i}.ready").exists() for i in (1, 2)) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    (tmp_path / "go1").touch()
+    deadline = time.monotonic() + 60
+    while not (run / "config.json").exists() and first.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)  # config.json is written inside the lock, once training has begun
+    assert (run / "config.json").exists(), first.communicate()[1][-2000:]
+    (tmp_path / "go2").touch()
+    out2, err2 = second.communicate(timeout=180)
+    out1, err1 = first.communicate(timeout=180)
+    assert first.returncode == 0 and second.returncode == 0, (err1[-2000:], err2[-2000:])
+    assert Path(out1.strip().splitlines()[-1]) == run and Path(out2.strip().splitlines()[-1]) == run
+    assert f"epoch {epochs}/{epochs}:" in out1  # the first trained every epoch
+    # it reached the run while the first still held it (had the first finished, it would just reuse the run)
+    assert "another process is training" in err2 and "waiting to reuse it" in err2, \
+        f"no wait: did the first finish before the second started? give it more epochs\n{err2[-2000:]}"
+    assert "epoch 1/" not in out2  # the second trained nothing
+    assert len(_history(run)) == epochs

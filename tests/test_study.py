@@ -74,6 +74,10 @@ def test_quick_study_runs_every_numbered_notebook(quick_study):
     assert quick_study["code"] == 0
     executed = sorted(p.stem for p in (quick_study["cwd"] / "runs" / "notebooks").glob("*.ipynb"))
     assert executed == _numbered()  # 01 included once it exists
+    timing = json.loads((quick_study["cwd"] / "runs" / "notebooks" / "study_timing.json").read_text())
+    assert timing["profile"] == "quick" and sorted(timing["notebooks"]) == [f"{n}.ipynb" for n in _numbered()]
+    assert timing["jobs"] == min(4, os.cpu_count() or 1)
+    assert 0 < max(timing["notebooks"].values()) <= timing["seconds"] <= quick_study["seconds"] + 1
 
 
 @pytest.mark.parametrize("name", _numbered())
@@ -164,7 +168,7 @@ def test_a_failing_notebook_is_named_with_its_cell_and_kept(tmp_path, tiny_data,
     _write_notebook(nbs / "02_after.ipynb", PARAMS, "z = 3")
     out = tmp_path / "executed"
     with pytest.raises(StudyError) as err:
-        run_study(profile="quick", data=str(tiny_data), notebooks=nbs, out=out, device="cpu", progress=False)
+        run_study(profile="quick", data=str(tiny_data), notebooks=nbs, out=out, device="cpu", progress=False, jobs=1)
     message = str(err.value)
     assert "01_broken.ipynb" in message and "cell" in message and "deliberately broken" in message
     assert str(out / "01_broken.ipynb") in message
@@ -173,6 +177,29 @@ def test_a_failing_notebook_is_named_with_its_cell_and_kept(tmp_path, tiny_data,
     assert (out / "00_fine.ipynb").is_file() and not (out / "02_after.ipynb").exists()  # stopped
     printed = capsys.readouterr().out
     assert "[1/3] 00_fine.ipynb" in printed and "done in" in printed and "[2/3] 01_broken.ipynb" in printed
+
+
+def test_side_by_side_a_failure_starts_nothing_more_and_lets_the_running_one_finish(tmp_path, tiny_data, capsys):
+    """Two notebooks at a time: 00 fails at once while 01 still runs; 02 never starts, 01 completes (its
+    runs would be kept), and the error names 00 and its cell."""
+    from attrlib.study import StudyError, run_study
+
+    nbs = tmp_path / "notebooks"
+    nbs.mkdir()
+    _write_notebook(nbs / "00_broken.ipynb", PARAMS, "raise ValueError('deliberately broken')")
+    _write_notebook(nbs / "01_slow.ipynb", PARAMS, "import time\ntime.sleep(8)", "finished = True")
+    _write_notebook(nbs / "02_after.ipynb", PARAMS, "z = 3")
+    out = tmp_path / "executed"
+    with pytest.raises(StudyError) as err:
+        run_study(profile="quick", data=str(tiny_data), notebooks=nbs, out=out, device="cpu", progress=False, jobs=2)
+    message = str(err.value)
+    assert "00_broken.ipynb failed in cell" in message and "deliberately broken" in message
+    assert str(out / "00_broken.ipynb") in message
+    slow = json.loads((out / "01_slow.ipynb").read_text())
+    assert slow["cells"][-1]["execution_count"] is not None  # ran to its last cell
+    assert not (out / "02_after.ipynb").exists()
+    printed = capsys.readouterr().out
+    assert "2 at a time" in printed and "[failed] 00_broken.ipynb" in printed and "01_slow.ipynb done in" in printed
 
 
 def test_the_cli_reports_a_failing_study_and_exits_1(tmp_path, tiny_data, capsys):

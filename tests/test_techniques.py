@@ -188,3 +188,9 @@ def test_runtime_adversarial_perturbation_is_bounded_and_confuses_the_subclass_c
                    for v in (x, x_adv)]
     assert entropy[1] > entropy[0]
     assert not any(p.grad is not None for p in t.subclass_model.parameters())
+    # predict, Grad-CAM and content reliance all see the attacked images; other techniques the images themselves
+    assert torch.equal(t.test_inputs(x), x_adv)
+    with torch.no_grad():
+        assert torch.allclose(t.predict(x), t.model(x_adv))
+    plain = build_technique(_config("baseline"), data)
+    assert plain.test_inputs(x) is x

@@ -414,7 +414,8 @@ def summary_table(runs: Mapping[str, Sequence[str | os.PathLike]], baseline: str
     Gap closed is computed on seed-mean held-out accuracies against `runs[baseline]` and the oracle: a key of
     `runs` (seed 002 used fine-tuning), run folders (the baseline trained on the unbiased benchmark: scored
     on that benchmark's own held-out images), or an accuracy. With no oracle the column is NaN and the note
-    says why; a technique scored on another split than the baseline gets a note too. `oracle` may also be a
+    says why (oracle=None: no gap-closed column at all, the caption says why); a technique scored on another
+    split than the baseline gets a note too. `oracle` may also be a
     mapping label -> one of those (or None: no such reference, e.g. no unbiased variant of the user's data):
     one column `gap_closed_<label>` ("gap closed vs <label>") per reference.
 
@@ -426,7 +427,8 @@ def summary_table(runs: Mapping[str, Sequence[str | os.PathLike]], baseline: str
     rows = {name: technique_summary(dirs, n_boot=n_boot, alpha=alpha, seed=seed) for name, dirs in runs.items()}
     table = pd.DataFrame.from_dict(rows, orient="index")
     table.index.name = "technique"
-    references = dict(oracle) if isinstance(oracle, Mapping) else {"": oracle}
+    # no reference at all (a technique notebook's own table): no gap-closed column, and the caption says why
+    references = dict(oracle) if isinstance(oracle, Mapping) else {} if oracle is None else {"": oracle}
     notes = [[] for _ in table.index]
     for label, ref in references.items():
         acc_base, acc_ref, why = _gap_references(runs, baseline, ref, label or "oracle")
@@ -452,7 +454,9 @@ def summary_table(runs: Mapping[str, Sequence[str | os.PathLike]], baseline: str
     seeds = sorted(set(table["seeds"]))
     table.attrs.update(alpha=alpha, n_boot=n_boot, caption=(
         f"Held-out subclass, mean ± std over {'/'.join(map(str, seeds))} seed(s) (sample std, ddof=1); "
-        f"{100 * (1 - alpha):.0f}% percentile bootstrap intervals over images ({n_boot} resamples, seeds paired)."))
+        f"{100 * (1 - alpha):.0f}% percentile bootstrap intervals over images ({n_boot} resamples, seeds paired)."
+        + ("" if references else " Gap closed needs an oracle (the baseline trained on the unbiased benchmark): "
+           "see notebook 10.")))
     if not fmt:
         return table
     out = format_summary(table, digits, alpha)

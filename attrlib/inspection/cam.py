@@ -17,7 +17,7 @@ about the area; one that reads content scores well above it.
 from __future__ import annotations
 
 import os
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -105,9 +105,12 @@ def mask_area(masks: torch.Tensor) -> torch.Tensor:
 
 # --------------------------------------------------------------------------------------------- per dataset
 def content_reliance(model: nn.Module, dataset, generators: Sequence[str], target: str = "pred",
-                     batch_size: int = 32, head: str = "generator", device: str | torch.device = "cpu") -> pd.DataFrame:
+                     batch_size: int = 32, head: str = "generator", device: str | torch.device = "cpu",
+                     inputs: Callable[[torch.Tensor], torch.Tensor] | None = None) -> pd.DataFrame:
     """Per image of `dataset` (an `ImageDataset(..., with_mask=True)`): the CAM's share inside the object mask
     and the mask's area. target: "pred" (explain the prediction) or "true" (explain the true generator).
+    inputs: what the model sees at test time (a technique's `test_inputs`, e.g. runtime_adversarial's
+    attacked images; the object mask stays the clean image's); default the images themselves.
 
     Columns: path, generator, pred, target, share_in_mask, mask_area. Images with an empty mask (no object
     known) get NaN and are left out of `summarize_reliance`.
@@ -122,6 +125,8 @@ def content_reliance(model: nn.Module, dataset, generators: Sequence[str], targe
     with GradCam(model, head=head) as cam:
         for batch in loader:
             x, masks = batch["x"].to(device), batch["mask"].to(device)
+            if inputs is not None:
+                x = inputs(x)
             with torch.no_grad():
                 pred = cam.head(x).argmax(1)
             maps, used = cam(x, pred if target == "pred" else batch["generator"].to(device))
@@ -161,7 +166,8 @@ def content_reliance_table(runs: Mapping[str, Sequence[str | os.PathLike]], data
     for name, run, frame in iter_runs(runs, data, split, max_images):
         ds = ImageDataset(frame, run.data, policy=run.config.input_policy, size=run.config.image_size,
                           train=False, with_mask=True)
-        s = summarize_reliance(content_reliance(run.model, ds, run.generators, target, batch_size))
+        s = summarize_reliance(content_reliance(run.model, ds, run.generators, target, batch_size,
+                                                inputs=run.technique.test_inputs))
         per_seed.append({"technique": name, "seed": run.seed, **s})
     seeds = pd.DataFrame(per_seed)
     g = seeds.groupby("technique", sort=False)
@@ -179,14 +185,17 @@ def content_reliance_table(runs: Mapping[str, Sequence[str | os.PathLike]], data
 
 # --------------------------------------------------------------------------------------------- figures
 def cam_examples(model: nn.Module, dataset, indices: Sequence[int], target: str = "pred",
-                 head: str = "generator") -> dict[str, torch.Tensor]:
-    """Images (B, 3, H, W), CAMs (B, 1, H, W), predicted and true class indices of `dataset[indices]`."""
+                 head: str = "generator", inputs: Callable[[torch.Tensor], torch.Tensor] | None = None
+                 ) -> dict[str, torch.Tensor]:
+    """Images (B, 3, H, W), CAMs (B, 1, H, W), predicted and true class indices of `dataset[indices]`
+    (inputs: see `content_reliance`; the images returned are the ones the model saw)."""
     batch = torch.utils.data.default_collate([dataset[int(i)] for i in indices])
+    x = batch["x"] if inputs is None else inputs(batch["x"])
     with GradCam(model, head=head) as cam:
         with torch.no_grad():
-            pred = cam.head(batch["x"]).argmax(1)
-        maps, _ = cam(batch["x"], pred if target == "pred" else batch["generator"])
-    return {"x": batch["x"], "cam": maps, "pred": pred, "true": batch["generator"]}
+            pred = cam.head(x).argmax(1)
+        maps, _ = cam(x, pred if target == "pred" else batch["generator"])
+    return {"x": x, "cam": maps, "pred": pred, "true": batch["generator"]}
 
 
 def show_image(ax: plt.Axes, x: torch.Tensor) -> np.ndarray:
@@ -247,7 +256,8 @@ def run_cam_grid(run_dir: str | os.PathLike, data=None, split: str | None = None
     split = split or heldout_split(run_dir)
     frame = run.data.split(split)
     ds = ImageDataset(frame, run.data, policy=run.config.input_policy, size=run.config.image_size, train=False)
-    ex = cam_examples(run.model, ds, pick_examples(ds.frame, run.generators, per_generator, seed), target=target)
+    ex = cam_examples(run.model, ds, pick_examples(ds.frame, run.generators, per_generator, seed), target=target,
+                      inputs=run.technique.test_inputs)
     return cam_grid(ex["x"], ex["cam"], ex["pred"], ex["true"], run.generators,
                     title=f"{run.name}{' (uses target data)' if run.technique.uses_target_data else ''} "
                           f"(seed {run.seed}), {split} split, CAM of the {target} generator")

@@ -24,6 +24,7 @@ class AttributionModel(nn.Module):
         self.generator_head = nn.Linear(backbone.feature_dim, n_generators)
         self.subclass_head = nn.Linear(backbone.feature_dim, n_subclasses) if dual_head else None
         self.bf16 = bf16
+        self.channels_last = True  # NHWC activations (build_model makes the weights NHWC too); False: plain NCHW
 
     @property
     def dual_head(self) -> bool:
@@ -44,7 +45,9 @@ class AttributionModel(nn.Module):
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """x: (B, 3, H, W) in [0, 1] -> (B, D) float32 features."""
-        z = self.stem(x).contiguous(memory_format=torch.channels_last)
+        z = self.stem(x)
+        if self.channels_last:
+            z = z.contiguous(memory_format=torch.channels_last)
         with self._autocast(z):
             f = self.backbone(z)
         return f.float()

@@ -99,7 +99,12 @@ class Technique(nn.Module):
         return {"loss": loss.item()}
 
     def predict(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(x)
+        return self.model(self.test_inputs(x))
+
+    def test_inputs(self, x: torch.Tensor) -> torch.Tensor:
+        """The images the attribution model sees at test time: `x` itself, unless the technique transforms its
+        inputs (runtime_adversarial's attack). Grad-CAM and content reliance explain the model on these."""
+        return x
 
     def monitor(self, x: torch.Tensor) -> torch.Tensor:
         """Logits for the per-epoch validation accuracy; `predict` unless that is costly (test-time attacks)."""
