@@ -15,6 +15,10 @@ from typing import Any
 from .errors import ConfigError
 from .io import atomic_write_json
 
+# Set for the kernels a study runs: notebooks draw static figures instead of live widgets there (nbclient can
+# wait forever on a cell whose output widget it captures: jupyter/nbclient#312, nteract/papermill#723).
+HEADLESS_ENV = "ATTRLIB_HEADLESS"
+
 # The embedded benchmark each profile studies when no --data is given. `quick` is small enough for the
 # test suite; `default` is seed 002's matrix at scale 1/50; `paper` keeps that matrix at a larger size
 # (seed 002 resizes to 224; the simulator works at 256 so the resize protocol has something to erase).
@@ -123,8 +127,6 @@ def run_study(profile: str = "default", data: str = "", heldout: str = "military
     other waits and reuses it), and they share nothing else but files, so any order gives the same results.
     threads: torch CPU threads in every notebook (0: the cores divided by jobs, or torch's default for one job).
     """
-    import papermill as pm
-
     from .config import PROFILES
 
     if profile not in PROFILES:
@@ -136,6 +138,7 @@ def run_study(profile: str = "default", data: str = "", heldout: str = "military
     if jobs > 1 and not threads:
         threads = max(1, cores // jobs)
     began = time.perf_counter()
+    finished_before = len(list(Path(runs).glob("*/*/done")))  # 0: a cold study, every run trained here
     data_root = str(resolve_data(profile, data, progress=progress))  # made once here, not by every notebook
     if not data:  # the oracle's unbiased twin too (notebooks 01 and 10 read it), before notebooks run side by side
         resolve_data(profile, data, progress=progress, variant="unbiased")
@@ -145,29 +148,46 @@ def run_study(profile: str = "default", data: str = "", heldout: str = "military
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     jobs = min(jobs, len(todo))
-    timings = {}
-    if jobs <= 1:
-        for i, nb in enumerate(todo, 1):
-            target = out / nb.name
-            start = time.perf_counter()
-            print(f"[{i}/{len(todo)}] {nb.name} ...", flush=True)
-            try:
-                pm.execute_notebook(str(nb), str(target), parameters=params, kernel_name="python3",
-                                    progress_bar=progress, cwd=str(Path.cwd()))
-            except pm.PapermillExecutionError as err:
-                raise StudyError(_failure(nb.name, target, err.cell_index, err.exec_count,
-                                          f"{err.ename}: {err.evalue}")) from None
-            timings[nb.name] = time.perf_counter() - start
-            print(f"[{i}/{len(todo)}] {nb.name} done in {timings[nb.name]:.0f} s -> {target}", flush=True)
-    else:
-        timings = _run_parallel(todo, out, params, jobs)
+    headless = os.environ.get(HEADLESS_ENV)
+    os.environ[HEADLESS_ENV] = "1"  # the kernels inherit it: notebook 08's explorer draws a figure, not widgets
+    try:
+        timings = _execute_all(todo, out, params, jobs, progress)
+    finally:
+        if headless is None:
+            os.environ.pop(HEADLESS_ENV, None)
+        else:
+            os.environ[HEADLESS_ENV] = headless
     total = time.perf_counter() - began
     # a record of this study's wall time (benchmarks/bench_study.py reports the last default one)
     atomic_write_json(out / "study_timing.json", dict(
-        profile=profile, data=data_root, only=list(only), jobs=jobs, threads=int(threads), cores=cores, seconds=round(total, 1),
+        profile=profile, data=data_root, only=list(only), runs_reused_or_before=finished_before,
+        runs_trained=len(list(Path(runs).glob("*/*/done"))) - finished_before, jobs=jobs, threads=int(threads),
+        cores=cores, seconds=round(total, 1),
         notebooks={k: round(v, 1) for k, v in timings.items()}, finished=time.strftime("%Y-%m-%dT%H:%M:%S%z")))
     print(f"study ({profile}): {len(todo)} notebooks in {total / 60:.1f} min", flush=True)
     return [out / nb.name for nb in todo]
+
+
+def _execute_all(todo: list[Path], out: Path, params: dict, jobs: int, progress: bool) -> dict[str, float]:
+    """Run the notebooks, one at a time in this process or `jobs` at a time: seconds per notebook."""
+    if jobs > 1:
+        return _run_parallel(todo, out, params, jobs)
+    import papermill as pm
+
+    timings = {}
+    for i, nb in enumerate(todo, 1):
+        target = out / nb.name
+        start = time.perf_counter()
+        print(f"[{i}/{len(todo)}] {nb.name} ...", flush=True)
+        try:
+            pm.execute_notebook(str(nb), str(target), parameters=params, kernel_name="python3",
+                                progress_bar=progress, cwd=str(Path.cwd()))
+        except pm.PapermillExecutionError as err:
+            raise StudyError(_failure(nb.name, target, err.cell_index, err.exec_count,
+                                      f"{err.ename}: {err.evalue}")) from None
+        timings[nb.name] = time.perf_counter() - start
+        print(f"[{i}/{len(todo)}] {nb.name} done in {timings[nb.name]:.0f} s -> {target}", flush=True)
+    return timings
 
 
 def _failure(name: str, target: Path, cell: Any, count: Any, what: str) -> str:

@@ -181,7 +181,7 @@ def test_probe_model_on_the_tiny_data(tiny_data):
 
 
 # --------------------------------------------------------------------------------------------- from run folders
-def test_run_level_helpers(masked_root, masked_data, tmp_path):
+def test_run_level_helpers(masked_root, masked_data, tmp_path, monkeypatch):
     config = Config(data=str(masked_root), heldout=("tank",), runs=str(tmp_path),
                     image_size=32, batch_size=8, epochs=1, technique="blind_head")
     run_dir = engine.train(config, progress=False)
@@ -198,5 +198,18 @@ def test_run_level_helpers(masked_root, masked_data, tmp_path):
     fig = explain_figure(run.technique, item["x"], item["generator"], run.generators, target="true")
     assert len(fig.axes) == 3
     plt.close(fig)
-    box = cam_explorer({"blind_head": run_dir}, data=masked_data)
+    box = cam_explorer({"blind_head": run_dir}, data=masked_data, mode="live")
     assert box.children[1].max == len(masked_data.split("test")) - 1
+    # headless (attrlib study sets ATTRLIB_HEADLESS for its kernels): a plain figure, no widgets for nbclient
+    # to wait on; "auto" follows the variable
+    static = cam_explorer({"blind_head": run_dir}, data=masked_data, mode="static")
+    assert isinstance(static, plt.Figure) and len(static.axes) == 3
+    plt.close(static)
+    monkeypatch.setenv("ATTRLIB_HEADLESS", "1")
+    auto = cam_explorer({"blind_head": run_dir}, data=masked_data)
+    assert isinstance(auto, plt.Figure)
+    plt.close(auto)
+    monkeypatch.delenv("ATTRLIB_HEADLESS")
+    assert not isinstance(cam_explorer({"blind_head": run_dir}, data=masked_data), plt.Figure)
+    with pytest.raises(ValueError, match="valid choices"):
+        cam_explorer({"blind_head": run_dir}, data=masked_data, mode="widgets")

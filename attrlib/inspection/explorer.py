@@ -50,12 +50,21 @@ def explain_figure(technique, x: torch.Tensor, true: int, generators: Sequence[s
     return fig
 
 
-def cam_explorer(runs: Mapping[str, str | os.PathLike], data=None, split: str | None = None):
+def cam_explorer(runs: Mapping[str, str | os.PathLike], data=None, split: str | None = None, mode: str = "auto"):
     """Widgets over one run folder per technique (runs: name -> run folder) on `split` (default: each run's
-    held-out split). Returns an ipywidgets box; display it as a cell's last value."""
-    import ipywidgets as widgets
-    from IPython.display import display
+    held-out split). Returns an ipywidgets box; display it as a cell's last value.
 
+    mode: "live" (the widgets), "static" (the figure the widgets open on: first technique, first image; a
+    Matplotlib figure, no widgets), or "auto": static when the environment variable ATTRLIB_HEADLESS is set
+    (attrlib study sets it), live otherwise. Headless runs need static: nbclient, which papermill drives,
+    can wait forever on a cell whose output widget it is capturing (jupyter/nbclient#312, papermill#723).
+    """
+    if mode not in ("auto", "live", "static"):
+        raise ValueError(f"mode={mode!r}; valid choices: 'auto', 'live', 'static'")
+    if mode == "auto":
+        from ..study import HEADLESS_ENV
+
+        mode = "static" if os.environ.get(HEADLESS_ENV) else "live"
     from ..data import ImageDataset
     from ..evaluation.runs import heldout_split, load_run
 
@@ -64,7 +73,18 @@ def cam_explorer(runs: Mapping[str, str | os.PathLike], data=None, split: str | 
         run = loaded[name] = load_run(d, data=data, cache=cache)
         datasets[name] = ImageDataset(run.data.split(split or heldout_split(d)), run.data,
                                       policy=run.config.input_policy, size=run.config.image_size, train=False)
+        if mode == "static":
+            break
     first = next(iter(runs))
+    if mode == "static":
+        item, ds = datasets[first][0], datasets[first]
+        return explain_figure(loaded[first].technique, item["x"], item["generator"], loaded[first].generators,
+                              title=f"{first}: {os.path.basename(ds.frame['path'].iloc[item['index']])} "
+                                    "(static: open the notebook in JupyterLab for the explorer)")
+
+    import ipywidgets as widgets
+    from IPython.display import display
+
     technique = widgets.Dropdown(options=list(runs), value=first, description="technique")
     index = widgets.IntSlider(value=0, min=0, max=len(datasets[first]) - 1, description="image")
     target = widgets.ToggleButtons(options=["pred", "true"], value="pred", description="CAM of")
