@@ -18,7 +18,7 @@ import sys
 import time
 from collections import defaultdict
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable, Mapping
 
 import numpy as np
 import pandas as pd
@@ -215,10 +215,12 @@ def _read_history(path: Path, upto: int) -> list[dict[str, Any]]:
     return rows
 
 
-def train(config: Config, progress: bool = True) -> Path:
+def train(config: Config, progress: bool = True, wait: bool = True) -> Path | None:
     """Train (or reuse, or resume) the run `config` describes and return its folder.
 
-    Under torchrun (WORLD_SIZE > 1) every rank calls this; see `attrlib.distributed`.
+    Another process training the same run holds its lock: wait for it and reuse its result, or with
+    wait=False return None at once (`train_many` comes back to it later). Under torchrun (WORLD_SIZE > 1)
+    every rank calls this; see `attrlib.distributed`.
     """
     # every check that can fail on a parameter runs before any work: no run folder for a bad config
     config.validate()
@@ -235,7 +237,9 @@ def train(config: Config, progress: bool = True) -> Path:
         print(f"{config.technique} seed {config.seed}: another process is training {out}; waiting to reuse it",
               file=sys.stderr, flush=True)
 
-    with exclusive_lock(out.parent / f".{out.name}.lock", on_wait=waiting):
+    with exclusive_lock(out.parent / f".{out.name}.lock", on_wait=waiting, blocking=wait) as held:
+        if not held:
+            return None
         if (out / "done").exists():
             return out
         return _train(config, cls, device, out, progress)
@@ -352,6 +356,29 @@ def evaluate(technique, data, config: Config, device: torch.device) -> tuple[pd.
                           f"check that the data holds images of the held-out subclass(es) {list(config.heldout)}")
     metrics["heldout"] = {"split": technique.heldout_split, **metrics[technique.heldout_split]}
     return pd.concat(frames, ignore_index=True), metrics
+
+
+def train_many(jobs: Iterable[str] | Mapping[str, Mapping[str, Any]], profile: str = "default",
+               seeds: tuple[int, ...] | list[int] | None = None, progress: bool = True,
+               **common: Any) -> dict[str, list[Path]]:
+    """Train (or reuse) several techniques for every seed: {label: run folders, one per seed}.
+
+    jobs: technique names, or {label: Config overrides including "technique"} (e.g. a stem variant of the
+    baseline). common: overrides for all (data, runs, device, ...). Runs another process is training (a
+    notebook running beside this one in a parallel study) are passed over on the first pass and waited for
+    at the end, so this process trains what nobody trains yet instead of idling on a lock.
+    """
+    from .config import profile as make_profile
+
+    if not isinstance(jobs, Mapping) or not all(isinstance(v, Mapping) for v in jobs.values()):
+        jobs = {name: {"technique": name} for name in jobs}  # names (or techniques.available(): name -> text)
+    configs = {}
+    for label, overrides in jobs.items():
+        config, profile_seeds = make_profile(profile, **{**common, **overrides})
+        configs[label] = [config.replace(seed=int(s)) for s in (seeds or profile_seeds)]
+    found = {label: [train(c, progress=progress, wait=False) for c in cs] for label, cs in configs.items()}
+    return {label: [d if d is not None else train(c, progress=progress) for d, c in zip(found[label], cs)]
+            for label, cs in configs.items()}
 
 
 def train_seeds(technique: str, profile: str = "default", seeds: tuple[int, ...] | list[int] | None = None,

@@ -47,8 +47,10 @@ def atomic_open(path: str | os.PathLike, mode: str = "w", **kwargs: Any) -> Iter
 
 
 @contextlib.contextmanager
-def exclusive_lock(path: str | os.PathLike, on_wait: Any = None) -> Iterator[None]:
-    """Hold an exclusive advisory lock on the file `path` (created if missing) while the block runs.
+def exclusive_lock(path: str | os.PathLike, on_wait: Any = None, blocking: bool = True) -> Iterator[bool]:
+    """Hold an exclusive advisory lock on the file `path` (created if missing) while the block runs; the block
+    receives True. With blocking=False and the lock held elsewhere, the block receives False at once and
+    runs without the lock (the caller skips its work and comes back later).
 
     Two processes that train the same run (two notebooks of a parallel study both needing the baseline) take
     turns: the second waits, then finds the run done and reuses it. The lock dies with its process, so a
@@ -58,7 +60,7 @@ def exclusive_lock(path: str | os.PathLike, on_wait: Any = None) -> Iterator[Non
     try:
         import fcntl
     except ImportError:  # Windows: no advisory locks here; a parallel study there should use --jobs 1
-        yield
+        yield True
         return
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -66,11 +68,14 @@ def exclusive_lock(path: str | os.PathLike, on_wait: Any = None) -> Iterator[Non
         try:
             fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
+            if not blocking:
+                yield False
+                return
             if on_wait is not None:
                 on_wait()
             fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
         try:
-            yield
+            yield True
         finally:
             fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 

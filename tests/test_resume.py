@@ -192,3 +192,29 @@ def test_two_processes_asking_for_one_run_train_it_once(tiny_data, tmp_path):
         f"no wait: did the first finish before the second started? give it more epochs\n{err2[-2000:]}"
     assert "epoch 1/" not in out2  # the second trained nothing
     assert len(_history(run)) == epochs
+
+
+def test_train_many_trains_what_nobody_trains_before_waiting_on_a_locked_run(tiny_data, tmp_path):
+    """A notebook beside another (a parallel study) asks for several runs, one of which the other is
+    training: it trains the free ones first and only then waits for the locked one, instead of idling."""
+    import threading
+
+    common = dict(data=str(tiny_data), runs=str(tmp_path), image_size=32, batch_size=8, epochs=1, device="cpu")
+    held = engine.run_dir(Config(technique="baseline", seed=0, **common))
+    free = engine.run_dir(Config(technique="group_dro", seed=0, **common))
+    result = {}
+    with io.exclusive_lock(held.parent / f".{held.name}.lock"):  # "another process" training the baseline
+        worker = threading.Thread(target=lambda: result.update(engine.train_many(
+            ["baseline", "group_dro"], "quick", [0], progress=False, **common)))
+        worker.start()
+        deadline = time.monotonic() + 120
+        while not (free / "done").exists() and worker.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert (free / "done").exists(), "the free run was not trained while the other was locked"
+        assert not (held / "done").exists() and worker.is_alive()  # passed over, then waited for
+    worker.join(timeout=120)
+    assert not worker.is_alive()
+    assert result == {"baseline": [held], "group_dro": [free]} and (held / "done").exists()
+    with io.exclusive_lock(held.parent / f".{held.name}.lock", blocking=False) as got:
+        assert got  # released
+    assert engine.train(Config(technique="baseline", seed=0, **common), progress=False, wait=False) == held
