@@ -160,7 +160,7 @@ def run_study(profile: str = "default", data: str = "", heldout: str = "military
     total = time.perf_counter() - began
     # a record of this study's wall time (benchmarks/bench_study.py reports the last default one)
     atomic_write_json(out / "study_timing.json", dict(
-        profile=profile, data=data_root, only=list(only), runs_reused_or_before=finished_before,
+        profile=profile, data=data_root, runs=str(runs), only=list(only), runs_reused_or_before=finished_before,
         runs_trained=len(list(Path(runs).glob("*/*/done"))) - finished_before, jobs=jobs, threads=int(threads),
         cores=cores, seconds=round(total, 1),
         notebooks={k: round(v, 1) for k, v in timings.items()}, finished=time.strftime("%Y-%m-%dT%H:%M:%S%z")))

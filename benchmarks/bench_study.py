@@ -78,7 +78,13 @@ def main() -> None:
     r = json.loads(record.read_text()) if record.is_file() else {}  # what `make study` measured here last
     if (r.get("profile") == "default" and not r.get("only") and r.get("runs_reused_or_before") == 0
             and Path(r.get("data", "")) == Path(STUDY_BENCHMARKS["default"]["out"])):  # the whole study, embedded data
+        # what bounds it: the notebooks' time summed over the lanes, and the share of it spent in training epochs
+        lane = sum(r["notebooks"].values())
+        epochs = sum(json.loads(m.read_text()).get("train_seconds", 0.0)
+                     for m in Path(r.get("runs", "runs")).glob("*/*/metrics.json"))
         emit("study_wall_time", profile="default", seconds=r["seconds"], minutes=round(r["seconds"] / 60, 2),
+             notebook_seconds_summed=round(lane, 1), best_packing_minutes=round(lane / r["jobs"] / 60, 1),
+             training_epoch_seconds_summed=round(epochs, 1), training_epoch_share=round(epochs / max(lane, 1e-9), 3),
              measured=True, how=f"the last `attrlib study --profile default` on this machine ({r['finished']}, "
              f"{r['jobs']} notebooks at a time, {r['threads']} thread(s) each, {r['runs_trained']} runs trained, "
              f"none reused), read from {record}",
