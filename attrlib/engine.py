@@ -230,8 +230,16 @@ def train(config: Config, progress: bool = True, wait: bool = True) -> Path | No
     out = run_dir(config)
     if (out / "done").exists():
         return out
+    # the data is checked before anything is written (a held-out subclass absent from it fails here): bad
+    # input leaves no run folder behind
+    data = load_data(config)
+    train_frame, val_frame = data.split(cls.train_split), data.split("val")
+    if not len(train_frame):
+        raise ConfigError(f"{config.technique!r} trains on the {cls.train_split!r} split, which is empty in "
+                          f"{config.data!r}; check the data and the held-out subclass(es) {list(config.heldout)}")
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # ranks of one torchrun job train the run together
-        return _train(config, cls, device, out, progress)
+        return _train(config, cls, device, out, progress, data, train_frame, val_frame)
+
     # one trainer per run: a second process asking for it (a parallel study) waits, then reuses the result
     def waiting() -> None:
         print(f"{config.technique} seed {config.seed}: another process is training {out}; waiting to reuse it",
@@ -242,15 +250,11 @@ def train(config: Config, progress: bool = True, wait: bool = True) -> Path | No
             return None
         if (out / "done").exists():
             return out
-        return _train(config, cls, device, out, progress)
+        return _train(config, cls, device, out, progress, data, train_frame, val_frame)
 
 
-def _train(config: Config, cls, device: torch.device, out: Path, progress: bool) -> Path:
-    data = load_data(config)  # a held-out subclass absent from the data fails here
-    train_frame, val_frame = data.split(cls.train_split), data.split("val")
-    if not len(train_frame):
-        raise ConfigError(f"{config.technique!r} trains on the {cls.train_split!r} split, which is empty in "
-                          f"{config.data!r}; check the data and the held-out subclass(es) {list(config.heldout)}")
+def _train(config: Config, cls, device: torch.device, out: Path, progress: bool, data, train_frame,
+           val_frame) -> Path:
     # runs this one starts from (fine_tuning: the baseline of the same config), trained or reused first
     upstream = {name: train(config.replace(technique=name, technique_params={}), progress=progress)
                 for name in cls.requires}
