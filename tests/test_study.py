@@ -164,18 +164,25 @@ def test_the_study_reused_runs_and_trains_nothing_again(quick_study):
         assert data_fingerprint(cwd / benchmark) in fingerprints
 
 
-def test_a_failing_notebook_is_named_with_its_cell_and_kept(tmp_path, tiny_data, capsys):
+def _failing_study(tmp_path, tiny_data, jobs: int, notebooks: dict) -> tuple[Path, str]:
+    """Write notebooks {stem: cell sources} (each after a parameters cell), run them as a study that must fail;
+    the folder of executed copies and the StudyError's message."""
     from attrlib.study import StudyError, run_study
 
     nbs = tmp_path / "notebooks"
     nbs.mkdir()
-    _write_notebook(nbs / "00_fine.ipynb", PARAMS, "x = 1")
-    _write_notebook(nbs / "01_broken.ipynb", PARAMS, "y = 2", "raise ValueError('deliberately broken')")
-    _write_notebook(nbs / "02_after.ipynb", PARAMS, "z = 3")
+    for stem, cells in notebooks.items():
+        _write_notebook(nbs / f"{stem}.ipynb", PARAMS, *cells)
     out = tmp_path / "executed"
     with pytest.raises(StudyError) as err:
-        run_study(profile="quick", data=str(tiny_data), notebooks=nbs, out=out, device="cpu", progress=False, jobs=1)
-    message = str(err.value)
+        run_study(profile="quick", data=str(tiny_data), notebooks=nbs, out=out, device="cpu", progress=False,
+                  jobs=jobs)
+    return out, str(err.value)
+
+
+def test_a_failing_notebook_is_named_with_its_cell_and_kept(tmp_path, tiny_data, capsys):
+    out, message = _failing_study(tmp_path, tiny_data, 1, {"00_fine": ["x = 1"],
+                                  "01_broken": ["y = 2", "raise ValueError('deliberately broken')"], "02_after": ["z = 3"]})
     assert "01_broken.ipynb" in message and "cell" in message and "deliberately broken" in message
     assert str(out / "01_broken.ipynb") in message
     partial = json.loads((out / "01_broken.ipynb").read_text())
@@ -188,17 +195,8 @@ def test_a_failing_notebook_is_named_with_its_cell_and_kept(tmp_path, tiny_data,
 def test_side_by_side_a_failure_starts_nothing_more_and_lets_the_running_one_finish(tmp_path, tiny_data, capsys):
     """Two notebooks at a time: 00 fails at once while 01 still runs; 02 never starts, 01 completes (its
     runs would be kept), and the error names 00 and its cell."""
-    from attrlib.study import StudyError, run_study
-
-    nbs = tmp_path / "notebooks"
-    nbs.mkdir()
-    _write_notebook(nbs / "00_broken.ipynb", PARAMS, "raise ValueError('deliberately broken')")
-    _write_notebook(nbs / "01_slow.ipynb", PARAMS, "import time\ntime.sleep(8)", "finished = True")
-    _write_notebook(nbs / "02_after.ipynb", PARAMS, "z = 3")
-    out = tmp_path / "executed"
-    with pytest.raises(StudyError) as err:
-        run_study(profile="quick", data=str(tiny_data), notebooks=nbs, out=out, device="cpu", progress=False, jobs=2)
-    message = str(err.value)
+    out, message = _failing_study(tmp_path, tiny_data, 2, {"00_broken": ["raise ValueError('deliberately broken')"],
+                                  "01_slow": ["import time\ntime.sleep(8)", "finished = True"], "02_after": ["z = 3"]})
     assert "00_broken.ipynb failed in cell" in message and "deliberately broken" in message
     assert str(out / "00_broken.ipynb") in message
     slow = json.loads((out / "01_slow.ipynb").read_text())
