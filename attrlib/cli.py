@@ -128,7 +128,7 @@ def _techniques(args) -> None:
 
 def _train(args) -> None:
     from .config import profile
-    from .engine import train
+    from .sweep import train
     from .study import resolve_data
 
     overrides = dict(technique=args.technique, seed=args.seed, runs=args.runs, device=args.device,

@@ -2,13 +2,11 @@
 
 Read it like nanoGPT's config block: each field is an option a notebook's `parameters` cell or the CLI
 may override. Options are data; behaviour lives in the technique modules. A run's identity is the hash of
-the fields that change its result (see `run_id`), so a finished run is found again and reused.
+the fields that change its result (`identity`, hashed by `attrlib.runfolder.run_id`), so a finished run is found again and reused.
 """
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -96,15 +94,6 @@ class Config:
     def identity(self) -> dict[str, Any]:
         """The fields that decide what a run computes (its run id is their hash)."""
         return {k: v for k, v in self.to_dict().items() if k not in self._NOT_IDENTITY}
-
-    def run_id(self) -> str:
-        """Hash of the identity, with the data path replaced by the data's fingerprint (attrlib.data.fingerprint):
-        a run is reused on the same data wherever it lies, and never on changed data at the same path."""
-        from .data.fingerprint import data_fingerprint
-
-        identity = {**self.identity(), "data": data_fingerprint(self.data)}
-        blob = json.dumps(identity, sort_keys=True, default=str)
-        return hashlib.sha1(blob.encode()).hexdigest()[:12]
 
 
 def _choice(name: str, value: Any, valid: tuple) -> None:

@@ -14,6 +14,8 @@ import tempfile
 from pathlib import Path
 from typing import IO, Any, Iterator
 
+from filelock import FileLock, Timeout
+
 from .errors import WriteError
 
 
@@ -48,36 +50,31 @@ def atomic_open(path: str | os.PathLike, mode: str = "w", **kwargs: Any) -> Iter
 
 @contextlib.contextmanager
 def exclusive_lock(path: str | os.PathLike, on_wait: Any = None, blocking: bool = True) -> Iterator[bool]:
-    """Hold an exclusive advisory lock on the file `path` (created if missing) while the block runs; the block
+    """Hold an exclusive lock on the file `path` (created if missing) while the block runs; the block
     receives True. With blocking=False and the lock held elsewhere, the block receives False at once and
     runs without the lock (the caller skips its work and comes back later).
 
     Two processes that train the same run (two notebooks of a parallel study both needing the baseline) take
-    turns: the second waits, then finds the run done and reuses it. The lock dies with its process, so a
-    killed trainer never leaves it held. POSIX only (fcntl); elsewhere the block runs unlocked.
+    turns: the second waits, then finds the run done and reuses it. The lock is `filelock`'s (fcntl on POSIX,
+    msvcrt on Windows) and dies with its process, so a killed trainer never leaves it held.
     on_wait: called once (no arguments) when another process holds the lock, before waiting for it.
     """
-    try:
-        import fcntl
-    except ImportError:  # Windows: no advisory locks here; a parallel study there should use --jobs 1
-        yield True
-        return
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+b") as fh:
-        try:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            if not blocking:
-                yield False
-                return
-            if on_wait is not None:
-                on_wait()
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
-        try:
-            yield True
-        finally:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+    lock = FileLock(path)
+    try:
+        lock.acquire(blocking=False)
+    except Timeout:
+        if not blocking:
+            yield False
+            return
+        if on_wait is not None:
+            on_wait()
+        lock.acquire()
+    try:
+        yield True
+    finally:
+        lock.release()
 
 
 def _write_message(path: Path, err: OSError) -> str:

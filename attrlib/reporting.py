@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from .evaluation import metrics as _metrics
-from .evaluation.runs import generators_of, heldout_split, load_metrics, load_predictions
+from .runfolder import generators_of, heldout_split, load_metrics, load_predictions
 from .io import atomic_open, atomic_write_bytes, atomic_write_text
 
 METRICS = ("precision", "recall", "f1", "support")

@@ -23,7 +23,7 @@ def main() -> None:
     args = p.parse_args()
     import torch
 
-    from attrlib import engine
+    from attrlib import sweep
     from attrlib.config import profile
     from attrlib.study import resolve_data
 
@@ -36,7 +36,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="attrlib-bf16-") as runs:
         for seed in range(args.seeds):
             for bf16 in (False, True):
-                run = engine.train(config.replace(bf16=bf16, seed=seed, runs=runs), progress=False)
+                run = sweep.train(config.replace(bf16=bf16, seed=seed, runs=runs), progress=False)
                 res[bf16].append(json.loads((run / "metrics.json").read_text()))
 
     def summary(ms):

@@ -49,7 +49,8 @@ def generate(root: Path, n: int) -> float:
 def child(root: str, steps: int, batch_size: int) -> None:
     import torch
 
-    from attrlib import engine, techniques
+    from attrlib import techniques, training
+    from attrlib.data import load_config_data
     from attrlib.config import Config
     from attrlib.data import datasets
 
@@ -57,14 +58,14 @@ def child(root: str, steps: int, batch_size: int) -> None:
     after_import = peak_rss_mb()
     config = Config(data=root, heldout=("held",), image_size=32, batch_size=batch_size, device="cpu", epochs=1)
     with Timer() as t_load:
-        data = engine.load_data(config)
+        data = load_config_data(config)
     after_index = peak_rss_mb()
     technique = techniques.build_technique(config, data)
-    loader = engine.make_loader(data.split("train"), data, config, train=True, generator=torch.Generator().manual_seed(0))
+    loader = training.make_loader(data.split("train"), data, config, train=True, generator=torch.Generator().manual_seed(0))
     assert not loader.dataset.cached
     limited = itertools.islice(loader, steps) if steps else loader
     with Timer() as t:
-        stats = engine.train_one_epoch(technique, limited, torch.device("cpu"), 0, 1, progress=False)
+        stats = training.train_one_epoch(technique, limited, torch.device("cpu"), 0, 1, progress=False)
     print(json.dumps(dict(peak_rss_mb=peak_rss_mb(), after_import_mb=after_import, after_index_mb=after_index,
                           index_seconds=t_load.seconds, train_seconds=t.seconds, images_trained=stats["images"],
                           rows=len(data.frame), train_rows=len(loader.dataset))))

@@ -39,14 +39,14 @@ def study(profile: str) -> dict:
 
 def default_run_seconds() -> float:
     """Wall time of one default-profile baseline run (train + evaluate), measured."""
-    from attrlib import engine
+    from attrlib import sweep
     from attrlib.config import profile
     from attrlib.study import resolve_data
 
     config, _ = profile("default", device="cpu", technique="baseline")
     config = config.replace(data=str(resolve_data("default", progress=False)))
     with tempfile.TemporaryDirectory(prefix="attrlib-run-") as runs, Timer() as t:
-        engine.train(config.replace(runs=runs), progress=False)
+        sweep.train(config.replace(runs=runs), progress=False)
     return t.seconds
 
 

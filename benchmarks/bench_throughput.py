@@ -24,11 +24,12 @@ import torch.nn.functional as F
 
 
 def engine_parts(config):
-    from attrlib import engine, techniques
+    from attrlib import techniques, training
+    from attrlib.data import load_config_data
 
-    data = engine.load_data(config)
+    data = load_config_data(config)
     technique = techniques.build_technique(config, data)
-    loader = engine.make_loader(data.split("train"), data, config, train=True,
+    loader = training.make_loader(data.split("train"), data, config, train=True,
                                 sampler_weights=technique.sampler_weights,
                                 generator=torch.Generator().manual_seed(0), device=torch.device("cpu"))
     return data, technique, loader
@@ -49,7 +50,7 @@ def bare_steps(technique, n_images: int, batch_size: int, size: int, n_generator
 
 
 def figure_1(config, rounds: int) -> None:
-    from attrlib import engine
+    from attrlib import training
 
     _, technique, loader = engine_parts(config)
     n = len(loader.dataset)
@@ -63,7 +64,7 @@ def figure_1(config, rounds: int) -> None:
         if r % 2:
             bare = bare_steps(technique, n, config.batch_size, config.image_size, technique.n_generators)
         with Timer() as t:
-            engine.train_one_epoch(technique, loader, torch.device("cpu"), r, rounds, progress=False)
+            training.train_one_epoch(technique, loader, torch.device("cpu"), r, rounds, progress=False)
         if not r % 2:
             bare = bare_steps(technique, n, config.batch_size, config.image_size, technique.n_generators)
         data_share.append(t_data.seconds / t.seconds)
@@ -108,13 +109,13 @@ class SeedLoop:
 
 
 def figure_2(config, epochs: int, workers: tuple[int, ...]) -> None:
-    from attrlib import engine
+    from attrlib import training
     from attrlib.models import build_model
 
     with Timer() as eng:
         data, technique, loader = engine_parts(config)
         for e in range(epochs):
-            engine.train_one_epoch(technique, loader, torch.device("cpu"), e, epochs, progress=False)
+            training.train_one_epoch(technique, loader, torch.device("cpu"), e, epochs, progress=False)
     keep = {os.path.abspath(p) for p in data.split("train")["path"]}
     seed, data_only = {}, {}
     for w in workers:

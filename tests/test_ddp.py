@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import torch
 
-from attrlib import engine
+from attrlib import runfolder, sweep
 from attrlib.config import Config
-from attrlib.distributed import EpochSampler
+from attrlib.training.distributed import EpochSampler
 
 from conftest import TINY_HELDOUT
 
@@ -42,9 +42,9 @@ def test_the_epoch_sampler_deals_disjoint_shares_of_one_weighted_sample():
 
 SCRIPT = """
 import sys
-from attrlib import engine
+from attrlib import sweep
 from attrlib.config import Config
-print(engine.train(Config(data=sys.argv[1], runs=sys.argv[2], heldout=sys.argv[3], technique="weighted_sampling",
+print(sweep.train(Config(data=sys.argv[1], runs=sys.argv[2], heldout=sys.argv[3], technique="weighted_sampling",
                           image_size=32, batch_size=8, epochs=6, device="cpu"), progress=False))
 """
 
@@ -65,7 +65,7 @@ def test_torchrun_two_cpu_processes_train_one_run(tiny_data, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     config = Config(data=str(tiny_data), runs=str(tmp_path / "ddp"), heldout=TINY_HELDOUT, technique="weighted_sampling",
                     image_size=32, batch_size=8, epochs=6, device="cpu")
-    run = engine.run_dir(config)
+    run = runfolder.run_dir(config)
     # both ranks return the one run folder (their prints share a pipe and may interleave without a newline)
     assert proc.stdout.count(str(run)) == 2 and not proc.stdout.replace(str(run), "").split(), proc.stdout
     assert [p.relative_to(tmp_path / "ddp") for p in (tmp_path / "ddp").glob("*/*")] == [run.relative_to(tmp_path / "ddp")]
@@ -79,7 +79,7 @@ def test_torchrun_two_cpu_processes_train_one_run(tiny_data, tmp_path):
 
     # the same config in one process: the same steps of the same global batch (8 = 2 ranks x 4), other
     # random draws, so the accuracy is the same in expectation (tiny data: both well above chance)
-    single = json.loads((engine.train(config.replace(runs=str(tmp_path / "single")), progress=False)
+    single = json.loads((sweep.train(config.replace(runs=str(tmp_path / "single")), progress=False)
                          / "metrics.json").read_text())
     chance = 1 / len(metrics["val"]["per_generator"])
     assert metrics["val"]["accuracy"] > 2 * chance, (metrics["val"]["accuracy"], single["val"]["accuracy"])

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import torch
 
-from attrlib import engine
+from attrlib import runfolder, sweep, training
 from attrlib.config import Config
 from attrlib.errors import ConfigError
 
@@ -30,11 +30,11 @@ def _history(run) -> list[dict]:
 
 def test_run_folder_contents(tiny_data, tmp_path):
     config = _config(tiny_data, tmp_path)
-    run = engine.train(config, progress=False)
-    assert run == tmp_path / "baseline" / config.run_id()
+    run = sweep.train(config, progress=False)
+    assert run == tmp_path / "baseline" / runfolder.run_id(config)
     assert {p.name for p in run.iterdir()} == {"config.json", "history.jsonl", "checkpoint.pt", "predictions.csv",
                                                "metrics.json", "done"}
-    assert Config.from_dict(json.loads((run / "config.json").read_text())).run_id() == config.run_id()
+    assert runfolder.run_id(Config.from_dict(json.loads((run / "config.json").read_text()))) == runfolder.run_id(config)
     history = _history(run)
     assert [h["epoch"] for h in history] == [0, 1] and all("loss" in h and "val_accuracy" in h for h in history)
     pred = pd.read_csv(run / "predictions.csv")
@@ -52,23 +52,23 @@ def test_run_folder_contents(tiny_data, tmp_path):
 
 
 def test_same_seed_gives_identical_metrics_and_a_finished_run_is_reused(tiny_data, tmp_path, monkeypatch):
-    a = engine.train(_config(tiny_data, tmp_path / "a", technique="weighted_sampling"), progress=False)
-    b = engine.train(_config(tiny_data, tmp_path / "b", technique="weighted_sampling"), progress=False)
+    a = sweep.train(_config(tiny_data, tmp_path / "a", technique="weighted_sampling"), progress=False)
+    b = sweep.train(_config(tiny_data, tmp_path / "b", technique="weighted_sampling"), progress=False)
     assert _metrics(a) == _metrics(b) and _history(a) == _history(b)
     assert (a / "predictions.csv").read_bytes() == (b / "predictions.csv").read_bytes()
 
     def no_training(*args, **kwargs):
         raise AssertionError("a finished run was trained again")
 
-    monkeypatch.setattr(engine, "train_one_epoch", no_training)
-    assert engine.train(_config(tiny_data, tmp_path / "a", technique="weighted_sampling"), progress=False) == a
+    monkeypatch.setattr(training.engine, "train_one_epoch", no_training)
+    assert sweep.train(_config(tiny_data, tmp_path / "a", technique="weighted_sampling"), progress=False) == a
 
 
 def test_an_interrupted_run_resumes_to_the_same_metrics(tiny_data, tmp_path, monkeypatch):
     config = _config(tiny_data, tmp_path / "whole", epochs=3, technique="group_dro")
-    whole = engine.train(config, progress=False)
+    whole = sweep.train(config, progress=False)
 
-    real = engine.train_one_epoch
+    real = training.engine.train_one_epoch
 
     def killed_in_epoch_2(technique, loader, device, epoch, epochs, progress=True):
         if epoch == 2:
@@ -76,20 +76,20 @@ def test_an_interrupted_run_resumes_to_the_same_metrics(tiny_data, tmp_path, mon
         return real(technique, loader, device, epoch, epochs, progress)
 
     config = config.replace(runs=str(tmp_path / "cut"))
-    monkeypatch.setattr(engine, "train_one_epoch", killed_in_epoch_2)
+    monkeypatch.setattr(training.engine, "train_one_epoch", killed_in_epoch_2)
     with pytest.raises(KeyboardInterrupt):
-        engine.train(config, progress=False)
-    cut = engine.run_dir(config)
+        sweep.train(config, progress=False)
+    cut = runfolder.run_dir(config)
     assert not (cut / "done").exists() and torch.load(cut / "checkpoint.pt", weights_only=True)["epoch"] == 1
-    monkeypatch.setattr(engine, "train_one_epoch", real)
-    assert engine.train(config, progress=False) == cut
+    monkeypatch.setattr(training.engine, "train_one_epoch", real)
+    assert sweep.train(config, progress=False) == cut
     assert _metrics(cut) == _metrics(whole) and _history(cut) == _history(whole)
 
 
 def test_fine_tuning_starts_from_the_baseline_and_reports_ft_test(tiny_data, tmp_path):
     config = _config(tiny_data, tmp_path, technique="fine_tuning", technique_params={"epochs": 3})
-    run = engine.train(config, progress=False)
-    baseline = engine.run_dir(config.replace(technique="baseline", technique_params={}))
+    run = sweep.train(config, progress=False)
+    baseline = runfolder.run_dir(config.replace(technique="baseline", technique_params={}))
     assert (baseline / "done").exists()
     m = json.loads((run / "metrics.json").read_text())
     assert m["uses_target_data"] is True and m["heldout"]["split"] == "ft_test" and m["epochs"] == 3
@@ -102,19 +102,19 @@ def test_fine_tuning_starts_from_the_baseline_and_reports_ft_test(tiny_data, tmp
 
 def test_bad_parameters_fail_before_any_work(tiny_data, tmp_path):
     with pytest.raises(ConfigError, match="valid techniques"):
-        engine.train(_config(tiny_data, tmp_path, technique="nope"), progress=False)
+        sweep.train(_config(tiny_data, tmp_path, technique="nope"), progress=False)
     with pytest.raises(ConfigError, match="valid choices"):
-        engine.pick_device("tpu")
+        training.pick_device("tpu")
     if not torch.cuda.is_available():
         with pytest.raises(ConfigError, match="not available"):
-            engine.train(_config(tiny_data, tmp_path, device="cuda"), progress=False)
+            sweep.train(_config(tiny_data, tmp_path, device="cuda"), progress=False)
     assert not (tmp_path / "baseline").exists() and not (tmp_path / "nope").exists()
 
 
 def test_train_seeds_and_the_reporting_tables(tiny_data, tmp_path):
     from attrlib import reporting
 
-    runs = engine.train_seeds("baseline", "quick", seeds=[0, 1], data=str(tiny_data), runs=str(tmp_path / "runs"),
+    runs = sweep.train_seeds("baseline", "quick", seeds=[0, 1], data=str(tiny_data), runs=str(tmp_path / "runs"),
                               progress=False)
     assert [json.loads((r / "config.json").read_text())["seed"] for r in runs] == [0, 1]
     assert json.loads((runs[0] / "config.json").read_text())["image_size"] == 32  # the quick profile's

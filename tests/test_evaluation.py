@@ -15,7 +15,7 @@ import pytest
 import torch
 from sklearn.metrics import accuracy_score, classification_report, confusion_matrix, f1_score, roc_auc_score
 
-from attrlib import engine
+from attrlib import sweep, techniques, training
 from attrlib.config import Config
 from attrlib.errors import DataError
 from attrlib.evaluation import (aggregate_over_seeds, bootstrap_ci, clean, confusion, down_up,
@@ -215,7 +215,7 @@ def runs(tiny_data, tmp_path_factory):
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("eval_runs")
     base = Config(data=str(tiny_data), runs=str(root), image_size=32, batch_size=16, epochs=1)
-    return {name: [engine.train(base.replace(technique=name, seed=s), progress=False) for s in seeds]
+    return {name: [sweep.train(base.replace(technique=name, seed=s), progress=False) for s in seeds]
             for name, seeds in (("baseline", (0, 1)), ("adversarial_debiasing", (0,)))}
 
 
@@ -224,8 +224,8 @@ def test_load_run_reproduces_the_engines_predictions(runs):
     run = load_run(run_dir)
     assert run.name == "adversarial_debiasing" and run.model.dual_head and not run.technique.training
     pred = heldout_predictions(run_dir)
-    loader = engine.make_loader(run.data.split("test"), run.data, run.config, train=False)
-    probs = engine.predict_probs(run.technique, loader, torch.device("cpu"))
+    loader = training.make_loader(run.data.split("test"), run.data, run.config, train=False)
+    probs = techniques.predict_probs(run.technique.predict, loader, torch.device("cpu"), run.technique.n_generators)
     assert np.allclose(probs, pred[[f"p_{g}" for g in run.generators]].to_numpy(), atol=1e-5)
 
 

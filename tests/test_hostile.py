@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from attrlib import cli, engine
+from attrlib import cli, runfolder, sweep, training
 from attrlib.config import Config
 from attrlib.data import load_study_data
 from attrlib.errors import CheckpointError, DataError
@@ -43,7 +43,7 @@ def test_a_crafted_pretrained_file_is_refused_and_nothing_runs(tiny_data, tmp_pa
     weights = _crafted(tmp_path / "weights.pt", marker, lambda p: {"state_dict": {"conv.weight": p}})
     with pytest.raises(CheckpointError, match=r"pretrained weights '.*weights\.pt' cannot be loaded safely and was refused: .*nothing of it "
                                               r"was run \(weights_only=True\)") as err:
-        engine.train(_config(tiny_data, tmp_path / "runs", pretrained=str(weights)), progress=False)
+        sweep.train(_config(tiny_data, tmp_path / "runs", pretrained=str(weights)), progress=False)
     assert "leave 'pretrained' empty" in str(err.value)
     assert not marker.exists()
 
@@ -51,24 +51,24 @@ def test_a_crafted_pretrained_file_is_refused_and_nothing_runs(tiny_data, tmp_pa
 def test_a_crafted_checkpoint_in_a_run_folder_is_refused_on_resume(tiny_data, tmp_path):
     marker = tmp_path / "pwned"
     config = _config(tiny_data, tmp_path / "runs")
-    run = engine.run_dir(config)
+    run = runfolder.run_dir(config)
     run.mkdir(parents=True)
     _crafted(run / "checkpoint.pt", marker, lambda p: {"epoch": 0, "technique": p})
     with pytest.raises(CheckpointError, match=r"checkpoint '.*checkpoint\.pt' cannot be loaded safely and was refused: .*delete the file to "
                                               r"train this run from the start"):
-        engine.train(config, progress=False)
+        sweep.train(config, progress=False)
     assert not marker.exists() and not (run / "done").exists()
 
 
 def test_a_crafted_checkpoint_of_a_reused_upstream_run_is_refused(tiny_data, tmp_path):
     marker = tmp_path / "pwned"
     config = _config(tiny_data, tmp_path / "runs", technique="fine_tuning", technique_params={"epochs": 1})
-    baseline = engine.run_dir(config.replace(technique="baseline", technique_params={}))
+    baseline = runfolder.run_dir(config.replace(technique="baseline", technique_params={}))
     baseline.mkdir(parents=True)
     (baseline / "done").write_text("x\n")  # a finished run is reused as it is: its checkpoint is loaded
     _crafted(baseline / "checkpoint.pt", marker)
     with pytest.raises(CheckpointError, match=r"baseline checkpoint '.*checkpoint\.pt' cannot be loaded safely and was refused: .*delete that run"):
-        engine.train(config, progress=False)
+        sweep.train(config, progress=False)
     assert not marker.exists()
 
 
@@ -84,7 +84,7 @@ def test_a_manifest_path_escaping_the_data_root_is_refused_before_any_work(tiny_
     (root / "manifest.csv").write_text("\n".join(lines) + "\n")
     with pytest.raises(DataError, match=rf"line {len(lines)}: path '../secret.png' resolves to .*secret.png, outside "
                                         r"the manifest's folder"):
-        engine.train(_config(root, tmp_path / "runs"), progress=False)
+        sweep.train(_config(root, tmp_path / "runs"), progress=False)
     assert not (tmp_path / "runs").exists()
 
 
@@ -107,7 +107,7 @@ def test_a_file_vanishing_mid_training_names_it_and_keeps_the_finished_epochs(ti
     monkeypatch.setattr(datasets, "CACHE_LIMIT_BYTES", 0)  # stream from disk, as a large dataset does
     config = _config(root, tmp_path / "runs", epochs=2)
     victim = root / "stylegan2" / "car" / "000.png"
-    real = engine.train_one_epoch
+    real = training.engine.train_one_epoch
 
     def delete_after_first_epoch(technique, loader, device, epoch, epochs, progress=True):
         if epoch == 1:
@@ -116,12 +116,12 @@ def test_a_file_vanishing_mid_training_names_it_and_keeps_the_finished_epochs(ti
                     p.unlink()
         return real(technique, loader, device, epoch, epochs, progress)
 
-    monkeypatch.setattr(engine, "train_one_epoch", delete_after_first_epoch)
+    monkeypatch.setattr(training.engine, "train_one_epoch", delete_after_first_epoch)
     with pytest.raises(DataError, match=r"image file .*stylegan2.* does not exist; restore it") as err:
-        engine.train(config, progress=False)
+        sweep.train(config, progress=False)
     assert "training stopped in epoch 2 of 2; epochs 1-1 are checkpointed" in str(err.value)
     assert "run the same command again to resume" in str(err.value)
-    run = engine.run_dir(config)
+    run = runfolder.run_dir(config)
     assert torch.load(run / "checkpoint.pt", weights_only=True)["epoch"] == 0
     assert [json.loads(line)["epoch"] for line in (run / "history.jsonl").read_text().splitlines()] == [0]
     assert not (run / "done").exists() and not victim.exists()

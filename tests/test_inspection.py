@@ -12,7 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
-from attrlib import engine
+from attrlib import sweep
 from attrlib.config import Config
 from attrlib.data import ImageDataset, load_study_data
 from attrlib.errors import DataError
@@ -184,7 +184,7 @@ def test_probe_model_on_the_tiny_data(tiny_data):
 def test_run_level_helpers(masked_root, masked_data, tmp_path, monkeypatch):
     config = Config(data=str(masked_root), heldout=("tank",), runs=str(tmp_path),
                     image_size=32, batch_size=8, epochs=1, technique="blind_head")
-    run_dir = engine.train(config, progress=False)
+    run_dir = sweep.train(config, progress=False)
     table = content_reliance_table({"blind_head": [run_dir]}, data=masked_data)
     assert table.loc["blind_head", "n_images"] <= 12 and table.loc["blind_head", "seeds"] == 1
     assert table.loc["blind_head", "mask_area"] == pytest.approx(144 / 1024)

@@ -1,7 +1,11 @@
 """environment.yml (conda users) and pyproject.toml (pip users) must list the same dependencies."""
 from pathlib import Path
 
-import tomllib
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10: the backport the dev extra installs there
+    import tomli as tomllib
+
 import yaml
 from packaging.requirements import Requirement
 
@@ -9,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _norm(reqs):
-    return {(r.name.lower().replace("_", "-"), str(r.specifier)) for r in map(Requirement, reqs)}
+    return {(r.name.lower().replace("_", "-"), str(r.specifier), str(r.marker)) for r in map(Requirement, reqs)}
 
 
 def test_environment_yml_matches_pyproject():

@@ -15,18 +15,19 @@ from pathlib import Path
 import pytest
 import torch
 
-from attrlib import engine, io
+import attrlib
+from attrlib import io, runfolder, sweep, training
 from attrlib.config import Config
 from attrlib.errors import WriteError
 
 TIMING = ("train_seconds", "train_images_per_second", "device")
 SCRIPT = textwrap.dedent("""
     import sys
-    from attrlib import engine
+    from attrlib import sweep
     from attrlib.config import Config
     config = Config(data=sys.argv[1], runs=sys.argv[2], image_size=32, batch_size=8, epochs=int(sys.argv[3]),
                     technique="group_dro", device="cpu")
-    print(engine.train(config, progress=False))
+    print(sweep.train(config, progress=False))
 """)
 
 
@@ -54,7 +55,7 @@ def test_sigkill_then_the_same_command_resumes_to_identical_results(tiny_data, t
     epochs = 4
     whole_proc = _train_process(tiny_data, tmp_path / "whole", epochs)  # runs beside the one we kill
     cut_proc = _train_process(tiny_data, tmp_path / "cut", epochs)
-    run = engine.run_dir(_config(tiny_data, tmp_path / "cut", epochs))
+    run = runfolder.run_dir(_config(tiny_data, tmp_path / "cut", epochs))
     ckpt = run / "checkpoint.pt"
     deadline = time.monotonic() + 60
     while not ckpt.exists() and cut_proc.poll() is None and time.monotonic() < deadline:
@@ -75,7 +76,7 @@ def test_sigkill_then_the_same_command_resumes_to_identical_results(tiny_data, t
     assert again.returncode == 0, err[-2000:]
     assert Path(out.strip()) == run
     assert whole_proc.wait(timeout=120) == 0, whole_proc.communicate()[1][-2000:]
-    whole = engine.run_dir(_config(tiny_data, tmp_path / "whole", epochs))
+    whole = runfolder.run_dir(_config(tiny_data, tmp_path / "whole", epochs))
     assert _metrics(run) == _metrics(whole)
     assert (run / "predictions.csv").read_bytes() == (whole / "predictions.csv").read_bytes()
     assert _history(run) == _history(whole)
@@ -86,7 +87,7 @@ def test_every_result_write_goes_through_attrlib_io():
     """Audit: no module writes a file directly (open(..., 'w'), to_csv(path), savefig(path), torch.save(path))."""
     import re
 
-    root = Path(engine.__file__).parent
+    root = Path(attrlib.__file__).parent
     pattern = re.compile(r"open\([^)]*['\"][wa]b?['\"]|\.to_csv\(\s*[^f)]|savefig\(\s*[^b)]|torch\.save\(|"
                          r"\.write_text\(|\.write_bytes\(|np\.save\(|json\.dump\(")
     offenders = []
@@ -132,8 +133,8 @@ def test_a_full_disk_during_a_run_keeps_the_finished_epochs(tiny_data, tmp_path,
 
     monkeypatch.setattr(io.os, "replace", full_for_metrics)
     with pytest.raises(WriteError, match="metrics.json: no space left"):
-        engine.train(config, progress=False)
-    run = engine.run_dir(config)
+        sweep.train(config, progress=False)
+    run = runfolder.run_dir(config)
     assert not (run / "metrics.json").exists() and not (run / "done").exists()
     assert torch.load(run / "checkpoint.pt", weights_only=True)["epoch"] == 0
     assert not list(run.glob(".*.tmp"))
@@ -142,20 +143,20 @@ def test_a_full_disk_during_a_run_keeps_the_finished_epochs(tiny_data, tmp_path,
     def no_training(*args, **kwargs):
         raise AssertionError("finished epochs were trained again")
 
-    monkeypatch.setattr(engine, "train_one_epoch", no_training)
-    assert (engine.train(config, progress=False) / "done").exists()
+    monkeypatch.setattr(training.engine, "train_one_epoch", no_training)
+    assert (sweep.train(config, progress=False) / "done").exists()
 
 
 WAIT_SCRIPT = textwrap.dedent("""
     import os, sys, time
-    from attrlib import engine
+    from attrlib import sweep
     from attrlib.config import Config
     config = Config(data=sys.argv[1], runs=sys.argv[2], image_size=32, batch_size=8, epochs=int(sys.argv[3]),
                     technique="baseline", device="cpu")
     open(sys.argv[4] + ".ready", "w").close()
     while not os.path.exists(sys.argv[4]):  # imported and ready: start when told to
         time.sleep(0.01)
-    print(engine.train(config, progress=True))
+    print(sweep.train(config, progress=True))
 """)
 
 
@@ -171,7 +172,7 @@ def test_two_processes_asking_for_one_run_train_it_once(tiny_data, tmp_path):
 
     config = Config(data=str(tiny_data), runs=str(tmp_path), image_size=32, batch_size=8, epochs=epochs,
                     technique="baseline", device="cpu")
-    run = engine.run_dir(config)
+    run = runfolder.run_dir(config)
     first, second = start("go1"), start("go2")
     deadline = time.monotonic() + 60
     while not all((tmp_path / f"go{i}.ready").exists() for i in (1, 2)) and time.monotonic() < deadline:
@@ -200,11 +201,11 @@ def test_train_many_trains_what_nobody_trains_before_waiting_on_a_locked_run(tin
     import threading
 
     common = dict(data=str(tiny_data), runs=str(tmp_path), image_size=32, batch_size=8, epochs=1, device="cpu")
-    held = engine.run_dir(Config(technique="baseline", seed=0, **common))
-    free = engine.run_dir(Config(technique="group_dro", seed=0, **common))
+    held = runfolder.run_dir(Config(technique="baseline", seed=0, **common))
+    free = runfolder.run_dir(Config(technique="group_dro", seed=0, **common))
     result = {}
     with io.exclusive_lock(held.parent / f".{held.name}.lock"):  # "another process" training the baseline
-        worker = threading.Thread(target=lambda: result.update(engine.train_many(
+        worker = threading.Thread(target=lambda: result.update(sweep.train_many(
             ["baseline", "group_dro"], "quick", [0], progress=False, **common)))
         worker.start()
         deadline = time.monotonic() + 120
@@ -217,4 +218,4 @@ def test_train_many_trains_what_nobody_trains_before_waiting_on_a_locked_run(tin
     assert result == {"baseline": [held], "group_dro": [free]} and (held / "done").exists()
     with io.exclusive_lock(held.parent / f".{held.name}.lock", blocking=False) as got:
         assert got  # released
-    assert engine.train(Config(technique="baseline", seed=0, **common), progress=False, wait=False) == held
+    assert sweep.train(Config(technique="baseline", seed=0, **common), progress=False, wait=False) == held

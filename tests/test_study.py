@@ -138,7 +138,7 @@ def test_notebooks_08_to_10_outputs(quick_study):
 def test_the_study_reused_runs_and_trains_nothing_again(quick_study):
     """Every notebook asked the engine for its runs; 04, 06-10 found 02's baseline (and each other's) done.
     Asking again for every technique of the study returns the same folders without training."""
-    from attrlib import engine
+    from attrlib import sweep, training
     from attrlib.data.fingerprint import data_fingerprint
     from attrlib.techniques import available
 
@@ -148,7 +148,7 @@ def test_the_study_reused_runs_and_trains_nothing_again(quick_study):
     os.chdir(cwd)  # as the study: its notebooks got data="data/benchmark-quick" (relative to this folder)
     try:
         for name in available():
-            dirs = engine.train_seeds(name, "quick", data="data/benchmark-quick", runs="runs", device="cpu",
+            dirs = sweep.train_seeds(name, "quick", data="data/benchmark-quick", runs="runs", device="cpu",
                                       progress=False)
             assert all((cwd / d / "done") in done for d in dirs), name
     finally:
@@ -245,11 +245,11 @@ def test_resolve_data_unbiased_variant(tmp_path, tiny_data, monkeypatch):
 
 
 def test_gap_closed_against_two_references_and_a_missing_oracle(tiny_data, tmp_path):
-    from attrlib import engine
+    from attrlib import sweep, training
     from attrlib.evaluation import summary_table
 
     common = dict(data=str(tiny_data), runs=str(tmp_path / "runs"), progress=False, device="cpu")
-    runs = {name: engine.train_seeds(name, "quick", [0], **common) for name in ("baseline", "fine_tuning")}
+    runs = {name: sweep.train_seeds(name, "quick", [0], **common) for name in ("baseline", "fine_tuning")}
     numbers = summary_table(runs, oracle={"oracle": None, "fine_tuning": runs["fine_tuning"]}, n_boot=20, fmt=False)
     assert numbers["gap_closed_oracle"].isna().all()
     assert numbers["note"].str.contains("vs oracle: no oracle given").all()

@@ -179,7 +179,7 @@ def train_benchmark(strength: float, variant: str, seed: int = 0, data_dir: str 
     return val and held-out accuracy. On reused data the run is reused too (run ids hash the data's
     benchmark.json, not its path)."""
     from ..config import Config
-    from ..engine import train
+    from ..sweep import train
 
     root = check_benchmark(data_dir, variant, strength, seed, scale, size, instance_spread, progress, reuse)
     cfg = Config(**{"data": str(root), "seed": seed, **config})

@@ -51,6 +51,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .content import SUBCLASS_DRAWERS, draw
+
 GENERATORS = ("guided_diffusion", "latent_diffusion", "lsgm", "stylegan2", "stylegan3", "taming_transformers")
 
 # One fixed seed per family: its "trained weights". Changing one changes the family's fingerprint.
@@ -471,8 +473,6 @@ def _parts(name: str, c: torch.Tensor, rng: np.random.Generator, instance: str =
 def calibration(name: str, size: int, instance: str = "", spread: float = 0.0) -> tuple[float, float]:
     """(a_g, b_g): RMS of the high-passed deterministic part and of the high-passed noise on a fixed batch
     of content of every subclass at this image size. Dividing by them makes every family equally loud."""
-    from .content import SUBCLASS_DRAWERS, draw
-
     rng = np.random.default_rng(20240601)
     # an RMS over pixels: large images need fewer of them (the pixel count of 96 images of 64 px, 2-12 per subclass)
     n = min(CALIBRATION_N, max(2 * len(SUBCLASS_DRAWERS), CALIBRATION_N * 64 * 64 // (size * size)))

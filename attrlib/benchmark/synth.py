@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+from tqdm.auto import tqdm
 
 from ..errors import ConfigError, DataError
 from ..io import atomic_write_json
@@ -172,8 +173,6 @@ def _cached(out: Path, params: dict) -> bool:
 
 
 def _generate(root: Path, params: dict, progress: bool) -> None:
-    from tqdm.auto import tqdm
-
     counts = cell_counts(params["scale"], params["variant"])
     total = sum(n for split in counts.values() for row in split.values() for n in row.values())
     all_subclasses = SUBCLASSES + HELDOUT

@@ -25,6 +25,7 @@ import pandas as pd
 import torch
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
+from tqdm.auto import tqdm
 
 from ..errors import DataError
 from .images import image_size, load_image, load_mask
@@ -40,8 +41,6 @@ _SIZE_SAMPLE = 64                   # headers read to estimate the decoded size 
 def _progress(iterable, total: int, desc: str, enabled: bool):
     if not enabled:
         return iterable
-    from tqdm.auto import tqdm
-
     return tqdm(iterable, total=total, desc=desc, unit="img", leave=False)
 
 
@@ -209,19 +208,19 @@ class ImageDataset(torch.utils.data.Dataset):
             img = self.pre_policy(img)
         s = self.size
         if self.policy == "crop":
+            x = torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1)))
+            m = None if mask is None else torch.from_numpy(np.ascontiguousarray(mask))[None]
             h, w = img.shape[:2]
             if h < s or w < s:
                 top, left = max(0, s - h) // 2, max(0, s - w) // 2
                 bottom, right = max(0, s - h) - top, max(0, s - w) - left
-                # numpy's reflect needs a pad shorter than the side it mirrors; else pad with zeros.
+                # reflect needs a pad shorter than the side it mirrors; else pad with zeros
                 mode = "reflect" if max(top, bottom) < h and max(left, right) < w else "constant"
-                img = np.pad(img, ((top, bottom), (left, right), (0, 0)), mode=mode)
-                if mask is not None:
-                    mask = np.pad(mask, ((top, bottom), (left, right)), mode=mode)
-            x = torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1)))
-            m = None if mask is None else torch.from_numpy(np.ascontiguousarray(mask))[None]
-            return x, m
-        x = torch.from_numpy(img).permute(2, 0, 1)
+                x = TF.pad(x, [left, top, right, bottom], padding_mode=mode)
+                if m is not None:
+                    m = TF.pad(m, [left, top, right, bottom], padding_mode=mode)
+            return x.contiguous(), (None if m is None else m.contiguous())
+        x = torch.from_numpy(img).permute(2, 0, 1)  # HWC memory: torchvision's uint8 resize path, as always
         m = None if mask is None else torch.from_numpy(mask)[None]
         if x.shape[1:] != (s, s):
             x = TF.resize(x, [s, s], interpolation=InterpolationMode.BILINEAR, antialias=True)
@@ -263,9 +262,11 @@ class ImageDataset(torch.utils.data.Dataset):
                 top, left = min(top, h - s), min(left, w - s)
             else:
                 top, left = (h - s) // 2, (w - s) // 2
-            x = x[:, top:top + s, left:left + s]
+            # our own draw, not v2.RandomCrop's (two randint calls) or CenterCrop's (rounds half to even): the
+            # same crops, and so the same results, as every run trained before
+            x = TF.crop(x, top, left, s, s)
             if m is not None:
-                m = m[:, top:top + s, left:left + s]
+                m = TF.crop(m, top, left, s, s)
         item = {"x": x.float().div_(255.0), "generator": self._gen[i], "subclass": self._sub[i],
                 "group": self._group[i], "index": i}
         if self.with_mask:

@@ -19,6 +19,7 @@ from .bias import bias_table as _bias_table
 from .sources import discover
 from .splits import FT_FRACTION, FT_SEED, assign_splits
 
+SPLIT_SEED = 0  # the train/val and ft_train/ft_test splits stay fixed across training seeds: seeds vary the model only
 COLUMNS = ("path", "generator", "subclass", "split", "ft_split", "mask")
 SPLIT_NAMES = ("train", "val", "test", "ft_train", "ft_test")
 
@@ -56,16 +57,7 @@ class StudyData:
 
     def labels(self, frame: pd.DataFrame | None = None) -> dict[str, np.ndarray]:
         """Integer labels of `frame` rows: generator, subclass (-1 held out) and group (-1 held out)."""
-        frame = self.frame if frame is None else frame
-        gen = frame["generator"].map(self.generator_index)
-        if gen.isna().any():
-            unknown = sorted(set(frame.loc[gen.isna(), "generator"]))
-            raise DataError(f"generator(s) {unknown} are not among this study's generators {self.generators}; "
-                            "build the dataset from rows of the same StudyData")
-        gen = gen.to_numpy(dtype=np.int64)
-        sub = frame["subclass"].map(self.subclass_index).fillna(-1).to_numpy(dtype=np.int64)
-        group = np.where(sub >= 0, gen * self.n_subclasses + sub, -1)
-        return {"generator": gen, "subclass": sub, "group": group}
+        return label_codes(self.frame if frame is None else frame, self.generators, self.subclasses)
 
     def bias_table(self, split: str | None = "train") -> pd.DataFrame:
         """Generator x subclass image counts of a split (None or "all": every row), zeros shown.
@@ -84,6 +76,20 @@ class StudyData:
         counts = self.frame["split"].value_counts().to_dict()
         return (f"StudyData({self.source}: {len(self.frame)} images, {self.n_generators} generators, "
                 f"{self.n_subclasses} training subclasses, held out {list(self.heldout)}, splits {counts})")
+
+
+def label_codes(frame: pd.DataFrame, generators: Sequence[str], subclasses: Sequence[str]) -> dict[str, np.ndarray]:
+    """The one label mapping of the study: generator index (sorted generators), subclass index (sorted training
+    subclasses, -1 for a held-out one) and group = generator * n_subclasses + subclass (-1 held out)."""
+    gen = frame["generator"].map({g: i for i, g in enumerate(generators)})
+    if gen.isna().any():
+        unknown = sorted(set(frame.loc[gen.isna(), "generator"]))
+        raise DataError(f"generator(s) {unknown} are not among this study's generators {list(generators)}; "
+                        "build the dataset from rows of the same StudyData")
+    gen = gen.to_numpy(dtype=np.int64)
+    sub = frame["subclass"].map({s: i for i, s in enumerate(subclasses)}).fillna(-1).to_numpy(dtype=np.int64)
+    group = np.where(sub >= 0, gen * len(subclasses) + sub, -1)
+    return {"generator": gen, "subclass": sub, "group": group}
 
 
 def load_study_data(root: str | os.PathLike, heldout: Iterable[str] | str = ("military_vehicle",),
@@ -105,6 +111,12 @@ def load_study_data(root: str | os.PathLike, heldout: Iterable[str] | str = ("mi
     if src.skipped:
         warn_skipped(src.skipped, src.where)
     return data
+
+
+def load_config_data(config) -> StudyData:
+    """The StudyData a `Config` describes (its data, held-out subclasses and validation share; fixed split seed)."""
+    return load_study_data(config.data, heldout=config.heldout, val_fraction=config.val_fraction,
+                           seed=SPLIT_SEED, on_bad="raise")
 
 
 def warn_skipped(skipped: list, where: str) -> None:

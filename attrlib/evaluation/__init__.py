@@ -5,7 +5,7 @@ and robustness to post-processing.
                 llr_figure, aggregate_over_seeds, bootstrap_ci, shortcut_gap, worst_generator_recall,
                 gap_closed, summary_table
     robustness  perturbations (JPEG, blur, down-up resize), robustness_table, robustness_figure
-    runs        load_run (a finished run folder back as its trained technique), predictions of a run
+    (run folders are read through attrlib.runfolder: load_run, load_predictions, heldout_predictions)
 
 Tables are written with `attrlib.reporting.save_table`, figures with `attrlib.reporting.save_fig`.
 """
@@ -15,7 +15,7 @@ from .metrics import (GapClosed, Interval, aggregate_over_seeds, bootstrap_ci, c
                       technique_summary, worst_generator_recall)
 from .robustness import (Perturbation, clean, down_up, gaussian_blur, jpeg, perturbed_accuracy,
                          robustness_figure, robustness_summary, robustness_table, standard_perturbations)
-from .runs import LoadedRun, heldout_predictions, heldout_split, load_predictions, load_run
+from ..runfolder import LoadedRun, heldout_predictions, heldout_split, load_predictions, load_run
 
 __all__ = [
     "GapClosed", "Interval", "LoadedRun", "Perturbation", "aggregate_over_seeds",

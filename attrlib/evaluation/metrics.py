@@ -26,7 +26,7 @@ import pandas as pd
 from sklearn.metrics import accuracy_score, classification_report, confusion_matrix, f1_score, roc_auc_score
 
 from ..errors import DataError
-from .runs import check_prediction_frame, heldout_split, load_metrics, load_predictions
+from ..runfolder import check_prediction_frame, heldout_split, load_metrics, load_predictions
 
 REPORT_COLUMNS = ("precision", "recall", "f1", "support")
 ECE_BINS = 15
@@ -49,6 +49,36 @@ def _labels(frame: pd.DataFrame, generators: Sequence[str], where: str) -> tuple
 def _probs(frame: pd.DataFrame, generators: Sequence[str], where: str) -> np.ndarray:
     check_prediction_frame(frame, generators, where=where)
     return frame[[f"p_{g}" for g in generators]].to_numpy(float)
+
+
+def split_metrics(y_true, y_pred, generators: Sequence[str]) -> dict:
+    """Seed-style metrics with scikit-learn: accuracy, macro averages, per-generator P/R/F1/support, confusion."""
+    labels = list(range(len(generators)))
+    rep = classification_report(y_true, y_pred, labels=labels, target_names=list(generators), output_dict=True,
+                                zero_division=0)
+    return {
+        "n": int(len(y_true)),
+        "accuracy": float(accuracy_score(y_true, y_pred)),
+        "macro_precision": float(rep["macro avg"]["precision"]),
+        "macro_recall": float(rep["macro avg"]["recall"]),
+        "macro_f1": float(rep["macro avg"]["f1-score"]),
+        "per_generator": {g: {"precision": float(rep[g]["precision"]), "recall": float(rep[g]["recall"]),
+                              "f1": float(rep[g]["f1-score"]), "support": int(rep[g]["support"])}
+                          for g in generators},
+        "confusion": confusion_matrix(y_true, y_pred, labels=labels).tolist(),
+    }
+
+
+def run_metrics(predictions: pd.DataFrame, generators: Sequence[str], heldout_split: str) -> dict:
+    """metrics.json's numbers from a run's predictions: one `split_metrics` per split (in the frame's order)
+    and `heldout`, the split the run is judged on."""
+    out = {}
+    for split, rows in predictions.groupby("split", sort=False):
+        out[split] = split_metrics(*_labels(rows, generators, f"predictions of split {split!r}"), generators)
+    if heldout_split not in out:
+        raise DataError(f"the predictions hold no rows of the split {heldout_split!r} the run is judged on")
+    out["heldout"] = {"split": heldout_split, **out[heldout_split]}
+    return out
 
 
 def seed_style_report(pred_frame: pd.DataFrame, generators: Sequence[str], split: str | None = None) -> pd.DataFrame:

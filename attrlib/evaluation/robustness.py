@@ -26,6 +26,8 @@ from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 
 from ..data import ImageDataset
+from ..runfolder import iter_runs
+from ..techniques import predict_probs
 
 
 @dataclass(frozen=True)
@@ -96,14 +98,13 @@ def perturbed_accuracy(technique, frame: pd.DataFrame, data, perturbations: Sequ
                        policy: str = "crop", size: int = 64, batch_size: int = 64,
                        device: str | torch.device = "cpu") -> pd.DataFrame:
     """Accuracy of `technique.predict` on `frame` under each perturbation: columns perturbation, accuracy, n."""
-    from ..engine import predict_probs
-
     device = torch.device(device)
     rows = []
     for p in perturbations:
         ds = ImageDataset(frame, data, policy=policy, size=size, train=False, pre_policy=p)
         loader = torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=False)
-        probs = predict_probs(technique, loader, device)
+        technique.eval()
+        probs = predict_probs(technique.predict, loader, device, technique.n_generators)
         y = data.labels(ds.frame)["generator"]
         rows.append({"perturbation": p.name, "accuracy": float((probs.argmax(1) == y).mean()) if len(y) else np.nan,
                      "n": int(len(y))})
@@ -116,8 +117,6 @@ def robustness_table(runs: Mapping[str, Sequence[str | os.PathLike]], data=None,
     """Tidy table (technique, seed, perturbation, accuracy, n) of every run (runs: name -> run folders) on
     `split` (default: each run's held-out split) under every perturbation (default: `standard_perturbations`),
     each run rebuilt on the CPU under its own input policy and size."""
-    from .runs import iter_runs
-
     perturbations = list(perturbations or standard_perturbations())
     parts = []
     for name, run, frame in iter_runs(runs, data, split, max_images):

@@ -26,8 +26,10 @@ import torch
 from captum.attr import LayerAttribution, LayerGradCam
 from torch import nn
 
+from ..data import ImageDataset
 from ..errors import DataError
 from ..models import HeadSelector
+from ..runfolder import heldout_split, iter_runs, load_run
 
 
 class GradCam:
@@ -159,8 +161,6 @@ def content_reliance_table(runs: Mapping[str, Sequence[str | os.PathLike]], data
     over seeds), share_std, mask_area, ratio, n_images (per seed), seeds. The per-seed rows are in
     `table.attrs["per_seed"]`.
     """
-    from ..data import ImageDataset
-    from ..evaluation.runs import iter_runs
 
     per_seed = []
     for name, run, frame in iter_runs(runs, data, split, max_images):
@@ -249,8 +249,6 @@ def run_cam_grid(run_dir: str | os.PathLike, data=None, split: str | None = None
                  target: str = "pred", seed: int = 0) -> plt.Figure:
     """The CAM grid of one run folder on `per_generator` images of each generator of `split` (default: the
     run's held-out split), titled with the technique and seed."""
-    from ..data import ImageDataset
-    from ..evaluation.runs import heldout_split, load_run
 
     run = load_run(run_dir, data=data)
     split = split or heldout_split(run_dir)

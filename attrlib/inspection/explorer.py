@@ -12,6 +12,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
+from ..data import ImageDataset
+from ..runfolder import heldout_split, load_run
 from .cam import grad_cam, show_image, show_overlay
 
 
@@ -65,8 +67,6 @@ def cam_explorer(runs: Mapping[str, str | os.PathLike], data=None, split: str | 
         from ..study import HEADLESS_ENV
 
         mode = "static" if os.environ.get(HEADLESS_ENV) else "live"
-    from ..data import ImageDataset
-    from ..evaluation.runs import heldout_split, load_run
 
     loaded, datasets, cache = {}, {}, {}
     for name, d in runs.items():

@@ -19,7 +19,9 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from torch import nn
 
+from ..data import ImageDataset
 from ..errors import DataError
+from ..runfolder import iter_runs, load_run
 
 
 @torch.no_grad()
@@ -68,7 +70,6 @@ def probe_model(model: nn.Module, data, policy: str = "crop", size: int = 64, ba
                 max_images: int | None = None, **probe_kwargs) -> dict:
     """Subclass probe of a model's frozen features on `data`'s train and val splits (each a random sample of
     at most `max_images` rows, fixed seed, when given: a cheaper, noisier probe)."""
-    from ..data import ImageDataset
 
     def rows(split: str):
         frame = data.split(split)
@@ -81,7 +82,6 @@ def probe_model(model: nn.Module, data, policy: str = "crop", size: int = 64, ba
 
 def probe_run(run_dir: str | os.PathLike, data=None, cache: dict | None = None, **probe_kwargs) -> dict:
     """Subclass probe of a finished run's model, under the run's input policy and size (cache: see load_run)."""
-    from ..evaluation.runs import load_run
 
     return _probe_loaded(load_run(run_dir, data=data, cache=cache), **probe_kwargs)
 
@@ -95,7 +95,6 @@ def probe_table(runs: Mapping[str, Sequence[str | os.PathLike]], data=None, **pr
     """Subclass leakage per technique (runs: name -> run folders): probe accuracy mean and std (ddof=1) over
     seeds, chance and majority rate. Per-seed rows in `table.attrs["per_seed"]`. probe_kwargs: see
     `probe_model` (e.g. max_images to probe on fewer images)."""
-    from ..evaluation.runs import iter_runs
 
     rows = [{**_probe_loaded(run, **probe_kwargs), "technique": name} for name, run, _ in iter_runs(runs, data)]
     seeds = pd.DataFrame(rows)

@@ -11,6 +11,8 @@ from torch import nn
 from torchvision.models import resnet18, resnet50
 from torchvision.models.resnet import BasicBlock
 
+from ..errors import ConfigError
+
 
 def _block(cin: int, cout: int, stride: int) -> BasicBlock:
     down = None
@@ -68,7 +70,6 @@ class TorchvisionResNet(nn.Module):
 
 
 def build_backbone(name: str) -> nn.Module:
-    from ..errors import ConfigError
 
     if name == "compact":
         return CompactNet()

@@ -13,6 +13,7 @@ from torch import nn
 
 from .backbones import build_backbone
 from .stems import Stem
+from .weights import load_local_weights
 
 
 class AttributionModel(nn.Module):
@@ -80,7 +81,6 @@ class HeadSelector(nn.Module):
 
 def build_model(config, n_generators: int, n_subclasses: int = 0, dual_head: bool = False) -> AttributionModel:
     """The model a config describes, randomly initialised (seeds 000 and 002) or from `config.pretrained`."""
-    from .weights import load_local_weights
 
     model = AttributionModel(build_backbone(config.backbone), n_generators, n_subclasses,
                              dual_head=dual_head, stem=config.stem, bf16=config.bf16)

@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import ConfigError
+
 
 class Normalize(nn.Module):
     """(x - mean) / std with the seeds' mean 0.5 and std 0.5: [0, 1] -> [-1, 1]."""
@@ -72,7 +74,6 @@ class Stem(nn.Module):
 
     def __init__(self, kind: str = "none"):
         super().__init__()
-        from ..errors import ConfigError
 
         filters = {"none": nn.Identity, "srm": SRMStem, "npr": NPRStem}
         if kind not in filters:

@@ -25,9 +25,6 @@ class AdversarialDebiasing(Technique):
         self.split_optimizers()
         self.adversary_optimizer = self.make_optimizer(self.model.body_parameters())
 
-    def optimizers(self):
-        return {"main": self.optimizer, "subclass": self.subclass_optimizer, "adversary": self.adversary_optimizer}
-
     def update(self, batch):
         x, y, s = batch["x"], batch["generator"], batch["subclass"]
         feats = self.model.features(x)

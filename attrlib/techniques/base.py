@@ -1,16 +1,25 @@
 """The technique contract (DomainBed's `Algorithm`, BalancingGroups' `ERM`) and the plain ERM step.
 
 A technique owns its model(s), optimiser(s) and loss; the engine owns data, epochs, evaluation and files.
-The engine reads only the class attributes below and calls only these methods, so adding a technique is
-one new module with one `@register`-ed class.
+What the engine needs, and nothing more:
 
     update(batch) -> dict[str, float]   one optimisation step; batch = dict(x, generator, subclass, group, index)
     predict(x) -> generator logits      x in [0, 1] pixel space, (B, 3, H, W)
-    sampler_weights(frame) -> per-row weights for sampling with replacement, or None for plain shuffling
+    sampler_weights(frame)              per-row weights for sampling with replacement, or None (shuffling)
+    optimizers()                        found from the attributes: every torch optimiser the technique holds
+    progress                            set by the engine: the share of training done when the current epoch
+                                        ends, in (0, 1]; schedules read it (gradient reversal's lambda)
+    model                               the attribution model (validation, probes, CAMs read it)
+
+and data, not hooks: `defaults` (its hyper-parameters; `epochs` among them overrides the config's),
+`dual_head`, `train_split` / `heldout_split` (which split it trains on and is judged on; training on a
+split of the held-out subclass marks it `uses_target_data`), `starts_from` (the technique whose finished run
+of the same config it starts from). `test_inputs(x)` is the one optional override: a technique that
+transforms images at test time (a test-time attack, a purification) says what the model then sees, so CAMs
+explain that. Adding a technique is one new module with one `@register`-ed class.
 """
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -18,7 +27,9 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import nn
+from tqdm.auto import tqdm
 
+from ..data import label_codes
 from ..errors import ConfigError
 from ..models import build_model
 
@@ -30,9 +41,12 @@ class Technique(nn.Module):
     dual_head: bool = False         # build the model with a subclass head
     train_split: str = "train"      # the split the engine trains on
     heldout_split: str = "test"     # the split metrics.json reports as `heldout`
-    eval_splits: tuple[str, ...] = ("val", "test", "ft_test")  # splits predicted after training
-    requires: tuple[str, ...] = ()  # techniques whose finished run (same config) this one starts from
-    uses_target_data: bool = False  # trains on images of the held-out subclass: not a fair comparison
+    starts_from: str = ""           # a technique whose finished run (same config, its own defaults) this one starts from
+    uses_target_data: bool = False  # derived: trains on images of the held-out subclass (not a fair comparison)
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        cls.uses_target_data = cls.train_split.startswith("ft_")
 
     def __init__(self, config, generators: list[str], subclasses: list[str]):
         super().__init__()
@@ -44,6 +58,7 @@ class Technique(nn.Module):
         self.hparams = {**self.defaults, **config.technique_params}
         self.model = build_model(config, self.n_generators, self.n_subclasses, dual_head=self.dual_head)
         self.optimizer = self.make_optimizer(self.model.parameters())
+        self.progress = 0.0
 
     @classmethod
     def check_params(cls, params: dict[str, Any]) -> None:
@@ -59,20 +74,15 @@ class Technique(nn.Module):
     # --- what the engine reads ---
     @property
     def epochs(self) -> int:
-        return int(self.hparams.get("epochs") or self.config.epochs)
+        """`epochs` among the technique's hyper-parameters (fine_tuning: 75), else the config's."""
+        return int(self.hparams["epochs"]) if "epochs" in self.hparams else int(self.config.epochs)
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        """Every optimiser, by name, so the engine can checkpoint and resume them."""
-        return {"main": self.optimizer}
+        """Every optimiser the technique holds, by attribute name, so the engine checkpoints and resumes all of them."""
+        return {k: v for k, v in vars(self).items() if isinstance(v, torch.optim.Optimizer)}
 
     def sampler_weights(self, frame: pd.DataFrame) -> np.ndarray | None:
         return None
-
-    def prepare(self, upstream: dict[str, Path]) -> None:
-        """Called once before training with the run folders of `requires` (e.g. to load their weights)."""
-
-    def start_epoch(self, epoch: int, epochs: int) -> None:
-        """Called before each epoch (0-based), for schedules."""
 
     # --- the step ---
     def make_optimizer(self, params, lr: float | None = None) -> torch.optim.Optimizer:
@@ -106,17 +116,22 @@ class Technique(nn.Module):
         inputs (runtime_adversarial's attack). Grad-CAM and content reliance explain the model on these."""
         return x
 
-    def monitor(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits for the per-epoch validation accuracy; `predict` unless that is costly (test-time attacks)."""
-        return self.predict(x)
-
     # --- helpers for techniques ---
     def group_of(self, frame: pd.DataFrame) -> np.ndarray:
         """generator_index * n_subclasses + subclass_index per row (-1 for a subclass outside training)."""
-        g = frame["generator"].map({n: i for i, n in enumerate(self.generators)}).to_numpy()
-        s = frame["subclass"].map({n: i for i, n in enumerate(self.subclasses)})
-        s = s.fillna(-1).to_numpy().astype(int)
-        return np.where(s >= 0, g * self.n_subclasses + s, -1)
+        return label_codes(frame, self.generators, self.subclasses)["group"]
+
+
+@torch.no_grad()
+def predict_probs(predict, loader, device: torch.device, n_classes: int, progress: bool = False,
+                  desc: str = "predict") -> np.ndarray:
+    """Softmax probabilities (N, n_classes) of `predict(x) -> logits` over a loader of batches with `x`, in
+    its order (the engine's predictions and validation, robustness under perturbations)."""
+    out = []
+    for batch in tqdm(loader, desc=desc, disable=not progress, leave=False):
+        logits = predict(batch["x"].to(device, non_blocking=True))
+        out.append(torch.softmax(logits.float(), dim=1).cpu())
+    return torch.cat(out).numpy() if out else np.zeros((0, n_classes), dtype=np.float32)
 
 
 def confusion_loss(logits: torch.Tensor) -> torch.Tensor:

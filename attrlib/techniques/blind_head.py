@@ -22,9 +22,6 @@ class BlindHead(Technique):
         super().__init__(config, generators, subclasses)
         self.split_optimizers()
 
-    def optimizers(self):
-        return {"main": self.optimizer, "subclass": self.subclass_optimizer}
-
     def update(self, batch):
         feats = self.model.features(batch["x"])
         gen_loss = F.cross_entropy(self.model.generator_head(feats), batch["generator"])

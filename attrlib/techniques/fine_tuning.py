@@ -1,15 +1,12 @@
 """Seed 002 §3.3: start from a finished baseline run, train only the classification layer on 80 % of the
 held-out subclass (`ft_train`), SGD lr 1e-3 momentum 0.9, 75 epochs; report on the other 20 % (`ft_test`).
 
-It sees images of the target subclass, so every table flags it (`uses_target_data`): an upper reference,
-not a competitor. The backbone stays frozen in eval mode (its BatchNorm statistics too).
+It trains on a split of the target subclass, so every table flags it (`uses_target_data`): an upper
+reference, not a competitor. The engine loads the baseline's trained weights into it (`starts_from`); the
+backbone stays frozen in eval mode (its BatchNorm statistics too).
 """
-from pathlib import Path
-
 import torch
 
-from ..errors import CheckpointError
-from ..models.weights import safe_load
 from . import register
 from .base import Technique
 
@@ -20,8 +17,7 @@ class FineTuning(Technique):
     defaults = {"epochs": 75, "lr": 1e-3, "momentum": 0.9}
     train_split = "ft_train"
     heldout_split = "ft_test"
-    requires = ("baseline",)
-    uses_target_data = True
+    starts_from = "baseline"
 
     def __init__(self, config, generators, subclasses):
         super().__init__(config, generators, subclasses)
@@ -29,16 +25,6 @@ class FineTuning(Technique):
             p.requires_grad_(False)
         self.optimizer = torch.optim.SGD(self.model.generator_head.parameters(), lr=self.hparams["lr"],
                                          momentum=self.hparams["momentum"])
-
-    def prepare(self, upstream):
-        path = Path(upstream["baseline"]) / "checkpoint.pt"
-        advice = "delete that run folder so the baseline is trained again"
-        try:
-            state = safe_load(path, "baseline checkpoint", advice)["technique"]
-        except (KeyError, TypeError) as err:
-            raise CheckpointError(f"cannot read the baseline checkpoint {str(path)!r}: {err}; "
-                                  "delete that run folder so the baseline is trained again") from None
-        self.load_state_dict(state)
 
     def train(self, mode: bool = True):
         super().train(mode)

@@ -2,8 +2,9 @@
 
 One step per batch: the subclass head learns the subclass from the features through a layer that is the
 identity forwards and multiplies the gradient by -lambda backwards, so the backbone unlearns what the head
-learns. lambda follows Ganin's schedule 2 / (1 + exp(-10 p)) - 1 over training progress p (evaluated at
-the end of each epoch), times `grl_weight`; `schedule=False` keeps it at `grl_weight`.
+learns. lambda follows Ganin's schedule 2 / (1 + exp(-10 p)) - 1 over training progress p (the engine's
+`progress`: the share of training done at the end of the current epoch), times `grl_weight`;
+`schedule=False` keeps it at `grl_weight`.
 """
 import math
 
@@ -35,14 +36,11 @@ class GradientReversal(Technique):
     defaults = {"grl_weight": 1.0, "schedule": True}
     dual_head = True
 
-    def __init__(self, config, generators, subclasses):
-        super().__init__(config, generators, subclasses)
-        self.grl_lambda = float(self.hparams["grl_weight"])
-
-    def start_epoch(self, epoch, epochs):
-        if self.hparams["schedule"]:
-            p = (epoch + 1) / max(epochs, 1)
-            self.grl_lambda = self.hparams["grl_weight"] * (2.0 / (1.0 + math.exp(-10.0 * p)) - 1.0)
+    @property
+    def grl_lambda(self) -> float:
+        if not self.hparams["schedule"]:
+            return float(self.hparams["grl_weight"])
+        return self.hparams["grl_weight"] * (2.0 / (1.0 + math.exp(-10.0 * self.progress)) - 1.0)
 
     def update(self, batch):
         feats = self.model.features(batch["x"])

@@ -32,9 +32,6 @@ class RuntimeAdversarial(Technique):
         self.subclass_model = build_model(config, self.n_subclasses)
         self.subclass_optimizer = self.make_optimizer(self.subclass_model.parameters())
 
-    def optimizers(self):
-        return {"main": self.optimizer, "subclass": self.subclass_optimizer}
-
     def update(self, batch):
         stats = super().update(batch)
         sub_loss = F.cross_entropy(self.subclass_model(batch["x"]), batch["subclass"])
@@ -55,6 +52,3 @@ class RuntimeAdversarial(Technique):
 
     def test_inputs(self, x):
         return self.perturb(x)
-
-    def monitor(self, x):
-        return self.model(x)

@@ -27,10 +27,6 @@ def world() -> tuple[int, int]:
     return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
 
 
-def is_main() -> bool:
-    return world()[0] == 0
-
-
 def setup(device: torch.device) -> tuple[int, int]:
     """Join the process group torchrun describes (env://) once; (rank, world size)."""
     size = int(os.environ.get("WORLD_SIZE", 1))
@@ -51,6 +47,15 @@ def local_device(device: torch.device) -> torch.device:
 def barrier() -> None:
     if world()[1] > 1:
         dist.barrier()
+
+
+def gather(obj) -> list:
+    """[obj of rank 0, obj of rank 1, ...] on every rank (a collective: every rank calls it); [obj] alone."""
+    if world()[1] <= 1:
+        return [obj]
+    out = [None] * world()[1]
+    dist.all_gather_object(out, obj)
+    return out
 
 
 def broadcast_state(module: torch.nn.Module) -> None:

@@ -1,0 +1,271 @@
+"""The run folder: its format, written and read here and nowhere else.
+
+    runs/<technique>/<run id>/
+        config.json       the Config (`Config.to_dict`)
+        history.jsonl     one JSON object per finished epoch (loss, val_accuracy, timing, ...)
+        checkpoint.pt     technique, optimiser and random states after the last finished epoch
+        predictions.csv   PREDICTION_COLUMNS, then p_<generator> per generator (class index order)
+        metrics.json      written by the sweep from predictions.csv with `attrlib.evaluation.metrics.run_metrics`
+        done              the run finished; a folder without it is resumed, never read as a result
+
+The run id is a hash of the Config fields that change what a run computes, with the data path replaced by
+the data's fingerprint (`attrlib.data.fingerprint`): a run is reused on the same data wherever it lies and
+never on changed data at the same path. Every file is written atomically (`attrlib.io`).
+
+Reading side: `load_run` rebuilds a finished run's trained technique (on the CPU by default); `iter_runs`
+walks the runs of several techniques; `heldout_predictions` gives the rows a run is judged on.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Mapping, Sequence
+
+import pandas as pd
+import torch
+
+from . import techniques
+from .config import Config
+from .data import StudyData, data_fingerprint, load_config_data
+from .errors import CheckpointError, DataError
+from .io import atomic_open, atomic_torch_save, atomic_write_json, atomic_write_text
+from .models.weights import safe_load
+
+CONFIG, HISTORY, CHECKPOINT, PREDICTIONS, METRICS, DONE = (
+    "config.json", "history.jsonl", "checkpoint.pt", "predictions.csv", "metrics.json", "done")
+FILES = (CONFIG, HISTORY, CHECKPOINT, PREDICTIONS, METRICS, DONE)
+PREDICTION_COLUMNS = ("path", "split", "generator", "subclass", "pred")
+PROBABILITY_PREFIX = "p_"
+
+
+# --- identity and paths ---
+def run_id(config: Config) -> str:
+    """Hash of `config.identity()` with the data path replaced by the data's fingerprint."""
+    identity = {**config.identity(), "data": data_fingerprint(config.data)}
+    blob = json.dumps(identity, sort_keys=True, default=str)
+    return hashlib.sha1(blob.encode()).hexdigest()[:12]
+
+
+def run_dir(config: Config) -> Path:
+    return Path(config.runs) / config.technique / run_id(config)
+
+
+def lock_path(run: Path) -> Path:
+    """The lock file a trainer holds while it trains `run` (beside the folder, so it outlives a deleted one)."""
+    return run.parent / f".{run.name}.lock"
+
+
+def is_done(run: str | os.PathLike) -> bool:
+    return (Path(run) / DONE).exists()
+
+
+# --- writing ---
+def write_config(run: Path, config: Config) -> None:
+    atomic_write_json(run / CONFIG, config.to_dict())
+
+
+def write_history(run: Path, history: list[dict[str, Any]]) -> None:
+    # the whole history is rewritten atomically (not appended): a kill leaves the old file or the new one
+    atomic_write_text(run / HISTORY, "".join(json.dumps(h, sort_keys=True) + "\n" for h in history))
+
+
+def write_checkpoint(run: Path, state: dict[str, Any]) -> None:
+    atomic_torch_save(state, run / CHECKPOINT)
+
+
+def prediction_frame(frame: pd.DataFrame, split: str, generators: Sequence[str], probs) -> pd.DataFrame:
+    """The predictions.csv rows of one split: the data rows `frame` and their (N, n_generators) probabilities."""
+    pred = probs.argmax(1)
+    part = pd.DataFrame({"path": frame["path"].to_numpy(), "split": split,
+                         "generator": frame["generator"].to_numpy(), "subclass": frame["subclass"].to_numpy(),
+                         "pred": [generators[i] for i in pred]})
+    for i, g in enumerate(generators):
+        part[f"{PROBABILITY_PREFIX}{g}"] = probs[:, i]
+    return part
+
+
+def write_predictions(run: Path, predictions: pd.DataFrame) -> None:
+    with atomic_open(run / PREDICTIONS, "w", encoding="utf-8", newline="") as fh:
+        predictions.to_csv(fh, index=False)
+
+
+def write_metrics(run: Path, metrics: dict[str, Any]) -> None:
+    atomic_write_json(run / METRICS, metrics)
+
+
+def mark_done(run: Path) -> None:
+    atomic_write_text(run / DONE, time.strftime("%Y-%m-%dT%H:%M:%S%z") + "\n")
+
+
+# --- reading ---
+def read_config(run: str | os.PathLike) -> Config:
+    path = Path(run) / CONFIG
+    if not path.is_file():
+        raise CheckpointError(f"{path} does not exist; is {str(run)!r} a run folder made by attrlib.sweep.train?")
+    return Config.from_dict(json.loads(path.read_text()))
+
+
+def read_history(run: str | os.PathLike, upto: int | None = None) -> list[dict[str, Any]]:
+    """The epochs of history.jsonl (those before `upto`, when given); torn or foreign lines are left out."""
+    path = Path(run) / HISTORY
+    if not path.exists():
+        return []
+    rows = []
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:  # the file is rewritten atomically, but a torn line (a copy, an old version) must not stop a resume
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(row, dict) and isinstance(row.get("epoch"), int) and (upto is None or row["epoch"] < upto):
+            rows.append(row)
+    return rows
+
+
+def read_checkpoint(run: str | os.PathLike, what: str = "checkpoint",
+                    advice: str = "delete the file to train this run from the start") -> dict[str, Any]:
+    """checkpoint.pt, loaded with weights_only=True (a pickle payload is refused before anything runs)."""
+    return safe_load(Path(run) / CHECKPOINT, what, advice)
+
+
+def load_metrics(run: str | os.PathLike) -> dict:
+    """metrics.json of a finished run folder."""
+    path = Path(run) / METRICS
+    if not path.is_file():
+        raise CheckpointError(f"{path} does not exist; the run did not finish (train it with attrlib.sweep.train)")
+    return json.loads(path.read_text())
+
+
+def generators_of(frame: pd.DataFrame) -> list[str]:
+    """The generators of a predictions frame, in column (= class index) order."""
+    n = len(PROBABILITY_PREFIX)
+    return [c[n:] for c in frame.columns if c.startswith(PROBABILITY_PREFIX)]
+
+
+def check_prediction_frame(frame: pd.DataFrame, generators=None, where: str = "predictions frame") -> None:
+    missing = [c for c in PREDICTION_COLUMNS if c not in frame.columns]
+    if generators is not None:
+        missing += [f"{PROBABILITY_PREFIX}{g}" for g in generators if f"{PROBABILITY_PREFIX}{g}" not in frame.columns]
+    if missing:
+        raise DataError(f"{where} lacks column(s) {missing}; pass the rows of a run's predictions.csv "
+                        "(attrlib.sweep.train writes it)")
+
+
+def load_predictions(run: str | os.PathLike, split: str | None = None) -> pd.DataFrame:
+    """predictions.csv of a run (all splits, or one); raises DataError naming a missing column."""
+    path = Path(run) / PREDICTIONS
+    if not path.is_file():
+        raise CheckpointError(f"{path} does not exist; the run did not finish (train it with attrlib.sweep.train)")
+    frame = pd.read_csv(path)
+    check_prediction_frame(frame, where=str(path))
+    if split is not None:
+        if split not in set(frame["split"]):
+            raise DataError(f"{path} has no rows of split {split!r}; it has {sorted(set(frame['split']))}")
+        frame = frame[frame["split"] == split].reset_index(drop=True)
+    return frame
+
+
+def heldout_split(run: str | os.PathLike) -> str:
+    """The split metrics.json reports as `heldout` (test, or ft_test for fine-tuning)."""
+    try:
+        return load_metrics(run)["heldout"]["split"]
+    except (KeyError, ValueError) as err:
+        raise CheckpointError(f"cannot read heldout.split from {Path(run) / METRICS}: {err}; train the run again") from None
+
+
+def heldout_predictions(run: str | os.PathLike) -> pd.DataFrame:
+    return load_predictions(run, heldout_split(run))
+
+
+# --- a finished run back as objects ---
+@dataclass
+class LoadedRun:
+    dir: Path
+    config: Config
+    technique: Any      # an attrlib.techniques.Technique, in eval mode
+    data: StudyData     # the data it was trained on (or the one passed in)
+
+    @property
+    def model(self):
+        """The attribution model (stem, backbone, generator head, and a subclass head when dual-head)."""
+        return self.technique.model
+
+    @property
+    def generators(self) -> list[str]:
+        return list(self.technique.generators)
+
+    @property
+    def name(self) -> str:
+        return self.config.technique
+
+    @property
+    def seed(self) -> int:
+        return int(self.config.seed)
+
+
+def load_run(run: str | os.PathLike, data: StudyData | None = None, data_root: str | os.PathLike | None = None,
+             device: str | torch.device = "cpu", cache: dict | None = None) -> LoadedRun:
+    """Rebuild the trained technique of a finished run folder.
+
+    data: a StudyData to reuse (its generators must be the run's); data_root: where the run's data lies now,
+    when the path in its config.json no longer resolves (e.g. runs copied from another machine). Neither
+    given: the config's own `data` path. cache: a dict shared by several calls, so runs trained on the same
+    data (same path, held-out subclasses and val fraction) read the folder once.
+    """
+    run = Path(run)
+    config = read_config(run)
+    if not is_done(run):
+        raise CheckpointError(f"run {run} has no '{DONE}' marker: it did not finish; train it with "
+                              "attrlib.sweep.train(config) first")
+    if data is None:
+        data = _cached_data(config if data_root is None else config.replace(data=str(data_root)), cache)
+    _check_generators(run, data)
+    technique = techniques.build_technique(config, data)
+    advice = "delete the run folder so that attrlib.sweep.train trains it again"
+    state = read_checkpoint(run, "checkpoint", advice)
+    try:
+        technique.load_state_dict(state["technique"])
+    except Exception as err:
+        raise CheckpointError(f"cannot load the trained technique from {run / CHECKPOINT}: {err}; {advice}") from None
+    technique.to(device).eval()
+    return LoadedRun(dir=run, config=config, technique=technique, data=data)
+
+
+def _cached_data(config: Config, cache: dict | None) -> StudyData:
+    if cache is None:
+        return load_config_data(config)
+    key = (os.path.abspath(config.data), tuple(config.heldout), config.val_fraction)
+    if key not in cache:
+        cache[key] = load_config_data(config)
+    return cache[key]
+
+
+def _check_generators(run: Path, data: StudyData) -> None:
+    pred = run / PREDICTIONS
+    if not pred.is_file():
+        return
+    run_generators = generators_of(pd.read_csv(pred, nrows=0))
+    if run_generators and run_generators != list(data.generators):
+        raise DataError(f"{pred} was made for generators {run_generators} but the data has {list(data.generators)}; "
+                        "pass the StudyData (or data_root) the run was trained on")
+
+
+def iter_runs(runs: Mapping[str, Sequence[str | os.PathLike]], data: StudyData | None = None, split: str | None = None,
+              max_images: int | None = None) -> Iterator[tuple[str, LoadedRun, pd.DataFrame]]:
+    """(technique name, loaded run, frame) for every run folder of every technique (runs: name -> run folders).
+
+    frame: the rows of `split` (default: each run's own held-out split, test or ft_test); with `max_images`,
+    a random sample of that many rows (fixed seed, kept in order: every run of the same data gets the same
+    images, and every generator its share). Runs trained on the same data read it once.
+    """
+    cache: dict = {}
+    for name, dirs in runs.items():
+        for d in dirs:
+            run = load_run(d, data=data, cache=cache)
+            frame = run.data.split(split or heldout_split(d))
+            if max_images is not None and len(frame) > max_images:
+                frame = frame.sample(max_images, random_state=0).sort_index()
+            yield name, run, frame

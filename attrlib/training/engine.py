@@ -1,0 +1,153 @@
+"""The engine: train one run of one technique into its run folder, and predict with it.
+
+    fitted = fit(config, data, run)     # run = attrlib.runfolder.run_dir(config)
+
+It owns the loop over epochs, validation monitoring, checkpoints and predictions; a technique owns its model
+and its step (`attrlib.techniques.base`); the run folder's format belongs to `attrlib.runfolder`; locking,
+reuse, upstream runs and metrics belong to the sweep (`attrlib.sweep`), which is what notebooks call. A
+folder with a checkpoint resumes after its last finished epoch with the optimiser and random states it had,
+so its predictions equal an uninterrupted run's (on the CPU, at the same thread count).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from .. import runfolder, techniques
+from ..config import Config
+from ..data import StudyData
+from ..errors import ConfigError, DataError
+from ..io import remove_stale_temporaries
+from ..techniques import Technique, predict_probs
+from . import distributed
+from .checkpoint import checkpoint_state, load_checkpoint
+from .loop import make_loader, pick_device, seed_everything, train_one_epoch
+
+EVAL_SPLITS = ("val", "test", "ft_test")  # predicted after training when not empty
+VAL_CHECKS = 15  # validation accuracy every epoch up to this many epochs; beyond, about this many times
+
+
+@dataclass
+class Fitted:
+    run: Path
+    technique: Technique
+    predictions: pd.DataFrame | None     # None on the ranks of a torchrun job other than 0
+    summary: dict[str, Any] = field(default_factory=dict)  # hparams, epochs, device, timing (for metrics.json)
+
+
+def fit(config: Config, data: StudyData, run: Path, init_from: Path | None = None, progress: bool = True) -> Fitted:
+    """Train (or resume) the run `config` describes in the folder `run` and write its predictions.
+
+    init_from: a finished run folder whose trained technique this one starts from (a technique's
+    `starts_from`, e.g. fine_tuning from the baseline). Under torchrun every rank calls this.
+    """
+    device = distributed.local_device(pick_device(config.device))
+    rank, world_size = distributed.setup(device)
+    main = rank == 0
+    progress = progress and main
+
+    seed_everything(config.seed)
+    technique = techniques.build_technique(config, data)
+    if init_from is not None:
+        start_from(technique, Path(init_from))
+    technique.to(device)
+    loader_generator = torch.Generator().manual_seed(config.seed)
+    train_loader = make_loader(data.split(technique.train_split), data, config, train=True,
+                               sampler_weights=technique.sampler_weights, generator=loader_generator, device=device,
+                               progress=None if progress else False)
+    val_frame = data.split("val")
+    val_loader = make_loader(val_frame, data, config, train=False, device=device) if len(val_frame) and main else None
+    val_true = None if val_loader is None else data.labels(val_loader.dataset.frame)["generator"]
+
+    if main:
+        run.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(run)  # left by a process killed mid-write; the targets themselves are whole
+        runfolder.write_config(run, config)
+    distributed.barrier()
+    if world_size > 1:  # every rank its own stream of random crops (restored per rank on resume)
+        torch.manual_seed(config.seed * world_size + rank)
+    ckpt = run / runfolder.CHECKPOINT
+    # resuming restores the random states last, so the next epoch draws what an uninterrupted run would
+    start_epoch = load_checkpoint(ckpt, technique, loader_generator) if ckpt.exists() else 0
+    history = runfolder.read_history(run, start_epoch)
+    distributed.broadcast_state(technique)
+    distributed.average_gradients_before_step(technique.optimizers())
+
+    epochs = technique.epochs
+    val_every = -(-epochs // VAL_CHECKS) if epochs else 1
+    for epoch in range(start_epoch, epochs):
+        if world_size > 1:
+            train_loader.sampler.set_epoch(epoch)
+        technique.progress = (epoch + 1) / epochs  # the share of training done when this epoch ends: schedules
+        try:
+            stats = train_one_epoch(technique, train_loader, device, epoch, epochs, progress)
+        except DataError as err:  # a streamed file that vanished or broke mid-training
+            done_epochs = f"epochs 1-{epoch} are checkpointed in {run}" if epoch else "no epoch had finished"
+            raise DataError(f"{err}\n  -> training stopped in epoch {epoch + 1} of {epochs}; {done_epochs}: "
+                            "fix the data and run the same command again to resume") from None
+        distributed.average_buffers(technique)
+        if val_loader is not None and ((epoch + 1) % val_every == 0 or epoch + 1 == epochs):
+            technique.eval()  # the attribution model itself: cheap, whatever the technique does at test time
+            probs = predict_probs(technique.model, val_loader, device, technique.n_generators)
+            stats["val_accuracy"] = float((probs.argmax(1) == val_true).mean())
+        state = checkpoint_state(technique, epoch, loader_generator)  # every rank: the random states are gathered
+        if not main:
+            continue
+        if world_size > 1:
+            stats.update(world_size=world_size, images=stats["images"] * world_size)
+        history.append({"epoch": epoch, **stats})
+        runfolder.write_history(run, history)
+        runfolder.write_checkpoint(run, state)
+        if progress:
+            tqdm.write(f"{config.technique} seed {config.seed} epoch {epoch + 1}/{epochs}: loss "
+                       f"{stats.get('loss', float('nan')):.4f}, val acc {stats.get('val_accuracy', float('nan')):.3f}, "
+                       f"{stats['images_per_second']:.0f} img/s")
+    if start_epoch == 0 and epochs == 0:  # zero epochs: keep the (initial or upstream) weights all the same
+        state = checkpoint_state(technique, -1, loader_generator)
+        if main:
+            runfolder.write_checkpoint(run, state)
+    if not main:
+        return Fitted(run, technique, None)
+
+    predictions = predict_splits(technique, data, config, device)
+    runfolder.write_predictions(run, predictions)
+    seconds = sum(h["seconds"] for h in history)
+    summary = dict(hparams=technique.hparams, epochs=epochs, device=str(device),
+                   **({"world_size": world_size} if world_size > 1 else {}),
+                   train_seconds=round(seconds, 3),
+                   train_images_per_second=round(sum(h["images"] for h in history) / max(seconds, 1e-9), 1))
+    return Fitted(run, technique, predictions, summary)
+
+
+def start_from(technique: Technique, upstream: Path) -> None:
+    """Load the trained technique of a finished run (its checkpoint's `technique` state) into `technique`."""
+    advice = "delete that run folder so that it is trained again"
+    state = runfolder.read_checkpoint(upstream, f"{technique.starts_from or 'upstream'} checkpoint", advice)
+    try:
+        technique.load_state_dict(state["technique"])
+    except (KeyError, TypeError, RuntimeError) as err:
+        raise ConfigError(f"cannot start {technique.name!r} from {str(upstream / runfolder.CHECKPOINT)!r}: "
+                          f"{type(err).__name__}: {err}; {advice}") from None
+
+
+def predict_splits(technique: Technique, data: StudyData, config: Config, device: torch.device) -> pd.DataFrame:
+    """predictions.csv rows for every non-empty split of EVAL_SPLITS, with `technique.predict`."""
+    technique.eval()
+    parts = []
+    for split in EVAL_SPLITS:
+        frame = data.split(split)
+        if not len(frame):
+            continue
+        loader = make_loader(frame, data, config, train=False, device=device)
+        probs = predict_probs(technique.predict, loader, device, technique.n_generators)
+        # the rows the dataset kept (all of them unless on_bad="skip")
+        parts.append(runfolder.prediction_frame(loader.dataset.frame, split, data.generators, probs))
+    if technique.heldout_split not in {p["split"].iat[0] for p in parts}:
+        raise ConfigError(f"the split {technique.heldout_split!r} that {technique.name!r} is evaluated on is empty; "
+                          f"check that the data holds images of the held-out subclass(es) {list(config.heldout)}")
+    return pd.concat(parts, ignore_index=True)
