@@ -1,4 +1,4 @@
-"""The embedded, SIMULATED benchmark of the study (design: /work/shared/design/benchmark.md).
+"""The embedded, SIMULATED benchmark of the study (design: docs/benchmark.md).
 
 The real images of seed 002 (StyleGAN2, StyleGAN3, Latent Diffusion, Taming Transformers, LSGM and Guided
 Diffusion over horses, faces, cars...) are not public, so the study generates its own, locally and

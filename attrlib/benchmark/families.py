@@ -1,7 +1,7 @@
 """SIMULATED generator families: the fingerprint each of seed 002's six generators would leave.
 
 Nothing here runs StyleGAN, a diffusion model or a VQGAN. Each family is a small, fixed image pipeline that
-mimics the artifacts its architecture is known to leave (see `/work/shared/design/benchmark.md`), in the
+mimics the artifacts its architecture is known to leave (see `docs/benchmark.md`), in the
 spirit of AutoGAN (Zhang, Karaman & Chang, WIFS 2019) and of Yang et al.'s model synthesis for zero-shot
 attribution: shallow upsampling decoders whose fingerprints transfer to real generators.
 
@@ -24,7 +24,7 @@ A family g turns a clean content image c (from `attrlib.benchmark.content`) into
 Kernels, codebooks and filter parameters come from a fixed per-family seed (`FAMILY_SEEDS`): like a trained
 generator, a family is one fixed network; the benchmark's `seed` only changes the content and noise draws.
 
-Family pipelines (literature in benchmark.md):
+Family pipelines (literature in docs/benchmark.md):
 
 - stylegan2 (Karras et al., CVPR 2020): f=4; two stages of zero-insertion x2 and a 4x4 [1,3,3,1] FIR kernel
   with a small seeded zero-sum perturbation (unequal polyphase sums: checkerboard, Odena et al. 2016);
