@@ -12,7 +12,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from .cam import grad_cam, show_image, show_overlay
+from ..reporting.draw import show_image, show_overlay
+from .cam import grad_cam
 
 
 @torch.no_grad()
