@@ -155,7 +155,10 @@ def check_prediction_frame(frame: pd.DataFrame, generators=None, where: str = "p
 
 
 def load_predictions(run: str | os.PathLike, split: str | None = None) -> pd.DataFrame:
-    """predictions.csv of a run (all splits, or one); raises DataError naming a missing column."""
+    """predictions.csv of a run: all splits, or one ("heldout": the split metrics.json reports as held out);
+    raises DataError naming a missing column."""
+    if split == "heldout":
+        split = heldout_split(run)
     path = Path(run) / PREDICTIONS
     if not path.is_file():
         raise CheckpointError(f"{path} does not exist; the run did not finish (train it with attrlib.sweep.train)")
@@ -177,7 +180,14 @@ def heldout_split(run: str | os.PathLike) -> str:
 
 
 def heldout_predictions(run: str | os.PathLike) -> pd.DataFrame:
-    return load_predictions(run, heldout_split(run))
+    return load_predictions(run, "heldout")
+
+
+def pooled_predictions(runs: Sequence[str | os.PathLike], split: str = "heldout") -> pd.DataFrame:
+    """`load_predictions(run, split)` of several runs, one after the other (seeds pooled)."""
+    if not len(runs):
+        raise ValueError("pooled_predictions needs at least one run folder")
+    return pd.concat([load_predictions(d, split) for d in runs], ignore_index=True)
 
 
 # --- a finished run back as objects ---

@@ -112,7 +112,7 @@ def test_bad_parameters_fail_before_any_work(tiny_data, tmp_path):
 
 
 def test_train_seeds_and_the_reporting_tables(tiny_data, tmp_path):
-    from attrlib import reporting
+    from attrlib import evaluation, reporting
 
     runs = sweep.train_seeds("baseline", "quick", seeds=[0, 1], data=str(tiny_data), runs=str(tmp_path / "runs"),
                               progress=False)
@@ -124,9 +124,10 @@ def test_train_seeds_and_the_reporting_tables(tiny_data, tmp_path):
     numbers = reporting.seed_table(runs, fmt=False)
     accuracies = [json.loads((r / "metrics.json").read_text())["heldout"]["accuracy"] for r in runs]
     assert numbers.loc["accuracy", ("f1", "mean")] == pytest.approx(sum(accuracies) / 2)
-    cm = reporting.confusion(runs)
+    pooled = evaluation.pooled_predictions(runs)
+    cm = evaluation.confusion(pooled, evaluation.generators_of(pooled))
     assert cm.to_numpy().sum() == 2 * json.loads((runs[0] / "metrics.json").read_text())["heldout"]["n"]
-    summary = reporting.summary_table({"baseline": runs})
+    summary = reporting.format_summary(evaluation.summary_table({"baseline": runs}))
     assert summary.loc["baseline", "seeds"] == 2
     written = reporting.save_fig(reporting.confusion_figure(runs), "02_test", tmp_path / "figures")
     assert [p.suffix for p in written] == [".png", ".pdf"] and all(p.stat().st_size > 0 for p in written)

@@ -20,10 +20,10 @@ from attrlib.config import Config
 from attrlib.errors import DataError
 from attrlib.evaluation import (aggregate_over_seeds, bootstrap_ci, clean, confusion, down_up,
                                 expected_calibration_error, gap_closed, gaussian_blur, heldout_predictions, jpeg,
-                                llr_figure, llr_scores, load_run, per_generator_auc, robustness_summary,
-                                robustness_table, seed_style_report, shortcut_gap, standard_perturbations,
-                                summary_table)
-from attrlib.reporting import save_table
+                                llr_scores, load_predictions, load_run, per_generator_auc, robustness_summary,
+                                robustness_table, run_metrics, seed_style_report, shortcut_gap, split_metrics,
+                                standard_perturbations, summary_table)
+from attrlib.reporting import format_robustness, format_summary, llr_figure, save_table
 
 GENS = ["a", "b", "c", "d"]
 
@@ -229,19 +229,30 @@ def test_load_run_reproduces_the_engines_predictions(runs):
     assert np.allclose(probs, pred[[f"p_{g}" for g in run.generators]].to_numpy(), atol=1e-5)
 
 
-def test_seed_style_report_matches_the_runs_metrics(runs):
-    run_dir = runs["baseline"][0]
-    m = json.loads((run_dir / "metrics.json").read_text())["heldout"]
-    pred = heldout_predictions(run_dir)
-    rep = seed_style_report(pred, sorted(pred["generator"].unique()))
-    assert rep.loc["accuracy", "f1"] == pytest.approx(m["accuracy"])
-    assert rep.loc["average", "f1"] == pytest.approx(m["macro_f1"])
+@pytest.mark.parametrize("name", ["baseline", "adversarial_debiasing"])
+def test_run_metrics_reproduce_the_runs_metrics_json(runs, name):
+    run_dir = runs[name][0]
+    written = json.loads((run_dir / "metrics.json").read_text())
+    computed = run_metrics(load_predictions(run_dir), load_run(run_dir).generators, written["heldout"]["split"])
+    assert set(computed) == {k for k, v in written.items() if isinstance(v, dict) and "accuracy" in v}
+    for split, numbers in computed.items():
+        assert numbers == written[split], split  # exactly: the same function on the same labels
+
+
+def test_seed_style_report_is_split_metrics_as_a_table():
+    f = _fixed_predictions()
+    rep = seed_style_report(f, GENS)
+    m = split_metrics(f["generator"].map(GENS.index).to_numpy(), f["pred"].map(GENS.index).to_numpy(), GENS)
+    assert rep.loc["accuracy", "f1"] == m["accuracy"] and rep.loc["average", "f1"] == m["macro_f1"]
+    assert rep.loc["average", "support"] == m["n"]
     for g, v in m["per_generator"].items():
-        assert rep.loc[g, "recall"] == pytest.approx(v["recall"])
+        assert list(rep.loc[g]) == [v["precision"], v["recall"], v["f1"], v["support"]]
+    with pytest.raises(DataError, match="held-out split 'ft_test'"):
+        run_metrics(f, GENS, "ft_test")
 
 
 def test_summary_table_numbers_and_export(runs, tmp_path):
-    table = summary_table(runs, baseline="baseline", oracle=0.95, n_boot=50, fmt=False)
+    table = summary_table(runs, baseline="baseline", oracle=0.95, n_boot=50)
     assert list(table.index) == ["baseline", "adversarial_debiasing"]
     assert table.loc["baseline", "seeds"] == 2 and table.loc["baseline", "gap_closed"] == pytest.approx(0.0)
     for name in table.index:
@@ -252,10 +263,10 @@ def test_summary_table_numbers_and_export(runs, tmp_path):
     base = table.loc["baseline", "accuracy"]
     if 0.95 > base:
         assert table.loc["adversarial_debiasing", "gap_closed"] == pytest.approx((acc - base) / (0.95 - base))
-    no_oracle = summary_table(runs, n_boot=20)
+    no_oracle = format_summary(summary_table(runs, n_boot=20))
     assert "gap closed" not in no_oracle and not no_oracle["note"].str.contains("oracle").any()
     assert "Gap closed needs an oracle" in no_oracle.attrs["caption"]
-    unknown = summary_table(runs, oracle={"oracle": None}, n_boot=20)  # asked for, but there is none: NaN and why
+    unknown = format_summary(summary_table(runs, oracle={"oracle": None}, n_boot=20))  # asked for, but there is none: NaN and why
     assert (unknown["gap closed vs oracle"] == "").all() and unknown["note"].str.contains("no oracle").all()
     assert "±" in no_oracle.loc["baseline", "accuracy"]
     paths = save_table(no_oracle, "10_summary", tmp_path)
@@ -275,6 +286,9 @@ def test_robustness_table_has_every_row(runs):
     assert clean_acc == pytest.approx((pred["generator"] == pred["pred"]).mean())
     wide = robustness_summary(table)
     assert wide.shape == (2, len(names)) and list(wide.columns) == names
+    text = format_robustness(table)
+    assert text.shape == wide.shape and text.loc["baseline", "clean"] == f"{wide.loc['baseline', 'clean']:.2f} ± 0.00"
+    assert "mean ± std over 1 seed(s)" in text.attrs["caption"]
 
 
 def test_load_run_refuses_an_unfinished_run_and_shares_data_through_a_cache(runs, tmp_path):

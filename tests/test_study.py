@@ -247,17 +247,18 @@ def test_resolve_data_unbiased_variant(tmp_path, tiny_data, monkeypatch):
 def test_gap_closed_against_two_references_and_a_missing_oracle(tiny_data, tmp_path):
     from attrlib import sweep, training
     from attrlib.evaluation import summary_table
+    from attrlib.reporting import format_summary
 
     common = dict(data=str(tiny_data), runs=str(tmp_path / "runs"), progress=False, device="cpu")
     runs = {name: sweep.train_seeds(name, "quick", [0], **common) for name in ("baseline", "fine_tuning")}
-    numbers = summary_table(runs, oracle={"oracle": None, "fine_tuning": runs["fine_tuning"]}, n_boot=20, fmt=False)
+    numbers = summary_table(runs, oracle={"oracle": None, "fine_tuning": runs["fine_tuning"]}, n_boot=20)
     assert numbers["gap_closed_oracle"].isna().all()
     assert numbers["note"].str.contains("vs oracle: no oracle given").all()
     base, ft = numbers.loc["baseline", "accuracy"], numbers.loc["fine_tuning", "accuracy"]
     if ft > base:
         assert numbers.loc["fine_tuning", "gap_closed_fine_tuning"] == pytest.approx(1.0)
         assert numbers.loc["baseline", "gap_closed_fine_tuning"] == pytest.approx(0.0)
-    text = summary_table(runs, oracle={"oracle": None, "fine_tuning": "fine_tuning"}, n_boot=20)
+    text = format_summary(summary_table(runs, oracle={"oracle": None, "fine_tuning": "fine_tuning"}, n_boot=20))
     assert {"gap closed vs oracle", "gap closed vs fine_tuning"} <= set(text.columns)
     assert "mean ± std over 1 seed(s)" in text.attrs["caption"]
 

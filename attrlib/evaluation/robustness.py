@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Callable, Mapping, Sequence
 
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
@@ -129,37 +128,18 @@ def robustness_table(runs: Mapping[str, Sequence[str | os.PathLike]], data=None,
     return table
 
 
-def robustness_summary(table: pd.DataFrame, fmt: bool = False, digits: int = 2) -> pd.DataFrame:
-    """technique x perturbation: mean accuracy over seeds (the wide view of `robustness_table`); fmt=True:
-    "mean ± std" cells (sample std over seeds, ddof=1; 0 for one seed)."""
-    wide = {stat: table.pivot_table(index="technique", columns="perturbation", values="accuracy", aggfunc=stat,
+def robustness_stats(table: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """technique x perturbation frames of `robustness_table`'s accuracy over seeds: "mean", "std" (sample std,
+    ddof=1; NaN for one seed) and "count" (seeds)."""
+    return {stat: table.pivot_table(index="technique", columns="perturbation", values="accuracy", aggfunc=stat,
                                     sort=False, observed=True) for stat in ("mean", "std", "count")}
+
+
+def robustness_summary(table: pd.DataFrame) -> pd.DataFrame:
+    """technique x perturbation: mean accuracy over seeds (the wide view of `robustness_table`);
+    `attrlib.reporting.format_robustness` writes "mean ± std" cells."""
+    wide = robustness_stats(table)
     seeds = "/".join(str(int(n)) for n in sorted(set(wide["count"].to_numpy().ravel())))
-    caption = (f"Held-out accuracy under post-processing, mean{' ± std' if fmt else ''} over {seeds} seed(s)"
-               f"{' (sample std, ddof=1)' if fmt else ''}; n = {int(table['n'].max())} images per run at most.")
-    if not fmt:
-        wide["mean"].attrs["caption"] = caption
-        return wide["mean"]
-    mean, std = wide["mean"], wide["std"].reindex_like(wide["mean"]).fillna(0.0)
-    out = pd.DataFrame([[f"{m:.{digits}f} ± {s:.{digits}f}" for m, s in zip(mean.loc[t], std.loc[t])]
-                        for t in mean.index], index=mean.index, columns=[str(c) for c in mean.columns])
-    out.attrs["caption"] = caption
-    return out
-
-
-def robustness_figure(table: pd.DataFrame, title: str = "Held-out accuracy under post-processing (mean ± std over seeds)"
-                      ) -> plt.Figure:
-    """Mean accuracy (over seeds, with their spread) per perturbation, one line per technique."""
-    import seaborn as sns
-
-    fig, ax = plt.subplots(figsize=(7.2, 3.8))
-    # error bars: the sample std over seeds (seaborn's "sd" is pandas' std, ddof=1)
-    sns.pointplot(data=table, x="perturbation", y="accuracy", hue="technique", errorbar="sd", dodge=0.3,
-                  markersize=4, linewidth=1.2, ax=ax)
-    ax.set_ylim(0, 1.02)
-    ax.set_xlabel("")
-    ax.tick_params(axis="x", labelsize=8, rotation=20)
-    ax.legend(fontsize=7, ncols=2)
-    ax.set_title(title, fontsize=10)
-    fig.tight_layout()
-    return fig
+    wide["mean"].attrs["caption"] = (f"Held-out accuracy under post-processing, mean over {seeds} seed(s); "
+                                     f"n = {int(table['n'].max())} images per run at most.")
+    return wide["mean"]

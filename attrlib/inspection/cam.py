@@ -19,7 +19,6 @@ from __future__ import annotations
 import os
 from typing import Callable, Mapping, Sequence
 
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
@@ -28,6 +27,7 @@ from torch import nn
 
 from ..data import ImageDataset
 from ..errors import DataError
+from ..runfolder import heldout_split, iter_runs, load_run
 from ..models import HeadSelector
 from ..runfolder import heldout_split, iter_runs, load_run
 
@@ -161,7 +161,6 @@ def content_reliance_table(runs: Mapping[str, Sequence[str | os.PathLike]], data
     over seeds), share_std, mask_area, ratio, n_images (per seed), seeds. The per-seed rows are in
     `table.attrs["per_seed"]`.
     """
-
     per_seed = []
     for name, run, frame in iter_runs(runs, data, split, max_images):
         ds = ImageDataset(frame, run.data, policy=run.config.input_policy, size=run.config.image_size,
@@ -183,7 +182,7 @@ def content_reliance_table(runs: Mapping[str, Sequence[str | os.PathLike]], data
     return table
 
 
-# --------------------------------------------------------------------------------------------- figures
+# --------------------------------------------------------------------------------------------- examples
 def cam_examples(model: nn.Module, dataset, indices: Sequence[int], target: str = "pred",
                  head: str = "generator", inputs: Callable[[torch.Tensor], torch.Tensor] | None = None
                  ) -> dict[str, torch.Tensor]:
@@ -198,43 +197,6 @@ def cam_examples(model: nn.Module, dataset, indices: Sequence[int], target: str 
     return {"x": x, "cam": maps, "pred": pred, "true": batch["generator"]}
 
 
-def show_image(ax: plt.Axes, x: torch.Tensor) -> np.ndarray:
-    """Draw an image tensor (3, H, W) in [0, 1] without ticks; returns it as H x W x 3."""
-    img = x.permute(1, 2, 0).clamp(0, 1).cpu().numpy()
-    ax.imshow(img, interpolation="nearest")
-    ax.set_xticks([]), ax.set_yticks([])
-    return img
-
-
-def show_overlay(ax: plt.Axes, img: np.ndarray, cam: torch.Tensor, alpha: float = 0.5) -> None:
-    """Draw an image (H x W x 3) with a CAM (H, W) in [0, 1] over it (jet colour map, fixed 0..1 scale)."""
-    ax.imshow(img, interpolation="nearest")
-    ax.imshow(cam.cpu().numpy(), cmap="jet", alpha=alpha, vmin=0, vmax=1, interpolation="bilinear")
-    ax.set_xticks([]), ax.set_yticks([])
-
-
-def cam_grid(images: torch.Tensor, cams: torch.Tensor, pred: Sequence[int], true: Sequence[int],
-             generators: Sequence[str], title: str = "", alpha: float = 0.5) -> plt.Figure:
-    """Two rows: the images, then their CAM overlays labelled "pred X / true Y" (green when right, red when
-    wrong). Save with `attrlib.reporting.save_fig`."""
-    n = len(images)
-    if not n:
-        raise ValueError("cam_grid needs at least one image")
-    fig, axes = plt.subplots(2, n, figsize=(1.7 * n + 0.4, 4.3), squeeze=False)
-    for k in range(n):
-        img = show_image(axes[0, k], images[k])
-        show_overlay(axes[1, k], img, cams[k, 0], alpha)
-        p, t = int(pred[k]), int(true[k])
-        axes[1, k].set_xlabel(f"pred {generators[p]}\ntrue {generators[t]}", fontsize=7,
-                              color="tab:green" if p == t else "tab:red")
-    axes[0, 0].set_ylabel("image", fontsize=8)
-    axes[1, 0].set_ylabel("Grad-CAM", fontsize=8)
-    if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    return fig
-
-
 def pick_examples(frame: pd.DataFrame, generators: Sequence[str], per_generator: int = 1, seed: int = 0) -> list[int]:
     """Row positions of `frame`: `per_generator` images of each generator (fixed seed), for comparable grids."""
     rng = np.random.default_rng(seed)
@@ -245,17 +207,16 @@ def pick_examples(frame: pd.DataFrame, generators: Sequence[str], per_generator:
     return out
 
 
-def run_cam_grid(run_dir: str | os.PathLike, data=None, split: str | None = None, per_generator: int = 1,
-                 target: str = "pred", seed: int = 0) -> plt.Figure:
-    """The CAM grid of one run folder on `per_generator` images of each generator of `split` (default: the
-    run's held-out split), titled with the technique and seed."""
-
+def run_cam_examples(run_dir: str | os.PathLike, data=None, split: str | None = None, per_generator: int = 1,
+                     target: str = "pred", seed: int = 0) -> dict:
+    """`cam_examples` of one run folder on `per_generator` images of each generator of `split` (default: the
+    run's held-out split), with what a caption needs: generators, technique, seed, split, target,
+    uses_target_data. `attrlib.reporting.run_cam_grid` draws it."""
     run = load_run(run_dir, data=data)
     split = split or heldout_split(run_dir)
     frame = run.data.split(split)
     ds = ImageDataset(frame, run.data, policy=run.config.input_policy, size=run.config.image_size, train=False)
     ex = cam_examples(run.model, ds, pick_examples(ds.frame, run.generators, per_generator, seed), target=target,
                       inputs=run.technique.test_inputs)
-    return cam_grid(ex["x"], ex["cam"], ex["pred"], ex["true"], run.generators,
-                    title=f"{run.name}{' (uses target data)' if run.technique.uses_target_data else ''} "
-                          f"(seed {run.seed}), {split} split, CAM of the {target} generator")
+    return {**ex, "generators": run.generators, "technique": run.name, "seed": run.seed, "split": split,
+            "target": target, "uses_target_data": bool(run.technique.uses_target_data)}

@@ -13,8 +13,9 @@ import numpy as np
 import torch
 
 from ..data import ImageDataset
+from ..reporting.draw import show_image, show_overlay
 from ..runfolder import heldout_split, load_run
-from .cam import grad_cam, show_image, show_overlay
+from .cam import grad_cam
 
 
 @torch.no_grad()

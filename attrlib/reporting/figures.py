@@ -1,0 +1,241 @@
+"""Every figure of the study, each a function that returns a matplotlib Figure drawn from
+`attrlib.evaluation`'s and `attrlib.inspection`'s numbers and maps (run folders in, a figure out);
+`save_fig` writes it.
+
+    data (notebook 01)   bias_heatmap, sample_grid, spectra_figure, sweep_figure
+    per technique        confusion_figure, confusion_grid, llr_figure / runs_llr_figure (seed 000 Figure 2)
+    robustness           robustness_figure
+    Grad-CAM             cam_grid, run_cam_grid
+"""
+from __future__ import annotations
+
+import os
+from typing import Mapping, Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+import torch
+
+from ..data import load_image
+from ..evaluation import confusion, llr_scores
+from ..runfolder import generators_of, pooled_predictions
+from ..inspection.cam import run_cam_examples
+from .draw import show_image, show_overlay
+
+SIMULATED_NOTE = "simulated benchmark (not real generator images)"
+
+
+# --------------------------------------------------------------------------------------------- data
+def bias_heatmap(table: pd.DataFrame, title: str = "Training images per generator x subclass",
+                 note: str = "") -> plt.Figure:
+    """Seed 002's generator x subclass matrix as a heat map; empty cells are where the shortcut lives."""
+    fig, ax = plt.subplots(figsize=(1.1 * table.shape[1] + 2.5, 0.55 * table.shape[0] + 1.6))
+    sns.heatmap(table, annot=True, fmt="d", cmap="Blues", cbar=False, linewidths=0.5, linecolor="0.85",
+                mask=table.to_numpy() == 0, ax=ax)
+    ax.set_xlabel("subclass (content)")
+    ax.set_ylabel("generator")
+    ax.set_title(title + (f"\n{note}" if note else ""), fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def sample_grid(data, split_order=("train", "val", "test"), note: str = "") -> plt.Figure:
+    """One image per generator x subclass cell (blank where the data has none): rows generators, columns subclasses."""
+    frame = data.frame
+    subclasses = list(data.subclasses) + [s for s in data.heldout if s in set(frame.subclass)]
+    fig, axes = plt.subplots(len(data.generators), len(subclasses),
+                             figsize=(1.25 * len(subclasses) + 0.8, 1.25 * len(data.generators) + 0.8),
+                             squeeze=False)
+    for i, g in enumerate(data.generators):
+        for j, s in enumerate(subclasses):
+            ax = axes[i, j]
+            ax.set_xticks([]), ax.set_yticks([])
+            cell = frame[(frame.generator == g) & (frame.subclass == s)]
+            if len(cell):
+                cell = cell.assign(_o=cell.split.map({k: n for n, k in enumerate(split_order)})).sort_values(["_o", "path"])
+                ax.imshow(load_image(cell.path.iloc[0]), interpolation="nearest")
+            else:
+                ax.set_facecolor("0.93")
+            if i == 0:
+                ax.set_title(s + (" (held out)" if s in data.heldout else ""), fontsize=8)
+            if j == 0:
+                ax.set_ylabel(g, fontsize=8, rotation=0, ha="right", va="center")
+    fig.suptitle("Samples per generator x subclass" + (f" - {note}" if note else ""), fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def spectra_figure(spectra: Mapping[str, np.ndarray], note: str = "") -> plt.Figure:
+    """Per-generator mean residual spectra (log magnitude, DC at the centre), one shared colour scale."""
+    names = list(spectra)
+    vmin = min(float(np.percentile(s, 1)) for s in spectra.values())
+    vmax = max(float(np.percentile(s, 99.5)) for s in spectra.values())
+    fig, axes = plt.subplots(1, len(names), figsize=(2.3 * len(names), 2.7), squeeze=False)
+    for ax, name in zip(axes[0], names):
+        im = ax.imshow(spectra[name], cmap="magma", vmin=vmin, vmax=vmax,
+                       extent=(-0.5, 0.5, 0.5, -0.5))
+        ax.set_title(name, fontsize=9)
+        ax.set_xticks([-0.5, 0, 0.5]), ax.set_yticks([-0.5, 0, 0.5])
+        ax.tick_params(labelsize=7)
+    axes[0, 0].set_ylabel("cycles / pixel", fontsize=8)
+    fig.colorbar(im, ax=axes[0].tolist(), shrink=0.8, label="log |FFT(x - denoise(x))|")
+    fig.suptitle("Mean residual spectra per generator" + (f" - {note}" if note else ""), fontsize=10)
+    return fig
+
+
+def sweep_figure(sweep: pd.DataFrame, seed002: float = 0.49, chance: float | None = None,
+                 note: str = "") -> plt.Figure:
+    """Held-out accuracy against fingerprint strength, for biased and unbiased training.
+
+    `sweep` has columns strength, variant, heldout_accuracy (one row per run; seeds are averaged, with
+    their spread as error bars).
+    """
+    fig, ax = plt.subplots(figsize=(5.2, 3.6))
+    for variant, rows in sweep.groupby("variant"):
+        agg = rows.groupby("strength").heldout_accuracy.agg(["mean", "std"]).reset_index()
+        ax.errorbar(agg.strength, agg["mean"], yerr=agg["std"].fillna(0), marker="o", capsize=3,
+                    label=f"trained on {variant}")
+    if chance is not None:
+        ax.axhline(chance, color="0.5", ls=":", lw=1, label=f"chance ({chance:.2f})")
+    ax.axhline(seed002, color="C3", ls="--", lw=1, label=f"seed 002 baseline ({seed002:.2f})")
+    ax.set_xlabel("fingerprint strength s")
+    ax.set_ylabel("held-out subclass accuracy")
+    ax.set_ylim(0, 1.02)
+    ax.legend(fontsize=8, loc="lower right")
+    ax.set_title("Held-out accuracy vs fingerprint strength" + (f"\n{note}" if note else ""), fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+# --------------------------------------------------------------------------------------------- per technique
+def _confusion_of_runs(run_dirs: Sequence[str | os.PathLike], split: str, normalize: bool) -> pd.DataFrame:
+    """Confusion counts of several runs summed (their rows pooled), row-normalised if asked."""
+    frame = pooled_predictions(run_dirs, split)
+    return confusion(frame, generators_of(frame), "true" if normalize else None)
+
+
+def confusion_figure(run_dirs: Sequence[str | os.PathLike], split: str = "heldout", title: str = "",
+                     normalize: bool = False) -> plt.Figure:
+    """The confusion matrix of several seeds of one technique on `split`, counts summed over the seeds
+    (normalize: each row divided by its total)."""
+    data = _confusion_of_runs(run_dirs, split, normalize)
+    fig, ax = plt.subplots(figsize=(6.4, 5.2))
+    sns.heatmap(data, annot=True, fmt=".2f" if normalize else "d", cmap="Blues", cbar=False, ax=ax)
+    ax.set_title(title or f"confusion ({split}, {len(run_dirs)} seed(s) summed)")
+    fig.tight_layout()
+    return fig
+
+
+def confusion_grid(runs: Mapping[str, Sequence[str | os.PathLike]], split: str = "heldout",
+                   normalize: bool = True, cols: int = 3, title: str = "") -> plt.Figure:
+    """One confusion matrix per technique (runs: name -> run folders; seeds summed), row-normalised or
+    counts, in a grid."""
+    names = list(runs)
+    rows = max(1, -(-len(names) // cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.8 * rows), squeeze=False)
+    for ax, name in zip(axes.flat, names):
+        data = _confusion_of_runs(runs[name], split, normalize)
+        sns.heatmap(data, annot=True, fmt=".2f" if normalize else "d", cmap="Blues", cbar=False, ax=ax,
+                    vmin=0, vmax=1 if normalize else None, annot_kws={"size": 7})
+        ax.set_title(name, fontsize=10)
+        ax.tick_params(labelsize=7)
+    for ax in list(axes.flat)[len(names):]:
+        ax.axis("off")
+    if title:
+        fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    return fig
+
+
+def llr_figure(scores: pd.DataFrame, generators: Sequence[str], title: str = "", bins: int = 30, kde: bool = True,
+               cols: int = 3) -> plt.Figure:
+    """One panel per generator: density of its LLR score on its own images against the other generators' images.
+
+    A good attributor separates the two around 0 (p = 0.5); seed 000's "happy box" is own images far right and
+    others far left.
+    """
+    from scipy.stats import gaussian_kde
+
+    rows = max(1, -(-len(generators) // cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 2.8 * rows), squeeze=False)
+    lo, hi = float(scores["llr"].min()), float(scores["llr"].max())
+    edges = np.linspace(lo, hi if hi > lo else lo + 1.0, bins + 1)
+    for ax, g in zip(axes.flat, generators):
+        panel = scores[scores["scored"] == g]
+        for own, colour, label in ((True, "C2", "own images"), (False, "C3", "other generators")):
+            values = panel.loc[panel["own"] == own, "llr"].to_numpy()
+            if not len(values):
+                continue
+            ax.hist(values, bins=edges, density=True, color=colour, alpha=0.45, label=f"{label} (n={len(values)})")
+            if kde and len(values) > 1 and np.ptp(values) > 0:  # a KDE of constant values is singular
+                grid = np.linspace(edges[0], edges[-1], 200)
+                ax.plot(grid, gaussian_kde(values)(grid), color=colour, lw=1.2)
+        ax.axvline(0.0, color="0.4", ls=":", lw=1)
+        ax.set_title(g, fontsize=9)
+        ax.set_xlabel("log(p / (1 - p))", fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.legend(fontsize=6, loc="upper left", framealpha=0.6)
+    for ax in list(axes.flat)[len(generators):]:
+        ax.axis("off")
+    fig.suptitle(title or "Per-generator LLR score charts (dotted: p = 0.5)", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def runs_llr_figure(run_dirs: Sequence[str | os.PathLike], title: str = "", **kwargs) -> plt.Figure:
+    """`llr_figure` of the held-out predictions of several seeds of one technique, pooled."""
+    frame = pooled_predictions(run_dirs)
+    generators = generators_of(frame)
+    return llr_figure(llr_scores(frame, generators), generators, title=title, **kwargs)
+
+
+# --------------------------------------------------------------------------------------------- robustness
+def robustness_figure(table: pd.DataFrame, title: str = "Held-out accuracy under post-processing (mean ± std over seeds)"
+                      ) -> plt.Figure:
+    """Mean accuracy (over seeds, with their spread) per perturbation, one line per technique."""
+    fig, ax = plt.subplots(figsize=(7.2, 3.8))
+    # error bars: the sample std over seeds (seaborn's "sd" is pandas' std, ddof=1)
+    sns.pointplot(data=table, x="perturbation", y="accuracy", hue="technique", errorbar="sd", dodge=0.3,
+                  markersize=4, linewidth=1.2, ax=ax)
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel("")
+    ax.tick_params(axis="x", labelsize=8, rotation=20)
+    ax.legend(fontsize=7, ncols=2)
+    ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+# --------------------------------------------------------------------------------------------- Grad-CAM
+def cam_grid(images: torch.Tensor, cams: torch.Tensor, pred: Sequence[int], true: Sequence[int],
+             generators: Sequence[str], title: str = "", alpha: float = 0.5) -> plt.Figure:
+    """Two rows: the images, then their CAM overlays labelled "pred X / true Y" (green when right, red when
+    wrong). Save with `attrlib.reporting.save_fig`."""
+    n = len(images)
+    if not n:
+        raise ValueError("cam_grid needs at least one image")
+    fig, axes = plt.subplots(2, n, figsize=(1.7 * n + 0.4, 4.3), squeeze=False)
+    for k in range(n):
+        img = show_image(axes[0, k], images[k])
+        show_overlay(axes[1, k], img, cams[k, 0], alpha)
+        p, t = int(pred[k]), int(true[k])
+        axes[1, k].set_xlabel(f"pred {generators[p]}\ntrue {generators[t]}", fontsize=7,
+                              color="tab:green" if p == t else "tab:red")
+    axes[0, 0].set_ylabel("image", fontsize=8)
+    axes[1, 0].set_ylabel("Grad-CAM", fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def run_cam_grid(run_dir: str | os.PathLike, data=None, split: str | None = None, per_generator: int = 1,
+                 target: str = "pred", seed: int = 0) -> plt.Figure:
+    """The CAM grid of one run folder on `per_generator` images of each generator of `split` (default: the
+    run's held-out split), titled with the technique and seed (`attrlib.inspection.run_cam_examples`)."""
+    ex = run_cam_examples(run_dir, data=data, split=split, per_generator=per_generator, target=target, seed=seed)
+    return cam_grid(ex["x"], ex["cam"], ex["pred"], ex["true"], ex["generators"],
+                    title=f"{ex['technique']}{' (uses target data)' if ex['uses_target_data'] else ''} "
+                          f"(seed {ex['seed']}), {ex['split']} split, CAM of the {ex['target']} generator")

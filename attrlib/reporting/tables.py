@@ -1,0 +1,119 @@
+"""The study's tables as text: numbers from `attrlib.evaluation`, cells "mean ± std" over seeds (sample std,
+ddof=1; 0 for one seed), said in each table's `attrs["caption"]`. `save_table` writes them.
+
+    seed_table          seed 002's per-generator table of one technique over its seeds
+    format_summary      `evaluation.summary_table`'s numbers as text cells
+    format_robustness   `evaluation.robustness_table` as technique x perturbation "mean ± std" cells
+    label_target_data   marks the techniques that train on target data in every table and figure
+"""
+from __future__ import annotations
+
+import os
+from typing import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from ..evaluation import aggregate_over_seeds, robustness_stats, seed_style_report
+from ..runfolder import generators_of, load_metrics, load_predictions
+
+METRICS = ("precision", "recall", "f1", "support")
+TARGET_DATA_MARK = " (target data)"
+
+
+def _pm(mean: float, std: float, digits: int) -> str:
+    return "" if pd.isna(mean) else f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+def seed_table(run_dirs: Sequence[str | os.PathLike], split: str = "heldout", fmt: bool = True,
+               digits: int = 2) -> pd.DataFrame:
+    """Seed 002's per-technique table over seeds: one row per generator (precision, recall, F1, support),
+    then the macro average and the accuracy; cells "mean ± std" over the runs (sample std; 0 for one run).
+
+    split: "heldout" (each run's own held-out split) or a split name. fmt=False returns the numbers:
+    columns (metric, "mean"|"std"). `table.attrs["caption"]` says so.
+    """
+    if not len(run_dirs):
+        raise ValueError("seed_table needs at least one run folder")
+    reports = []
+    for d in run_dirs:
+        rows = load_predictions(d, split)
+        reports.append(seed_style_report(rows, generators_of(rows)))
+    numbers = aggregate_over_seeds(reports)
+    caption = f"{split} split, mean ± std over {len(run_dirs)} seed(s) (sample std, ddof=1)"
+    if not fmt:
+        numbers.attrs["caption"] = caption
+        return numbers
+    out = pd.DataFrame(index=numbers.index, columns=list(METRICS), dtype=object)
+    for r in numbers.index:
+        for c in METRICS:
+            mu, sd = numbers.loc[r, (c, "mean")], numbers.loc[r, (c, "std")]
+            out.loc[r, c] = "" if np.isnan(mu) else f"{mu:.0f}" if c == "support" else _pm(mu, sd, digits)
+    out.index.name = "generator"
+    out.attrs["caption"] = caption
+    return out
+
+
+def label_target_data(runs: Mapping[str, Sequence[str | os.PathLike]]) -> dict[str, list]:
+    """The same runs, with TARGET_DATA_MARK added to the name of every technique that trains on target data
+    (its runs' metrics.json say `uses_target_data`), so every table and figure keyed by name marks it."""
+    return {name + (TARGET_DATA_MARK if any(load_metrics(d).get("uses_target_data") for d in dirs) else ""): list(dirs)
+            for name, dirs in runs.items()}
+
+
+def format_summary(table: pd.DataFrame, digits: int = 2, alpha: float | None = None) -> pd.DataFrame:
+    """The numbers of `attrlib.evaluation.summary_table` as text cells: "0.49 ± 0.02", "[0.45, 0.53]", "17 %".
+    alpha (the intervals' level; default the table's `attrs["alpha"]`, else 0.05) names the interval columns."""
+    alpha = table.attrs.get("alpha", 0.05) if alpha is None else alpha
+    level = f"{100 * (1 - alpha):.0f}%"
+
+    def pm(mean, std):
+        return _pm(mean, std, digits)
+
+    def ci(lo, hi):
+        return "" if pd.isna(lo) else f"[{lo:.{digits}f}, {hi:.{digits}f}]"
+
+    def num(v):
+        return "" if pd.isna(v) else f"{v:.{digits}f}"
+
+    out = pd.DataFrame(index=table.index)
+    out["avg precision"] = [pm(m, s) for m, s in zip(table.avg_precision, table.avg_precision_std)]
+    out["avg recall"] = [pm(m, s) for m, s in zip(table.avg_recall, table.avg_recall_std)]
+    out["avg F1"] = [pm(m, s) for m, s in zip(table.avg_f1, table.avg_f1_std)]
+    out[f"F1 {level} CI"] = [ci(lo, hi) for lo, hi in zip(table.f1_low, table.f1_high)]
+    out["accuracy"] = [pm(m, s) for m, s in zip(table.accuracy, table.accuracy_std)]
+    out[f"accuracy {level} CI"] = [ci(lo, hi) for lo, hi in zip(table.accuracy_low, table.accuracy_high)]
+    out["val accuracy"] = table.val_accuracy.map(num)
+    out["shortcut gap"] = table.shortcut_gap.map(num)
+    out["worst recall"] = table.worst_recall.map(num)
+    out["worst generator"] = table.worst_generator
+    out["ECE"] = table.ece.map(num)
+    out["AUC"] = table.auc.map(num)
+    for column in [c for c in table.columns if c == "gap_closed" or c.startswith("gap_closed_")]:
+        label = "gap closed" + (f" vs {column[len('gap_closed_'):]}" if column != "gap_closed" else "")
+        out[label] = table[column].map(lambda v: "" if pd.isna(v) else f"{100 * v:.0f} %")
+    if "probe_accuracy" in table:
+        out["subclass probe"] = [pm(m, s) for m, s in zip(table.probe_accuracy, table.probe_std)]
+        out["probe chance"] = table.probe_chance.map(num)
+    if "reliance" in table:
+        out["CAM share in object"] = [pm(m, s) for m, s in zip(table.reliance, table.reliance_std)]
+        out["object area"] = table.mask_area.map(num)
+    out["held-out split"] = table.heldout_split
+    out["seeds"] = table.seeds
+    out["uses target data"] = table.uses_target_data.map({True: "yes", False: "no"})
+    out["note"] = table.note
+    out.attrs.update({k: v for k, v in table.attrs.items() if not isinstance(v, pd.DataFrame)})
+    return out
+
+
+def format_robustness(table: pd.DataFrame, digits: int = 2) -> pd.DataFrame:
+    """technique x perturbation of `attrlib.evaluation.robustness_table`: "mean ± std" accuracy over seeds
+    (sample std, ddof=1; 0 for one seed)."""
+    wide = robustness_stats(table)
+    seeds = "/".join(str(int(n)) for n in sorted(set(wide["count"].to_numpy().ravel())))
+    mean, std = wide["mean"], wide["std"].reindex_like(wide["mean"]).fillna(0.0)
+    out = pd.DataFrame([[f"{m:.{digits}f} ± {s:.{digits}f}" for m, s in zip(mean.loc[t], std.loc[t])]
+                        for t in mean.index], index=mean.index, columns=[str(c) for c in mean.columns])
+    out.attrs["caption"] = (f"Held-out accuracy under post-processing, mean ± std over {seeds} seed(s) (sample std, "
+                            f"ddof=1); n = {int(table['n'].max())} images per run at most.")
+    return out
