@@ -14,6 +14,7 @@ import tempfile
 from pathlib import Path
 from typing import IO, Any, Iterator
 
+import torch
 from filelock import FileLock, Timeout
 
 from .errors import WriteError
@@ -113,8 +114,6 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
 
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
-    import torch
-
     with atomic_open(path, "wb") as fh:
         torch.save(obj, fh)
     return Path(path)

@@ -24,6 +24,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
@@ -215,8 +216,6 @@ def _generate(root: Path, params: dict, progress: bool) -> None:
 def _one_thread():
     """Generate on one thread: the work is many small tensor operations, for which torch's thread pool costs
     more than it gains (measured: about 10x slower with 2 threads on a busy 2-core machine)."""
-    import torch
-
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
