@@ -66,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--technique", required=True, help="a name from `attrlib techniques`")
     t.add_argument("--profile", default="default", help="quick | default | paper")
     t.add_argument("--seed", type=int, default=0, help="random seed")
-    t.add_argument("--epochs", type=int, default=None, help="override the profile's epochs (fine_tuning's own 75 epochs: --param epochs=N)")
+    t.add_argument("--steps", type=int, default=None, help="override the profile's optimiser-step budget (default: the profile's; fine_tuning's own budget: --param steps=N)")
     t.add_argument("--runs", default="runs", help="folder of run folders")
     t.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
     t.add_argument("--heldout", type=_heldout, default=("military_vehicle",), help="held-out subclass(es), comma-separated")
@@ -133,7 +133,7 @@ def _train(args) -> None:
 
     overrides = dict(technique=args.technique, seed=args.seed, runs=args.runs, device=args.device,
                      heldout=args.heldout, technique_params=dict(args.param))
-    for field in ("epochs", "backbone", "stem", "input_policy", "batch_size"):
+    for field in ("steps", "backbone", "stem", "input_policy", "batch_size"):
         if getattr(args, field) is not None:
             overrides[field] = getattr(args, field)
     if args.bf16:

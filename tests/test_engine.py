@@ -15,7 +15,7 @@ TIMING = ("train_seconds", "train_images_per_second", "device")
 
 
 def _config(tiny_data, runs, **kw) -> Config:
-    return Config(**{**dict(data=str(tiny_data), runs=str(runs), image_size=32, batch_size=16, epochs=2), **kw})
+    return Config(**{**dict(data=str(tiny_data), runs=str(runs), image_size=32, batch_size=16, steps=8), **kw})  # 2 epochs of 4 steps
 
 
 def _metrics(run) -> dict:
@@ -65,15 +65,15 @@ def test_same_seed_gives_identical_metrics_and_a_finished_run_is_reused(tiny_dat
 
 
 def test_an_interrupted_run_resumes_to_the_same_metrics(tiny_data, tmp_path, monkeypatch):
-    config = _config(tiny_data, tmp_path / "whole", epochs=3, technique="group_dro")
+    config = _config(tiny_data, tmp_path / "whole", steps=12, technique="group_dro")
     whole = sweep.train(config, progress=False)
 
     real = training.engine.train_one_epoch
 
-    def killed_in_epoch_2(technique, loader, device, epoch, epochs, progress=True):
+    def killed_in_epoch_2(technique, loader, device, epoch, epochs, progress=True, **kw):
         if epoch == 2:
             raise KeyboardInterrupt
-        return real(technique, loader, device, epoch, epochs, progress)
+        return real(technique, loader, device, epoch, epochs, progress, **kw)
 
     config = config.replace(runs=str(tmp_path / "cut"))
     monkeypatch.setattr(training.engine, "train_one_epoch", killed_in_epoch_2)
@@ -87,12 +87,12 @@ def test_an_interrupted_run_resumes_to_the_same_metrics(tiny_data, tmp_path, mon
 
 
 def test_fine_tuning_starts_from_the_baseline_and_reports_ft_test(tiny_data, tmp_path):
-    config = _config(tiny_data, tmp_path, technique="fine_tuning", technique_params={"epochs": 3})
+    config = _config(tiny_data, tmp_path, technique="fine_tuning", technique_params={"steps": 9})
     run = sweep.train(config, progress=False)
     baseline = runfolder.run_dir(config.replace(technique="baseline", technique_params={}))
     assert (baseline / "done").exists()
     m = json.loads((run / "metrics.json").read_text())
-    assert m["uses_target_data"] is True and m["heldout"]["split"] == "ft_test" and m["epochs"] == 3
+    assert m["uses_target_data"] is True and m["heldout"]["split"] == "ft_test" and m["steps"] == 9 and m["epochs"] == 3
     assert m["heldout"]["n"] == m["ft_test"]["n"] < m["test"]["n"]
     base = torch.load(baseline / "checkpoint.pt", weights_only=True)["technique"]
     ft = torch.load(run / "checkpoint.pt", weights_only=True)["technique"]
@@ -133,3 +133,15 @@ def test_train_seeds_and_the_reporting_tables(tiny_data, tmp_path):
     assert [p.suffix for p in written] == [".png", ".pdf"] and all(p.stat().st_size > 0 for p in written)
     written = reporting.save_table(table, "02_test", tmp_path / "results")
     assert {p.suffix for p in written} == {".csv", ".md", ".tex"}
+
+
+def test_the_budget_is_optimiser_steps_whatever_the_data_size(tiny_data, tmp_path):
+    # 60 training images at batch 16: 4 steps an epoch, so 10 steps are 2 whole epochs and a cut one
+    run = sweep.train(_config(tiny_data, tmp_path, steps=10), progress=False)
+    history = _history(run)
+    assert [h["steps"] for h in history] == [4, 4, 2] and [h["step"] for h in history] == [4, 8, 10]
+    m = json.loads((run / "metrics.json").read_text())
+    assert m["steps"] == 10 and m["epochs"] == 3
+    # twice the batch: the same 10 steps take 5 epochs of 2 (the budget does not shrink with the epochs' size)
+    halved = sweep.train(_config(tiny_data, tmp_path, steps=10, batch_size=32), progress=False)
+    assert [h["steps"] for h in _history(halved)] == [2, 2, 2, 2, 2]

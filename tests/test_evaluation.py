@@ -214,7 +214,7 @@ def test_perturbations_change_images_as_expected():
 def runs(tiny_data, tmp_path_factory):
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("eval_runs")
-    base = Config(data=str(tiny_data), runs=str(root), image_size=32, batch_size=16, epochs=1)
+    base = Config(data=str(tiny_data), runs=str(root), image_size=32, batch_size=16, steps=4)
     return {name: [sweep.train(base.replace(technique=name, seed=s), progress=False) for s in seeds]
             for name, seeds in (("baseline", (0, 1)), ("adversarial_debiasing", (0,)))}
 

@@ -34,7 +34,7 @@ def _crafted(path: Path, marker: Path, wrap=lambda p: p) -> Path:
 
 
 def _config(tiny_data, runs, **kw) -> Config:
-    return Config(**{**dict(data=str(tiny_data), runs=str(runs), image_size=32, batch_size=16, epochs=1,
+    return Config(**{**dict(data=str(tiny_data), runs=str(runs), image_size=32, batch_size=16, steps=4,
                             device="cpu"), **kw})
 
 
@@ -62,7 +62,7 @@ def test_a_crafted_checkpoint_in_a_run_folder_is_refused_on_resume(tiny_data, tm
 
 def test_a_crafted_checkpoint_of_a_reused_upstream_run_is_refused(tiny_data, tmp_path):
     marker = tmp_path / "pwned"
-    config = _config(tiny_data, tmp_path / "runs", technique="fine_tuning", technique_params={"epochs": 1})
+    config = _config(tiny_data, tmp_path / "runs", technique="fine_tuning", technique_params={"steps": 3})
     baseline = runfolder.run_dir(config.replace(technique="baseline", technique_params={}))
     baseline.mkdir(parents=True)
     (baseline / "done").write_text("x\n")  # a finished run is reused as it is: its checkpoint is loaded
@@ -105,16 +105,16 @@ def test_a_file_vanishing_mid_training_names_it_and_keeps_the_finished_epochs(ti
     root = tmp_path / "data"
     shutil.copytree(tiny_data, root)
     monkeypatch.setattr(datasets, "CACHE_LIMIT_BYTES", 0)  # stream from disk, as a large dataset does
-    config = _config(root, tmp_path / "runs", epochs=2)
+    config = _config(root, tmp_path / "runs", steps=8)  # 2 epochs of 4 steps
     victim = root / "stylegan2" / "car" / "000.png"
     real = training.engine.train_one_epoch
 
-    def delete_after_first_epoch(technique, loader, device, epoch, epochs, progress=True):
+    def delete_after_first_epoch(technique, loader, device, epoch, epochs, progress=True, **kw):
         if epoch == 1:
             for p in (root / "stylegan2").rglob("*.png"):  # every image of a generator: one is surely drawn
                 if TINY_HELDOUT not in p.parts:
                     p.unlink()
-        return real(technique, loader, device, epoch, epochs, progress)
+        return real(technique, loader, device, epoch, epochs, progress, **kw)
 
     monkeypatch.setattr(training.engine, "train_one_epoch", delete_after_first_epoch)
     with pytest.raises(DataError, match=r"image file .*stylegan2.* does not exist; restore it") as err:
@@ -133,10 +133,10 @@ def test_a_file_vanishing_mid_training_names_it_and_keeps_the_finished_epochs(ti
     (["--technique", "baseline", "--backbone", "vit"], "config field 'backbone' is 'vit'; valid choices: compact, "
                                                        "resnet18, resnet50"),
     (["--technique", "baseline", "--device", "tpu"], "config field 'device' is 'tpu'; valid choices: auto, cpu, cuda, mps"),
-    (["--technique", "baseline", "--epochs", "-1"], "config field 'epochs' is -1; it must be 0 or more"),
+    (["--technique", "baseline", "--steps", "-1"], "config field 'steps' is -1; it must be 0 or more"),
     (["--technique", "baseline", "--heldout", "submarine"], "held-out subclass(es) 'submarine' do not occur in folder "),
     (["--technique", "group_dro", "--param", "etaa=0.1"], "technique 'group_dro' has no parameter(s) ['etaa']; valid: ['eta']"),
-    (["--technique", "fine_tuning", "--param", "epochs=-3"], "technique parameter 'epochs' of 'fine_tuning' is -3"),
+    (["--technique", "fine_tuning", "--param", "steps=-3"], "technique parameter 'steps' of 'fine_tuning' is -3"),
 ])
 def test_wrong_parameters_fail_before_any_work_listing_the_valid_choices(tiny_data, tmp_path, capsys, args, message):
     runs = tmp_path / "runs"

@@ -183,7 +183,7 @@ def test_probe_model_on_the_tiny_data(tiny_data):
 # --------------------------------------------------------------------------------------------- from run folders
 def test_run_level_helpers(masked_root, masked_data, tmp_path, monkeypatch):
     config = Config(data=str(masked_root), heldout=("tank",), runs=str(tmp_path),
-                    image_size=32, batch_size=8, epochs=1, technique="blind_head")
+                    image_size=32, batch_size=8, steps=8, technique="blind_head")
     run_dir = sweep.train(config, progress=False)
     table = content_reliance_table({"blind_head": [run_dir]}, data=masked_data)
     assert table.loc["blind_head", "n_images"] <= 12 and table.loc["blind_head", "seeds"] == 1

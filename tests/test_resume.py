@@ -25,14 +25,14 @@ SCRIPT = textwrap.dedent("""
     import sys
     from attrlib import sweep
     from attrlib.config import Config
-    config = Config(data=sys.argv[1], runs=sys.argv[2], image_size=32, batch_size=8, epochs=int(sys.argv[3]),
+    config = Config(data=sys.argv[1], runs=sys.argv[2], image_size=32, batch_size=8, steps=8 * int(sys.argv[3]),
                     technique="group_dro", device="cpu")
     print(sweep.train(config, progress=False))
 """)
 
 
 def _config(tiny_data, runs, epochs) -> Config:
-    return Config(data=str(tiny_data), runs=str(runs), image_size=32, batch_size=8, epochs=epochs,
+    return Config(data=str(tiny_data), runs=str(runs), image_size=32, batch_size=8, steps=8 * epochs,
                   technique="group_dro", device="cpu")
 
 
@@ -151,7 +151,7 @@ WAIT_SCRIPT = textwrap.dedent("""
     import os, sys, time
     from attrlib import sweep
     from attrlib.config import Config
-    config = Config(data=sys.argv[1], runs=sys.argv[2], image_size=32, batch_size=8, epochs=int(sys.argv[3]),
+    config = Config(data=sys.argv[1], runs=sys.argv[2], image_size=32, batch_size=8, steps=8 * int(sys.argv[3]),
                     technique="baseline", device="cpu")
     open(sys.argv[4] + ".ready", "w").close()
     while not os.path.exists(sys.argv[4]):  # imported and ready: start when told to
@@ -170,7 +170,7 @@ def test_two_processes_asking_for_one_run_train_it_once(tiny_data, tmp_path):
         return subprocess.Popen([sys.executable, "-c", WAIT_SCRIPT, str(tiny_data), str(tmp_path), str(epochs),
                                  str(tmp_path / go)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
-    config = Config(data=str(tiny_data), runs=str(tmp_path), image_size=32, batch_size=8, epochs=epochs,
+    config = Config(data=str(tiny_data), runs=str(tmp_path), image_size=32, batch_size=8, steps=8 * epochs,
                     technique="baseline", device="cpu")
     run = runfolder.run_dir(config)
     first, second = start("go1"), start("go2")
@@ -187,7 +187,7 @@ def test_two_processes_asking_for_one_run_train_it_once(tiny_data, tmp_path):
     out1, err1 = first.communicate(timeout=180)
     assert first.returncode == 0 and second.returncode == 0, (err1[-2000:], err2[-2000:])
     assert Path(out1.strip().splitlines()[-1]) == run and Path(out2.strip().splitlines()[-1]) == run
-    assert f"epoch {epochs}/{epochs}:" in out1  # the first trained every epoch
+    assert f"epoch {epochs}/{epochs} (step {8 * epochs}/{8 * epochs}):" in out1  # the first trained every epoch
     # it reached the run while the first still held it (had the first finished, it would just reuse the run)
     assert "another process is training" in err2 and "waiting to reuse it" in err2, \
         f"no wait: did the first finish before the second started? give it more epochs\n{err2[-2000:]}"
@@ -200,7 +200,7 @@ def test_train_many_trains_what_nobody_trains_before_waiting_on_a_locked_run(tin
     training: it trains the free ones first and only then waits for the locked one, instead of idling."""
     import threading
 
-    common = dict(data=str(tiny_data), runs=str(tmp_path), image_size=32, batch_size=8, epochs=1, device="cpu")
+    common = dict(data=str(tiny_data), runs=str(tmp_path), image_size=32, batch_size=8, steps=8, device="cpu")
     held = runfolder.run_dir(Config(technique="baseline", seed=0, **common))
     free = runfolder.run_dir(Config(technique="group_dro", seed=0, **common))
     result = {}

@@ -7,11 +7,11 @@ What the engine needs, and nothing more:
     predict(x) -> generator logits      x in [0, 1] pixel space, (B, 3, H, W)
     sampler_weights(frame)              per-row weights for sampling with replacement, or None (shuffling)
     optimizers()                        found from the attributes: every torch optimiser the technique holds
-    progress                            set by the engine: the share of training done when the current epoch
-                                        ends, in (0, 1]; schedules read it (gradient reversal's lambda)
+    progress                            set by the engine: the share of the step budget done when the current
+                                        epoch ends, in (0, 1]; schedules read it (gradient reversal's lambda)
     model                               the attribution model (validation, probes, CAMs read it)
 
-and data, not hooks: `defaults` (its hyper-parameters; `epochs` among them overrides the config's),
+and data, not hooks: `defaults` (its hyper-parameters; `steps` among them overrides the config's budget),
 `dual_head`, `train_split` / `heldout_split` (which split it trains on and is judged on; training on a
 split of the held-out subclass marks it `uses_target_data`), `starts_from` (the technique whose finished run
 of the same config it starts from). `test_inputs(x)` is the one optional override: a technique that
@@ -67,15 +67,15 @@ class Technique(nn.Module):
         if unknown:
             raise ConfigError(f"technique {cls.name!r} has no parameter(s) {unknown}; "
                               f"valid: {sorted(cls.defaults) or 'none'}")
-        epochs = params.get("epochs", 0)
-        if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 0:
-            raise ConfigError(f"technique parameter 'epochs' of {cls.name!r} is {epochs!r}; it must be 0 or more")
+        steps = params.get("steps", 0)
+        if not isinstance(steps, int) or isinstance(steps, bool) or steps < 0:
+            raise ConfigError(f"technique parameter 'steps' of {cls.name!r} is {steps!r}; it must be 0 or more")
 
     # --- what the engine reads ---
     @property
-    def epochs(self) -> int:
-        """`epochs` among the technique's hyper-parameters (fine_tuning: 75), else the config's."""
-        return int(self.hparams["epochs"]) if "epochs" in self.hparams else int(self.config.epochs)
+    def steps(self) -> int:
+        """The optimiser-step budget: `steps` among the technique's hyper-parameters (fine_tuning's), else the config's."""
+        return int(self.hparams["steps"]) if "steps" in self.hparams else int(self.config.steps)
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         """Every optimiser the technique holds, by attribute name, so the engine checkpoints and resumes all of them."""

@@ -78,14 +78,18 @@ def fit(config: Config, data: StudyData, run: Path, init_from: Path | None = Non
     distributed.broadcast_state(technique)
     distributed.average_gradients_before_step(technique.optimizers())
 
-    epochs = technique.epochs
+    # the budget is in optimiser steps; epochs are derived, the last one cut short
+    steps, per_epoch = technique.steps, len(train_loader)
+    epochs = -(-steps // per_epoch)
     val_every = -(-epochs // VAL_CHECKS) if epochs else 1
     for epoch in range(start_epoch, epochs):
         if world_size > 1:
             train_loader.sampler.set_epoch(epoch)
-        technique.progress = (epoch + 1) / epochs  # the share of training done when this epoch ends: schedules
+        done = min(steps, (epoch + 1) * per_epoch)
+        technique.progress = done / steps  # the share of the budget done when this epoch ends: schedules read it
         try:
-            stats = train_one_epoch(technique, train_loader, device, epoch, epochs, progress)
+            stats = train_one_epoch(technique, train_loader, device, epoch, epochs, progress,
+                                    max_steps=done - epoch * per_epoch)
         except DataError as err:  # a streamed file that vanished or broke mid-training
             done_epochs = f"epochs 1-{epoch} are checkpointed in {run}" if epoch else "no epoch had finished"
             raise DataError(f"{err}\n  -> training stopped in epoch {epoch + 1} of {epochs}; {done_epochs}: "
@@ -100,11 +104,11 @@ def fit(config: Config, data: StudyData, run: Path, init_from: Path | None = Non
             continue
         if world_size > 1:
             stats.update(world_size=world_size, images=stats["images"] * world_size)
-        history.append({"epoch": epoch, **stats})
+        history.append({"epoch": epoch, "step": done, **stats})
         runfolder.write_history(run, history)
         runfolder.write_checkpoint(run, state)
         if progress:
-            tqdm.write(f"{config.technique} seed {config.seed} epoch {epoch + 1}/{epochs}: loss "
+            tqdm.write(f"{config.technique} seed {config.seed} epoch {epoch + 1}/{epochs} (step {done}/{steps}): loss "
                        f"{stats.get('loss', float('nan')):.4f}, val acc {stats.get('val_accuracy', float('nan')):.3f}, "
                        f"{stats['images_per_second']:.0f} img/s")
     if start_epoch == 0 and epochs == 0:  # zero epochs: keep the (initial or upstream) weights all the same
@@ -117,7 +121,7 @@ def fit(config: Config, data: StudyData, run: Path, init_from: Path | None = Non
     predictions = predict_splits(technique, data, config, device)
     runfolder.write_predictions(run, predictions)
     seconds = sum(h["seconds"] for h in history)
-    summary = dict(hparams=technique.hparams, epochs=epochs, device=str(device),
+    summary = dict(hparams=technique.hparams, steps=steps, epochs=epochs, device=str(device),
                    **({"world_size": world_size} if world_size > 1 else {}),
                    train_seconds=round(seconds, 3),
                    train_images_per_second=round(sum(h["images"] for h in history) / max(seconds, 1e-9), 1))

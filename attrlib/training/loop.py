@@ -68,22 +68,27 @@ def _to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
 
 
 def train_one_epoch(technique, loader: DataLoader, device: torch.device, epoch: int, epochs: int,
-                    progress: bool = True) -> dict[str, float]:
-    """One pass over `loader` with `technique.update`; the image-weighted mean of every statistic it returns."""
+                    progress: bool = True, max_steps: int | None = None) -> dict[str, float]:
+    """One pass over `loader` with `technique.update` (the first `max_steps` batches, when given: the last
+    epoch of a step budget); the image-weighted mean of every statistic it returns, and `steps`."""
     technique.train()
     sums: dict[str, float] = defaultdict(float)
-    seen = 0
+    seen = steps = 0
     start = time.perf_counter()
-    bar = tqdm(loader, desc=f"{technique.name} epoch {epoch + 1}/{epochs}", disable=not progress, leave=False)
+    bar = tqdm(loader, desc=f"{technique.name} epoch {epoch + 1}/{epochs}", disable=not progress, leave=False,
+               total=min(len(loader), max_steps or len(loader)))
     for batch in bar:
+        if max_steps is not None and steps >= max_steps:
+            break
         batch = _to_device(batch, device)
         stats = technique.update(batch)
         n = int(batch["x"].shape[0])
         for k, v in stats.items():
             sums[k] += float(v) * n
         seen += n
+        steps += 1
         bar.set_postfix(loss=f"{stats.get('loss', float('nan')):.3f}", refresh=False)
     seconds = time.perf_counter() - start
     out = {k: v / max(seen, 1) for k, v in sums.items()}
-    out.update(images=seen, seconds=round(seconds, 3), images_per_second=round(seen / max(seconds, 1e-9), 1))
+    out.update(steps=steps, images=seen, seconds=round(seconds, 3), images_per_second=round(seen / max(seconds, 1e-9), 1))
     return out
