@@ -59,6 +59,15 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--heldout", type=_heldout, default=("military_vehicle",), help="held-out subclass(es), comma-separated")
     b.add_argument("--split", default="train", choices=("train", "val", "test", "all"), help="which split to count")
 
+    a = sub.add_parser("audit", help="shortcut audit: can a generator be told apart by file format, JPEG quality, "
+                       "size, aspect, mode or content alone?", formatter_class=fmt)
+    a.add_argument("data", help="folder <root>/<generator>/<subclass>/... or manifest CSV")
+    a.add_argument("--heldout", type=_heldout, default=("military_vehicle",), help="held-out subclass(es), comma-separated")
+    a.add_argument("--split", default="train", choices=("train", "val", "test", "all"), help="which split to audit")
+    a.add_argument("--min-images", type=int, default=20, help="warn on generators with fewer images in the split")
+    a.add_argument("--on-bad", default="raise", choices=("raise", "skip"),
+                   help="unreadable files: stop with an error naming the file, or leave them out and list them")
+
     sub.add_parser("techniques", help="list the registered techniques", formatter_class=fmt)
 
     t = sub.add_parser("train", help="train (or reuse) one run and print its folder", formatter_class=fmt)
@@ -117,6 +126,18 @@ def _bias_table(args) -> None:
     print(format_bias_table(data.bias_table(split=args.split)))
 
 
+def _audit(args) -> None:
+    import warnings
+
+    from .data import ShortcutWarning, load_study_data, shortcut_audit
+
+    data = load_study_data(args.data, heldout=args.heldout, on_bad=args.on_bad)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ShortcutWarning)   # printed in the summary below, not twice
+        audit = shortcut_audit(data, split=args.split, min_images=args.min_images)
+    print(audit.summary())
+
+
 def _techniques(args) -> None:
     from .techniques import available
 
@@ -165,5 +186,5 @@ def _study_guard(args) -> int:
     return 0
 
 
-COMMANDS = {"synth": _synth, "bias-table": _bias_table, "techniques": _techniques, "train": _train,
+COMMANDS = {"synth": _synth, "bias-table": _bias_table, "audit": _audit, "techniques": _techniques, "train": _train,
             "study": _study_guard}

@@ -7,8 +7,10 @@ model-ready tensors.
 
 Modules: `images` (safe decoding), `sources` (folder / manifest discovery and validation), `splits`
 (train / val / test / fine-tuning splits), `study` (`load_study_data`, `StudyData`), `bias` (the bias
-table), `datasets` (`ImageDataset`, input policies, in-memory cache, `verify_images`).
+table), `datasets` (`ImageDataset`, input policies, in-memory cache, `verify_images`), `audit` (file metadata
+from headers and the shortcut audit: can a generator be told apart by format, size, mode or content alone?).
 """
+from .audit import Audit, ShortcutWarning, file_metadata, shortcut_audit
 from .bias import bias_table, format_bias_table
 from .datasets import CACHE_LIMIT_BYTES, POLICIES, ImageDataset, verify_images
 from .fingerprint import data_fingerprint
@@ -20,4 +22,5 @@ __all__ = [
     "load_study_data", "load_config_data", "label_codes", "data_fingerprint", "StudyData", "SPLIT_SEED", "ImageDataset", "verify_images", "load_image", "load_mask", "image_size",
     "is_image_path", "bias_table", "format_bias_table", "assign_splits", "IMAGE_EXTENSIONS",
     "MAX_IMAGE_PIXELS", "CACHE_LIMIT_BYTES", "POLICIES", "SPLIT_NAMES", "FT_FRACTION", "FT_SEED",
+    "file_metadata", "shortcut_audit", "Audit", "ShortcutWarning",
 ]

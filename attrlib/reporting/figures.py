@@ -2,7 +2,7 @@
 `attrlib.evaluation`'s and `attrlib.inspection`'s numbers and maps (run folders in, a figure out);
 `save_fig` writes it.
 
-    data (notebook 01)   bias_heatmap, sample_grid, spectra_figure, sweep_figure
+    data (notebook 01)   bias_heatmap, sample_grid, spectra_figure, sweep_figure, shortcut_audit_figure
     per technique        confusion_figure, confusion_grid, llr_figure / runs_llr_figure (seed 000 Figure 2)
     robustness           robustness_figure
     Grad-CAM             cam_grid, run_cam_grid
@@ -13,12 +13,13 @@ import os
 from typing import Mapping, Sequence
 
 import matplotlib.pyplot as plt
+import matplotlib.ticker
 import numpy as np
 import pandas as pd
 import seaborn as sns
 import torch
 
-from ..data import load_image
+from ..data import Audit, load_image
 from ..evaluation import confusion, llr_scores
 from ..runfolder import generators_of, pooled_predictions
 from ..inspection.cam import run_cam_examples
@@ -105,6 +106,61 @@ def sweep_figure(sweep: pd.DataFrame, seed002: float = 0.49, chance: float | Non
     ax.set_ylim(0, 1.02)
     ax.legend(fontsize=8, loc="lower right")
     ax.set_title("Held-out accuracy vs fingerprint strength" + (f"\n{note}" if note else ""), fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+
+def shortcut_audit_figure(audit: Audit, note: str = "") -> plt.Figure:
+    """The shortcut audit (`attrlib.data.shortcut_audit`) in three panels: file format shares per generator,
+    image sizes per generator (a marker shape per generator, area: share of its images), and the balanced accuracy of
+    each cue-only classifier against chance (red: the cue tells some generator apart)."""
+    generators = audit.generators
+    fig, axes = plt.subplots(1, 3, figsize=(13.5, 0.35 * len(generators) + 3.0),
+                             gridspec_kw={"width_ratios": [1, 1.1, 1.1]})
+    ax = axes[0]
+    formats = audit.formats.loc[generators[::-1]]
+    formats.plot.barh(stacked=True, ax=ax, width=0.75, legend=False,
+                      color=[f"C{i % 10}" for i in range(formats.shape[1])])
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("share of images")
+    ax.set_ylabel("")
+    ax.legend(title="format", fontsize=7, title_fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.18),
+              ncol=min(4, audit.formats.shape[1]), frameon=False)
+    ax.set_title("File format per generator", fontsize=9)
+
+    ax = axes[1]
+    meta = audit.metadata
+    cells = meta.groupby(["generator", "width", "height"]).size().rename("n").reset_index()
+    cells["share"] = cells["n"] / cells["generator"].map(audit.counts)
+    for i, g in enumerate(generators):
+        c = cells[cells.generator == g]
+        ax.scatter(c.width, c.height, s=30 + 270 * c.share, facecolors="none", edgecolors=f"C{i % 10}",
+                   marker="os^Dv<>PX"[i % 9], linewidths=1.5, label=g)
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log", base=2)
+    for axis, values in ((ax.xaxis, meta["width"]), (ax.yaxis, meta["height"])):
+        if values.nunique() <= 8:   # few sizes: tick exactly them, in pixels
+            axis.set_ticks(sorted(values.unique()))
+        axis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+        axis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    ax.margins(0.2)
+    ax.set_xlabel("width (px)")
+    ax.set_ylabel("height (px)")
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=min(3, len(generators)), frameon=False)
+    ax.set_title("Image sizes per generator", fontsize=9)
+
+    ax = axes[2]
+    cues = audit.cues.iloc[::-1]
+    colours = ["C3" if len(f) else "0.55" for f in cues["flagged"]]
+    ax.barh(cues.index, cues["balanced_accuracy"].fillna(0), color=colours)
+    chance = float(cues["chance"].iloc[0])
+    ax.axvline(chance, color="k", ls=":", lw=1, label=f"chance (1/{len(generators)})")
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("balanced accuracy (cross-validated)")
+    ax.legend(fontsize=7, loc="lower right")
+    ax.set_title("Generator predicted from one cue", fontsize=9)
+    fig.suptitle(f"Shortcut audit, {audit.split} split" + (f" - {note}" if note else ""), fontsize=10)
     fig.tight_layout()
     return fig
 
