@@ -12,14 +12,14 @@ from headers and the shortcut audit: can a generator be told apart by format, si
 """
 from .audit import Audit, ShortcutWarning, file_metadata, shortcut_audit
 from .bias import bias_table, format_bias_table
-from .datasets import CACHE_LIMIT_BYTES, POLICIES, ImageDataset, verify_images
+from .datasets import CACHE_LIMIT_BYTES, POLICIES, ImageDataset, collate_patches, grid_shape, verify_images
 from .fingerprint import data_fingerprint
 from .images import IMAGE_EXTENSIONS, MAX_IMAGE_PIXELS, image_size, is_image_path, load_image, load_mask
 from .splits import FT_FRACTION, FT_SEED, assign_splits
 from .study import SPLIT_NAMES, SPLIT_SEED, StudyData, label_codes, load_config_data, load_study_data
 
 __all__ = [
-    "load_study_data", "load_config_data", "label_codes", "data_fingerprint", "StudyData", "SPLIT_SEED", "ImageDataset", "verify_images", "load_image", "load_mask", "image_size",
+    "collate_patches", "grid_shape", "load_study_data", "load_config_data", "label_codes", "data_fingerprint", "StudyData", "SPLIT_SEED", "ImageDataset", "verify_images", "load_image", "load_mask", "image_size",
     "is_image_path", "bias_table", "format_bias_table", "assign_splits", "IMAGE_EXTENSIONS",
     "MAX_IMAGE_PIXELS", "CACHE_LIMIT_BYTES", "POLICIES", "SPLIT_NAMES", "FT_FRACTION", "FT_SEED",
     "file_metadata", "shortcut_audit", "Audit", "ShortcutWarning",

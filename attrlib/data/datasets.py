@@ -4,7 +4,11 @@
   deterministic, so the cache stores the resized uint8 image and an item costs one uint8->float copy.
 - `crop` never resamples (resampling erases the high-frequency fingerprint): a random size x size crop
   to train, the centre crop to evaluate; an image smaller than size is padded first (reflect when the
-  image is large enough to mirror, zeros otherwise).
+  image is large enough to mirror, zeros otherwise). With `patches` > 1 (forensic detectors' practice,
+  Chai et al. 2020, Corvi et al. 2023) a training item is up to `patches` random crops of its image and an
+  evaluation item a grid of up to `patches` crops spread over the whole image; `collate_patches` makes a
+  batch of all of them, with `owner` (the image each patch came from), and `attrlib.techniques.predict_probs`
+  averages the patches' log-probabilities per image. An image the size of the crop has one patch.
 
 Both paths quantise to uint8 before the float conversion, so a cached and a streamed dataset give the
 same tensors. Randomness comes from torch's global RNG: `torch.manual_seed`, or a DataLoader with a
@@ -106,20 +110,26 @@ class ImageDataset(torch.utils.data.Dataset):
     pre_policy: a callable applied to every decoded uint8 H x W x 3 image before the input policy (e.g. a
     JPEG re-compression for robustness checks); it must return a uint8 H' x W' x 3 image. Masks are not
     passed through it.
+    patches: crop policy only: the most patches an item holds (random crops to train, a grid over the image
+    to evaluate); 1 (default) keeps items of one 3xSxS crop. Above 1, items are kxSxS... stacks (x: k x 3 x S
+    x S, mask: k x 1 x S x S) with `patches` = k; batch them with `collate_patches`.
     """
 
     def __init__(self, frame: pd.DataFrame, data: Any, policy: str = "crop", size: int = 64, train: bool = True,
                  with_mask: bool = False, cache: str | bool = "auto", on_bad: str | None = None,
                  progress: bool | None = None, verify: bool | None = None, max_pixels: int | None = None,
-                 pre_policy: Callable[[np.ndarray], np.ndarray] | None = None) -> None:
+                 pre_policy: Callable[[np.ndarray], np.ndarray] | None = None, patches: int = 1) -> None:
         if policy not in POLICIES:
             raise DataError(f"input policy {policy!r} is unknown; valid policies: {', '.join(POLICIES)}")
         if not isinstance(size, int) or isinstance(size, bool) or size < 1:
             raise DataError(f"image size {size!r} must be a positive integer")
+        if not isinstance(patches, int) or isinstance(patches, bool) or patches < 1:
+            raise DataError(f"patches={patches!r} must be a positive integer (the most crops an item holds)")
         if cache not in _CACHE_CHOICES:
             raise DataError(f"cache={cache!r} is unknown; valid choices: auto, memory, stream (or True/False)")
         self.data = data
         self.policy, self.size, self.train, self.with_mask = policy, size, bool(train), bool(with_mask)
+        self.patches = patches if policy == "crop" else 1
         self.on_bad = on_bad or getattr(data, "on_bad", "raise")
         self.max_pixels = max_pixels
         if pre_policy is not None and not callable(pre_policy):
@@ -251,32 +261,74 @@ class ImageDataset(torch.utils.data.Dataset):
     def __getitem__(self, i: int) -> dict[str, Any]:
         i = int(i)
         x, m = self._pixels(i)
-        s = self.size
+        item = {"generator": self._gen[i], "subclass": self._sub[i], "group": self._group[i], "index": i}
         if self.policy == "crop":
-            h, w = x.shape[1], x.shape[2]
-            if self.train:
-                # One draw from torch's global RNG per item: reproducible under torch.manual_seed and
-                # under a DataLoader's seeded workers.
-                u = torch.rand(2)
-                top, left = int(u[0] * (h - s + 1)), int(u[1] * (w - s + 1))
-                top, left = min(top, h - s), min(left, w - s)
-            else:
-                top, left = (h - s) // 2, (w - s) // 2
-            # our own draw, not v2.RandomCrop's (two randint calls) or CenterCrop's (rounds half to even): the
+            corners = self._corners(x.shape[1], x.shape[2])
+            s = self.size
+            # our own draws, not v2.RandomCrop's (two randint calls) or CenterCrop's (rounds half to even): the
             # same crops, and so the same results, as every run trained before
-            x = TF.crop(x, top, left, s, s)
-            if m is not None:
-                m = TF.crop(m, top, left, s, s)
-        item = {"x": x.float().div_(255.0), "generator": self._gen[i], "subclass": self._sub[i],
-                "group": self._group[i], "index": i}
+            xs = [TF.crop(x, top, left, s, s) for top, left in corners]
+            ms = None if m is None else [TF.crop(m, top, left, s, s) for top, left in corners]
+            if self.patches == 1:
+                x, m = xs[0], (None if ms is None else ms[0])
+            else:
+                x, m = torch.stack(xs), (None if ms is None else torch.stack(ms))
+                item["patches"] = len(corners)
+        item["x"] = x.float().div_(255.0)
         if self.with_mask:
             item["mask"] = m.float().div_(255.0)
         return item
+
+    def _corners(self, h: int, w: int) -> list[tuple[int, int]]:
+        """(top, left) of the item's crops in a padded h x w image: random to train, a grid to evaluate."""
+        s, k = self.size, self.patches
+        if self.train:
+            # one draw of 2 numbers per patch from torch's global RNG: reproducible under torch.manual_seed and
+            # a DataLoader's seeded workers; as many patches as distinct positions, at most k
+            k = min(k, (h - s + 1) * (w - s + 1))
+            u = torch.rand(k, 2)
+            return [(min(int(a * (h - s + 1)), h - s), min(int(b * (w - s + 1)), w - s)) for a, b in u.tolist()]
+        rows, cols = grid_shape(h, w, s, k)
+        return [(top, left) for top in _spread(h - s, rows) for left in _spread(w - s, cols)]
 
     def __repr__(self) -> str:
         where = "memory" if self.cached else "disk"
         return (f"ImageDataset({len(self)} images, policy={self.policy}, size={self.size}, train={self.train}, "
                 f"with_mask={self.with_mask}, from {where})")
+
+
+def grid_shape(h: int, w: int, size: int, most: int) -> tuple[int, int]:
+    """Rows x columns of the evaluation grid of an h x w image: enough size x size crops to cover it (ceil(h /
+    size) x ceil(w / size)), thinned evenly to at most `most` when it needs more (then they are spread over the
+    whole image without covering it)."""
+    rows, cols = -(-h // size), -(-w // size)
+    while rows * cols > most:
+        if rows >= cols and rows > 1 or cols == 1:
+            rows -= 1
+        else:
+            cols -= 1
+    return rows, cols
+
+
+def _spread(span: int, n: int) -> list[int]:
+    """n offsets from 0 to span, evenly spaced; one offset is the centre (the single centre crop)."""
+    if n == 1:
+        return [span // 2]
+    return [round(span * j / (n - 1)) for j in range(n)]
+
+
+def collate_patches(items: list[dict[str, Any]]) -> dict[str, Any]:
+    """A batch of `ImageDataset` items of one patch (default stacking) or of several (all patches one after
+    the other, labels repeated per patch, `owner` = the position of each patch's image in the batch)."""
+    if "patches" not in items[0]:
+        return torch.utils.data.default_collate(items)
+    counts = torch.tensor([it["patches"] for it in items])
+    batch = {"x": torch.cat([it["x"] for it in items]), "owner": torch.repeat_interleave(torch.arange(len(items)), counts)}
+    for key in ("generator", "subclass", "group", "index"):
+        batch[key] = torch.repeat_interleave(torch.tensor([it[key] for it in items]), counts)
+    if "mask" in items[0]:
+        batch["mask"] = torch.cat([it["mask"] for it in items])
+    return batch
 
 
 class _Store:
