@@ -114,15 +114,26 @@ def _choice(name: str, value: Any, valid: tuple) -> None:
 
 # Profiles: overrides of Config plus the seeds a notebook runs. `quick` is for tests and smoke runs,
 # `default` is the embedded benchmark on a 2-core CPU, `paper` is seed 002's protocol (meant for a GPU).
+# What the notebooks do differently per profile (`attrlib.study.session` gives them as `s.knobs`; a notebook's
+# parameter overrides its knob unless 0). sweep_strengths: notebook 01's fingerprint strengths besides 0 and
+# the default (its checks need only those two); n_boot: bootstrap resamples of notebook 10's 95 % intervals;
+# cam_images / robustness_images / summary_images: held-out images per run in notebooks 08 / 09 / 10 (None:
+# all); cam_per_generator: images per generator in each of notebook 08's CAM grids.
+_FULL_NOTEBOOKS = dict(sweep_strengths="0,1", n_boot=1000, cam_images=None, robustness_images=None,
+                       summary_images=None, cam_per_generator=2)
+
 PROFILES: dict[str, dict[str, Any]] = {
-    "quick": dict(seeds=(0,), config=dict(epochs=1, batch_size=32, image_size=32)),
+    "quick": dict(seeds=(0,), config=dict(epochs=1, batch_size=32, image_size=32),
+                  notebook=dict(sweep_strengths="0", n_boot=200, cam_images=24, robustness_images=24,
+                                summary_images=48, cam_per_generator=1)),  # a smoke run: small samples
     # 6 epochs: validation accuracy saturates by epoch 4-5 on the embedded benchmark and held-out accuracy moves
     # by about 0.01 between 6 and 12 epochs (baseline, seed 0), for half the time of the study.
-    "default": dict(seeds=(0, 1, 2), config=dict(epochs=6)),
+    "default": dict(seeds=(0, 1, 2), config=dict(epochs=6), notebook=dict(_FULL_NOTEBOOKS)),
     "paper": dict(
         seeds=(0,),
         config=dict(backbone="resnet50", input_policy="resize", image_size=224, batch_size=4,
                     lr=1e-3, optimizer="adam", epochs=25),
+        notebook=dict(_FULL_NOTEBOOKS),
     ),
 }
 
