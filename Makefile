@@ -7,12 +7,15 @@ STAMP  := $(VENV)/.attrlib-installed
 PROFILE ?= default
 DATA   ?=
 STUDY_ARGS ?=
+# JupyterLab refuses to start as root (a container) unless told: only then is --allow-root added
+LAB_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root)
 
-.PHONY: install study test lab bench clean help
+.PHONY: install study report test lab bench clean help
 
 help:
 	@echo "make study [PROFILE=quick|default|paper] [DATA=DIR]  run the whole study (notebooks, figures, tables)"
 	@echo "make test                                            install if needed and run the test suite"
+	@echo "make report                                          HTML report of the executed study (report/index.html)"
 	@echo "make lab                                             JupyterLab on notebooks/ with the project's kernel"
 	@echo "make bench                                           speed and memory benchmarks (not part of the tests)"
 
@@ -26,16 +29,20 @@ install: $(STAMP)
 
 study: $(STAMP)
 	$(VENV)/bin/attrlib study --profile $(PROFILE) $(if $(DATA),--data $(DATA)) $(STUDY_ARGS)
+	$(VENV)/bin/attrlib report
+
+report: $(STAMP)
+	$(VENV)/bin/attrlib report
 
 test: $(STAMP)
 	$(PY) -m pytest -q
 
 lab: $(STAMP)
-	$(VENV)/bin/jupyter lab notebooks/
+	$(VENV)/bin/jupyter lab $(LAB_ROOT) notebooks/
 
 bench: $(STAMP)
 	@ls benchmarks/*.py >/dev/null 2>&1 || { echo "no benchmarks yet (benchmarks/*.py)"; exit 1; }
 	for b in benchmarks/*.py; do $(PY) $$b || exit 1; done
 
 clean:
-	rm -rf runs/notebooks .pytest_cache
+	rm -rf runs/notebooks report .pytest_cache

@@ -1,1 +1,12 @@
-"""attrlib."""
+"""attrlib: generator attribution under biased training data.
+
+`import attrlib` stays light; `attrlib.session` (a notebook's resolved parameters, `attrlib.study.session`)
+is loaded on first use.
+"""
+from importlib import import_module
+
+
+def __getattr__(name: str):
+    if name == "session":  # PEP 562: the study layer (torch, papermill) loads only when a notebook asks for it
+        return import_module(".study", __name__).session
+    raise AttributeError(f"module 'attrlib' has no attribute {name!r}")

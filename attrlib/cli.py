@@ -20,7 +20,12 @@ def _scale(text: str) -> float:
 
 
 def _heldout(text: str) -> tuple[str, ...]:
-    return tuple(s.strip() for s in text.split(",") if s.strip())
+    from .study.session import parse_heldout  # the one parser of heldout (loaded when an option is given)
+
+    try:
+        return parse_heldout(text)
+    except ConfigError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def _kv(text: str) -> tuple[str, object]:
@@ -91,7 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
     st = sub.add_parser("study", help="run every numbered notebook with papermill", formatter_class=fmt)
     st.add_argument("--profile", default="default", help="quick | default | paper")
     st.add_argument("--data", default="", help="your data folder or manifest (default: the embedded benchmark)")
-    st.add_argument("--heldout", default="military_vehicle", help="held-out subclass(es), comma-separated")
+    st.add_argument("--heldout", type=_heldout, default=("military_vehicle",),
+                    help="held-out subclass(es), comma-separated")
     st.add_argument("--notebooks", default="notebooks", help="folder of NN_name.ipynb notebooks")
     st.add_argument("--out", default="runs/notebooks", help="where the executed notebooks are kept")
     st.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
@@ -99,6 +105,14 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--threads", type=int, default=0,
                     help="torch CPU threads per notebook; 0: the cores divided by jobs (torch's default for one job)")
     st.add_argument("--only", action="append", default=[], help="run only notebooks whose name starts with this (repeatable)")
+
+    r = sub.add_parser("report", help="one static HTML report of the executed notebooks, figures and tables",
+                       formatter_class=fmt)
+    r.add_argument("--executed", default="runs/notebooks", help="folder of executed notebooks (attrlib study --out)")
+    r.add_argument("--figures", default="figures", help="folder of the study's figures")
+    r.add_argument("--results", default="results", help="folder of the study's tables")
+    r.add_argument("--out", default="report", help="where the report is written (index.html and one page per notebook)")
+    r.add_argument("--show-input", action="store_true", help="show the notebooks' code cells (hidden by default)")
     return p
 
 
@@ -150,7 +164,7 @@ def _techniques(args) -> None:
 def _train(args) -> None:
     from .config import profile
     from .sweep import train
-    from .study import resolve_data
+    from .study.session import resolve_data
 
     overrides = dict(technique=args.technique, seed=args.seed, runs=args.runs, device=args.device,
                      heldout=args.heldout, technique_params=dict(args.param))
@@ -169,14 +183,14 @@ def _train(args) -> None:
 
 
 def _study(args) -> None:
-    from .study import run_study
+    from .study.runner import run_study
 
     run_study(profile=args.profile, data=args.data, heldout=args.heldout, notebooks=args.notebooks,
               out=args.out, device=args.device, threads=args.threads, jobs=args.jobs, only=tuple(args.only))
 
 
 def _study_guard(args) -> int:
-    from .study import StudyError
+    from .study.runner import StudyError
 
     try:
         _study(args)
@@ -186,5 +200,12 @@ def _study_guard(args) -> int:
     return 0
 
 
+def _report(args) -> None:
+    from .study.report import build_report
+
+    print(build_report(executed=args.executed, figures=args.figures, results=args.results, out=args.out,
+                       show_input=args.show_input))
+
+
 COMMANDS = {"synth": _synth, "bias-table": _bias_table, "audit": _audit, "techniques": _techniques, "train": _train,
-            "study": _study_guard}
+            "study": _study_guard, "report": _report}

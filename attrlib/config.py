@@ -103,18 +103,29 @@ def _choice(name: str, value: Any, valid: tuple) -> None:
 
 # Profiles: overrides of Config plus the seeds a notebook runs. `quick` is for tests and smoke runs,
 # `default` is the embedded benchmark on a 2-core CPU, `paper` is seed 002's protocol (meant for a GPU).
+# What the notebooks do differently per profile (`attrlib.study.session` gives them as `s.knobs`; a notebook's
+# parameter overrides its knob unless 0). sweep_strengths: notebook 01's fingerprint strengths besides 0 and
+# the default (its checks need only those two); n_boot: bootstrap resamples of notebook 10's 95 % intervals;
+# cam_images / robustness_images / summary_images: held-out images per run in notebooks 08 / 09 / 10 (None:
+# all); cam_per_generator: images per generator in each of notebook 08's CAM grids.
+_FULL_NOTEBOOKS = dict(sweep_strengths="0,1", n_boot=1000, cam_images=None, robustness_images=None,
+                       summary_images=None, cam_per_generator=2)
+
 PROFILES: dict[str, dict[str, Any]] = {
     # budgets in optimiser steps, the same on any data; on each profile's embedded benchmark they equal the
     # whole epochs the study used before (so its numbers did not move): quick 1 epoch of 496 images at batch 32
     # (16 steps); default 6 epochs of 2,479 images (6 x 78 = 468 steps: validation accuracy saturates by epoch
     # 4-5 and held-out accuracy moves by about 0.01 between 6 and 12 epochs, for half the time); paper 25 epochs
     # of 2,479 images at batch 4 (25 x 620 = 15,500 steps).
-    "quick": dict(seeds=(0,), config=dict(steps=16, batch_size=32, image_size=32)),
-    "default": dict(seeds=(0, 1, 2), config=dict(steps=468)),
+    "quick": dict(seeds=(0,), config=dict(steps=16, batch_size=32, image_size=32),
+                  notebook=dict(sweep_strengths="0", n_boot=200, cam_images=24, robustness_images=24,
+                                summary_images=48, cam_per_generator=1)),  # a smoke run: small samples
+    "default": dict(seeds=(0, 1, 2), config=dict(steps=468), notebook=dict(_FULL_NOTEBOOKS)),
     "paper": dict(
         seeds=(0,),
         config=dict(backbone="resnet50", input_policy="resize", image_size=224, batch_size=4,
                     lr=1e-3, optimizer="adam", steps=15_500),
+        notebook=dict(_FULL_NOTEBOOKS),
     ),
 }
 

@@ -11,7 +11,7 @@ from PIL import Image
 
 from attrlib.benchmark import (DEFAULT_STRENGTH, GENERATORS, HELDOUT, SEED002_MATRIX, SEED002_TEST_COUNTS,
                                SUBCLASSES, cell_counts, synthesize)
-from attrlib.benchmark import checks, content, families
+from attrlib.benchmark import content, families, stats
 from attrlib.errors import ConfigError, DataError
 
 # seed 002's matrix at scale 1/50, written out by hand (round(7001/50)=140, round(8480/50)=170, round(3440/50)=69)
@@ -185,13 +185,35 @@ def test_families_differ_from_each_other(clean):
 
 def test_content_is_the_low_frequency_shortcut_and_the_generator_is_not(tmp_path):
     root = synthesize(tmp_path / "unbiased", scale=1 / 250, size=32, variant="unbiased", progress=False)
-    result = checks.thumbnail_check(root)
+    result = stats.thumbnail_check(root)
     assert result["n_val"] >= 80
     assert result["subclass_accuracy"] >= 0.9
     assert result["generator_accuracy"] <= 0.35          # chance is 1/6; a real leak scores far higher
-    stats = checks.pixel_stats(root)
-    assert set(stats.index) == set(GENERATORS)
-    assert stats["mean"].max() - stats["mean"].min() < 6.0   # ~100 images of random content per generator
-    spectra = checks.residual_spectra(root, per_generator=40)
+    pixels = stats.pixel_stats(root)
+    assert set(pixels.index) == set(GENERATORS)
+    assert pixels["mean"].max() - pixels["mean"].min() < 6.0   # ~100 images of random content per generator
+    spectra = stats.residual_spectra(root, per_generator=40)
     assert set(spectra) == set(GENERATORS) and all(s.shape == (32, 32) for s in spectra.values())
-    assert checks.spectra_distinctness(spectra).to_numpy()[~np.eye(6, dtype=bool)].min() > 0
+    assert stats.spectra_distinctness(spectra).to_numpy()[~np.eye(6, dtype=bool)].min() > 0
+
+
+def test_image_statistics_decode_through_the_data_layer_and_take_common_centre_crops(tmp_path):
+    """A folder of mixed sizes and modes (a user's): every image is decoded by attrlib.data.load_image and
+    centre-cropped to the size all share, so spectra have one shape and the statistics need no equal sizes."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for i, (gen, size, mode) in enumerate([("a", (40, 36), "RGB"), ("a", (32, 48), "L"), ("b", (36, 36), "RGBA"),
+                                            ("b", (50, 34), "P")]):
+        arr = rng.integers(0, 256, (*size, 3), dtype=np.uint8)
+        image = Image.fromarray(arr).convert(mode)
+        path = tmp_path / f"{i}.png"
+        image.save(path)
+        rows.append(dict(path=str(path), generator=gen, subclass="x", split="train"))
+    frame = pd.DataFrame(rows)
+    x = stats.load_images(frame["path"])
+    assert x.shape == (4, 32, 34, 3) and x.dtype == np.uint8
+    first = np.asarray(Image.open(tmp_path / "0.png").convert("RGB"))
+    assert np.array_equal(x[0], first[4:36, 1:35])  # the centre crop of a 40x36 image
+    spectra = stats.residual_spectra(frame, per_generator=None)
+    assert {s.shape for s in spectra.values()} == {(32, 34)}
+    assert set(stats.pixel_stats(frame).index) == {"a", "b"}

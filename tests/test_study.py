@@ -48,18 +48,22 @@ def quick_study(tmp_path_factory):
 
     cwd = tmp_path_factory.mktemp("quick_study")
     repo_before = _repo_outputs()
-    old_cwd, old_threads = os.getcwd(), os.environ.get("OMP_NUM_THREADS")
+    saved = {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "PYTHONPATH")}
+    old_cwd = os.getcwd()
     os.chdir(cwd)
     os.environ["OMP_NUM_THREADS"] = "1"  # the kernels inherit it: torch starts with one thread
+    # the kernels run in `cwd`, outside the repository: they import the attrlib under test, not an installed one
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), saved["PYTHONPATH"]) if p)
     start = time.perf_counter()
     try:
         code = main(["study", "--profile", "quick", "--notebooks", str(NOTEBOOKS), "--device", "cpu"])
     finally:
         os.chdir(old_cwd)
-        if old_threads is None:
-            os.environ.pop("OMP_NUM_THREADS", None)
-        else:
-            os.environ["OMP_NUM_THREADS"] = old_threads
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
     seconds = time.perf_counter() - start
     (cwd / "study_seconds.txt").write_text(f"{seconds:.1f}\n")
     print(f"\nquick study: {len(_numbered())} notebooks in {seconds:.0f} s")
@@ -79,6 +83,8 @@ def test_quick_study_runs_every_numbered_notebook(quick_study):
     assert timing["jobs"] == min(4, os.cpu_count() or 1)
     assert timing["runs_reused_or_before"] == 0 and timing["runs_trained"] == len(list((quick_study["cwd"] / "runs").glob("*/*/done")))
     assert 0 < max(timing["notebooks"].values()) <= timing["seconds"] <= quick_study["seconds"] + 1
+    assert timing["heldout"] == "military_vehicle" and timing["started"] <= timing["finished"]
+    assert timing["commit"] is None or len(timing["commit"].split("-")[0]) == 40  # run outside the checkout: None
 
 
 @pytest.mark.parametrize("name", _numbered())
@@ -164,6 +170,75 @@ def test_the_study_reused_runs_and_trains_nothing_again(quick_study):
         assert data_fingerprint(cwd / benchmark) in fingerprints
 
 
+def test_the_kernels_ran_on_the_project_kernel(quick_study):
+    """Every executed copy says which kernel ran it: the notebooks' own `attrlib` kernel when installed
+    (`make install` installs it), python3 otherwise (the runner says so)."""
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    expected = "attrlib" if "attrlib" in KernelSpecManager().find_kernel_specs() else "python3"
+    for path in (quick_study["cwd"] / "runs" / "notebooks").glob("*.ipynb"):
+        nb = json.loads(path.read_text())
+        assert nb["metadata"]["papermill"]["parameters"]["profile"] == "quick"
+        assert nb["metadata"]["kernelspec"]["name"] == expected, path.name
+
+
+def test_the_report_links_every_notebook_figure_and_table(quick_study, tmp_path):
+    """`attrlib report` over the quick study: an index linking one page per notebook, every figure and
+    every table (all copied into the report), the study's profile, data and time; pages hide the code."""
+    import re
+
+    from attrlib.cli import main
+
+    cwd = quick_study["cwd"]
+    out = tmp_path / "report"
+    code = main(["report", "--executed", str(cwd / "runs" / "notebooks"), "--figures", str(cwd / "figures"),
+                 "--results", str(cwd / "results"), "--out", str(out)])
+    assert code == 0
+    index = (out / "index.html").read_text(encoding="utf-8")
+    links = set(re.findall(r"(?:href|src)='([^']+)'", index))
+    assert all((out / link).is_file() for link in links)  # nothing dangles
+    for name in _numbered():
+        assert f"notebooks/{name}.html" in links
+    for fig in (cwd / "figures").iterdir():
+        assert f"figures/{fig.name}" in links, fig.name
+    for table in (cwd / "results").iterdir():
+        assert f"results/{table.name}" in links, table.name
+    assert "quick" in index and "benchmark-quick" in index and "military_vehicle" in index
+    timing = json.loads((cwd / "runs" / "notebooks" / "study_timing.json").read_text())
+    assert timing["finished"] in index
+    page = (out / "notebooks" / "02_baseline.html").read_text(encoding="utf-8")
+    assert "data:image/png;base64" in page and "../index.html" in page  # figures embedded, a way back
+    assert "hl-ipython3" not in page  # code cells hidden by default
+    main(["report", "--executed", str(cwd / "runs" / "notebooks"), "--figures", str(cwd / "figures"),
+          "--results", str(cwd / "results"), "--out", str(out), "--show-input"])
+    assert "hl-ipython3" in (out / "notebooks" / "02_baseline.html").read_text(encoding="utf-8")
+
+
+def test_the_report_needs_an_executed_study(tmp_path, capsys):
+    from attrlib.cli import main
+
+    assert main(["report", "--executed", str(tmp_path / "nothing"), "--out", str(tmp_path / "report")]) == 2
+    assert "attrlib study" in capsys.readouterr().err
+    assert not (tmp_path / "report").exists()
+
+
+def test_the_runner_uses_the_notebooks_kernel_or_says_it_falls_back(tmp_path, capsys):
+    from attrlib.study import notebook_kernel
+
+    path = tmp_path / "00_x.ipynb"
+    _write_notebook(path, PARAMS)
+    nb = json.loads(path.read_text())
+    nb["metadata"]["kernelspec"] = {"name": "attrlib", "display_name": "attrlib (.venv)", "language": "python"}
+    path.write_text(json.dumps(nb))
+    assert notebook_kernel(path, installed=["attrlib", "python3"]) == "attrlib"
+    assert capsys.readouterr().out == ""
+    assert notebook_kernel(path, installed=["python3"]) == "python3"
+    said = capsys.readouterr().out
+    assert "'attrlib' is not installed" in said and "ipykernel install" in said
+    for numbered in NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"):
+        assert notebook_kernel(numbered, installed=["attrlib", "python3"]) == "attrlib"
+
+
 def _failing_study(tmp_path, tiny_data, jobs: int, notebooks: dict) -> tuple[Path, str]:
     """Write notebooks {stem: cell sources} (each after a parameters cell), run them as a study that must fail;
     the folder of executed copies and the StudyError's message."""
@@ -227,7 +302,7 @@ def test_the_cli_reports_a_failing_study_and_exits_1(tmp_path, tiny_data, capsys
 def test_resolve_data_unbiased_variant(tmp_path, tiny_data, monkeypatch):
     from attrlib.benchmark import synthesize
     from attrlib.errors import ConfigError
-    from attrlib.study import resolve_data, unbiased_variant
+    from attrlib.study import STUDY_BENCHMARKS, resolve_data, unbiased_variant
 
     assert resolve_data("quick", str(tiny_data), variant="unbiased") is None  # the user's data has none
     with pytest.raises(ConfigError, match="valid variants"):
@@ -239,8 +314,7 @@ def test_resolve_data_unbiased_variant(tmp_path, tiny_data, monkeypatch):
     assert params["variant"] == "unbiased" and params["size"] == 32 and params["scale"] == pytest.approx(1 / 250)
     assert unbiased_variant(twin) == twin
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setitem(__import__("attrlib.study").study.STUDY_BENCHMARKS, "quick",
-                        dict(out="bench", scale=1 / 250, size=32))
+    monkeypatch.setitem(STUDY_BENCHMARKS, "quick", dict(out="bench", scale=1 / 250, size=32))
     assert resolve_data("quick", variant="unbiased") == Path("bench-unbiased")
 
 

@@ -8,7 +8,7 @@ background, with position, size, orientation, colours and smooth texture randomi
 What the simulation needs from content, and how it is obtained:
 
 - Content is an easy, low-frequency shortcut: an 8x8 thumbnail identifies the subclass (palettes and
-  layouts differ; see `attrlib.benchmark.checks.thumbnail_check`).
+  layouts differ; see `attrlib.benchmark.stats.thumbnail_check`).
 - Content carries no periodic structure at 2, 4 or 8 pixels, where the generator fingerprints live
   (`attrlib.benchmark.families`): textures are Gaussian-filtered white noise, never stripes or tiles, and
   shape edges are anti-aliased over about one pixel.

@@ -17,6 +17,11 @@ from ..reporting.draw import show_image, show_overlay
 from ..runfolder import heldout_split, load_run
 from .cam import grad_cam
 
+# Set for the kernels a study runs (`attrlib study` sets it): notebooks draw static figures instead of live
+# widgets there (nbclient can wait forever on a cell whose output widget it captures: jupyter/nbclient#312,
+# nteract/papermill#723).
+HEADLESS_ENV = "ATTRLIB_HEADLESS"
+
 
 @torch.no_grad()
 def _probabilities(technique, x: torch.Tensor) -> np.ndarray:
@@ -65,8 +70,6 @@ def cam_explorer(runs: Mapping[str, str | os.PathLike], data=None, split: str | 
     if mode not in ("auto", "live", "static"):
         raise ValueError(f"mode={mode!r}; valid choices: 'auto', 'live', 'static'")
     if mode == "auto":
-        from ..study import HEADLESS_ENV
-
         mode = "static" if os.environ.get(HEADLESS_ENV) else "live"
 
     loaded, datasets, cache = {}, {}, {}

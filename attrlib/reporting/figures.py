@@ -20,12 +20,12 @@ import seaborn as sns
 import torch
 
 from ..data import Audit, load_image
+from ..benchmark import SIMULATED_NOTE
 from ..evaluation import confusion, llr_scores
 from ..runfolder import generators_of, pooled_predictions
 from ..inspection.cam import run_cam_examples
 from .draw import show_image, show_overlay
 
-SIMULATED_NOTE = "simulated benchmark (not real generator images)"
 
 
 # --------------------------------------------------------------------------------------------- data

@@ -3,104 +3,59 @@ multi-core machine.
 
 Notebooks share results only through files (runs/, figures/, results/), so each one can also be run
 alone; the runner only passes the same parameters to all of them and stops at the first failure,
-naming the notebook and the cell and keeping the partial executed copy.
+naming the notebook and the cell and keeping the partial executed copy. Each notebook runs on the kernel
+its metadata names (the project's `attrlib` kernel), and the study's record (`study_timing.json`: profile,
+data, commit, times) is what `attrlib.study.report` puts at the top of the HTML report.
 """
 from __future__ import annotations
 
+import multiprocessing
 import os
+import subprocess
 import time
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
-from .errors import ConfigError
-from .io import atomic_write_json
+import nbformat
+import papermill as pm
+from jupyter_client.kernelspec import KernelSpecManager
 
-# Set for the kernels a study runs: notebooks draw static figures instead of live widgets there (nbclient can
-# wait forever on a cell whose output widget it captures: jupyter/nbclient#312, nteract/papermill#723).
-HEADLESS_ENV = "ATTRLIB_HEADLESS"
+from ..config import PROFILES
+from ..errors import ConfigError
+from ..inspection.explorer import HEADLESS_ENV
+from ..io import atomic_write_json
+from .session import parse_heldout, resolve_data
 
-# The embedded benchmark each profile studies when no --data is given. `quick` is small enough for the
-# test suite; `default` is seed 002's matrix at scale 1/50; `paper` keeps that matrix at a larger size
-# (seed 002 resizes to 224; the simulator works at 256 so the resize protocol has something to erase).
-STUDY_BENCHMARKS = {
-    "quick": dict(out="data/benchmark-quick", scale=1 / 250, size=32),
-    "default": dict(out="data/benchmark", scale=1 / 50, size=64),
-    "paper": dict(out="data/benchmark-paper", scale=1 / 50, size=256),
-}
-
-
-def resolve_data(profile: str = "default", data: str = "", progress: bool = True,
-                 variant: str = "biased") -> Path | None:
-    """The data root a notebook works on: the user's `data`, or the profile's embedded benchmark (made if missing).
-
-    variant="unbiased": the same benchmark with the same total spread over every generator x subclass cell,
-    in `<out>-unbiased` (the oracle's training set: the baseline trained there is the reference of "gap
-    closed"). The user's own data has no unbiased variant: None.
-    """
-    if variant not in ("biased", "unbiased"):
-        raise ConfigError(f"unknown variant {variant!r}; valid variants: biased, unbiased")
-    if data:
-        path = Path(data)
-        if not path.exists():
-            raise ConfigError(f"data {str(path)!r} does not exist; give a folder <root>/<generator>/<subclass>/... "
-                              "or a manifest CSV, or leave data empty for the embedded benchmark")
-        if variant == "unbiased":
-            return unbiased_variant(path)
-        return path
-    if profile not in STUDY_BENCHMARKS:
-        raise ConfigError(f"unknown profile {profile!r}; valid profiles: {', '.join(STUDY_BENCHMARKS)}")
-    from .benchmark import synthesize
-
-    spec = dict(STUDY_BENCHMARKS[profile])
-    out = spec.pop("out") + ("-unbiased" if variant == "unbiased" else "")
-    return synthesize(out, progress=progress, variant=variant, **spec)
+# The kernel the notebooks are written for (their kernelspec metadata), installed by `make install` into the
+# venv; a study falls back to python3 only when it is missing.
+PROJECT_KERNEL = "attrlib"
+FALLBACK_KERNEL = "python3"
 
 
-def unbiased_variant(root: str | Path) -> Path | None:
-    """The unbiased twin of an embedded benchmark folder (`<root>-unbiased`, made with the same parameters
-    if missing), or None for data that is not the embedded benchmark (a user's own images)."""
-    import json
+def notebook_kernel(notebook: str | Path, installed: Iterable[str] | None = None) -> str:
+    """The kernel to execute `notebook` on: the one its metadata names (for the numbered notebooks, the
+    project's `attrlib` kernel) when that kernelspec is installed; otherwise python3, saying so."""
+    meta = nbformat.read(str(notebook), as_version=4).metadata.get("kernelspec", {})
+    name = meta.get("name") or FALLBACK_KERNEL
+    installed = set(KernelSpecManager().find_kernel_specs() if installed is None else installed)
+    if name in installed:
+        return name
+    print(f"{Path(notebook).name}: its kernel {name!r} is not installed here; running it on {FALLBACK_KERNEL!r} "
+          f"instead. Install the project's kernel with `make install` (or: python -m ipykernel install "
+          f"--sys-prefix --name {PROJECT_KERNEL} --display-name \"attrlib (.venv)\").", flush=True)
+    return FALLBACK_KERNEL
 
-    root = Path(root)
-    if not is_simulated(root):
+
+def git_commit(folder: str | Path = ".") -> str | None:
+    """The commit checked out in `folder` (with "-dirty" when tracked files changed), or None outside git."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=folder, capture_output=True, text=True, check=True)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=folder,
+                               capture_output=True, text=True, check=True)
+    except (OSError, subprocess.CalledProcessError):
         return None
-    params = json.loads((root / "benchmark.json").read_text(encoding="utf-8"))
-    if params.get("variant") == "unbiased":
-        return root
-    from inspect import signature
-
-    from .benchmark import synthesize
-
-    keys = set(signature(synthesize).parameters) - {"out", "variant", "force", "progress"}
-    return synthesize(root.parent / f"{root.name}-unbiased", variant="unbiased", progress=False,
-                      **{k: v for k, v in params.items() if k in keys})
-
-
-def is_simulated(root: str | Path) -> bool:
-    """True when `root` is the embedded benchmark (it carries the simulator's benchmark.json)."""
-    return (Path(root) / "benchmark.json").is_file()
-
-
-def benchmark_spec(profile: str, root: str | Path, **execution) -> dict:
-    """Keyword arguments for `attrlib.benchmark.checks` trainings that match a profile and an embedded benchmark.
-
-    The benchmark's own scale, size and seed come from its benchmark.json (so checks run at the size the
-    study runs at); the training options are the profile's; `execution` adds runs/device.
-    """
-    import json
-
-    from .config import PROFILES
-
-    if not is_simulated(root):
-        raise ConfigError(f"{str(root)!r} is not the embedded benchmark (no benchmark.json): the simulation "
-                          "checks need the strength knob, which real data does not have")
-    params = json.loads((Path(root) / "benchmark.json").read_text(encoding="utf-8"))
-    # the study's benchmark and its unbiased twin are the sweep's points at the default strength: reused, not
-    # made again (and their runs are the baseline's and the oracle's seed 0: reused as well)
-    reuse = [str(p) for p in (Path(root), unbiased_variant(Path(root))) if p is not None and p.is_dir()]
-    return dict(scale=params["scale"], size=params["size"], instance_spread=params.get("instance_spread", 0.0),
-                technique="baseline", reuse=reuse,
-                data_dir=str(Path(root).parent / "checks"), **PROFILES[profile]["config"], **execution)
+    return head.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
 
 
 def notebooks_in(folder: str | Path) -> list[Path]:
@@ -111,7 +66,7 @@ def notebooks_in(folder: str | Path) -> list[Path]:
     return found
 
 
-def run_study(profile: str = "default", data: str = "", heldout: str = "military_vehicle",
+def run_study(profile: str = "default", data: str = "", heldout: str | Iterable[str] = "military_vehicle",
               notebooks: str | Path = "notebooks", out: str | Path = "runs/notebooks", runs: str = "runs",
               figures: str = "figures", results: str = "results", device: str = "auto",
               only: tuple[str, ...] = (), progress: bool = True, threads: int = 0, jobs: int = 0) -> list[Path]:
@@ -127,8 +82,6 @@ def run_study(profile: str = "default", data: str = "", heldout: str = "military
     other waits and reuses it), and they share nothing else but files, so any order gives the same results.
     threads: torch CPU threads in every notebook (0: the cores divided by jobs, or torch's default for one job).
     """
-    from .config import PROFILES
-
     if profile not in PROFILES:
         raise ConfigError(f"unknown profile {profile!r}; valid profiles: {', '.join(PROFILES)}")
     if int(jobs) < 0 or int(threads) < 0:
@@ -137,12 +90,12 @@ def run_study(profile: str = "default", data: str = "", heldout: str = "military
     jobs = int(jobs) or min(4, cores)  # 2 cores: 2 notebooks of 1 thread; 8 cores: 4 notebooks of 2 threads
     if jobs > 1 and not threads:
         threads = max(1, cores // jobs)
-    began = time.perf_counter()
+    began, started = time.perf_counter(), time.strftime("%Y-%m-%dT%H:%M:%S%z")
     finished_before = len(list(Path(runs).glob("*/*/done")))  # 0: a cold study, every run trained here
     data_root = str(resolve_data(profile, data, progress=progress))  # made once here, not by every notebook
     if not data:  # the oracle's unbiased twin too (notebooks 01 and 10 read it), before notebooks run side by side
         resolve_data(profile, data, progress=progress, variant="unbiased")
-    params = dict(profile=profile, data=data_root, heldout=heldout, runs=runs, figures=figures,
+    params = dict(profile=profile, data=data_root, heldout=",".join(parse_heldout(heldout)), runs=runs, figures=figures,
                   results=results, device=device, threads=int(threads))
     todo = [nb for nb in notebooks_in(notebooks) if not only or nb.name.startswith(tuple(only))]
     out = Path(out)
@@ -160,10 +113,11 @@ def run_study(profile: str = "default", data: str = "", heldout: str = "military
     total = time.perf_counter() - began
     # a record of this study's wall time (benchmarks/bench_study.py reports the last default one)
     atomic_write_json(out / "study_timing.json", dict(
-        profile=profile, data=data_root, runs=str(runs), only=list(only), runs_reused_or_before=finished_before,
+        profile=profile, data=data_root, heldout=params["heldout"], device=device, commit=git_commit(),
+        runs=str(runs), figures=str(figures), results=str(results), only=list(only), runs_reused_or_before=finished_before,
         runs_trained=len(list(Path(runs).glob("*/*/done"))) - finished_before, jobs=jobs, threads=int(threads),
         cores=cores, seconds=round(total, 1),
-        notebooks={k: round(v, 1) for k, v in timings.items()}, finished=time.strftime("%Y-%m-%dT%H:%M:%S%z")))
+        notebooks={k: round(v, 1) for k, v in timings.items()}, started=started, finished=time.strftime("%Y-%m-%dT%H:%M:%S%z")))
     print(f"study ({profile}): {len(todo)} notebooks in {total / 60:.1f} min", flush=True)
     return [out / nb.name for nb in todo]
 
@@ -172,15 +126,13 @@ def _execute_all(todo: list[Path], out: Path, params: dict, jobs: int, progress:
     """Run the notebooks, one at a time in this process or `jobs` at a time: seconds per notebook."""
     if jobs > 1:
         return _run_parallel(todo, out, params, jobs)
-    import papermill as pm
-
     timings = {}
     for i, nb in enumerate(todo, 1):
         target = out / nb.name
         start = time.perf_counter()
         print(f"[{i}/{len(todo)}] {nb.name} ...", flush=True)
         try:
-            pm.execute_notebook(str(nb), str(target), parameters=params, kernel_name="python3",
+            pm.execute_notebook(str(nb), str(target), parameters=params, kernel_name=notebook_kernel(nb),
                                 progress_bar=progress, cwd=str(Path.cwd()))
         except pm.PapermillExecutionError as err:
             raise StudyError(_failure(nb.name, target, err.cell_index, err.exec_count,
@@ -197,11 +149,10 @@ def _failure(name: str, target: Path, cell: Any, count: Any, what: str) -> str:
 
 def _execute(nb: str, target: str, params: dict, cwd: str) -> tuple[float, str | None]:
     """One notebook in a worker process: (seconds, None) or (seconds, the failure message)."""
-    import papermill as pm
-
     start = time.perf_counter()
     try:
-        pm.execute_notebook(nb, target, parameters=params, kernel_name="python3", progress_bar=False, cwd=cwd)
+        pm.execute_notebook(nb, target, parameters=params, kernel_name=notebook_kernel(nb), progress_bar=False,
+                            cwd=cwd)
     except pm.PapermillExecutionError as err:
         return time.perf_counter() - start, _failure(Path(nb).name, Path(target), err.cell_index, err.exec_count,
                                                      f"{err.ename}: {err.evalue}")
@@ -215,9 +166,6 @@ def _execute(nb: str, target: str, params: dict, cwd: str) -> tuple[float, str |
 def _run_parallel(todo: list[Path], out: Path, params: dict, jobs: int) -> dict[str, float]:
     """`jobs` notebooks at once, started in numeric order; the first failure stops new starts (the ones
     running finish, so their runs are kept) and is raised as StudyError."""
-    import multiprocessing
-    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-
     print(f"{len(todo)} notebooks, {jobs} at a time, {params['threads']} torch thread(s) each", flush=True)
     ctx = multiprocessing.get_context("spawn")  # a fresh interpreter: no torch threads inherited from a fork
     failure, finished, timings = None, 0, {}

@@ -1,0 +1,169 @@
+"""One static HTML report of an executed study, for the write-up (`attrlib report`, `make report`).
+
+    build_report()   # runs/notebooks/*.ipynb, figures/, results/ -> report/index.html
+
+The report folder stands alone (copy it, zip it, open index.html): one page per executed notebook
+(nbconvert's HTMLExporter, code cells hidden unless `show_input`, figures embedded in the page), a copy of
+every figure (PNG, PDF) and table (CSV, Markdown, LaTeX, and an HTML rendering of the CSV), and an index
+that links all of them and states the study's profile, data, commit and time (from the runner's
+`study_timing.json`). Every file is written atomically; the report's own subfolders are rebuilt each time,
+so nothing from an earlier study stays behind.
+"""
+from __future__ import annotations
+
+import html
+import json
+import shutil
+import time
+from itertools import groupby
+from pathlib import Path
+
+import nbformat
+import pandas as pd
+from nbconvert import HTMLExporter
+
+from ..errors import ConfigError
+from ..io import atomic_write_bytes, atomic_write_text
+from .runner import notebooks_in
+
+FIGURE_EXTENSIONS = (".png", ".pdf", ".svg")
+TABLE_EXTENSIONS = (".csv", ".md", ".tex")
+TIMING_FILE = "study_timing.json"
+
+_STYLE = """
+body { font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1em; color: #222; }
+h1 { margin-bottom: .2em; } h2 { border-bottom: 1px solid #ddd; padding-bottom: .2em; margin-top: 1.6em; }
+table.facts td { padding: .15em 1em .15em 0; vertical-align: top; } table.facts td:first-child { color: #666; }
+ol.notebooks li { margin: .3em 0; } .muted { color: #777; font-size: .9em; }
+.figures { display: grid; grid-template-columns: repeat(auto-fill, minmax(200px, 1fr)); gap: 12px; }
+.figures figure { margin: 0; border: 1px solid #ddd; padding: 6px; background: #fff; }
+.figures img { width: 100%; height: 140px; object-fit: contain; }
+.figures figcaption { font-size: .8em; word-break: break-all; }
+ul.tables { columns: 2; } code { background: #f4f4f4; padding: 0 .2em; }
+"""
+
+
+def build_report(executed: str | Path = "runs/notebooks", figures: str | Path = "figures",
+                 results: str | Path = "results", out: str | Path = "report", show_input: bool = False) -> Path:
+    """Build the report of the study whose executed notebooks are in `executed`; return its index.html."""
+    executed, figures, results, out = Path(executed), Path(figures), Path(results), Path(out)
+    if not executed.is_dir():
+        raise ConfigError(f"no executed notebooks: {str(executed)!r} does not exist; run `attrlib study` (or "
+                          "`make study`) first, or pass --executed DIR")
+    notebooks = notebooks_in(executed)
+    timing_path = executed / TIMING_FILE
+    timing = json.loads(timing_path.read_text(encoding="utf-8")) if timing_path.is_file() else {}
+    for sub in ("notebooks", "figures", "results"):  # only the report's own folders are rebuilt
+        shutil.rmtree(out / sub, ignore_errors=True)
+
+    exporter = HTMLExporter(template_name="lab", exclude_input=not show_input, exclude_input_prompt=not show_input,
+                            exclude_output_prompt=True, embed_images=True)
+    pages = []
+    for nb_path in notebooks:
+        nb = nbformat.read(str(nb_path), as_version=4)
+        body, _ = exporter.from_notebook_node(nb, resources={"metadata": {"name": nb_path.stem}})
+        page = out / "notebooks" / f"{nb_path.stem}.html"
+        atomic_write_text(page, _with_back_link(body))
+        pages.append(dict(page=page.relative_to(out).as_posix(), name=nb_path.name, title=_title(nb, nb_path.stem),
+                          errors=_errors(nb), seconds=timing.get("notebooks", {}).get(nb_path.name)))
+
+    figure_files = _copy(figures, out / "figures", FIGURE_EXTENSIONS)
+    table_files = _copy(results, out / "results", TABLE_EXTENSIONS)
+    for csv in [f for f in table_files if f.suffix == ".csv"]:
+        frame = pd.read_csv(csv, keep_default_na=False)
+        atomic_write_text(csv.with_suffix(".html"), _page(csv.stem, f"<h1>{html.escape(csv.stem)}</h1>"
+                          f"<p><a href='../index.html'>report index</a></p>{frame.to_html(index=False, border=0)}"))
+
+    index = out / "index.html"
+    atomic_write_text(index, _index(timing, pages, figure_files, table_files, out, show_input))
+    return index
+
+
+def _title(nb: nbformat.NotebookNode, fallback: str) -> str:
+    """The notebook's first markdown heading ("# 02 · Baseline ..."), without the '#'."""
+    for cell in nb.cells:
+        if cell.cell_type == "markdown":
+            for line in cell.source.splitlines():
+                if line.startswith("#"):
+                    return line.lstrip("#").strip()
+    return fallback
+
+
+def _errors(nb: nbformat.NotebookNode) -> int:
+    return sum(o.get("output_type") == "error" for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
+
+
+def _with_back_link(body: str) -> str:
+    """The exported page with a link back to the index at the top of its body."""
+    start = body.find("<body")
+    end = body.find(">", start) + 1 if start >= 0 else 0
+    link = ("<p style='margin:1em 2em'><a href='../index.html'>&larr; report index</a></p>")
+    return body[:end] + link + body[end:]
+
+
+def _copy(source: Path, target: Path, extensions: tuple[str, ...]) -> list[Path]:
+    """Copy the files of `source` with those extensions into `target` (atomically, one by one): the copies."""
+    if not source.is_dir():
+        return []
+    copies = []
+    for path in sorted(p for p in source.iterdir() if p.is_file() and p.suffix.lower() in extensions):
+        copies.append(atomic_write_bytes(target / path.name, path.read_bytes()))
+    return copies
+
+
+def _page(title: str, body: str) -> str:
+    return (f"<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+            f"<style>{_STYLE}</style></head><body>{body}</body></html>\n")
+
+
+def _index(timing: dict, pages: list[dict], figures: list[Path], tables: list[Path], out: Path,
+           show_input: bool) -> str:
+    e = html.escape
+    minutes = f"{timing['seconds'] / 60:.1f} min" if "seconds" in timing else "unknown"
+    facts = [("profile", timing.get("profile", "unknown")), ("data", timing.get("data", "unknown")),
+             ("held out", timing.get("heldout", "unknown")), ("device", timing.get("device", "unknown")),
+             ("commit", timing.get("commit") or "unknown (not a git checkout, or before the commit was recorded)"),
+             ("started", timing.get("started", "unknown")), ("finished", timing.get("finished", "unknown")),
+             ("wall time", f"{minutes} ({timing.get('jobs', '?')} notebook(s) at a time, "
+                           f"{timing.get('threads', '?')} torch thread(s) each)"),
+             ("runs", f"{timing.get('runs_trained', '?')} trained, {timing.get('runs_reused_or_before', '?')} "
+                      f"found finished")]
+    parts = ["<h1>attrlib study report</h1>",
+             f"<p class='muted'>built {e(time.strftime('%Y-%m-%d %H:%M:%S %z'))} by <code>attrlib report</code> "
+             f"from the executed notebooks; code cells {'shown' if show_input else 'hidden'}</p>",
+             "<table class='facts'>" + "".join(f"<tr><td>{e(k)}</td><td><code>{e(str(v))}</code></td></tr>"
+                                               for k, v in facts) + "</table>",
+             f"<h2>Notebooks ({len(pages)})</h2><ol class='notebooks'>"]
+    for p in pages:
+        extra = [f"{p['seconds']:.0f} s" if p["seconds"] is not None else "",
+                 f"<strong>{p['errors']} error(s)</strong>" if p["errors"] else ""]
+        parts.append(f"<li><a href='{e(p['page'])}'>{e(p['title'])}</a> <span class='muted'>{e(p['name'])} "
+                     f"{' · '.join(x for x in extra if x)}</span></li>")
+    parts.append("</ol>")
+
+    shown = [f for f in figures if f.suffix == ".png"] or [f for f in figures if f.suffix != ".pdf"]
+    parts.append(f"<h2>Figures ({len(shown)})</h2>")
+    for prefix, group in groupby(shown, key=lambda f: f.name[:2]):
+        parts.append(f"<h3>Notebook {e(prefix)}</h3><div class='figures'>")
+        for fig in group:
+            others = [f for f in figures if f.stem == fig.stem and f != fig]
+            links = " ".join(f"<a href='{e(o.relative_to(out).as_posix())}'>{e(o.suffix[1:].upper())}</a>"
+                             for o in others)
+            src = e(fig.relative_to(out).as_posix())
+            parts.append(f"<figure><a href='{src}'><img src='{src}' alt='{e(fig.stem)}' loading='lazy'></a>"
+                         f"<figcaption><a href='{src}'>{e(fig.stem)}</a> {links}</figcaption></figure>")
+        parts.append("</div>")
+
+    stems = sorted({t.stem for t in tables})
+    parts.append(f"<h2>Tables ({len(stems)})</h2>")
+    for prefix, group in groupby(stems, key=lambda s: s[:2]):
+        parts.append(f"<h3>Notebook {e(prefix)}</h3><ul class='tables'>")
+        for stem in group:
+            files = sorted((t for t in tables if t.stem == stem), key=lambda t: TABLE_EXTENSIONS.index(t.suffix))
+            html_page = out / "results" / f"{stem}.html"
+            name = (f"<a href='{e(html_page.relative_to(out).as_posix())}'>{e(stem)}</a>" if html_page.is_file()
+                    else e(stem))
+            links = " ".join(f"<a href='{e(t.relative_to(out).as_posix())}'>{e(t.suffix[1:])}</a>" for t in files)
+            parts.append(f"<li>{name} <span class='muted'>{links}</span></li>")
+        parts.append("</ul>")
+    return _page("attrlib study report", "\n".join(parts))

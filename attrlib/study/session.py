@@ -1,0 +1,210 @@
+"""A notebook's session: its parameters resolved once, in one place.
+
+Every numbered notebook has the same preamble: a parameters cell of flat literals (papermill injects its
+overrides after it) and one setup cell,
+
+    s = session(profile=profile, data=data, heldout=heldout, seeds=seeds, runs=runs, figures=figures,
+                results=results, device=device, threads=threads, n_boot=n_boot)
+
+which returns a `Session`: the data root (the user's, or the profile's embedded benchmark, made if missing),
+the Config overrides every training call shares (`s.common`), the held-out subclasses as a tuple, the
+seeds, the simulated-benchmark note, the oracle's unbiased data, and the notebook knobs of the profile
+(`s.knobs`: bootstrap resamples, image caps, sweep strengths...), which live in `attrlib.config.PROFILES`
+rather than in `if profile == ...` branches.
+
+Also here: how a profile's data is found (`resolve_data`, `unbiased_variant`, `is_simulated`,
+`benchmark_spec`) and the one parser of a `heldout` string (`parse_heldout`), which the CLI uses too.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from functools import cached_property
+from inspect import signature
+from pathlib import Path
+from typing import Any, Iterable
+
+import torch
+
+from ..benchmark import synthesize
+from ..config import PROFILES, Config, profile as profile_config
+from ..errors import ConfigError
+from ..benchmark import SIMULATED_NOTE
+
+# The embedded benchmark each profile studies when no --data is given. `quick` is small enough for the
+# test suite; `default` is seed 002's matrix at scale 1/50; `paper` keeps that matrix at a larger size
+# (seed 002 resizes to 224; the simulator works at 256 so the resize protocol has something to erase).
+STUDY_BENCHMARKS = {
+    "quick": dict(out="data/benchmark-quick", scale=1 / 250, size=32),
+    "default": dict(out="data/benchmark", scale=1 / 50, size=64),
+    "paper": dict(out="data/benchmark-paper", scale=1 / 50, size=256),
+}
+
+# A knob given as one of these takes the profile's value (a parameters cell's "0: the profile's").
+_PROFILE_VALUE = (None, 0, "auto")
+
+
+def parse_heldout(heldout: str | Iterable[str]) -> tuple[str, ...]:
+    """The held-out subclasses from "military_vehicle" or "a, b" (or an iterable of names): a tuple of names.
+
+    The one parser of `heldout`: notebooks (through `session`), `attrlib study` and the CLI use it."""
+    names = heldout.split(",") if isinstance(heldout, str) else list(heldout)
+    parsed = tuple(str(n).strip() for n in names if str(n).strip())
+    if not parsed:
+        raise ConfigError(f"heldout {heldout!r} names no subclass; give one or more, comma-separated "
+                          "(e.g. military_vehicle)")
+    return parsed
+
+
+def resolve_data(profile: str = "default", data: str = "", progress: bool = True,
+                 variant: str = "biased") -> Path | None:
+    """The data root a notebook works on: the user's `data`, or the profile's embedded benchmark (made if missing).
+
+    variant="unbiased": the same benchmark with the same total spread over every generator x subclass cell,
+    in `<out>-unbiased` (the oracle's training set: the baseline trained there is the reference of "gap
+    closed"). The user's own data has no unbiased variant: None.
+    """
+    if variant not in ("biased", "unbiased"):
+        raise ConfigError(f"unknown variant {variant!r}; valid variants: biased, unbiased")
+    if data:
+        path = Path(data)
+        if not path.exists():
+            raise ConfigError(f"data {str(path)!r} does not exist; give a folder <root>/<generator>/<subclass>/... "
+                              "or a manifest CSV, or leave data empty for the embedded benchmark")
+        if variant == "unbiased":
+            return unbiased_variant(path)
+        return path
+    if profile not in STUDY_BENCHMARKS:
+        raise ConfigError(f"unknown profile {profile!r}; valid profiles: {', '.join(STUDY_BENCHMARKS)}")
+    spec = dict(STUDY_BENCHMARKS[profile])
+    out = spec.pop("out") + ("-unbiased" if variant == "unbiased" else "")
+    return synthesize(out, progress=progress, variant=variant, **spec)
+
+
+def unbiased_variant(root: str | Path) -> Path | None:
+    """The unbiased twin of an embedded benchmark folder (`<root>-unbiased`, made with the same parameters
+    if missing), or None for data that is not the embedded benchmark (a user's own images)."""
+    root = Path(root)
+    if not is_simulated(root):
+        return None
+    params = json.loads((root / "benchmark.json").read_text(encoding="utf-8"))
+    if params.get("variant") == "unbiased":
+        return root
+    keys = set(signature(synthesize).parameters) - {"out", "variant", "force", "progress"}
+    return synthesize(root.parent / f"{root.name}-unbiased", variant="unbiased", progress=False,
+                      **{k: v for k, v in params.items() if k in keys})
+
+
+def is_simulated(root: str | Path) -> bool:
+    """True when `root` is the embedded benchmark (it carries the simulator's benchmark.json)."""
+    return (Path(root) / "benchmark.json").is_file()
+
+
+def benchmark_spec(profile: str, root: str | Path, **execution) -> dict:
+    """Keyword arguments for the trainings of `attrlib.study.checks` that match a profile and an embedded
+    benchmark.
+
+    The benchmark's own scale, size and seed come from its benchmark.json (so checks run at the size the
+    study runs at); the training options are the profile's; `execution` adds runs/device.
+    """
+    if not is_simulated(root):
+        raise ConfigError(f"{str(root)!r} is not the embedded benchmark (no benchmark.json): the simulation "
+                          "checks need the strength knob, which real data does not have")
+    params = json.loads((Path(root) / "benchmark.json").read_text(encoding="utf-8"))
+    # the study's benchmark and its unbiased twin are the sweep's points at the default strength: reused, not
+    # made again (and their runs are the baseline's and the oracle's seed 0: reused as well)
+    reuse = [str(p) for p in (Path(root), unbiased_variant(Path(root))) if p is not None and p.is_dir()]
+    return dict(scale=params["scale"], size=params["size"], instance_spread=params.get("instance_spread", 0.0),
+                technique="baseline", reuse=reuse,
+                data_dir=str(Path(root).parent / "checks"), **PROFILES[profile]["config"], **execution)
+
+
+class Knobs(dict):
+    """A notebook's profile-dependent settings (`PROFILES[profile]["notebook"]`, with the notebook's own
+    overrides), read as `s.knobs.n_boot` or `s.knobs["n_boot"]`."""
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(f"no notebook knob {name!r}; the profile's knobs: {', '.join(self)}") from None
+
+
+@dataclass
+class Session:
+    """What a notebook works with, resolved from its parameters (see `session`).
+
+    profile:  the profile's name (quick | default | paper).
+    data:     the data root: the user's folder or manifest, or the profile's embedded benchmark.
+    heldout:  the held-out subclasses, parsed.
+    seeds:    the training seeds: the notebook's, or the profile's when it gives none.
+    runs, figures, results: where run folders, figures and tables go.
+    device, threads: the torch device ("auto": the best available) and CPU threads (0: torch's default).
+    config:   the profile's Config with the shared overrides (`common`) applied, e.g. `s.config.image_size`.
+    simulated, note: whether `data` is the embedded benchmark, and the note every figure of it carries
+              ("" on the user's data).
+    knobs:    the profile's notebook settings with the notebook's overrides (`Knobs`).
+    """
+
+    profile: str
+    data: Path
+    heldout: tuple[str, ...]
+    seeds: tuple[int, ...]
+    runs: str
+    figures: str
+    results: str
+    device: str
+    threads: int
+    config: Config
+    simulated: bool
+    note: str
+    knobs: Knobs = field(default_factory=Knobs)
+
+    @property
+    def common(self) -> dict[str, Any]:
+        """The Config overrides every training call of a notebook shares: data, heldout, runs, device."""
+        return dict(data=str(self.data), heldout=self.heldout, runs=self.runs, device=self.device)
+
+    @cached_property
+    def oracle_data(self) -> Path | None:
+        """The oracle's training data: the unbiased twin of the embedded benchmark (made on first use if
+        missing; `attrlib study` makes it before any notebook), or None on the user's own data."""
+        return unbiased_variant(self.data)
+
+    def _repr_markdown_(self) -> str:
+        seeds = ", ".join(map(str, self.seeds))
+        line = (f"**Profile** `{self.profile}` · **data** `{self.data}` · **held out** {', '.join(self.heldout)} · "
+                f"**seeds** {seeds} · **device** `{self.device}`")
+        return line + (f"\n\n*{self.note}*" if self.note else "")
+
+
+def session(profile: str = "default", data: str = "", heldout: str | Iterable[str] = "military_vehicle",
+            seeds: Iterable[int] = (), runs: str = "runs", figures: str = "figures", results: str = "results",
+            device: str = "auto", threads: int = 0, progress: bool = True, **knobs: Any) -> Session:
+    """Resolve a notebook's parameters into a `Session` (the shared setup cell of every notebook).
+
+    Makes the profile's embedded benchmark when `data` is empty and it is missing; sets torch's CPU threads
+    when `threads` > 0. `knobs` override the profile's notebook settings (`PROFILES[profile]["notebook"]`);
+    a knob given as 0, None or "auto" keeps the profile's value. An unknown profile or knob fails and lists
+    the valid ones.
+    """
+    if profile not in PROFILES:
+        raise ConfigError(f"unknown profile {profile!r}; valid profiles: {', '.join(PROFILES)}")
+    defaults = PROFILES[profile].get("notebook", {})
+    unknown = sorted(set(knobs) - set(defaults))
+    if unknown:
+        raise ConfigError(f"unknown notebook knob(s) {', '.join(unknown)}; valid knobs: {', '.join(defaults)} "
+                          "(attrlib.config.PROFILES[...]['notebook'])")
+    if int(threads) < 0:
+        raise ConfigError(f"threads={threads} must be 0 (torch's default) or more")
+    if threads:
+        torch.set_num_threads(int(threads))
+    root = resolve_data(profile, data, progress=progress)
+    held = parse_heldout(heldout)
+    config, profile_seeds = profile_config(profile, data=str(root), heldout=held, runs=runs, device=device)
+    simulated = is_simulated(root)
+    return Session(
+        profile=profile, data=root, heldout=held, seeds=tuple(int(s) for s in seeds) or profile_seeds,
+        runs=runs, figures=figures, results=results, device=device, threads=int(threads), config=config,
+        simulated=simulated, note=SIMULATED_NOTE if simulated else "",
+        knobs=Knobs({k: v if knobs.get(k, None) in _PROFILE_VALUE else knobs[k] for k, v in defaults.items()}))

@@ -1,0 +1,137 @@
+"""The notebooks' shared preamble: `attrlib.study.session` resolves a parameters cell into a Session (data,
+shared Config overrides, held-out tuple, seeds, the profile's notebook knobs), and the notebooks follow the
+Jupyter conventions (the project's kernel, a complete language_info, no outputs, typed parameters)."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from attrlib.config import PROFILES
+from attrlib.errors import ConfigError
+from attrlib.study import Session, parse_heldout, session
+
+REPO = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((REPO / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+
+
+def test_session_resolves_the_parameters_of_a_notebook(tiny_data):
+    s = session(profile="quick", data=str(tiny_data), heldout="military_vehicle, car", seeds=[], runs="r",
+                figures="f", results="t", device="cpu", progress=False)
+    assert isinstance(s, Session)
+    assert s.data == tiny_data and s.heldout == ("military_vehicle", "car")
+    assert s.seeds == PROFILES["quick"]["seeds"]  # none given: the profile's
+    assert s.common == dict(data=str(tiny_data), heldout=("military_vehicle", "car"), runs="r", device="cpu")
+    assert s.config.image_size == PROFILES["quick"]["config"]["image_size"] and s.config.runs == "r"
+    assert not s.simulated and s.note == "" and s.oracle_data is None  # the user's data: no unbiased twin
+    assert "military_vehicle, car" in s._repr_markdown_()
+    assert session(profile="quick", data=str(tiny_data), seeds=[3, 4], progress=False).seeds == (3, 4)
+
+
+@pytest.mark.parametrize("profile", sorted(PROFILES))
+def test_knobs_come_from_the_profile_and_a_notebook_overrides_them(tiny_data, profile):
+    s = session(profile=profile, data=str(tiny_data), progress=False)
+    assert dict(s.knobs) == PROFILES[profile]["notebook"]
+    kept = session(profile=profile, data=str(tiny_data), progress=False, n_boot=0, cam_images=0,
+                   sweep_strengths="auto")  # a parameters cell's "0: the profile's"
+    assert kept.knobs == s.knobs
+    given = session(profile=profile, data=str(tiny_data), progress=False, n_boot=7, sweep_strengths="")
+    assert given.knobs.n_boot == given.knobs["n_boot"] == 7 and given.knobs.sweep_strengths == ""
+
+
+def test_the_quick_profile_keeps_the_smoke_run_small(tiny_data):
+    from attrlib.benchmark import DEFAULT_STRENGTH
+    from attrlib.study.checks import sweep_points
+
+    quick = session(profile="quick", data=str(tiny_data), progress=False).knobs
+    default = session(profile="default", data=str(tiny_data), progress=False).knobs
+    assert (quick.n_boot, quick.cam_images, quick.summary_images, quick.cam_per_generator) == (200, 24, 48, 1)
+    assert (default.n_boot, default.cam_images, default.summary_images, default.cam_per_generator) == (1000, None, None, 2)
+    assert sweep_points(quick.sweep_strengths) == [0.0, DEFAULT_STRENGTH]  # only the points the checks read
+    assert sweep_points(default.sweep_strengths) == sorted({0.0, 1.0, DEFAULT_STRENGTH})
+    assert sweep_points("") == []
+
+
+def test_session_fails_on_unknown_profiles_knobs_and_empty_heldout(tiny_data):
+    with pytest.raises(ConfigError, match="valid profiles"):
+        session(profile="fast", data=str(tiny_data))
+    with pytest.raises(ConfigError, match="valid knobs: .*n_boot"):
+        session(profile="quick", data=str(tiny_data), n_bootstrap=10)
+    with pytest.raises(ConfigError, match="names no subclass"):
+        session(profile="quick", data=str(tiny_data), heldout=" , ")
+    with pytest.raises(ConfigError, match="does not exist"):
+        session(profile="quick", data=str(tiny_data / "missing"))
+
+
+def test_one_parser_of_heldout_for_notebooks_and_cli():
+    from attrlib.cli import build_parser
+
+    assert parse_heldout("military_vehicle") == ("military_vehicle",)
+    assert parse_heldout(" a, b ,") == parse_heldout(["a", "b"]) == ("a", "b")
+    args = build_parser().parse_args(["study", "--heldout", " a, b ,"])
+    assert args.heldout == ("a", "b")
+    assert build_parser().parse_args(["bias-table", "x", "--heldout", "a,b"]).heldout == ("a", "b")
+
+
+def test_attrlib_stays_light_and_offers_session_lazily():
+    code = ("import sys, attrlib; assert 'torch' not in sys.modules; "
+            "from attrlib import session; assert 'torch' in sys.modules; print(session.__module__)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "attrlib.study.session"
+
+
+def test_the_simulator_does_not_import_training_or_anything_above_it():
+    code = ("import sys, attrlib.benchmark, attrlib.benchmark.stats; print(sorted(m for m in sys.modules if m.startswith("
+            "('attrlib.training', 'attrlib.sweep', 'attrlib.evaluation', 'attrlib.runfolder', 'attrlib.study'))))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+# ------------------------------------------------------------------------------------- the notebooks
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebooks_open_on_the_project_kernel_unmodified_and_without_outputs(path):
+    nb = json.loads(path.read_text(encoding="utf-8"))
+    assert nb["metadata"]["kernelspec"] == {"display_name": "attrlib (.venv)", "language": "python", "name": "attrlib"}
+    # everything the kernel reports on start, so JupyterLab has nothing to add (and autosave nothing to write)
+    info = nb["metadata"]["language_info"]
+    assert {"codemirror_mode", "file_extension", "mimetype", "name", "nbconvert_exporter", "pygments_lexer",
+            "version"} <= set(info)
+    assert info["name"] == "python" and info["pygments_lexer"] == "ipython3"
+    code = [c for c in nb["cells"] if c["cell_type"] == "code"]
+    assert all(c["outputs"] == [] and c["execution_count"] is None for c in code)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_every_notebook_has_one_preamble(path):
+    """A title, a parameters cell of typed flat literals, ONE setup cell calling session(...), then its own
+    calls: no profile branches, no heldout parsing, no resolve_data in a notebook."""
+    nb = json.loads(path.read_text(encoding="utf-8"))
+    cells = nb["cells"]
+    assert cells[0]["cell_type"] == "markdown" and "".join(cells[0]["source"]).startswith("# ")
+    assert "parameters" in cells[1]["metadata"].get("tags", [])
+    sources = ["".join(c["source"]) for c in cells if c["cell_type"] == "code"]
+    assert sum("session(" in s for s in sources) == 1 and "session(" in sources[1]
+    for text in sources:
+        assert 'profile == "' not in text and "heldout.split" not in text and "resolve_data(" not in text
+        assert "set_num_threads" not in text
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_papermill_lists_every_parameter_with_its_type_and_help(path):
+    import nbformat
+    import papermill as pm
+
+    params = pm.inspect_notebook(str(path))
+    assert {"profile", "data", "heldout", "runs", "figures", "results", "device", "threads"} <= set(params)
+    for name, p in params.items():
+        assert p["inferred_type_name"] != "None", f"{path.name}: {name} has no type"
+        assert p["help"], f"{path.name}: {name} has no help"
+    # the command line users run shows the same
+    shown = subprocess.run([sys.executable, "-m", "papermill", "--help-notebook", str(path)], capture_output=True,
+                           text=True, check=True).stdout
+    assert 'profile: str (default "default")' in shown and "threads: int (default 0)" in shown
+    source = nbformat.read(str(path), as_version=4).cells[1].source
+    assert all(": " in line.split("=")[0] for line in source.splitlines() if line.strip())
