@@ -5,7 +5,8 @@ Diffusion over horses, faces, cars...) are not public, so the study generates it
 deterministically: procedural content subclasses (`content`), six simulated generator families that add
 architecture-inspired high-frequency fingerprints (`families`), seed 002's biased generator x subclass
 training matrix and held-out military-vehicle test set (`synth`), and the checks that make the simulation
-trustworthy (`checks`). Nothing here is an image from a real generator.
+trustworthy (`checks`); `realistic` makes a variant whose files look like a real folder's (sizes, formats,
+unequal counts). Nothing here is an image from a real generator.
 """
 from .synth import (DEFAULT_STRENGTH, GENERATOR_VERSION, GENERATORS, HELDOUT, SEED002_MATRIX, SEED002_TEST_COUNTS,
                     SUBCLASSES, VARIANTS, cell_counts, synthesize)
