@@ -127,3 +127,12 @@ def test_fingerprint_is_made_at_the_images_own_size_before_encoding(tmp_path):
             assert rms > 0.2 * DEFAULT_STRENGTH, rel
         assert abs(diff.mean()) < 0.5, rel   # high-frequency only: no brightness shift
 
+
+
+def test_cli_passes_realistic_through(tmp_path, monkeypatch):
+    from attrlib import cli
+    seen = {}
+    monkeypatch.setattr("attrlib.benchmark.synthesize", lambda out, **kw: seen.update(kw) or out)
+    assert cli.main(["synth", "--realistic", "--out", str(tmp_path / "r")]) == 0
+    assert seen["realistic"] is True
+    assert cli.main(["synth", "--out", str(tmp_path / "d")]) == 0 and seen["realistic"] is False
