@@ -57,6 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default: the calibrated one)")
     s.add_argument("--variant", choices=("biased", "unbiased"), default="biased",
                    help="biased: seed 002's generator x subclass matrix; unbiased: the same total over all cells")
+    s.add_argument("--realistic", action="store_true",
+                   help="the realistic variant: per-generator sizes and formats (JPEG, RGBA...), unequal counts; "
+                        "--size is then the model crop the sizes scale with (default: off)")
     s.add_argument("--force", action="store_true", help="regenerate even if the cached benchmark matches")
 
     b = sub.add_parser("bias-table", help="generator x subclass counts of a data folder or manifest", formatter_class=fmt)
@@ -130,7 +133,8 @@ def _synth(args) -> None:
 
     strength = DEFAULT_STRENGTH if args.strength is None else args.strength
     print(synthesize(args.out, scale=args.scale, size=args.size, strength=strength, seed=args.seed,
-                     variant=args.variant, instance_spread=args.instance_spread, force=args.force))
+                     variant=args.variant, instance_spread=args.instance_spread, force=args.force,
+                     realistic=args.realistic))
 
 
 def _bias_table(args) -> None:

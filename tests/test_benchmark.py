@@ -1,6 +1,7 @@
 """The simulated benchmark: counts, files on disk, determinism, caching, and the fingerprint's properties."""
 from __future__ import annotations
 
+import hashlib
 import json
 
 import numpy as np
@@ -114,6 +115,21 @@ def test_synthesize_writes_images_masks_manifest_and_parameters(tiny):
     assert params["scale"] == 1 / 1000 and params["size"] == 32 and params["strength"] == DEFAULT_STRENGTH
     assert params["variant"] == "biased" and params["simulated"] is True and params["generator_version"]
     assert not list(tiny.parent.glob(".tiny.*"))  # no temporary folder left behind
+
+
+# Written by the code before the realistic variant existed (scale 1/1000, size 32, seed 0): the default benchmark
+# must stay byte-identical, so that every run id (which hashes benchmark.json) stays valid.
+PINNED_SHA256 = {
+    "benchmark.json": "cf05131bd7385368442626f07775d26ae4f189efe4d486170a268e7d41163541",
+    "manifest.csv": "a688cf8db86939cbbed59c92cbbcf05420580a4403b27e47f3466ea7da49e1d5",
+    "stylegan2/car/train_00000.png": "4ae8a488a3d034d881c33f15b314a761d49db5952a5a6d1e4c6b57471d321e59",
+    "_masks/stylegan2/car/train_00000.png": "a8336e359023d64f72f5d87526c43a8ed232b2ba7eca9e3d36fb398d03711a58",
+}
+
+
+def test_default_benchmark_bytes_are_pinned(tiny):
+    got = {rel: hashlib.sha256((tiny / rel).read_bytes()).hexdigest() for rel in PINNED_SHA256}
+    assert got == PINNED_SHA256
 
 
 def test_same_seed_same_bytes_other_seed_other_bytes(tiny, tmp_path):

@@ -11,6 +11,12 @@ Splits: `train` and `val` (in-distribution: the same generator x subclass cells)
 subclass, seed 002's military vehicles, for every generator). The `biased` variant follows seed 002's
 training matrix; the `unbiased` variant spreads the same total uniformly over all 6 x 7 cells (the oracle's
 training set). Images are a pure function of the parameters: the same seed gives byte-identical PNGs.
+
+`realistic=True` writes the realistic variant instead (`attrlib.benchmark.realistic`): the same generators,
+subclasses and layout, with per-generator sizes and file formats (JPEG as `.jpg`), unequal counts and a
+held-out subclass that some generators lack; benchmark.json then carries a `realistic` section (the planted
+file properties, part of the cache key) and a `files` summary. Without it nothing changes: the default
+benchmark's files and benchmark.json are byte-identical to those written before the variant existed.
 """
 from __future__ import annotations
 
@@ -30,7 +36,7 @@ from tqdm.auto import tqdm
 
 from ..errors import ConfigError, DataError
 from ..io import atomic_write_json
-from . import content, families
+from . import content, families, realistic as _realistic
 
 # Bump when a change to content.py or families.py changes the images: it is part of the cache key.
 GENERATOR_VERSION = "sim-4"
@@ -76,17 +82,25 @@ def _round(x: float) -> int:
     return int(math.floor(x + 0.5))
 
 
-def cell_counts(scale: float = DEFAULT_SCALE, variant: str = "biased") -> dict[str, dict[str, dict[str, int]]]:
+def cell_counts(scale: float = DEFAULT_SCALE, variant: str = "biased",
+                realistic: bool = False) -> dict[str, dict[str, dict[str, int]]]:
     """Images per split, generator and subclass: {split: {generator: {subclass: n}}} (zero cells left out).
 
     biased: seed 002's matrix x scale (a non-empty cell keeps at least one image); unbiased: the same total
     spread as evenly as possible over every generator x training-subclass cell. val: round(0.2 n) per cell
     (at least one). test: seed 002's military-vehicle counts, scaled by scale/(1/50) when scale differs
     from the default, with at least MIN_TEST_PER_GENERATOR per generator.
+    realistic: the realistic variant's matrices (`realistic.REALISTIC_TRAIN`, `REALISTIC_TEST`, stated at the
+    default scale) times scale/(1/50) instead of seed 002's; generators without held-out images keep none.
     """
     _check_scale(scale)
     _check_variant(variant)
-    biased = {g: {sc: max(1, _round(n * scale)) for sc, n in row.items()} for g, row in SEED002_MATRIX.items()}
+    factor = 1.0 if abs(scale - DEFAULT_SCALE) < 1e-12 else scale / DEFAULT_SCALE
+    if realistic:
+        matrix, test_counts, per_image = _realistic.REALISTIC_TRAIN, _realistic.REALISTIC_TEST, factor
+    else:
+        matrix, test_counts, per_image = SEED002_MATRIX, SEED002_TEST_COUNTS, scale
+    biased = {g: {sc: max(1, _round(n * per_image)) for sc, n in row.items()} for g, row in matrix.items()}
     if variant == "biased":
         train = biased
     else:
@@ -98,15 +112,19 @@ def cell_counts(scale: float = DEFAULT_SCALE, variant: str = "biased") -> dict[s
             train[g][sc] = base + (1 if i < extra else 0)
         train = {g: {sc: n for sc, n in row.items() if n > 0} for g, row in train.items()}
     val = {g: {sc: max(1, _round(VAL_FRACTION * n)) for sc, n in row.items()} for g, row in train.items()}
-    factor = 1.0 if abs(scale - DEFAULT_SCALE) < 1e-12 else scale / DEFAULT_SCALE
-    test = {g: {HELDOUT[0]: max(MIN_TEST_PER_GENERATOR, _round(n * factor))} for g, n in SEED002_TEST_COUNTS.items()}
+    test = {g: {HELDOUT[0]: max(MIN_TEST_PER_GENERATOR, _round(n * factor))} for g, n in test_counts.items()}
     return {"train": train, "val": val, "test": test}
 
 
 def synthesize(out: str | os.PathLike = "data/benchmark", scale: float = DEFAULT_SCALE, size: int = 64,
                strength: float = DEFAULT_STRENGTH, seed: int = 0, variant: str = "biased",
-               instance_spread: float | None = None, force: bool = False, progress: bool = True) -> Path:
+               instance_spread: float | None = None, force: bool = False, progress: bool = True,
+               realistic: bool | dict = False) -> Path:
     """Write the simulated benchmark to `out` and return `out`.
+
+    realistic: write the realistic variant (see the module docstring and `attrlib.benchmark.realistic`);
+    `size` is then the model crop the folder is made for (image sizes scale with size/64). A benchmark.json's
+    `realistic` section counts as True, so `synthesize(out, **params_of_a_benchmark_json)` round-trips.
 
     Cached: when out/benchmark.json holds these parameters (and the generator version) and the manifest exists,
     nothing is done. Otherwise the benchmark is generated in a temporary sibling folder and swapped in with
@@ -114,6 +132,8 @@ def synthesize(out: str | os.PathLike = "data/benchmark", scale: float = DEFAULT
     """
     spread = DEFAULT_INSTANCE_SPREAD if instance_spread is None else instance_spread
     params = _params(scale, size, strength, seed, variant, spread)
+    if realistic:
+        params["realistic"] = _realistic.spec(size)
     out = Path(out)
     if not force and _cached(out, params):
         return out
@@ -170,46 +190,61 @@ def _cached(out: Path, params: dict) -> bool:
         stored = json.loads((out / "benchmark.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return False
-    return (out / "manifest.csv").is_file() and {k: stored.get(k) for k in params} == params
+    # a realistic folder never stands in for the default benchmark (params without "realistic") or vice versa
+    return (out / "manifest.csv").is_file() and {k: stored.get(k) for k in params} == params \
+        and ("realistic" in stored) == ("realistic" in params)
 
 
 def _generate(root: Path, params: dict, progress: bool) -> None:
-    counts = cell_counts(params["scale"], params["variant"])
+    realistic = "realistic" in params
+    counts = cell_counts(params["scale"], params["variant"], realistic)
     total = sum(n for split in counts.values() for row in split.values() for n in row.values())
     all_subclasses = SUBCLASSES + HELDOUT
+    write_cell = _realistic.write_cell if realistic else _write_cell
     rows = []
     with tqdm(total=total, desc="synthesising benchmark (simulated)", unit="img", disable=not progress) as bar:
         for split_i, split in enumerate(SPLITS):
             for g_i, g in enumerate(GENERATORS):
-                for sc, n in counts[split][g].items():
+                for sc, n in counts[split].get(g, {}).items():
                     # one independent stream per cell and split: adding a cell never changes the others
+                    # (the realistic variant's streams carry one more key: its own)
                     rng = np.random.default_rng([params["seed"], VARIANTS.index(params["variant"]), split_i,
-                                                 g_i, all_subclasses.index(sc)])
-                    chunk = max(4, 64 * 64 * 64 // params["size"] ** 2)  # bounded memory (~0.5 GB) at any size
-                    for lo in range(0, n, chunk):
-                        m = min(chunk, n - lo)
-                        clean, masks = content.draw(sc, m, params["size"], rng)
-                        # every generator x subclass cell is its own model of the family (seed 000, Table 1)
-                        images = families.render(g, clean, params["strength"], rng, instance=sc,
-                                                 spread=params["instance_spread"])
-                        masks = masks.numpy().astype(np.uint8) * 255
-                        for j in range(m):
-                            name = f"{split}_{lo + j:05d}.png"
-                            rel = f"{g}/{sc}/{name}"
-                            rel_mask = f"_masks/{g}/{sc}/{name}"
-                            _write_png(root / rel, images[j])
-                            _write_png(root / rel_mask, masks[j])
-                            rows.append((rel, g, sc, split, rel_mask))
-                        bar.update(m)
+                                                 g_i, all_subclasses.index(sc)] + ([1] if realistic else []))
+                    rows += write_cell(root, params, g, sc, split, n, rng, bar)
     with open(root / "manifest.csv", "w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh)
         w.writerow(("path", "generator", "subclass", "split", "mask"))
-        w.writerows(rows)
-    atomic_write_json(root / "benchmark.json", {
-        **params,
-        "note": "SIMULATED benchmark: procedural content and simulated generator fingerprints "
-                "(attrlib.benchmark); not images from the real generators",
-        "counts": counts, "n_images": total})
+        w.writerows(row[:5] for row in rows)
+    note = ("SIMULATED benchmark: procedural content and simulated generator fingerprints "
+            "(attrlib.benchmark); not images from the real generators")
+    extra = {}
+    if realistic:
+        note += ("; realistic variant: file format, JPEG quality, size and aspect ratio differ by generator on "
+                 "purpose (shortcuts planted for the audit; see the `realistic` section and `files`)")
+        extra = {"files": _realistic.summary(rows)}
+    atomic_write_json(root / "benchmark.json", {**params, "note": note, "counts": counts, "n_images": total, **extra})
+
+
+def _write_cell(root: Path, params: dict, g: str, sc: str, split: str, n: int, rng: np.random.Generator,
+                bar) -> list[tuple]:
+    """The default benchmark's n images (and masks) of one cell and split, all of side `size`, as 8-bit RGB PNGs."""
+    rows = []
+    chunk = max(4, 64 * 64 * 64 // params["size"] ** 2)  # bounded memory (~0.5 GB) at any size
+    for lo in range(0, n, chunk):
+        m = min(chunk, n - lo)
+        clean, masks = content.draw(sc, m, params["size"], rng)
+        # every generator x subclass cell is its own model of the family (seed 000, Table 1)
+        images = families.render(g, clean, params["strength"], rng, instance=sc, spread=params["instance_spread"])
+        masks = masks.numpy().astype(np.uint8) * 255
+        for j in range(m):
+            name = f"{split}_{lo + j:05d}.png"
+            rel = f"{g}/{sc}/{name}"
+            rel_mask = f"_masks/{g}/{sc}/{name}"
+            _write_png(root / rel, images[j])
+            _write_png(root / rel_mask, masks[j])
+            rows.append((rel, g, sc, split, rel_mask))
+        bar.update(m)
+    return rows
 
 
 @contextlib.contextmanager
