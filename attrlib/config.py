@@ -27,6 +27,8 @@ class Config:
     val_fraction: float = 0.2           # share of every training cell kept for validation when the data has no split column
     input_policy: str = "crop"          # "crop" keeps every pixel (fingerprints survive); "resize" is the seeds' protocol
     image_size: int = 64                # side of the square the model sees (crop or resize target)
+    train_patches: int = 4              # crop policy: random crops per image each time it is drawn (fewer if it has fewer positions)
+    test_patches: int = 16              # crop policy: most crops in the grid over an image at test time; their log-probabilities are averaged
     # --- model ---
     backbone: str = "compact"           # compact (CPU default, no early downsampling) | resnet18 (seed 000) | resnet50 (seed 002)
     stem: str = "none"                  # high-pass front end before the backbone: none | srm | npr
@@ -60,7 +62,7 @@ class Config:
         _choice("input_policy", self.input_policy, INPUT_POLICIES)
         _choice("optimizer", self.optimizer, OPTIMIZERS)
         _choice("device", self.device, DEVICES)
-        for name in ("steps", "batch_size", "image_size"):
+        for name in ("steps", "batch_size", "image_size", "train_patches", "test_patches"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < (0 if name == "steps" else 1):
                 low = "0 or more" if name == "steps" else "a positive integer"

@@ -24,7 +24,7 @@ from PIL import Image
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 
-from ..data import ImageDataset
+from ..data import ImageDataset, collate_patches
 from ..runfolder import iter_runs
 from ..techniques import predict_probs
 
@@ -95,13 +95,14 @@ def standard_perturbations() -> list[Perturbation]:
 
 def perturbed_accuracy(technique, frame: pd.DataFrame, data, perturbations: Sequence[Perturbation],
                        policy: str = "crop", size: int = 64, batch_size: int = 64,
-                       device: str | torch.device = "cpu") -> pd.DataFrame:
-    """Accuracy of `technique.predict` on `frame` under each perturbation: columns perturbation, accuracy, n."""
+                       device: str | torch.device = "cpu", patches: int = 1) -> pd.DataFrame:
+    """Accuracy of `technique.predict` on `frame` under each perturbation: columns perturbation, accuracy, n.
+    patches: the grid of crops per image whose log-probabilities are averaged (the run's `test_patches`)."""
     device = torch.device(device)
     rows = []
     for p in perturbations:
-        ds = ImageDataset(frame, data, policy=policy, size=size, train=False, pre_policy=p)
-        loader = torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=False)
+        ds = ImageDataset(frame, data, policy=policy, size=size, train=False, pre_policy=p, patches=patches)
+        loader = torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=False, collate_fn=collate_patches)
         technique.eval()
         probs = predict_probs(technique.predict, loader, device, technique.n_generators)
         y = data.labels(ds.frame)["generator"]
@@ -120,7 +121,7 @@ def robustness_table(runs: Mapping[str, Sequence[str | os.PathLike]], data=None,
     parts = []
     for name, run, frame in iter_runs(runs, data, split, max_images):
         acc = perturbed_accuracy(run.technique, frame, run.data, perturbations, run.config.input_policy,
-                                 run.config.image_size, batch_size)
+                                 run.config.image_size, batch_size, patches=run.config.test_patches)
         parts.append(acc.assign(technique=name, seed=run.seed))
     table = pd.concat(parts, ignore_index=True)[["technique", "seed", "perturbation", "accuracy", "n"]]
     order = [p.name for p in perturbations]

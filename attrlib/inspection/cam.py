@@ -25,11 +25,13 @@ import torch
 from captum.attr import LayerAttribution, LayerGradCam
 from torch import nn
 
-from ..data import ImageDataset
+from ..data import ImageDataset, collate_patches
 from ..errors import DataError
 from ..runfolder import heldout_split, iter_runs, load_run
+from ..techniques import image_logits, image_starts, per_image
 from ..models import HeadSelector
 from ..runfolder import heldout_split, iter_runs, load_run
+from ..techniques import image_logits, image_starts, per_image
 
 
 class GradCam:
@@ -115,26 +117,40 @@ def content_reliance(model: nn.Module, dataset, generators: Sequence[str], targe
     attacked images; the object mask stays the clean image's); default the images themselves.
 
     Columns: path, generator, pred, target, share_in_mask, mask_area. Images with an empty mask (no object
-    known) get NaN and are left out of `summarize_reliance`.
+    known) get NaN and are left out of `summarize_reliance`. A dataset of patches (`ImageDataset(...,
+    patches=k)`) explains each image's prediction (its patches' log-probabilities averaged) on every patch
+    and pools the patches: share = CAM mass inside the mask over CAM mass, summed over the image's patches.
     """
     if target not in ("pred", "true"):
         raise ValueError(f"target={target!r}; valid choices: 'pred', 'true'")
     if not getattr(dataset, "with_mask", False):
         raise DataError("content_reliance needs masks: build the dataset with ImageDataset(..., with_mask=True)")
-    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate_patches)
     rows = []
     model = model.to(device)
     with GradCam(model, head=head) as cam:
         for batch in loader:
             x, masks = batch["x"].to(device), batch["mask"].to(device)
+            owner = batch.get("owner")
             if inputs is not None:
                 x = inputs(x)
             with torch.no_grad():
-                pred = cam.head(x).argmax(1)
+                logits = image_logits(cam.head(x), owner)
+            pred = logits.argmax(1) if owner is None else logits.argmax(1)[owner]  # each patch: its image's
             maps, used = cam(x, pred if target == "pred" else batch["generator"].to(device))
-            area = mask_area(masks)
-            share = torch.where(area > 0, mask_share(maps, masks), torch.full_like(area, float("nan")))
-            for k in range(len(x)):
+            if owner is None:
+                area = mask_area(masks)
+                share = torch.where(area > 0, mask_share(maps, masks), torch.full_like(area, float("nan")))
+            else:  # pooled over each image's patches
+                total = per_image(maps.flatten(1).sum(1), owner, mean=False)
+                inside = per_image((maps * masks).flatten(1).sum(1), owner, mean=False)
+                area = per_image(mask_area(masks), owner)
+                share = torch.where((area > 0) & (total > 0), inside / total.clamp_min(1e-12),
+                                    torch.full_like(area, float("nan")))
+                first = image_starts(owner)
+                batch = {k: batch[k][first] for k in ("index", "generator")}
+                pred, used = pred[first], used[first.to(used.device)]
+            for k in range(len(area)):
                 i = int(batch["index"][k])
                 rows.append({"path": dataset.frame["path"].iloc[i], "generator": generators[int(batch["generator"][k])],
                              "pred": generators[int(pred[k])], "target": generators[int(used[k])],
@@ -164,7 +180,7 @@ def content_reliance_table(runs: Mapping[str, Sequence[str | os.PathLike]], data
     per_seed = []
     for name, run, frame in iter_runs(runs, data, split, max_images):
         ds = ImageDataset(frame, run.data, policy=run.config.input_policy, size=run.config.image_size,
-                          train=False, with_mask=True)
+                          train=False, with_mask=True, patches=run.config.test_patches)
         s = summarize_reliance(content_reliance(run.model, ds, run.generators, target, batch_size,
                                                 inputs=run.technique.test_inputs))
         per_seed.append({"technique": name, "seed": run.seed, **s})
@@ -187,7 +203,8 @@ def cam_examples(model: nn.Module, dataset, indices: Sequence[int], target: str 
                  head: str = "generator", inputs: Callable[[torch.Tensor], torch.Tensor] | None = None
                  ) -> dict[str, torch.Tensor]:
     """Images (B, 3, H, W), CAMs (B, 1, H, W), predicted and true class indices of `dataset[indices]`
-    (inputs: see `content_reliance`; the images returned are the ones the model saw)."""
+    (inputs: see `content_reliance`; the images returned are the ones the model saw). One crop per image:
+    the centre crop (build the dataset with patches=1)."""
     batch = torch.utils.data.default_collate([dataset[int(i)] for i in indices])
     x = batch["x"] if inputs is None else inputs(batch["x"])
     with GradCam(model, head=head) as cam:

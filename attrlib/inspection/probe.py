@@ -19,21 +19,29 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from torch import nn
 
-from ..data import ImageDataset
+from ..data import ImageDataset, collate_patches
 from ..errors import DataError
 from ..runfolder import iter_runs, load_run
+from ..techniques import image_starts, per_image
 
 
 @torch.no_grad()
 def extract_features(model: nn.Module, dataset, batch_size: int = 64, device: str | torch.device = "cpu"
                      ) -> tuple[np.ndarray, np.ndarray]:
-    """(features (N, D), subclass indices (N,)) of every item of `dataset`, the model in eval mode."""
+    """(features (N, D), subclass indices (N,)) of every item of `dataset`, the model in eval mode; an image of
+    several patches (`ImageDataset(..., patches=k)`) gets the mean of its patches' features."""
     was_training = model.training
     model.eval()
     feats, labels = [], []
     try:
-        for batch in torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False):
-            feats.append(model.features(batch["x"].to(device)).float().cpu())
+        for batch in torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False,
+                                                 collate_fn=collate_patches):
+            f = model.features(batch["x"].to(device)).float().cpu()
+            owner = batch.get("owner")
+            if owner is not None:
+                f = per_image(f, owner)
+                batch = {"subclass": batch["subclass"][image_starts(owner)]}
+            feats.append(f)
             labels.append(batch["subclass"])
     finally:
         model.train(was_training)
@@ -67,7 +75,7 @@ def subclass_probe(train_features: np.ndarray, train_subclass: np.ndarray, val_f
 
 
 def probe_model(model: nn.Module, data, policy: str = "crop", size: int = 64, batch_size: int = 64,
-                max_images: int | None = None, **probe_kwargs) -> dict:
+                max_images: int | None = None, patches: int = 1, **probe_kwargs) -> dict:
     """Subclass probe of a model's frozen features on `data`'s train and val splits (each a random sample of
     at most `max_images` rows, fixed seed, when given: a cheaper, noisier probe)."""
 
@@ -75,7 +83,8 @@ def probe_model(model: nn.Module, data, policy: str = "crop", size: int = 64, ba
         frame = data.split(split)
         return frame if max_images is None or len(frame) <= max_images else frame.sample(max_images, random_state=0)
 
-    sets = {s: ImageDataset(rows(s), data, policy=policy, size=size, train=False) for s in ("train", "val")}
+    sets = {s: ImageDataset(rows(s), data, policy=policy, size=size, train=False, patches=patches)
+            for s in ("train", "val")}
     (ftr, ytr), (fva, yva) = (extract_features(model, sets[s], batch_size) for s in ("train", "val"))
     return subclass_probe(ftr, ytr, fva, yva, n_subclasses=len(data.subclasses), **probe_kwargs)
 
@@ -87,7 +96,8 @@ def probe_run(run_dir: str | os.PathLike, data=None, cache: dict | None = None, 
 
 
 def _probe_loaded(run, **probe_kwargs) -> dict:
-    out = probe_model(run.model, run.data, policy=run.config.input_policy, size=run.config.image_size, **probe_kwargs)
+    out = probe_model(run.model, run.data, policy=run.config.input_policy, size=run.config.image_size,
+                      patches=run.config.test_patches, **probe_kwargs)
     return {"technique": run.name, "seed": run.seed, **out}
 
 

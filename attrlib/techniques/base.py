@@ -122,15 +122,40 @@ class Technique(nn.Module):
         return label_codes(frame, self.generators, self.subclasses)["group"]
 
 
+def per_image(values: torch.Tensor, owner: torch.Tensor, mean: bool = True) -> torch.Tensor:
+    """Rows of `values` (one per patch) summed, or averaged, per image (`owner`: the image of each patch)."""
+    owner = owner.to(values.device)
+    out = torch.zeros(int(owner[-1]) + 1, *values.shape[1:], dtype=values.dtype, device=values.device)
+    out.index_add_(0, owner, values)
+    return out / torch.bincount(owner).view(-1, *([1] * (values.dim() - 1))) if mean else out
+
+
+def image_starts(owner: torch.Tensor) -> torch.Tensor:
+    """True at each image's first patch: picks per-image labels out of per-patch ones."""
+    first = torch.ones_like(owner, dtype=torch.bool)
+    first[1:] = owner[1:] != owner[:-1]
+    return first
+
+
+def image_logits(logits: torch.Tensor, owner: torch.Tensor | None) -> torch.Tensor:
+    """One row per image: the logits themselves when every image is one patch, else the mean of each image's
+    patches' log-probabilities (forensic patch voting: Chai et al. 2020; Corvi et al. 2023)."""
+    if owner is None or len(owner) == int(owner[-1]) + 1:
+        return logits
+    return per_image(torch.log_softmax(logits, dim=1), owner)
+
+
 @torch.no_grad()
 def predict_probs(predict, loader, device: torch.device, n_classes: int, progress: bool = False,
                   desc: str = "predict") -> np.ndarray:
     """Softmax probabilities (N, n_classes) of `predict(x) -> logits` over a loader of batches with `x`, in
-    its order (the engine's predictions and validation, robustness under perturbations)."""
+    its order (the engine's predictions and validation, robustness under perturbations). A batch of patches
+    (`owner`: the image of each patch, `attrlib.data.collate_patches`) gives one row per image: the softmax of
+    the mean of its patches' log-probabilities."""
     out = []
     for batch in tqdm(loader, desc=desc, disable=not progress, leave=False):
-        logits = predict(batch["x"].to(device, non_blocking=True))
-        out.append(torch.softmax(logits.float(), dim=1).cpu())
+        logits = predict(batch["x"].to(device, non_blocking=True)).float()
+        out.append(torch.softmax(image_logits(logits, batch.get("owner")), dim=1).cpu())
     return torch.cat(out).numpy() if out else np.zeros((0, n_classes), dtype=np.float32)
 
 

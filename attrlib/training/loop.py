@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader, RandomSampler, WeightedRandomSampler
 from tqdm.auto import tqdm
 
 from ..config import Config
-from ..data import ImageDataset, StudyData
+from ..data import ImageDataset, StudyData, collate_patches
 from ..errors import ConfigError
 from . import distributed
 
@@ -40,10 +40,13 @@ def make_loader(frame: pd.DataFrame, data: StudyData, config: Config, train: boo
                 generator: torch.Generator | None = None, device: torch.device | None = None,
                 progress: bool | None = False) -> DataLoader:
     """A training loader (shuffled, or drawn with replacement by `sampler_weights(frame)` when that gives
-    weights) or an evaluation loader (in order, twice the batch size)."""
-    dataset = ImageDataset(frame, data, policy=config.input_policy, size=config.image_size, train=train, progress=progress)
+    weights) or an evaluation loader (in order, twice the batch size). Under the crop policy an image larger
+    than the crop gives up to `config.train_patches` random crops to train and a grid of up to
+    `config.test_patches` crops to evaluate (`collate_patches`: a batch of `batch_size` images)."""
+    dataset = ImageDataset(frame, data, policy=config.input_policy, size=config.image_size, train=train, progress=progress,
+                           patches=config.train_patches if train else config.test_patches)
     common = dict(num_workers=config.num_workers, pin_memory=device is not None and device.type == "cuda",
-                  persistent_workers=config.num_workers > 0)
+                  persistent_workers=config.num_workers > 0, collate_fn=collate_patches)
     if not train:
         return DataLoader(dataset, batch_size=2 * config.batch_size, shuffle=False, **common)
     weights = sampler_weights(dataset.frame) if sampler_weights is not None else None
@@ -82,7 +85,7 @@ def train_one_epoch(technique, loader: DataLoader, device: torch.device, epoch: 
             break
         batch = _to_device(batch, device)
         stats = technique.update(batch)
-        n = int(batch["x"].shape[0])
+        n = int(batch["owner"][-1]) + 1 if "owner" in batch else int(batch["x"].shape[0])  # images, not patches
         for k, v in stats.items():
             sums[k] += float(v) * n
         seen += n
