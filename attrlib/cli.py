@@ -101,6 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--data", default="", help="your data folder or manifest (default: the embedded benchmark)")
     st.add_argument("--heldout", type=_heldout, default=("military_vehicle",),
                     help="held-out subclass(es), comma-separated")
+    st.add_argument("--on-bad", default="raise", choices=("raise", "skip"),
+                    help="an image that cannot be decoded: raise (stop, naming it) or skip (leave it out; notebook 01 lists it)")
     st.add_argument("--notebooks", default="notebooks", help="folder of NN_name.ipynb notebooks")
     st.add_argument("--out", default="runs/notebooks", help="where the executed notebooks are kept")
     st.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
@@ -190,7 +192,8 @@ def _study(args) -> None:
     from .study.runner import run_study
 
     run_study(profile=args.profile, data=args.data, heldout=args.heldout, notebooks=args.notebooks,
-              out=args.out, device=args.device, threads=args.threads, jobs=args.jobs, only=tuple(args.only))
+              out=args.out, device=args.device, threads=args.threads, jobs=args.jobs, only=tuple(args.only),
+              on_bad=args.on_bad)
 
 
 def _study_guard(args) -> int:

@@ -17,6 +17,7 @@ STEMS = ("none", "srm", "npr")
 INPUT_POLICIES = ("crop", "resize")
 OPTIMIZERS = ("adam", "sgd")
 DEVICES = ("auto", "cpu", "cuda", "mps")
+ON_BAD = ("raise", "skip")
 
 
 @dataclass
@@ -25,6 +26,7 @@ class Config:
     data: str = "data/benchmark"        # a folder <root>/<generator>/<subclass>/... or a manifest CSV
     heldout: tuple = ("military_vehicle",)  # subclass(es) never trained on: the distribution shift of seed 002
     val_fraction: float = 0.2           # share of every training cell kept for validation when the data has no split column
+    on_bad: str = "raise"               # an image that cannot be decoded: "raise" (stop, naming it) | "skip" (leave it out, listed)
     input_policy: str = "crop"          # "crop" keeps every pixel (fingerprints survive); "resize" is the seeds' protocol
     image_size: int = 64                # side of the square the model sees (crop or resize target)
     train_patches: int = 4              # crop policy: random crops per image each time it is drawn (fewer if it has fewer positions)
@@ -62,6 +64,7 @@ class Config:
         _choice("input_policy", self.input_policy, INPUT_POLICIES)
         _choice("optimizer", self.optimizer, OPTIMIZERS)
         _choice("device", self.device, DEVICES)
+        _choice("on_bad", self.on_bad, ON_BAD)
         for name in ("steps", "batch_size", "image_size", "train_patches", "test_patches"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < (0 if name == "steps" else 1):

@@ -48,3 +48,54 @@ def make_tiny_data(root: Path, per_cell: int = TINY_PER_CELL, size: int = 32, se
 @pytest.fixture(scope="session")
 def tiny_data(tmp_path_factory) -> Path:
     return make_tiny_data(tmp_path_factory.mktemp("tiny_data"))
+
+
+MESSY_HELDOUT = "boat"
+
+
+def make_messy_data(root: Path, seed: int = 0) -> Path:
+    """A folder as a user brings it: every kind of file the data layer must take, and some it must refuse.
+
+    Five generators (each its own periodic trace) over cat / dog / car and a held-out `boat` that one
+    generator lacks, cells missing; per generator one kind of file: PNG RGB of mixed, non-square sizes with
+    a few smaller than the crop (24 px), JPEG q85, RGBA PNG, palette and 16-bit greyscale PNG, huge 512 x 384
+    PNG. Two bad files: a truncated PNG and a text file named .jpg (`--on-bad skip` leaves them out).
+    """
+    rng = np.random.default_rng(seed)
+    cells = {"png_mixed": ("cat", "dog", "car"), "jpeg": ("cat", "dog"), "rgba": ("dog", "car"),
+             "palette_16bit": ("cat",), "huge": ("car", "dog")}
+    colours = {s: rng.uniform(0.2, 0.8, 3) for s in ("cat", "dog", "car", MESSY_HELDOUT)}
+
+    def image(gi: int, sub: str, h: int, w: int) -> np.ndarray:
+        yy, xx = np.mgrid[0:h, 0:w]
+        pattern = ((xx % (2 + gi % 3) == 0).astype(float) - 0.5)[..., None] * 0.12
+        blob = (((yy - h / 2) ** 2 + (xx - w / 3) ** 2) < (min(h, w) / 4) ** 2).astype(float)[..., None] * 0.2
+        return np.clip(colours[sub] + blob + pattern + rng.normal(0, 0.02, (h, w, 3)), 0, 1)
+
+    for gi, (gen, subs) in enumerate(cells.items()):
+        for sub in (*subs, *((MESSY_HELDOUT,) if gen != "huge" else ())):
+            folder = root / gen / sub
+            folder.mkdir(parents=True, exist_ok=True)
+            for k in range(6 if sub != MESSY_HELDOUT else 4):
+                if gen == "png_mixed":
+                    h, w = [(48, 96), (64, 40), (24, 24), (40, 40)][k % 4]
+                    Image.fromarray((image(gi, sub, h, w) * 255).astype(np.uint8)).save(folder / f"{k}.png")
+                elif gen == "jpeg":
+                    Image.fromarray((image(gi, sub, 80, 80) * 255).astype(np.uint8)).save(folder / f"{k}.jpg", quality=85)
+                elif gen == "rgba":
+                    rgb = (image(gi, sub, 40, 64) * 255).astype(np.uint8)
+                    rgba = np.dstack([rgb, np.full(rgb.shape[:2], 255, np.uint8)])
+                    Image.fromarray(rgba, "RGBA").save(folder / f"{k}.png")
+                elif gen == "palette_16bit":
+                    img = Image.fromarray((image(gi, sub, 40, 40) * 255).astype(np.uint8))
+                    if k % 2:
+                        img.convert("P", palette=Image.Palette.ADAPTIVE).save(folder / f"{k}.png")
+                    else:
+                        grey = (image(gi, sub, 48, 48).mean(2) * 65535).astype(np.uint16)
+                        Image.fromarray(grey).save(folder / f"{k}.png")
+                else:
+                    Image.fromarray((image(gi, sub, 384, 512) * 255).astype(np.uint8)).save(folder / f"{k}.png")
+    good = (root / "png_mixed" / "cat" / "0.png").read_bytes()
+    (root / "png_mixed" / "cat" / "truncated.png").write_bytes(good[: len(good) // 2])
+    (root / "jpeg" / "dog" / "notes.jpg").write_text("not an image")
+    return root

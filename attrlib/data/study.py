@@ -16,6 +16,7 @@ import pandas as pd
 
 from ..errors import DataError
 from .bias import bias_table as _bias_table
+from .datasets import verify_images
 from .sources import discover
 from .splits import FT_FRACTION, FT_SEED, assign_splits
 
@@ -58,6 +59,13 @@ class StudyData:
     def labels(self, frame: pd.DataFrame | None = None) -> dict[str, np.ndarray]:
         """Integer labels of `frame` rows: generator, subclass (-1 held out) and group (-1 held out)."""
         return label_codes(self.frame if frame is None else frame, self.generators, self.subclasses)
+
+    def verified(self, progress: bool | None = None) -> "StudyData":
+        """Every image (and mask) decoded once: with on_bad="raise" the first bad files stop it, named; with
+        "skip" the study without them, each listed with its reason in `.skipped` (notebook 01 shows them)."""
+        good, skipped = verify_images(self.frame, self.on_bad, len(self.frame) > 2000 if progress is None else progress)
+        return StudyData(good, self.heldout, root=self.root, source=self.source, skipped=self.skipped + skipped,
+                         on_bad=self.on_bad)
 
     def bias_table(self, split: str | None = "train") -> pd.DataFrame:
         """Generator x subclass image counts of a split (None or "all": every row), zeros shown.
@@ -116,7 +124,7 @@ def load_study_data(root: str | os.PathLike, heldout: Iterable[str] | str = ("mi
 def load_config_data(config) -> StudyData:
     """The StudyData a `Config` describes (its data, held-out subclasses and validation share; fixed split seed)."""
     return load_study_data(config.data, heldout=config.heldout, val_fraction=config.val_fraction,
-                           seed=SPLIT_SEED, on_bad="raise")
+                           seed=SPLIT_SEED, on_bad=config.on_bad)
 
 
 def warn_skipped(skipped: list, where: str) -> None:

@@ -69,7 +69,8 @@ def notebooks_in(folder: str | Path) -> list[Path]:
 def run_study(profile: str = "default", data: str = "", heldout: str | Iterable[str] = "military_vehicle",
               notebooks: str | Path = "notebooks", out: str | Path = "runs/notebooks", runs: str = "runs",
               figures: str = "figures", results: str = "results", device: str = "auto",
-              only: tuple[str, ...] = (), progress: bool = True, threads: int = 0, jobs: int = 0) -> list[Path]:
+              only: tuple[str, ...] = (), progress: bool = True, threads: int = 0, jobs: int = 0,
+              on_bad: str = "raise") -> list[Path]:
     """Execute every numbered notebook (or those whose name starts with one of `only`) and return the executed copies.
 
     Prints one line per notebook before and after it (with its time); a finished run folder is reused by
@@ -96,7 +97,7 @@ def run_study(profile: str = "default", data: str = "", heldout: str | Iterable[
     if not data:  # the oracle's unbiased twin too (notebooks 01 and 10 read it), before notebooks run side by side
         resolve_data(profile, data, progress=progress, variant="unbiased")
     params = dict(profile=profile, data=data_root, heldout=",".join(parse_heldout(heldout)), runs=runs, figures=figures,
-                  results=results, device=device, threads=int(threads))
+                  results=results, device=device, threads=int(threads), on_bad=on_bad)
     todo = [nb for nb in notebooks_in(notebooks) if not only or nb.name.startswith(tuple(only))]
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -155,6 +155,7 @@ class Session:
     results: str
     device: str
     threads: int
+    on_bad: str
     config: Config
     simulated: bool
     note: str
@@ -162,8 +163,8 @@ class Session:
 
     @property
     def common(self) -> dict[str, Any]:
-        """The Config overrides every training call of a notebook shares: data, heldout, runs, device."""
-        return dict(data=str(self.data), heldout=self.heldout, runs=self.runs, device=self.device)
+        """The Config overrides every training call of a notebook shares: data, heldout, runs, device, on_bad."""
+        return dict(data=str(self.data), heldout=self.heldout, runs=self.runs, device=self.device, on_bad=self.on_bad)
 
     @cached_property
     def oracle_data(self) -> Path | None:
@@ -180,7 +181,8 @@ class Session:
 
 def session(profile: str = "default", data: str = "", heldout: str | Iterable[str] = "military_vehicle",
             seeds: Iterable[int] = (), runs: str = "runs", figures: str = "figures", results: str = "results",
-            device: str = "auto", threads: int = 0, progress: bool = True, **knobs: Any) -> Session:
+            device: str = "auto", threads: int = 0, on_bad: str = "raise", progress: bool = True,
+            **knobs: Any) -> Session:
     """Resolve a notebook's parameters into a `Session` (the shared setup cell of every notebook).
 
     Makes the profile's embedded benchmark when `data` is empty and it is missing; sets torch's CPU threads
@@ -201,10 +203,11 @@ def session(profile: str = "default", data: str = "", heldout: str | Iterable[st
         torch.set_num_threads(int(threads))
     root = resolve_data(profile, data, progress=progress)
     held = parse_heldout(heldout)
-    config, profile_seeds = profile_config(profile, data=str(root), heldout=held, runs=runs, device=device)
+    config, profile_seeds = profile_config(profile, data=str(root), heldout=held, runs=runs, device=device,
+                                           on_bad=on_bad)
     simulated = is_simulated(root)
     return Session(
         profile=profile, data=root, heldout=held, seeds=tuple(int(s) for s in seeds) or profile_seeds,
-        runs=runs, figures=figures, results=results, device=device, threads=int(threads), config=config,
+        runs=runs, figures=figures, results=results, device=device, threads=int(threads), on_bad=on_bad, config=config,
         simulated=simulated, note=SIMULATED_NOTE if simulated else "",
         knobs=Knobs({k: v if knobs.get(k, None) in _PROFILE_VALUE else knobs[k] for k, v in defaults.items()}))
