@@ -145,3 +145,20 @@ def test_the_budget_is_optimiser_steps_whatever_the_data_size(tiny_data, tmp_pat
     # twice the batch: the same 10 steps take 5 epochs of 2 (the budget does not shrink with the epochs' size)
     halved = sweep.train(_config(tiny_data, tmp_path, steps=10, batch_size=32), progress=False)
     assert [h["steps"] for h in _history(halved)] == [2, 2, 2, 2, 2]
+
+
+def test_on_bad_skip_trains_without_a_broken_file_and_raise_names_it(tiny_data, tmp_path):
+    import shutil
+
+    from attrlib.errors import DataError
+
+    root = tmp_path / "data"
+    shutil.copytree(tiny_data, root)
+    good = (root / "lsgm" / "face" / "000.png").read_bytes()
+    (root / "lsgm" / "face" / "broken.png").write_bytes(good[: len(good) // 2])
+    with pytest.raises(DataError, match=r"broken\.png"):
+        sweep.train(_config(root, tmp_path / "raise"), progress=False)
+    run = sweep.train(_config(root, tmp_path / "skip", on_bad="skip"), progress=False)
+    assert "broken.png" not in (run / "predictions.csv").read_text()
+    with pytest.raises(ConfigError, match="on_bad"):
+        _config(root, tmp_path, on_bad="ignore")

@@ -24,7 +24,8 @@ def test_session_resolves_the_parameters_of_a_notebook(tiny_data):
     assert isinstance(s, Session)
     assert s.data == tiny_data and s.heldout == ("military_vehicle", "car")
     assert s.seeds == PROFILES["quick"]["seeds"]  # none given: the profile's
-    assert s.common == dict(data=str(tiny_data), heldout=("military_vehicle", "car"), runs="r", device="cpu")
+    assert s.common == dict(data=str(tiny_data), heldout=("military_vehicle", "car"), runs="r", device="cpu",
+                            on_bad="raise")
     assert s.config.image_size == PROFILES["quick"]["config"]["image_size"] and s.config.runs == "r"
     assert not s.simulated and s.note == "" and s.oracle_data is None  # the user's data: no unbiased twin
     assert "military_vehicle, car" in s._repr_markdown_()

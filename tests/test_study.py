@@ -40,14 +40,11 @@ PARAMS = 'profile = "quick"\ndata = ""\nheldout = "military_vehicle"\nruns = "ru
          'results = "results"\ndevice = "auto"\nthreads = 0\n'
 
 
-@pytest.fixture(scope="session")
-def quick_study(tmp_path_factory):
-    """`attrlib study --profile quick` once, in a fresh working directory (the quick embedded benchmark, its
-    unbiased twin, runs/, figures/, results/, runs/notebooks/ all land there). One torch thread per kernel."""
+def _run_study(cwd: Path, *args: str) -> dict:
+    """`attrlib study --profile quick ...` in `cwd` (its data, runs/, figures/, results/, runs/notebooks/ all
+    land there), one torch thread per kernel; the kernels import the attrlib under test."""
     from attrlib.cli import main
 
-    cwd = tmp_path_factory.mktemp("quick_study")
-    repo_before = _repo_outputs()
     saved = {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "PYTHONPATH")}
     old_cwd = os.getcwd()
     os.chdir(cwd)
@@ -56,7 +53,7 @@ def quick_study(tmp_path_factory):
     os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), saved["PYTHONPATH"]) if p)
     start = time.perf_counter()
     try:
-        code = main(["study", "--profile", "quick", "--notebooks", str(NOTEBOOKS), "--device", "cpu"])
+        code = main(["study", "--profile", "quick", "--notebooks", str(NOTEBOOKS), "--device", "cpu", *args])
     finally:
         os.chdir(old_cwd)
         for key, value in saved.items():
@@ -66,8 +63,47 @@ def quick_study(tmp_path_factory):
                 os.environ[key] = value
     seconds = time.perf_counter() - start
     (cwd / "study_seconds.txt").write_text(f"{seconds:.1f}\n")
-    print(f"\nquick study: {len(_numbered())} notebooks in {seconds:.0f} s")
-    return {"cwd": cwd, "code": code, "seconds": seconds, "repo_before": repo_before}
+    print(f"\nquick study {' '.join(args)}: {len(_numbered())} notebooks in {seconds:.0f} s")
+    return {"cwd": cwd, "code": code, "seconds": seconds}
+
+
+@pytest.fixture(scope="session")
+def quick_study(tmp_path_factory):
+    """`attrlib study --profile quick` once on the quick embedded benchmark and its unbiased twin."""
+    repo_before = _repo_outputs()
+    return {**_run_study(tmp_path_factory.mktemp("quick_study")), "repo_before": repo_before}
+
+
+@pytest.fixture(scope="session")
+def messy_study(tmp_path_factory):
+    """`attrlib study --profile quick --data <messy> --heldout boat --on-bad skip`: a folder as a user brings
+    it (conftest.make_messy_data: mixed sizes and aspect ratios, under-crop and huge images, JPEG, RGBA,
+    palette and 16-bit PNGs, missing cells, a held-out subclass one generator lacks, two bad files)."""
+    from conftest import MESSY_HELDOUT, make_messy_data
+
+    cwd = tmp_path_factory.mktemp("messy_study")
+    data = make_messy_data(cwd / "messy")
+    return {**_run_study(cwd, "--data", str(data), "--heldout", MESSY_HELDOUT, "--on-bad", "skip"), "data": data}
+
+
+def test_every_notebook_runs_on_a_messy_folder(messy_study):
+    cwd = messy_study["cwd"]
+    assert messy_study["code"] == 0
+    assert sorted(p.stem for p in (cwd / "runs" / "notebooks").glob("*.ipynb")) == _numbered()
+    for name in _numbered():
+        nb = json.loads((cwd / "runs" / "notebooks" / f"{name}.ipynb").read_text())
+        errors = [o for c in nb["cells"] for o in c.get("outputs", []) if o.get("output_type") == "error"]
+        assert not errors, (name, errors)
+    skipped = pd.read_csv(cwd / "results" / "01_skipped_files.csv")
+    assert sorted(Path(p).name for p in skipped["path"]) == ["notes.jpg", "truncated.png"]
+    assert skipped["reason"].str.contains("truncated").any() and skipped["reason"].str.contains("not an image").any()
+    audit = pd.read_csv(cwd / "results" / "01_shortcut_audit.csv", index_col=0)
+    assert "jpeg" in audit.loc["format", "verdict"] and "huge" in audit.loc["size", "verdict"]
+    assert "rgba" in audit.loc["mode", "verdict"]
+    # one row per usable image of the held-out subclass, whatever its size: patches are averaged per image
+    runs = list((cwd / "runs" / "baseline").glob("*/predictions.csv"))
+    test = pd.read_csv(runs[0]).query("split == 'test'")
+    assert len(test) == 16 and test["path"].is_unique  # 4 generators x 4 boats; `huge` has none
 
 
 def _repo_outputs() -> set[Path]:
