@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _synth(args) -> None:
-    from .benchmark import DEFAULT_STRENGTH, synthesize
+    from .simulator import DEFAULT_STRENGTH, synthesize
 
     strength = DEFAULT_STRENGTH if args.strength is None else args.strength
     print(synthesize(args.out, scale=args.scale, size=args.size, strength=strength, seed=args.seed,

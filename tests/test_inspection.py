@@ -17,11 +17,11 @@ from attrlib.config import Config
 from attrlib.data import ImageDataset, load_study_data
 from attrlib.errors import DataError
 from attrlib.evaluation import load_run
-from attrlib.inspection import (GradCam, cam_examples, cam_explorer, content_reliance, content_reliance_table,
-                                explain_figure, grad_cam, mask_area, mask_share, normalize_maps, pick_examples,
-                                probe_model, probe_table, subclass_probe, summarize_reliance)
+from attrlib.inspection import (GradCam, cam_examples, content_reliance, content_reliance_table, grad_cam, mask_area,
+                                mask_share, normalize_maps, pick_examples, probe_model, probe_table, subclass_probe,
+                                summarize_reliance)
 from attrlib.models import build_model
-from attrlib.reporting import cam_grid, run_cam_grid
+from attrlib.reporting import cam_explorer, cam_grid, explain_figure, run_cam_grid
 
 torch.set_num_threads(1)
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from attrlib.benchmark import DEFAULT_STRENGTH, GENERATORS, cell_counts, realistic, synthesize
+from attrlib.simulator import DEFAULT_STRENGTH, GENERATORS, cell_counts, realistic, synthesize
 from attrlib.data import ImageDataset, load_study_data
 
 # strength 0: the files' structure (sizes, formats, counts) does not depend on the fingerprint, and no
@@ -132,7 +132,7 @@ def test_fingerprint_is_made_at_the_images_own_size_before_encoding(tmp_path):
 def test_cli_passes_realistic_through(tmp_path, monkeypatch):
     from attrlib import cli
     seen = {}
-    monkeypatch.setattr("attrlib.benchmark.synthesize", lambda out, **kw: seen.update(kw) or out)
+    monkeypatch.setattr("attrlib.simulator.synthesize", lambda out, **kw: seen.update(kw) or out)
     assert cli.main(["synth", "--realistic", "--out", str(tmp_path / "r")]) == 0
     assert seen["realistic"] is True
     assert cli.main(["synth", "--out", str(tmp_path / "d")]) == 0 and seen["realistic"] is False

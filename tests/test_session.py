@@ -44,7 +44,7 @@ def test_knobs_come_from_the_profile_and_a_notebook_overrides_them(tiny_data, pr
 
 
 def test_the_quick_profile_keeps_the_smoke_run_small(tiny_data):
-    from attrlib.benchmark import DEFAULT_STRENGTH
+    from attrlib.simulator import DEFAULT_STRENGTH
     from attrlib.study.checks import sweep_points
 
     quick = session(profile="quick", data=str(tiny_data), progress=False).knobs
@@ -85,7 +85,7 @@ def test_attrlib_stays_light_and_offers_session_lazily():
 
 
 def test_the_simulator_does_not_import_training_or_anything_above_it():
-    code = ("import sys, attrlib.benchmark, attrlib.benchmark.stats; print(sorted(m for m in sys.modules if m.startswith("
+    code = ("import sys, attrlib.simulator, attrlib.simulator.stats; print(sorted(m for m in sys.modules if m.startswith("
             "('attrlib.training', 'attrlib.sweep', 'attrlib.evaluation', 'attrlib.runfolder', 'attrlib.study'))))")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

@@ -336,7 +336,7 @@ def test_the_cli_reports_a_failing_study_and_exits_1(tmp_path, tiny_data, capsys
 
 # ------------------------------------------------------------------------------------- library pieces
 def test_resolve_data_unbiased_variant(tmp_path, tiny_data, monkeypatch):
-    from attrlib.benchmark import synthesize
+    from attrlib.simulator import synthesize
     from attrlib.errors import ConfigError
     from attrlib.study import STUDY_BENCHMARKS, resolve_data, unbiased_variant
 

@@ -1,8 +1,8 @@
 """The checks that make the SIMULATED benchmark trustworthy (benchmark.md, "Checks"): the ones that train.
 
 They train through the sweep (`attrlib.sweep.train`) and read each run's metrics.json, so they sit in the
-study layer, above training; the simulator (`attrlib.benchmark`) and its image statistics
-(`attrlib.benchmark.stats`) train nothing.
+study layer, above training; the simulator (`attrlib.simulator`) and its image statistics
+(`attrlib.simulator.stats`) train nothing.
 
 1. strength 0, unbiased training -> held-out accuracy at chance (nothing leaks through content, file
    format or ordering).
@@ -26,9 +26,9 @@ from typing import Iterable
 import numpy as np
 import pandas as pd
 
-from ..benchmark import DEFAULT_STRENGTH, GENERATOR_VERSION, synthesize
-from ..benchmark.stats import pixel_stats, thumbnail_check
-from ..benchmark.synth import DEFAULT_INSTANCE_SPREAD
+from ..simulator import DEFAULT_STRENGTH, GENERATOR_VERSION, synthesize
+from ..simulator.stats import pixel_stats, thumbnail_check
+from ..simulator.synth import DEFAULT_INSTANCE_SPREAD
 from ..config import Config
 from ..sweep import train
 

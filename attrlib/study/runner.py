@@ -23,7 +23,7 @@ from jupyter_client.kernelspec import KernelSpecManager
 
 from ..config import PROFILES
 from ..errors import ConfigError
-from ..inspection.explorer import HEADLESS_ENV
+from ..reporting.explorer import HEADLESS_ENV
 from ..io import atomic_write_json
 from .session import parse_heldout, resolve_data
 

@@ -26,10 +26,10 @@ from typing import Any, Iterable
 
 import torch
 
-from ..benchmark import synthesize
+from ..simulator import synthesize
 from ..config import PROFILES, Config, profile as profile_config
 from ..errors import ConfigError
-from ..benchmark import SIMULATED_NOTE
+from ..simulator import SIMULATED_NOTE
 
 # The embedded benchmark each profile studies when no --data is given. `quick` is small enough for the
 # test suite; `default` is seed 002's matrix at scale 1/50; `paper` keeps that matrix at a larger size

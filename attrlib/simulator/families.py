@@ -5,7 +5,7 @@ mimics the artifacts its architecture is known to leave (see `docs/benchmark.md`
 spirit of AutoGAN (Zhang, Karaman & Chang, WIFS 2019) and of Yang et al.'s model synthesis for zero-shot
 attribution: shallow upsampling decoders whose fingerprints transfer to real generators.
 
-A family g turns a clean content image c (from `attrlib.benchmark.content`) into
+A family g turns a clean content image c (from `attrlib.simulator.content`) into
 
     x = round8( c + s/255 * R_g(c) ),     R_g = HP( sqrt(1 - rho_g^2) * D_g(c) / a_g  +  rho_g * N_g / b_g )
 

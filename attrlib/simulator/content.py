@@ -8,9 +8,9 @@ background, with position, size, orientation, colours and smooth texture randomi
 What the simulation needs from content, and how it is obtained:
 
 - Content is an easy, low-frequency shortcut: an 8x8 thumbnail identifies the subclass (palettes and
-  layouts differ; see `attrlib.benchmark.stats.thumbnail_check`).
+  layouts differ; see `attrlib.simulator.stats.thumbnail_check`).
 - Content carries no periodic structure at 2, 4 or 8 pixels, where the generator fingerprints live
-  (`attrlib.benchmark.families`): textures are Gaussian-filtered white noise, never stripes or tiles, and
+  (`attrlib.simulator.families`): textures are Gaussian-filtered white noise, never stripes or tiles, and
   shape edges are anti-aliased over about one pixel.
 - Content says nothing about the generator: it is drawn from the subclass alone, and every image is given a
   global mean and contrast drawn from one distribution shared by all subclasses, so that no family can be

@@ -12,7 +12,7 @@ subclass, seed 002's military vehicles, for every generator). The `biased` varia
 training matrix; the `unbiased` variant spreads the same total uniformly over all 6 x 7 cells (the oracle's
 training set). Images are a pure function of the parameters: the same seed gives byte-identical PNGs.
 
-`realistic=True` writes the realistic variant instead (`attrlib.benchmark.realistic`): the same generators,
+`realistic=True` writes the realistic variant instead (`attrlib.simulator.realistic`): the same generators,
 subclasses and layout, with per-generator sizes and file formats (JPEG as `.jpg`), unequal counts and a
 held-out subclass that some generators lack; benchmark.json then carries a `realistic` section (the planted
 file properties, part of the cache key) and a `files` summary. Without it nothing changes: the default
@@ -122,7 +122,7 @@ def synthesize(out: str | os.PathLike = "data/benchmark", scale: float = DEFAULT
                realistic: bool | dict = False) -> Path:
     """Write the simulated benchmark to `out` and return `out`.
 
-    realistic: write the realistic variant (see the module docstring and `attrlib.benchmark.realistic`);
+    realistic: write the realistic variant (see the module docstring and `attrlib.simulator.realistic`);
     `size` is then the model crop the folder is made for (image sizes scale with size/64). A benchmark.json's
     `realistic` section counts as True, so `synthesize(out, **params_of_a_benchmark_json)` round-trips.
 
@@ -216,7 +216,7 @@ def _generate(root: Path, params: dict, progress: bool) -> None:
         w.writerow(("path", "generator", "subclass", "split", "mask"))
         w.writerows(row[:5] for row in rows)
     note = ("SIMULATED benchmark: procedural content and simulated generator fingerprints "
-            "(attrlib.benchmark); not images from the real generators")
+            "(attrlib.simulator); not images from the real generators")
     extra = {}
     if realistic:
         note += ("; realistic variant: file format, JPEG quality, size and aspect ratio differ by generator on "

@@ -13,9 +13,9 @@ import numpy as np
 import torch
 
 from ..data import ImageDataset
-from ..reporting.draw import show_image, show_overlay
+from ..inspection import grad_cam
 from ..runfolder import heldout_split, load_run
-from .cam import grad_cam
+from .draw import show_image, show_overlay
 
 # Set for the kernels a study runs (`attrlib study` sets it): notebooks draw static figures instead of live
 # widgets there (nbclient can wait forever on a cell whose output widget it captures: jupyter/nbclient#312,

@@ -106,7 +106,7 @@ def spec(size: int) -> dict:
         }
     return {"version": REALISTIC_VERSION, "reference_crop": REFERENCE_CROP,
             "note": "planted shortcuts: format, JPEG quality, size and aspect ratio differ by generator "
-                    "(attrlib.benchmark.realistic)", "generators": generators}
+                    "(attrlib.simulator.realistic)", "generators": generators}
 
 
 def _stratified(rng: np.random.Generator, n: int, shares) -> np.ndarray:
