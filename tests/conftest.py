@@ -45,6 +45,17 @@ def make_tiny_data(root: Path, per_cell: int = TINY_PER_CELL, size: int = 32, se
     return root
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Many small tensor operations (the simulator): torch's thread pool only adds overhead."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def tiny_data(tmp_path_factory) -> Path:
     return make_tiny_data(tmp_path_factory.mktemp("tiny_data"))

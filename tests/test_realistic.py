@@ -17,12 +17,7 @@ from attrlib.data import ImageDataset, load_study_data
 STRUCTURE = dict(scale=1 / 250, size=32, strength=0.0, realistic=True, progress=False)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

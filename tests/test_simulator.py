@@ -27,13 +27,7 @@ EXPECTED_TRAIN = {
 TINY = dict(scale=1 / 1000, size=32, progress=False)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # many small tensor operations: torch's thread pool only adds overhead (synthesize does the same)
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _total(split_counts: dict) -> int:

@@ -180,7 +180,7 @@ def test_notebooks_08_to_10_outputs(quick_study):
 def test_the_study_reused_runs_and_trains_nothing_again(quick_study):
     """Every notebook asked the engine for its runs; 04, 06-10 found 02's baseline (and each other's) done.
     Asking again for every technique of the study returns the same folders without training."""
-    from attrlib import sweep, training
+    from attrlib import sweep
     from attrlib.data.fingerprint import data_fingerprint
     from attrlib.techniques import available
 
@@ -355,7 +355,7 @@ def test_resolve_data_unbiased_variant(tmp_path, tiny_data, monkeypatch):
 
 
 def test_gap_closed_against_two_references_and_a_missing_oracle(tiny_data, tmp_path):
-    from attrlib import sweep, training
+    from attrlib import sweep
     from attrlib.evaluation import summary_table
     from attrlib.reporting import format_summary
 

@@ -27,8 +27,6 @@ from torch import nn
 
 from ..data import ImageDataset, collate_patches
 from ..errors import DataError
-from ..runfolder import heldout_split, iter_runs, load_run
-from ..techniques import image_logits, image_starts, per_image
 from ..models import HeadSelector
 from ..runfolder import heldout_split, iter_runs, load_run
 from ..techniques import image_logits, image_starts, per_image

@@ -14,15 +14,17 @@ never the reverse.
 """
 from .draw import show_image, show_overlay
 from .explorer import HEADLESS_ENV, cam_explorer, explain_figure
-from .figures import (SIMULATED_NOTE, bias_heatmap, cam_grid, confusion_figure, confusion_grid, llr_figure,
+from ..simulator import SIMULATED_NOTE
+from .figures import (bias_heatmap, cam_grid, confusion_figure, confusion_grid, llr_figure,
                       robustness_figure, run_cam_grid, runs_llr_figure, sample_grid, shortcut_audit_figure,
                       spectra_figure, sweep_figure)
 from .save import save_fig, save_table
 from .tables import TARGET_DATA_MARK, format_robustness, format_summary, label_target_data, seed_table
 
 __all__ = [
-    "HEADLESS_ENV", "SIMULATED_NOTE", "TARGET_DATA_MARK", "bias_heatmap", "cam_explorer", "cam_grid", "explain_figure", "confusion_figure", "confusion_grid",
-    "format_robustness", "format_summary", "label_target_data", "llr_figure", "robustness_figure", "run_cam_grid",
-    "runs_llr_figure", "sample_grid", "save_fig", "save_table", "seed_table", "shortcut_audit_figure", "show_image",
-    "show_overlay", "spectra_figure", "sweep_figure",
+    "HEADLESS_ENV", "SIMULATED_NOTE", "TARGET_DATA_MARK", "bias_heatmap", "cam_explorer", "cam_grid",
+    "confusion_figure", "confusion_grid", "explain_figure", "format_robustness", "format_summary",
+    "label_target_data", "llr_figure", "robustness_figure", "run_cam_grid", "runs_llr_figure", "sample_grid",
+    "save_fig", "save_table", "seed_table", "shortcut_audit_figure", "show_image", "show_overlay", "spectra_figure",
+    "sweep_figure",
 ]

@@ -20,7 +20,6 @@ import seaborn as sns
 import torch
 
 from ..data import Audit, load_image
-from ..simulator import SIMULATED_NOTE
 from ..evaluation import confusion, llr_scores
 from ..runfolder import generators_of, pooled_predictions
 from ..inspection.cam import run_cam_examples
