@@ -12,9 +12,9 @@ never the reverse.
     explorer cam_explorer (ipywidgets: technique, image -> probabilities and CAM overlay) and explain_figure;
              static figures under `attrlib study` (HEADLESS_ENV)
 """
+from ..simulator import SIMULATED_NOTE
 from .draw import show_image, show_overlay
 from .explorer import HEADLESS_ENV, cam_explorer, explain_figure
-from ..simulator import SIMULATED_NOTE
 from .figures import (bias_heatmap, cam_grid, confusion_figure, confusion_grid, llr_figure,
                       robustness_figure, run_cam_grid, runs_llr_figure, sample_grid, shortcut_audit_figure,
                       spectra_figure, sweep_figure)
