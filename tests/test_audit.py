@@ -172,3 +172,24 @@ def test_corrupt_file_raise_and_skip(tmp_path):
     assert [p for p, _ in result.skipped] == [str(bad)]
     assert any("unreadable" in w for w in result.warnings)
     assert "b" in result.cues.at["format", "flagged"]
+
+
+def test_a_generator_that_is_mostly_jpeg_is_partly_told_apart(tmp_path):
+    """The realistic case: one generator's files are mostly JPEG, a few others' are too: not a clean
+    separation (no flag), but a warning that the format singles out most of its images."""
+    rng = np.random.default_rng(0)
+    for g, jpeg_share in (("mostly_jpeg", 0.85), ("some_jpeg", 0.15), ("png_a", 0.0), ("png_b", 0.0)):
+        for sub in ("cat", "dog", "held"):
+            (tmp_path / g / sub).mkdir(parents=True)
+            for k in range(14):
+                img = Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8))
+                if k < round(jpeg_share * 14):
+                    img.save(tmp_path / g / sub / f"{k}.jpg", quality=90)
+                else:
+                    img.save(tmp_path / g / sub / f"{k}.png")
+    with pytest.warns(Warning):
+        audit = shortcut_audit(load_study_data(tmp_path, heldout="held"))
+    assert "mostly_jpeg" not in audit.flagged()
+    assert "mostly_jpeg" in audit.cues.at["format", "leaning"]
+    assert any(w.startswith("mostly_jpeg is partly told apart by file format") for w in audit.warnings)
+    assert "partial shortcut" in audit.table().at["format", "verdict"]

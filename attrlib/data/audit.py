@@ -50,6 +50,13 @@ FLAG_PRECISION = 0.9
 PRECISION_MARGIN = 0.5
 # Above chance + this fraction of the way to 1, a cue is reported as a partial cue even if no generator is flagged.
 PARTIAL_CUE = 0.25
+# A generator "leans on" a cue (a weaker shortcut, still worth a warning) when the cue-only classifier finds at
+# least this share of its images and is right at least half the time it names it, and at least LEAN_LIFT times
+# as often as its share of the images would be (precision >= min(0.9, max(0.5, LEAN_LIFT x share))): e.g. 86 %
+# of one generator's images are JPEG, few others'.
+LEAN_RECALL = 0.6
+LEAN_PRECISION = 0.5
+LEAN_LIFT = 2.0
 
 IDENTITY_COLUMNS = ("path", "generator", "subclass", "split")
 METADATA_COLUMNS = ("format", "mode", "bit_depth", "width", "height", "aspect", "file_bytes", "bytes_per_pixel",
@@ -264,7 +271,7 @@ class Audit:
     jpeg         JPEG share and count, quality min / median / max, share chroma-subsampled, share IJG tables
     sizes        width, height, aspect (min / median / max), distinct sizes, most common size and its share,
                  median bytes per pixel
-    cues         per cue: what, balanced_accuracy, chance, n_values, n_folds, flagged, verdict (see `table`)
+    cues         per cue: what, balanced_accuracy, chance, n_values, n_folds, flagged, leaning, verdict (see `table`)
     recall, precision   generator x cue, of the cross-validated cue-only classifier
     warnings     plain-words warnings (also raised once as one ShortcutWarning)
     metadata     the `file_metadata` rows audited;  skipped: (path, reason) of files left out
@@ -307,7 +314,8 @@ class Audit:
             "balanced accuracy of a cross-validated logistic regression predicting the generator from one cue "
             f"alone; chance is 1/{len(self.counts)}. A generator is flagged when the cue-only classifier finds at "
             f"least {FLAG_RECALL:.0%} of its images with precision at least {FLAG_PRECISION:.0%} and well above "
-            "its share.")
+            f"its share; it is partly told apart when the classifier finds at least {LEAN_RECALL:.0%} of its images "
+            f"with precision at least {LEAN_PRECISION:.0%} and {LEAN_LIFT:g}x its share.")
         return t
 
     def generator_tables(self) -> dict[str, pd.DataFrame]:
@@ -385,6 +393,10 @@ def _describe(values: pd.Series) -> str:
 
 def _flag_rule(recall: float, precision: float, share: float) -> bool:
     return bool(recall >= FLAG_RECALL and precision >= max(FLAG_PRECISION, share + PRECISION_MARGIN * (1 - share)))
+
+
+def _lean_rule(recall: float, precision: float, share: float) -> bool:
+    return bool(recall >= LEAN_RECALL and precision >= min(FLAG_PRECISION, max(LEAN_PRECISION, LEAN_LIFT * share)))
 
 
 def shortcut_audit(data_or_frame, split: str | None = "train", min_images: int = MIN_IMAGES, cv: int = 5,
@@ -482,13 +494,15 @@ def shortcut_audit(data_or_frame, split: str | None = "train", min_images: int =
     for name, cue in CUES.items():
         n_values = int(features.loc[rows, list(cue.categorical) or list(cue.numeric)].drop_duplicates().shape[0])
         row = {"what": cue.what, "balanced_accuracy": np.nan, "chance": chance, "n_values": n_values,
-               "n_folds": folds, "flagged": []}
+               "n_folds": folds, "flagged": [], "leaning": []}
         if len(usable) >= 2 and folds >= 2:
             pred = _evaluate(features[rows], y, cue, folds, seed)
             row["balanced_accuracy"] = balanced_accuracy_score(y, pred)
             recall.loc[usable, name] = recall_score(y, pred, labels=usable, average=None, zero_division=0)
             precision.loc[usable, name] = precision_score(y, pred, labels=usable, average=None, zero_division=0)
             row["flagged"] = [g for g in usable if _flag_rule(recall.at[g, name], precision.at[g, name], share[g])]
+            row["leaning"] = [g for g in usable if g not in row["flagged"]
+                              and _lean_rule(recall.at[g, name], precision.at[g, name], share[g])]
         row["verdict"] = _verdict(row, chance)
         cue_rows[name] = row
     cues = pd.DataFrame.from_dict(cue_rows, orient="index")
@@ -509,6 +523,15 @@ def shortcut_audit(data_or_frame, split: str | None = "train", min_images: int =
             texts.append(f"{g} can be told apart by its file metadata combined (format, JPEG quality, size, aspect, "
                          f"mode; recall {recall.at[g, 'metadata']:.2f}, precision {precision.at[g, 'metadata']:.2f}) "
                          "though by no single cue. A model can identify it by these instead of its fingerprint.")
+        leans = [c for c in CUES if c != "metadata" and c not in single and g in cues.at[c, "leaning"]]
+        if leans:
+            mine, others = gen == g, gen != g
+            said = "; ".join(
+                f"{_CUE_WORDS[c]} (recall {recall.at[g, c]:.2f}, precision {precision.at[g, c]:.2f} against its "
+                f"{share[g]:.0%} share): its {images} are {_describe(features.loc[mine, _CUE_COLUMN[c]])}, the "
+                f"other generators' are {_describe(features.loc[others, _CUE_COLUMN[c]])}" for c in leans)
+            texts.append(f"{g} is partly told apart by {said}. A model can use "
+                         f"{'this' if len(leans) == 1 else 'these'} for many of its images.")
     few = [g for g in generators if counts[g] < min_images]
     for g in few:
         texts.append(f"{g} has only {counts[g]} {images}, fewer than {min_images}: a model sees it in a "
@@ -531,7 +554,10 @@ def _verdict(row: dict, chance: float) -> str:
     if row["n_values"] <= 1:
         return "no signal: one value for every image"
     if row["flagged"]:
-        return "shortcut: tells apart " + ", ".join(row["flagged"])
+        return "shortcut: tells apart " + ", ".join(row["flagged"]) + (
+            "; partly " + ", ".join(row["leaning"]) if row["leaning"] else "")
+    if row["leaning"]:
+        return "partial shortcut: partly tells apart " + ", ".join(row["leaning"])
     if acc >= chance + PARTIAL_CUE * (1 - chance):
         return "partial cue: above chance, no generator told apart"
     return "near chance"
