@@ -341,6 +341,21 @@ def test_auto_cache_streams_above_the_limit(study, monkeypatch):
     assert not ds.cached and ds[0]["x"].shape == (3, 16, 16)
 
 
+def test_the_memory_budget_is_shared_by_every_dataset_of_the_process(study, monkeypatch):
+    import gc
+
+    import attrlib.data.datasets as dsmod
+
+    one = ImageDataset(study.split("train"), study, policy="crop", size=16, cache="stream").estimated_bytes()
+    monkeypatch.setattr(dsmod, "CACHE_LIMIT_BYTES", int(1.5 * one) + dsmod._held["bytes"])
+    first = ImageDataset(study.split("train"), study, policy="crop", size=16)
+    second = ImageDataset(study.split("train"), study, policy="crop", size=16)
+    assert first.cached and not second.cached  # together they would pass the budget
+    del first
+    gc.collect()
+    assert ImageDataset(study.split("train"), study, policy="crop", size=16).cached  # freed, held again
+
+
 def test_verify_images_passes_valid_data(study):
     good, skipped = verify_images(study.frame, progress=False)
     assert skipped == [] and len(good) == len(study.frame)

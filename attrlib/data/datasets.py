@@ -14,7 +14,7 @@ Both paths quantise to uint8 before the float conversion, so a cached and a stre
 same tensors. Randomness comes from torch's global RNG: `torch.manual_seed`, or a DataLoader with a
 seeded generator (which seeds its workers), makes the crops reproducible.
 
-Small datasets (decoded size below `CACHE_LIMIT_BYTES`) are decoded once into memory, as one stacked
+Small datasets (while all the datasets a process holds stay below `CACHE_LIMIT_BYTES` decoded) are decoded once into memory, as one stacked
 uint8 tensor when all images share a size, so the training loop pays no PIL cost per item. Decoding the
 cache is also where bad files surface (all of them, before training starts); streamed datasets can do
 the same with `verify_images`.
@@ -22,6 +22,7 @@ the same with `verify_images`.
 from __future__ import annotations
 
 import warnings
+import weakref
 from typing import Any, Callable
 
 import numpy as np
@@ -36,10 +37,18 @@ from .images import image_size, load_image, load_mask
 from .sources import format_problem
 
 POLICIES = ("crop", "resize")
-CACHE_LIMIT_BYTES = 2 * 1024 ** 3   # cache="auto" keeps a dataset in memory below this decoded size
+# cache="auto" keeps a dataset in memory while every dataset the process holds stays below this decoded size:
+# a process-wide budget (a training set, its validation and test sets and a robustness pass together), sized so
+# that a run on a folder of 2,000 1024-px images peaks under 2 GB with torch itself (~0.8 GB) loaded
+CACHE_LIMIT_BYTES = 768 * 1024 ** 2
+_held = {"bytes": 0}                # decoded bytes of the datasets alive in memory now
 _CACHE_CHOICES = ("auto", "memory", "stream", True, False)
 _PROGRESS_FROM = 2000               # progress=None shows a decoding bar above this many images
 _SIZE_SAMPLE = 64                   # headers read to estimate the decoded size of a crop-policy dataset
+
+
+def _release(size: int) -> None:
+    _held["bytes"] -= size
 
 
 def _progress(iterable, total: int, desc: str, enabled: bool):
@@ -145,7 +154,11 @@ class ImageDataset(torch.utils.data.Dataset):
         self._mask_items: list[torch.Tensor] | None = None
         if progress is None:  # a bar only when decoding takes long enough to wonder about
             progress = len(self.frame) > _PROGRESS_FROM
-        self.cached = cache in ("memory", True) or (cache == "auto" and self.estimated_bytes() < CACHE_LIMIT_BYTES)
+        size = self.estimated_bytes() if cache == "auto" else 0
+        self.cached = cache in ("memory", True) or (cache == "auto" and _held["bytes"] + size < CACHE_LIMIT_BYTES)
+        if self.cached and size:
+            _held["bytes"] += size
+            weakref.finalize(self, _release, size)
         if self.cached:
             self._fill_cache(progress)
         elif verify or (verify is None and self.on_bad == "skip"):

@@ -147,14 +147,17 @@ def image_logits(logits: torch.Tensor, owner: torch.Tensor | None) -> torch.Tens
 
 @torch.no_grad()
 def predict_probs(predict, loader, device: torch.device, n_classes: int, progress: bool = False,
-                  desc: str = "predict") -> np.ndarray:
+                  desc: str = "predict", chunk: int = 256) -> np.ndarray:
     """Softmax probabilities (N, n_classes) of `predict(x) -> logits` over a loader of batches with `x`, in
     its order (the engine's predictions and validation, robustness under perturbations). A batch of patches
     (`owner`: the image of each patch, `attrlib.data.collate_patches`) gives one row per image: the softmax of
-    the mean of its patches' log-probabilities."""
+    the mean of its patches' log-probabilities. `predict` sees at most `chunk` crops at once (a batch of 64
+    images of 16 patches would hold the activations of 1,024 crops)."""
     out = []
     for batch in tqdm(loader, desc=desc, disable=not progress, leave=False):
-        logits = predict(batch["x"].to(device, non_blocking=True)).float()
+        x = batch["x"]
+        logits = torch.cat([predict(x[i:i + chunk].to(device, non_blocking=True)).float()
+                            for i in range(0, len(x), chunk)])
         out.append(torch.softmax(image_logits(logits, batch.get("owner")), dim=1).cpu())
     return torch.cat(out).numpy() if out else np.zeros((0, n_classes), dtype=np.float32)
 

@@ -1,6 +1,7 @@
 """The loop's parts, plain functions with explicit arguments (torchvision's reference `train_one_epoch`)."""
 from __future__ import annotations
 
+import itertools
 import random
 import time
 from collections import defaultdict
@@ -78,11 +79,11 @@ def train_one_epoch(technique, loader: DataLoader, device: torch.device, epoch: 
     sums: dict[str, float] = defaultdict(float)
     seen = steps = 0
     start = time.perf_counter()
-    bar = tqdm(loader, desc=f"{technique.name} epoch {epoch + 1}/{epochs}", disable=not progress, leave=False,
-               total=min(len(loader), max_steps or len(loader)))
+    total = len(loader) if max_steps is None else min(len(loader), max_steps)
+    # islice stops before fetching a batch past the budget (a decoded batch of large images is not free)
+    bar = tqdm(itertools.islice(loader, total), desc=f"{technique.name} epoch {epoch + 1}/{epochs}",
+               disable=not progress, leave=False, total=total)
     for batch in bar:
-        if max_steps is not None and steps >= max_steps:
-            break
         batch = _to_device(batch, device)
         stats = technique.update(batch)
         n = int(batch["owner"][-1]) + 1 if "owner" in batch else int(batch["x"].shape[0])  # images, not patches
