@@ -1,9 +1,15 @@
-"""`attrlib` command line. Every option's help states its default; an unknown option fails and lists the valid ones."""
+"""`attrlib` command line. Every option's help states its default; an unknown option fails and lists the valid ones.
+
+Each command imports what it runs when it runs (torch and the notebooks' stack take seconds to import), so
+`attrlib --help` and a mistyped option answer at once.
+"""
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
+import warnings
 from fractions import Fraction
 
 from .errors import AttrlibError, ConfigError
@@ -29,8 +35,6 @@ def _heldout(text: str) -> tuple[str, ...]:
 
 
 def _kv(text: str) -> tuple[str, object]:
-    import json
-
     if "=" not in text:
         raise argparse.ArgumentTypeError(f"--param {text!r} must look like name=value")
     key, value = text.split("=", 1)
@@ -147,8 +151,6 @@ def _bias_table(args) -> None:
 
 
 def _audit(args) -> None:
-    import warnings
-
     from .data import ShortcutWarning, load_study_data, shortcut_audit
 
     data = load_study_data(args.data, heldout=args.heldout, on_bad=args.on_bad)
