@@ -136,3 +136,18 @@ def test_papermill_lists_every_parameter_with_its_type_and_help(path):
     assert 'profile: str (default "default")' in shown and "threads: int (default 0)" in shown
     source = nbformat.read(str(path), as_version=4).cells[1].source
     assert all(": " in line.split("=")[0] for line in source.splitlines() if line.strip())
+
+
+def test_the_simulation_checks_apply_to_the_default_variant_only(tmp_path, tiny_data):
+    from attrlib.errors import ConfigError
+    from attrlib.study import benchmark_spec, checks_apply
+
+    default = tmp_path / "default"
+    default.mkdir()
+    (default / "benchmark.json").write_text('{"scale": 0.004, "size": 32}')
+    realistic = tmp_path / "realistic"
+    realistic.mkdir()
+    (realistic / "benchmark.json").write_text('{"scale": 0.004, "size": 32, "realistic": {}}')
+    assert checks_apply(default) and not checks_apply(realistic) and not checks_apply(tiny_data)
+    with pytest.raises(ConfigError, match="realistic variant's checks"):
+        benchmark_spec("quick", realistic)

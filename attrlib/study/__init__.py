@@ -8,8 +8,9 @@
 - `report`: one static HTML report of an executed study (`attrlib report`).
 """
 from .runner import StudyError, notebook_kernel, notebooks_in, run_study
-from .session import (STUDY_BENCHMARKS, Knobs, Session, benchmark_spec, is_simulated, parse_heldout, resolve_data,
-                      session, unbiased_variant)
+from .session import (STUDY_BENCHMARKS, Knobs, Session, benchmark_spec, checks_apply, is_simulated, parse_heldout,
+                      resolve_data, session, unbiased_variant)
 
 __all__ = ["session", "Session", "Knobs", "parse_heldout", "resolve_data", "unbiased_variant", "is_simulated",
-           "benchmark_spec", "STUDY_BENCHMARKS", "run_study", "StudyError", "notebook_kernel", "notebooks_in"]
+           "benchmark_spec", "checks_apply", "STUDY_BENCHMARKS", "run_study", "StudyError", "notebook_kernel",
+           "notebooks_in"]

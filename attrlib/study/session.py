@@ -100,6 +100,15 @@ def is_simulated(root: str | Path) -> bool:
     return (Path(root) / "benchmark.json").is_file()
 
 
+def checks_apply(root: str | Path) -> bool:
+    """True when the simulation checks (a strength sweep of the same benchmark) apply to `root`: the embedded
+    benchmark's default variant. Not on real data (no strength knob) nor on the realistic variant (its checks
+    are the default variant's: it changes the files, not the fingerprints)."""
+    if not is_simulated(root):
+        return False
+    return "realistic" not in json.loads((Path(root) / "benchmark.json").read_text(encoding="utf-8"))
+
+
 def benchmark_spec(profile: str, root: str | Path, **execution) -> dict:
     """Keyword arguments for the trainings of `attrlib.study.checks` that match a profile and an embedded
     benchmark.
@@ -107,9 +116,10 @@ def benchmark_spec(profile: str, root: str | Path, **execution) -> dict:
     The benchmark's own scale, size and seed come from its benchmark.json (so checks run at the size the
     study runs at); the training options are the profile's; `execution` adds runs/device.
     """
-    if not is_simulated(root):
-        raise ConfigError(f"{str(root)!r} is not the embedded benchmark (no benchmark.json): the simulation "
-                          "checks need the strength knob, which real data does not have")
+    if not checks_apply(root):
+        raise ConfigError(f"{str(root)!r} is not the embedded benchmark's default variant: the simulation checks "
+                          "need its strength knob (real data has none; the realistic variant's checks are the "
+                          "default variant's, run them with data empty)")
     params = json.loads((Path(root) / "benchmark.json").read_text(encoding="utf-8"))
     # the study's benchmark and its unbiased twin are the sweep's points at the default strength: reused, not
     # made again (and their runs are the baseline's and the oracle's seed 0: reused as well)
