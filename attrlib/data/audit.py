@@ -509,14 +509,16 @@ def shortcut_audit(data_or_frame, split: str | None = "train", min_images: int =
     cues.index.name = "cue"
 
     # warnings in plain words
+    def evidence(g: str, c: str, against: str = "") -> str:
+        mine, others = gen == g, gen != g
+        return (f"(recall {recall.at[g, c]:.2f}, precision {precision.at[g, c]:.2f}{against}): its {images} are "
+                f"{_describe(features.loc[mine, _CUE_COLUMN[c]])}, the other generators' are "
+                f"{_describe(features.loc[others, _CUE_COLUMN[c]])}")
+
     for g in generators:
         single = [c for c in CUES if c != "metadata" and g in cues.at[c, "flagged"]]
         if single:
-            mine, others = gen == g, gen != g
-            said = "; ".join(
-                f"by {_CUE_WORDS[c]} alone (recall {recall.at[g, c]:.2f}, precision {precision.at[g, c]:.2f}): "
-                f"its {images} are {_describe(features.loc[mine, _CUE_COLUMN[c]])}, the other "
-                f"generators' are {_describe(features.loc[others, _CUE_COLUMN[c]])}" for c in single)
+            said = "; ".join(f"by {_CUE_WORDS[c]} alone {evidence(g, c)}" for c in single)
             texts.append(f"{g} can be told apart {said}. A model can identify {g} by "
                          f"{'this' if len(single) == 1 else 'these'} instead of its fingerprint.")
         elif g in cues.at["metadata", "flagged"]:
@@ -525,11 +527,7 @@ def shortcut_audit(data_or_frame, split: str | None = "train", min_images: int =
                          "though by no single cue. A model can identify it by these instead of its fingerprint.")
         leans = [c for c in CUES if c != "metadata" and c not in single and g in cues.at[c, "leaning"]]
         if leans:
-            mine, others = gen == g, gen != g
-            said = "; ".join(
-                f"{_CUE_WORDS[c]} (recall {recall.at[g, c]:.2f}, precision {precision.at[g, c]:.2f} against its "
-                f"{share[g]:.0%} share): its {images} are {_describe(features.loc[mine, _CUE_COLUMN[c]])}, the "
-                f"other generators' are {_describe(features.loc[others, _CUE_COLUMN[c]])}" for c in leans)
+            said = "; ".join(f"{_CUE_WORDS[c]} {evidence(g, c, f' against its {share[g]:.0%} share')}" for c in leans)
             texts.append(f"{g} is partly told apart by {said}. A model can use "
                          f"{'this' if len(leans) == 1 else 'these'} for many of its images.")
     few = [g for g in generators if counts[g] < min_images]
