@@ -23,6 +23,17 @@ from .errors import WriteError
 _TEMP_SUFFIX = ".tmp"
 
 
+def _umask() -> int:
+    mask = os.umask(0)  # the only way to read it is to set it
+    os.umask(mask)
+    return mask
+
+
+# mkstemp creates its file readable by the owner only; a result takes the mode any new file would (0666 & ~umask),
+# so that figures, tables and the report can be shared as usual
+_FILE_MODE = 0o666 & ~_umask()
+
+
 @contextlib.contextmanager
 def atomic_open(path: str | os.PathLike, mode: str = "w", **kwargs: Any) -> Iterator[IO]:
     """Open a temporary sibling of `path` for writing; on success it replaces `path`, on error it is removed.
@@ -39,6 +50,7 @@ def atomic_open(path: str | os.PathLike, mode: str = "w", **kwargs: Any) -> Iter
             yield fh
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, _FILE_MODE)
         os.replace(tmp, path)
     except BaseException as err:
         if tmp is not None:

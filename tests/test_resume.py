@@ -219,3 +219,11 @@ def test_train_many_trains_what_nobody_trains_before_waiting_on_a_locked_run(tin
     with io.exclusive_lock(held.parent / f".{held.name}.lock", blocking=False) as got:
         assert got  # released
     assert sweep.train(Config(technique="baseline", seed=0, **common), progress=False, wait=False) == held
+
+
+def test_results_take_the_mode_of_any_new_file(tmp_path):
+    """mkstemp makes owner-only files; a result must be as readable as any file the user creates."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    path = io.atomic_write_text(tmp_path / "table.md", "| a |\n")
+    assert (path.stat().st_mode & 0o777) == (0o666 & ~mask)
