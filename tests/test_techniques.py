@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import torch
 
-from attrlib import training
+from attrlib import runfolder, training
 from attrlib.config import Config
 from attrlib.data import ImageDataset, load_study_data
 from attrlib.errors import ConfigError
@@ -61,10 +61,10 @@ def test_technique_inits_updates_predicts_and_round_trips(name, tiny, tmp_path):
 
     # checkpoint round trip: same predictions, and the next step (optimiser state included) is the same
     gen = torch.Generator().manual_seed(1)
-    training.save_checkpoint(tmp_path / "checkpoint.pt", t, 0, gen)
+    runfolder.write_checkpoint(tmp_path, training.checkpoint_state(t, 0, gen))
     torch.manual_seed(123)
     u = build_technique(_config(name), data)
-    assert training.load_checkpoint(tmp_path / "checkpoint.pt", u, torch.Generator()) == 1
+    assert training.load_checkpoint(tmp_path, u, torch.Generator()) == 1
     u.eval()
     assert torch.equal(t.predict(batch["x"]), u.predict(batch["x"]))
     t.train(), u.train()

@@ -6,9 +6,9 @@
                   epoch) and write its predictions; the sweep (`attrlib.sweep`) locks, reuses and scores runs
     distributed   torchrun: process group, disjoint samples, gradient averaging
 """
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import checkpoint_state, load_checkpoint
 from .engine import Fitted, fit, predict_splits
 from .loop import make_loader, pick_device, seed_everything, train_one_epoch
 
-__all__ = ["Fitted", "fit", "load_checkpoint", "make_loader", "pick_device", "predict_splits",
-           "save_checkpoint", "seed_everything", "train_one_epoch"]
+__all__ = ["Fitted", "checkpoint_state", "fit", "load_checkpoint", "make_loader", "pick_device", "predict_splits",
+           "seed_everything", "train_one_epoch"]

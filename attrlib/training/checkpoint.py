@@ -12,9 +12,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from .. import runfolder
 from ..errors import CheckpointError
-from ..io import atomic_torch_save
-from ..models.weights import safe_load
 from . import distributed
 
 
@@ -43,15 +42,12 @@ def checkpoint_state(technique, epoch: int, loader_generator: torch.Generator) -
     }
 
 
-def save_checkpoint(path: Path, technique, epoch: int, loader_generator: torch.Generator) -> None:
-    """Write `checkpoint_state` to `path` (one process; the engine writes through `attrlib.runfolder`)."""
-    atomic_torch_save(checkpoint_state(technique, epoch, loader_generator), path)
-
-
-def load_checkpoint(path: Path, technique, loader_generator: torch.Generator) -> int:
-    """Restore a technique (model, optimisers, buffers) and this rank's random states; returns the next epoch."""
+def load_checkpoint(run: Path, technique, loader_generator: torch.Generator) -> int:
+    """Restore a technique (model, optimisers, buffers) and this rank's random states from the checkpoint of
+    the run folder `run` (written by `attrlib.runfolder.write_checkpoint`); returns the next epoch."""
     advice = "delete the file to train this run from the start"
-    ckpt = safe_load(path, "checkpoint", advice)  # a pickle payload is refused here, before anything runs
+    path = Path(run) / runfolder.CHECKPOINT
+    ckpt = runfolder.read_checkpoint(run, "checkpoint", advice)  # a pickle payload is refused before anything runs
     rank, world_size = distributed.world()
     written_by = len(ckpt.get("rng", ())) if isinstance(ckpt, dict) else 0
     if written_by != world_size:

@@ -73,7 +73,7 @@ def fit(config: Config, data: StudyData, run: Path, init_from: Path | None = Non
         torch.manual_seed(config.seed * world_size + rank)
     ckpt = run / runfolder.CHECKPOINT
     # resuming restores the random states last, so the next epoch draws what an uninterrupted run would
-    start_epoch = load_checkpoint(ckpt, technique, loader_generator) if ckpt.exists() else 0
+    start_epoch = load_checkpoint(run, technique, loader_generator) if ckpt.exists() else 0
     history = runfolder.read_history(run, start_epoch)
     distributed.broadcast_state(technique)
     distributed.average_gradients_before_step(technique.optimizers())
