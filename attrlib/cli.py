@@ -85,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train (or reuse) one run and print its folder", formatter_class=fmt)
     t.add_argument("--data", default="", help="data folder or manifest; empty: the profile's embedded benchmark")
     t.add_argument("--technique", required=True, help="a name from `attrlib techniques`")
-    t.add_argument("--profile", default="default", help="quick | default | paper")
+    t.add_argument("--profile", default="default", help="quick | default | thorough | paper")
     t.add_argument("--seed", type=int, default=0, help="random seed")
     t.add_argument("--steps", type=int, default=None, help="override the profile's optimiser-step budget (default: the profile's; fine_tuning's own budget: --param steps=N)")
     t.add_argument("--runs", default="runs", help="folder of run folders")
@@ -101,10 +101,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="technique hyper-parameter override (repeatable)")
 
     st = sub.add_parser("study", help="run every numbered notebook with papermill", formatter_class=fmt)
-    st.add_argument("--profile", default="default", help="quick | default | paper")
+    st.add_argument("--profile", default="default", help="quick | default | thorough | paper")
     st.add_argument("--data", default="", help="your data folder or manifest (default: the embedded benchmark)")
-    st.add_argument("--heldout", type=_heldout, default=("military_vehicle",),
-                    help="held-out subclass(es), comma-separated")
+    st.add_argument("--heldout", default="",
+                    help="the rotations: held-out subclasses, comma-separated, one rotation each ('a+b': one "
+                         "rotation holding out both); default: the profile's (default: military_vehicle and its "
+                         "validation subclass, crossed; thorough: every subclass the data allows)")
     st.add_argument("--on-bad", default="raise", choices=("raise", "skip"),
                     help="an image that cannot be decoded: raise (stop, naming it) or skip (leave it out; notebook 01 lists it)")
     st.add_argument("--notebooks", default="notebooks", help="folder of NN_name.ipynb notebooks")

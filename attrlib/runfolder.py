@@ -2,9 +2,11 @@
 
     runs/<technique>/<run id>/
         config.json       the Config (`Config.to_dict`)
-        history.jsonl     one JSON object per finished epoch (loss, val_accuracy, timing, ...)
-        checkpoint.pt     technique, optimiser and random states after the last finished epoch
-        predictions.csv   PREDICTION_COLUMNS, then p_<generator> per generator (class index order)
+        history.jsonl     one JSON object per finished epoch (loss, val/valsub/test accuracy at scoring points, timing, ...)
+        checkpoint.pt     technique, optimiser and random states after the last finished epoch, and under
+                          `selected` the technique state the run's selection rule kept (what the run stands for)
+        predictions.csv   PREDICTION_COLUMNS, then p_<generator> per generator (class index order): the selected state's
+        trajectory.csv    the same columns plus `step`: the attribution model's test predictions at every scoring point
         metrics.json      written by the sweep from predictions.csv with `attrlib.evaluation.metrics.run_metrics`
         done              the run finished; a folder without it is resumed, never read as a result
 
@@ -37,7 +39,10 @@ from .models.weights import safe_load
 
 CONFIG, HISTORY, CHECKPOINT, PREDICTIONS, METRICS, DONE = (
     "config.json", "history.jsonl", "checkpoint.pt", "predictions.csv", "metrics.json", "done")
-FILES = (CONFIG, HISTORY, CHECKPOINT, PREDICTIONS, METRICS, DONE)
+# the held-out predictions of the attribution model at every scoring point of training (column `step`): the
+# file model-selection rules are applied to after the fact (rule (c), the test-set oracle, needs them all)
+TRAJECTORY = "trajectory.csv"
+FILES = (CONFIG, HISTORY, CHECKPOINT, PREDICTIONS, TRAJECTORY, METRICS, DONE)
 PREDICTION_COLUMNS = ("path", "split", "generator", "subclass", "pred")
 PROBABILITY_PREFIX = "p_"
 
@@ -93,6 +98,12 @@ def write_predictions(run: Path, predictions: pd.DataFrame) -> None:
         predictions.to_csv(fh, index=False)
 
 
+def write_trajectory(run: Path, frames: Sequence[pd.DataFrame]) -> None:
+    """trajectory.csv: prediction frames (`prediction_frame`) with a `step` column, one per scoring point."""
+    with atomic_open(run / TRAJECTORY, "w", encoding="utf-8", newline="") as fh:
+        pd.concat(list(frames), ignore_index=True).to_csv(fh, index=False)
+
+
 def write_metrics(run: Path, metrics: dict[str, Any]) -> None:
     atomic_write_json(run / METRICS, metrics)
 
@@ -129,6 +140,19 @@ def read_checkpoint(run: str | os.PathLike, what: str = "checkpoint",
                     advice: str = "delete the file to train this run from the start") -> dict[str, Any]:
     """checkpoint.pt, loaded with weights_only=True (a pickle payload is refused before anything runs)."""
     return safe_load(Path(run) / CHECKPOINT, what, advice)
+
+
+def read_trajectory(run: str | os.PathLike) -> pd.DataFrame | None:
+    """trajectory.csv of a run (None for a run folder written before it existed)."""
+    path = Path(run) / TRAJECTORY
+    return pd.read_csv(path, keep_default_na=False) if path.is_file() else None
+
+
+def trained_state(checkpoint: dict[str, Any]) -> dict[str, Any]:
+    """The technique state a finished run stands for: the checkpoint its selection rule kept (`selected`),
+    else the last epoch's (runs written before selection existed, or rule "last")."""
+    selected = checkpoint.get("selected") if isinstance(checkpoint, dict) else None
+    return selected["technique"] if selected else checkpoint["technique"]
 
 
 def load_metrics(run: str | os.PathLike) -> dict:
@@ -237,7 +261,7 @@ def load_run(run: str | os.PathLike, data: StudyData | None = None, data_root: s
     advice = "delete the run folder so that attrlib.sweep.train trains it again"
     state = read_checkpoint(run, "checkpoint", advice)
     try:
-        technique.load_state_dict(state["technique"])
+        technique.load_state_dict(trained_state(state))
     except Exception as err:
         raise CheckpointError(f"cannot load the trained technique from {run / CHECKPOINT}: {err}; {advice}") from None
     technique.to(device).eval()
@@ -247,7 +271,7 @@ def load_run(run: str | os.PathLike, data: StudyData | None = None, data_root: s
 def _cached_data(config: Config, cache: dict | None) -> StudyData:
     if cache is None:
         return load_config_data(config)
-    key = (os.path.abspath(config.data), tuple(config.heldout), config.val_fraction)
+    key = (os.path.abspath(config.data), tuple(config.heldout), config.val_fraction, config.val_subclass)
     if key not in cache:
         cache[key] = load_config_data(config)
     return cache[key]

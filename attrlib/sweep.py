@@ -3,6 +3,10 @@
     train(config) -> runs/<technique>/<run id>/     (reused when done; trained under a per-run lock)
     train_seeds("baseline", "default", **overrides) -> [run folders]
     train_many(["baseline", "group_dro"], "default", **common) -> {label: [run folders]}
+    search(...) -> the best of a technique's hyper-parameter draws by its model-selection rule
+
+A list of run folders spans the rotations (each a held-out subclass, `rotations=`) times the seeds, rotation
+by rotation; each run's config.json says which rotation and seed it is.
 
 `train` is the one way a run comes to be: parameters are checked before any work, the run's lock is taken
 (a second process asking for the same run waits, then reuses it), a technique's `starts_from` run is
@@ -16,8 +20,8 @@ import sys
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from . import runfolder, techniques
-from .config import Config, profile as make_profile
+from . import hparams, runfolder, techniques
+from .config import PROFILES, Config, profile as make_profile
 from .data import StudyData, load_config_data
 from .errors import ConfigError
 from .evaluation.metrics import run_metrics
@@ -78,30 +82,73 @@ def _train(config: Config, cls: type[techniques.Technique], data: StudyData, run
 
 def train_many(jobs: Iterable[str] | Mapping[str, Mapping[str, Any]], profile: str = "default",
                seeds: tuple[int, ...] | list[int] | None = None, progress: bool = True,
+               rotations: Iterable[Iterable[str] | str] | None = None, draws: int | None = None,
                **common: Any) -> dict[str, list[Path]]:
-    """Train (or reuse) several techniques for every seed: {label: run folders, one per seed}.
+    """Train (or reuse) several techniques for every rotation and seed: {label: run folders, rotation-major}.
 
     jobs: technique names, or {label: Config overrides including "technique"} (e.g. a stem variant of the
-    baseline). common: overrides for all (data, runs, device, ...). Runs another process is training (a
-    notebook running beside this one in a parallel study) are passed over on the first pass and waited for
-    at the end, so this process trains what nobody trains yet instead of idling on a lock.
+    baseline). rotations: the held-out subclass(es) of each rotation (default: the `heldout` of `common` or
+    the profile's: one rotation). draws: hyper-parameter draws searched per rotation before the seeds are
+    trained (`search`; default: the profile's `draws`, 1 = the defaults only). common: overrides for all
+    (data, runs, device, ...). Runs another process is training (a notebook running beside this one in a
+    parallel study) are passed over on the first pass and waited for at the end, so this process trains what
+    nobody trains yet instead of idling on a lock.
     """
     if not isinstance(jobs, Mapping) or not all(isinstance(v, Mapping) for v in jobs.values()):
         jobs = {name: {"technique": name} for name in jobs}  # names (or techniques.available(): name -> text)
+    if profile not in PROFILES:
+        make_profile(profile)  # raises, listing the valid profiles
+    draws = int(PROFILES[profile].get("draws", 1) if draws is None else draws)
+    if draws < 1:
+        raise ConfigError(f"draws={draws} must be 1 (the defaults only) or more")
+    held = [common.pop("heldout")] if "heldout" in common else [make_profile(profile)[0].heldout]
+    rotations = [tuple([r] if isinstance(r, str) else r) for r in (rotations or held)]
     configs = {}
     for label, overrides in jobs.items():
-        config, profile_seeds = make_profile(profile, **{**common, **overrides})
-        configs[label] = [config.replace(seed=int(s)) for s in (seeds or profile_seeds)]
+        configs[label] = []
+        for rotation in rotations:
+            chosen = dict(overrides)
+            if draws > 1:
+                chosen = search(overrides, profile, rotation, draws, progress=progress, **common)[0]
+            config, profile_seeds = make_profile(profile, **{**common, **chosen, "heldout": rotation})
+            configs[label] += [config.replace(seed=int(s)) for s in (seeds or profile_seeds)]
     found = {label: [train(c, progress=progress, wait=False) for c in cs] for label, cs in configs.items()}
     return {label: [d if d is not None else train(c, progress=progress) for d, c in zip(found[label], cs)]
             for label, cs in configs.items()}
 
 
-def train_seeds(technique: str, profile: str = "default", seeds: tuple[int, ...] | list[int] | None = None,
-                progress: bool = True, **overrides: Any) -> list[Path]:
-    """Train (or reuse) `technique` for every seed of a profile (or the given seeds); the run folders.
+def search(overrides: Mapping[str, Any], profile: str, rotation: Iterable[str], draws: int, seed: int = 0,
+           progress: bool = True, **common: Any) -> tuple[dict[str, Any], list[Path]]:
+    """Train `draws` hyper-parameter draws of one job (`attrlib.hparams.draw`; draw 0 = its defaults) on one
+    rotation with seed `seed`, and return (the overrides of the best draw, every draw's run folder).
 
-    overrides are Config fields (data, runs, device, epochs, technique_params, ...), as a notebook's
+    "Best" is the highest score of each run's model-selection rule (metrics.json `selection.score`: accuracy
+    on the validation subclass, or on in-distribution validation when there is none); ties go to the lower
+    draw, so the defaults win unless a draw does better. The test set is never read.
+    """
+    cls = techniques.get(overrides["technique"])
+    candidates = []
+    for d in range(int(draws)):
+        extra = hparams.draw(cls, d)
+        params = {**overrides.get("technique_params", {}), **extra.pop("technique_params", {})}
+        candidates.append({**overrides, **extra, **({"technique_params": params} if params else {})})
+    dirs = []
+    for candidate in candidates:
+        config = make_profile(profile, **{**common, **candidate, "heldout": tuple(rotation)})[0].replace(seed=seed)
+        dirs.append(train(config, progress=progress))
+    scores = [runfolder.load_metrics(d).get("selection", {}).get("score", float("-inf")) for d in dirs]
+    best = max(range(len(dirs)), key=lambda i: (scores[i], -i))
+    return candidates[best], dirs
+
+
+def train_seeds(technique: str, profile: str = "default", seeds: tuple[int, ...] | list[int] | None = None,
+                progress: bool = True, rotations: Iterable[Iterable[str] | str] | None = None,
+                draws: int | None = None, **overrides: Any) -> list[Path]:
+    """Train (or reuse) `technique` for every rotation and seed of a profile (or the given ones); the run folders.
+
+    overrides are Config fields (data, runs, device, steps, technique_params, ...), as a notebook's
     parameters cell or the CLI gives them.
     """
-    return train_many({technique: {"technique": technique, **overrides}}, profile, seeds, progress)[technique]
+    common = {"heldout": overrides.pop("heldout")} if "heldout" in overrides else {}
+    return train_many({technique: {"technique": technique, **overrides}}, profile, seeds, progress,
+                      rotations=rotations, draws=draws, **common)[technique]

@@ -15,7 +15,9 @@ TIMING = ("train_seconds", "train_images_per_second", "device")
 
 
 def _config(tiny_data, runs, **kw) -> Config:
-    return Config(**{**dict(data=str(tiny_data), runs=str(runs), image_size=32, batch_size=16, steps=8), **kw})  # 2 epochs of 4 steps
+    # 2 epochs of 4 steps; no validation subclass (its selection is tested in test_protocol.py)
+    return Config(**{**dict(data=str(tiny_data), runs=str(runs), image_size=32, batch_size=16, steps=8,
+                            val_subclass="none"), **kw})
 
 
 def _metrics(run) -> dict:
@@ -32,7 +34,7 @@ def test_run_folder_contents(tiny_data, tmp_path):
     config = _config(tiny_data, tmp_path)
     run = sweep.train(config, progress=False)
     assert run == tmp_path / "baseline" / runfolder.run_id(config)
-    assert {p.name for p in run.iterdir()} == {"config.json", "history.jsonl", "checkpoint.pt", "predictions.csv",
+    assert {p.name for p in run.iterdir()} == {"config.json", "history.jsonl", "checkpoint.pt", "predictions.csv", "trajectory.csv",
                                                "metrics.json", "done"}
     assert runfolder.run_id(Config.from_dict(json.loads((run / "config.json").read_text()))) == runfolder.run_id(config)
     history = _history(run)

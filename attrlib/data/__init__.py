@@ -6,7 +6,7 @@ model-ready tensors.
     train = ImageDataset(data.split("train"), data, policy="crop", size=64, train=True)
 
 Modules: `images` (safe decoding), `sources` (folder / manifest discovery and validation), `splits`
-(train / val / test / fine-tuning splits), `study_data` (`load_study_data`, `StudyData`), `bias` (the bias
+(train / val / validation-subclass / test / fine-tuning splits, the rotations a data set allows), `study_data` (`load_study_data`, `StudyData`), `bias` (the bias
 table), `datasets` (`ImageDataset`, input policies, in-memory cache, `verify_images`), `audit` (file metadata
 from headers and the shortcut audit: can a generator be told apart by format, size, mode or content alone?).
 """
@@ -15,12 +15,12 @@ from .bias import bias_table, format_bias_table
 from .datasets import CACHE_LIMIT_BYTES, POLICIES, ImageDataset, collate_patches, grid_shape, verify_images
 from .fingerprint import data_fingerprint
 from .images import IMAGE_EXTENSIONS, MAX_IMAGE_PIXELS, image_size, is_image_path, load_image, load_mask
-from .splits import FT_FRACTION, FT_SEED, assign_splits
+from .splits import FT_FRACTION, FT_SEED, assign_splits, choose_val_subclass, eligible_rotations
 from .study_data import SPLIT_NAMES, SPLIT_SEED, StudyData, label_codes, load_config_data, load_study_data
 
 __all__ = [
     "collate_patches", "grid_shape", "load_study_data", "load_config_data", "label_codes", "data_fingerprint", "StudyData", "SPLIT_SEED", "ImageDataset", "verify_images", "load_image", "load_mask", "image_size",
-    "is_image_path", "bias_table", "format_bias_table", "assign_splits", "IMAGE_EXTENSIONS",
+    "is_image_path", "bias_table", "format_bias_table", "assign_splits", "choose_val_subclass", "eligible_rotations", "IMAGE_EXTENSIONS",
     "MAX_IMAGE_PIXELS", "CACHE_LIMIT_BYTES", "POLICIES", "SPLIT_NAMES", "FT_FRACTION", "FT_SEED",
     "file_metadata", "shortcut_audit", "Audit", "ShortcutWarning",
 ]

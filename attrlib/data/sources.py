@@ -6,8 +6,13 @@ Two layouts are read, and the embedded benchmark writes the same ones a user may
   data (the benchmark keeps its object masks in `_masks/`), other files (benchmark.json, README) are ignored;
   an object mask, if any, is `<root>/_masks/<same relative path, suffix .png>`;
 - a manifest CSV (`<root>/manifest.csv`, used when present, or any CSV path given directly) with columns
-  `path, generator, subclass` and optional `split` (train | val | test, empty = let attrlib decide) and
-  `mask`; paths are relative to the manifest's folder and must stay inside it.
+  `path, generator, subclass` and optional `split` (train | val | test | pool, empty = let attrlib decide),
+  `mask` and `instance`; paths are relative to the manifest's folder and must stay inside it. `test` and
+  `pool` mean the same: the image belongs to its subclass's test pool, which is the test set when that
+  subclass is held out and is not used otherwise (the embedded benchmark renders a pool for every subclass,
+  so any subclass can be held out). `instance` names the generator x subclass cell whose model rendered the
+  image when it differs from the image's content (the simulator's instance-matched variant); empty means
+  the image's own subclass.
 
 Only structure is checked here, eagerly and cheaply (no pixel is decoded): every row is validated and the
 first few offenders of each kind are reported together with their CSV line numbers, so one run of the
@@ -29,15 +34,15 @@ from .images import IMAGE_EXTENSIONS, is_image_path
 
 MANIFEST_NAME = "manifest.csv"
 REQUIRED_COLUMNS = ("path", "generator", "subclass")
-OPTIONAL_COLUMNS = ("split", "mask")
-SPLIT_VALUES = ("train", "val", "test")
+OPTIONAL_COLUMNS = ("split", "mask", "instance")
+SPLIT_VALUES = ("train", "val", "test", "pool")
 MASKS_DIR = "_masks"
 SHOW = 5  # offenders listed per kind of problem; the rest are counted
 
 
 @dataclass
 class Source:
-    """What discovery found: rows (path, generator, subclass, split, mask, line) and the files skipped."""
+    """What discovery found: rows (path, generator, subclass, split, mask, instance, line) and the files skipped."""
 
     frame: pd.DataFrame
     root: Path
@@ -116,8 +121,8 @@ def scan_folder(root: Path, on_bad: str = "raise") -> Source:
                 continue
             mask_rel = os.path.normpath(os.path.join(*parts, Path(name).stem + ".png"))
             mask = str(mask_root / mask_rel) if mask_rel in masks else ""
-            rows.append((path, parts[0], parts[1], "", mask, 0))
-    frame = pd.DataFrame(rows, columns=["path", "generator", "subclass", "split", "mask", "line"])
+            rows.append((path, parts[0], parts[1], "", mask, "", 0))
+    frame = pd.DataFrame(rows, columns=["path", "generator", "subclass", "split", "mask", "instance", "line"])
     skipped = []
     if misplaced:
         reason = "image is not inside a <generator>/<subclass>/ folder, so it has no labels"
@@ -181,6 +186,8 @@ def read_manifest(csv_path: Path, on_bad: str = "raise") -> Source:
         df["split"] = ""
     if "mask" not in df:
         df["mask"] = ""
+    if "instance" not in df:
+        df["instance"] = ""
     df["split_given"] = df["split"]           # as written, for messages
     df["split"] = df["split"].str.lower()     # "Train" is train
 
@@ -252,4 +259,5 @@ def read_manifest(csv_path: Path, on_bad: str = "raise") -> Source:
         df = df[~df["line"].isin(bad_lines)].reset_index(drop=True)
         if df.empty:
             raise DataError(f"{where}: every row was skipped (no usable file); fix the paths")
-    return Source(df[["path", "generator", "subclass", "split", "mask", "line"]], root, "manifest", where, skipped)
+    return Source(df[["path", "generator", "subclass", "split", "mask", "instance", "line"]], root, "manifest", where,
+                  skipped)

@@ -18,26 +18,31 @@ from ..errors import DataError
 from .bias import bias_table as _bias_table
 from .datasets import verify_images
 from .sources import discover
-from .splits import FT_FRACTION, FT_SEED, assign_splits
+from .splits import FT_FRACTION, FT_SEED, assign_splits, choose_val_subclass
 
 SPLIT_SEED = 0  # the train/val and ft_train/ft_test splits stay fixed across training seeds: seeds vary the model only
-COLUMNS = ("path", "generator", "subclass", "split", "ft_split", "mask")
-SPLIT_NAMES = ("train", "val", "test", "ft_train", "ft_test")
+COLUMNS = ("path", "generator", "subclass", "split", "ft_split", "mask", "instance")
+SPLIT_NAMES = ("train", "val", "valsub", "test", "ft_train", "ft_test")
 
 
 class StudyData:
     """The images of a study with their labels and splits. Build it with `load_study_data`."""
 
     def __init__(self, frame: pd.DataFrame, heldout: Sequence[str], root: Path | None = None,
-                 source: str = "", skipped: list | None = None, on_bad: str = "raise") -> None:
+                 source: str = "", skipped: list | None = None, on_bad: str = "raise",
+                 val_subclass: str | None = None) -> None:
+        frame = frame.assign(instance="") if "instance" not in frame else frame
         self.frame = frame.loc[:, list(COLUMNS)].reset_index(drop=True)
         self.heldout = tuple(heldout)
+        self.val_subclass = val_subclass  # the validation subclass (split `valsub`), or None
         self.root = root
         self.source = source            # "folder <path>" or "manifest <path>", for messages
         self.skipped: list = list(skipped or [])
         self.on_bad = on_bad
         self.generators: list[str] = sorted(self.frame["generator"].unique())
-        self.subclasses: list[str] = sorted(set(self.frame["subclass"]) - set(self.heldout))
+        # the subclasses trained on (the subclass head's classes): not the held-out or validation subclass
+        trained = self.frame[self.frame["split"].isin(("train", "val"))]
+        self.subclasses: list[str] = sorted(set(trained["subclass"]) - set(self.heldout) - {val_subclass})
         self.generator_index = {g: i for i, g in enumerate(self.generators)}
         self.subclass_index = {s: i for i, s in enumerate(self.subclasses)}
 
@@ -50,7 +55,7 @@ class StudyData:
         return len(self.subclasses)
 
     def split(self, name: str) -> pd.DataFrame:
-        """Rows of one split: train | val | test | ft_train | ft_test (index reset)."""
+        """Rows of one split: train | val | valsub | test | ft_train | ft_test (index reset)."""
         if name not in SPLIT_NAMES:
             raise DataError(f"unknown split {name!r}; valid splits: {', '.join(SPLIT_NAMES)}")
         column = "ft_split" if name.startswith("ft_") else "split"
@@ -65,7 +70,7 @@ class StudyData:
         "skip" the study without them, each listed with its reason in `.skipped` (notebook 01 shows them)."""
         good, skipped = verify_images(self.frame, self.on_bad, len(self.frame) > 2000 if progress is None else progress)
         return StudyData(good, self.heldout, root=self.root, source=self.source, skipped=self.skipped + skipped,
-                         on_bad=self.on_bad)
+                         on_bad=self.on_bad, val_subclass=self.val_subclass)
 
     def bias_table(self, split: str | None = "train") -> pd.DataFrame:
         """Generator x subclass image counts of a split (None or "all": every row), zeros shown.
@@ -83,7 +88,8 @@ class StudyData:
     def __repr__(self) -> str:
         counts = self.frame["split"].value_counts().to_dict()
         return (f"StudyData({self.source}: {len(self.frame)} images, {self.n_generators} generators, "
-                f"{self.n_subclasses} training subclasses, held out {list(self.heldout)}, splits {counts})")
+                f"{self.n_subclasses} training subclasses, held out {list(self.heldout)}, validation subclass "
+                f"{self.val_subclass}, splits {counts})")
 
 
 def label_codes(frame: pd.DataFrame, generators: Sequence[str], subclasses: Sequence[str]) -> dict[str, np.ndarray]:
@@ -102,29 +108,44 @@ def label_codes(frame: pd.DataFrame, generators: Sequence[str], subclasses: Sequ
 
 def load_study_data(root: str | os.PathLike, heldout: Iterable[str] | str = ("military_vehicle",),
                     val_fraction: float = 0.2, seed: int = 0, on_bad: str = "raise",
-                    ft_fraction: float = FT_FRACTION, ft_seed: int = FT_SEED) -> StudyData:
+                    ft_fraction: float = FT_FRACTION, ft_seed: int = FT_SEED,
+                    val_subclass: str = "none") -> StudyData:
     """Discover, validate and split the images of a folder or manifest (no pixel is decoded here).
 
     root: `<root>/<generator>/<subclass>/...` images, a folder with `manifest.csv`, or a manifest CSV path.
     heldout: subclass(es) kept out of training; their images form the `test` split.
     val_fraction, seed: share of each training cell used for validation when the data gives no split.
     on_bad: "raise" (default) or "skip" (leave unusable files out, listed in `.skipped`, with a warning).
+    val_subclass: "none" (no validation subclass), "auto" (`splits.choose_val_subclass`: none when no
+    subclass qualifies) or a subclass name: kept out of training as the `valsub` split (model selection).
     """
     heldout = (heldout,) if isinstance(heldout, str) else tuple(heldout)
     src = discover(root, on_bad=on_bad)
     warn_near_duplicate_labels(src.frame, src.where)
+    chosen = resolve_val_subclass(src.frame, heldout, val_subclass)
     frame = assign_splits(src.frame, heldout, val_fraction=val_fraction, seed=seed, where=src.where,
-                          ft_fraction=ft_fraction, ft_seed=ft_seed)
-    data = StudyData(frame, heldout, root=src.root, source=src.where, skipped=src.skipped, on_bad=on_bad)
+                          ft_fraction=ft_fraction, ft_seed=ft_seed, val_subclass=chosen)
+    data = StudyData(frame, heldout, root=src.root, source=src.where, skipped=src.skipped, on_bad=on_bad,
+                     val_subclass=chosen)
     if src.skipped:
         warn_skipped(src.skipped, src.where)
     return data
 
 
+def resolve_val_subclass(frame: pd.DataFrame, heldout: Sequence[str], val_subclass: str) -> str | None:
+    """The validation subclass a setting names: None for "none" (or "" / None), the rule's pick for "auto"."""
+    if val_subclass in (None, "", "none"):
+        return None
+    if val_subclass == "auto":
+        return choose_val_subclass(frame, heldout)
+    return val_subclass
+
+
 def load_config_data(config) -> StudyData:
-    """The StudyData a `Config` describes (its data, held-out subclasses and validation share; fixed split seed)."""
+    """The StudyData a `Config` describes (its data, held-out and validation subclasses, validation share;
+    fixed split seed)."""
     return load_study_data(config.data, heldout=config.heldout, val_fraction=config.val_fraction,
-                           seed=SPLIT_SEED, on_bad=config.on_bad)
+                           seed=SPLIT_SEED, on_bad=config.on_bad, val_subclass=config.val_subclass)
 
 
 def warn_skipped(skipped: list, where: str) -> None:

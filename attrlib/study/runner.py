@@ -25,7 +25,7 @@ from ..config import PROFILES
 from ..errors import ConfigError
 from ..reporting.explorer import HEADLESS_ENV
 from ..io import atomic_write_json
-from .session import parse_heldout, resolve_data
+from .session import parse_rotations, resolve_data
 
 # The kernel the notebooks are written for (their kernelspec metadata), installed by `make install` into the
 # venv; a study falls back to python3 only when it is missing.
@@ -66,7 +66,7 @@ def notebooks_in(folder: str | Path) -> list[Path]:
     return found
 
 
-def run_study(profile: str = "default", data: str = "", heldout: str | Iterable[str] = "military_vehicle",
+def run_study(profile: str = "default", data: str = "", heldout: str | Iterable[str] = "",
               notebooks: str | Path = "notebooks", out: str | Path = "runs/notebooks", runs: str = "runs",
               figures: str = "figures", results: str = "results", device: str = "auto",
               only: tuple[str, ...] = (), progress: bool = True, threads: int = 0, jobs: int = 0,
@@ -96,7 +96,10 @@ def run_study(profile: str = "default", data: str = "", heldout: str | Iterable[
     data_root = str(resolve_data(profile, data, progress=progress))  # made once here, not by every notebook
     if not data:  # the oracle's unbiased twin too (notebooks 01 and 10 read it), before notebooks run side by side
         resolve_data(profile, data, progress=progress, variant="unbiased")
-    params = dict(profile=profile, data=data_root, heldout=",".join(parse_heldout(heldout)), runs=runs, figures=figures,
+    if not data:  # the instance-matched oracle's twin as well
+        resolve_data(profile, data, progress=progress, variant="matched")
+    params = dict(profile=profile, data=data_root, heldout=",".join("+".join(r) for r in parse_rotations(heldout)),
+                  runs=runs, figures=figures,
                   results=results, device=device, threads=int(threads), on_bad=on_bad)
     todo = [nb for nb in notebooks_in(notebooks) if not only or nb.name.startswith(tuple(only))]
     out = Path(out)

@@ -28,6 +28,8 @@ import torch
 
 from ..simulator import synthesize
 from ..config import PROFILES, Config, profile as profile_config
+from ..data import choose_val_subclass, eligible_rotations
+from ..data.sources import discover
 from ..errors import ConfigError
 from ..simulator import SIMULATED_NOTE
 
@@ -42,6 +44,34 @@ STUDY_BENCHMARKS = {
 
 # A knob given as one of these takes the profile's value (a parameters cell's "0: the profile's").
 _PROFILE_VALUE = (None, 0, "auto")
+
+
+def parse_rotations(heldout: str | Iterable[str]) -> tuple[tuple[str, ...], ...]:
+    """Rotations from a notebook's `heldout`: "a, b" is two rotations (a held out, then b), "a+b" one rotation
+    holding out both; an iterable of names is one rotation per name. Empty: () (the profile's rotations)."""
+    items = heldout.split(",") if isinstance(heldout, str) else list(heldout)
+    rotations = tuple(tuple(p.strip() for p in str(item).split("+") if p.strip()) for item in items)
+    return tuple(r for r in rotations if r)
+
+
+def profile_rotations(profile: str, root: str | Path, heldout: tuple[str, ...]) -> tuple[tuple[str, ...], ...]:
+    """The rotations a profile runs on `root` (its `rotations`: names, "crossed" or "all")."""
+    spec = PROFILES[profile].get("rotations", (heldout[0],) if heldout else ("military_vehicle",))
+    if not isinstance(spec, str):
+        return tuple((r,) for r in spec)
+    frame = discover(root).frame
+    if spec == "all":
+        found = eligible_rotations(frame)
+        if not found:
+            raise ConfigError(f"no subclass of {str(root)!r} can be held out in a rotation (each needs every "
+                              "generator to keep a training image, and images of at least two generators)")
+        return tuple((r,) for r in found)
+    if spec == "crossed":
+        first = tuple(heldout) or PROFILES[profile].get("config", {}).get("heldout", ("military_vehicle",))
+        second = choose_val_subclass(frame, first)
+        eligible = set(eligible_rotations(frame))
+        return (tuple(first),) + (((second,),) if second in eligible and len(first) == 1 else ())
+    raise ConfigError(f"profile {profile!r} has rotations={spec!r}; use a tuple of names, 'crossed' or 'all'")
 
 
 def parse_heldout(heldout: str | Iterable[str]) -> tuple[str, ...]:
@@ -144,9 +174,11 @@ class Knobs(dict):
 class Session:
     """What a notebook works with, resolved from its parameters (see `session`).
 
-    profile:  the profile's name (quick | default | paper).
+    profile:  the profile's name (quick | default | thorough | paper).
     data:     the data root: the user's folder or manifest, or the profile's embedded benchmark.
-    heldout:  the held-out subclasses, parsed.
+    heldout:  the held-out subclasses of the first rotation (the seed's: military_vehicle on the benchmark).
+    rotations: the held-out subclass(es) of every leave-one-subclass-out rotation: the notebook's `heldout`
+              ("a, b": two rotations), or the profile's (`PROFILES[...]["rotations"]`) when it gives none.
     seeds:    the training seeds: the notebook's, or the profile's when it gives none.
     runs, figures, results: where run folders, figures and tables go.
     device, threads: the torch device ("auto": the best available) and CPU threads (0: torch's default).
@@ -159,6 +191,7 @@ class Session:
     profile: str
     data: Path
     heldout: tuple[str, ...]
+    rotations: tuple[tuple[str, ...], ...]
     seeds: tuple[int, ...]
     runs: str
     figures: str
@@ -173,8 +206,10 @@ class Session:
 
     @property
     def common(self) -> dict[str, Any]:
-        """The Config overrides every training call of a notebook shares: data, heldout, runs, device, on_bad."""
-        return dict(data=str(self.data), heldout=self.heldout, runs=self.runs, device=self.device, on_bad=self.on_bad)
+        """What every training call of a notebook shares (`attrlib.sweep.train_many`): the rotations and the Config
+        overrides data, runs, device, on_bad."""
+        return dict(data=str(self.data), rotations=self.rotations, runs=self.runs, device=self.device,
+                    on_bad=self.on_bad)
 
     @cached_property
     def oracle_data(self) -> Path | None:
@@ -184,12 +219,13 @@ class Session:
 
     def _repr_markdown_(self) -> str:
         seeds = ", ".join(map(str, self.seeds))
-        line = (f"**Profile** `{self.profile}` · **data** `{self.data}` · **held out** {', '.join(self.heldout)} · "
+        rotations = "; ".join("+".join(r) for r in self.rotations)
+        line = (f"**Profile** `{self.profile}` · **data** `{self.data}` · **held out (rotations)** {rotations} · "
                 f"**seeds** {seeds} · **device** `{self.device}`")
         return line + (f"\n\n*{self.note}*" if self.note else "")
 
 
-def session(profile: str = "default", data: str = "", heldout: str | Iterable[str] = "military_vehicle",
+def session(profile: str = "default", data: str = "", heldout: str | Iterable[str] = "",
             seeds: Iterable[int] = (), runs: str = "runs", figures: str = "figures", results: str = "results",
             device: str = "auto", threads: int = 0, on_bad: str = "raise", progress: bool = True,
             **knobs: Any) -> Session:
@@ -212,12 +248,13 @@ def session(profile: str = "default", data: str = "", heldout: str | Iterable[st
     if threads:
         torch.set_num_threads(int(threads))
     root = resolve_data(profile, data, progress=progress)
-    held = parse_heldout(heldout)
+    rotations = parse_rotations(heldout) or profile_rotations(profile, root, ())
+    held = rotations[0]
     config, profile_seeds = profile_config(profile, data=str(root), heldout=held, runs=runs, device=device,
                                            on_bad=on_bad)
     simulated = is_simulated(root)
     return Session(
-        profile=profile, data=root, heldout=held, seeds=tuple(int(s) for s in seeds) or profile_seeds,
+        profile=profile, data=root, heldout=held, rotations=rotations, seeds=tuple(int(s) for s in seeds) or profile_seeds,
         runs=runs, figures=figures, results=results, device=device, threads=int(threads), on_bad=on_bad, config=config,
         simulated=simulated, note=SIMULATED_NOTE if simulated else "",
         knobs=Knobs({k: v if knobs.get(k, None) in _PROFILE_VALUE else knobs[k] for k, v in defaults.items()}))

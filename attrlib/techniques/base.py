@@ -12,7 +12,7 @@ What the engine needs, and nothing more:
     model                               the attribution model (validation, probes, CAMs read it)
 
 and data, not hooks: `defaults` (its hyper-parameters; `steps` among them overrides the config's budget),
-`dual_head`, `train_split` / `heldout_split` (which split it trains on and is judged on; training on a
+`search_space` (the ranges a hyper-parameter search draws from: `attrlib.hparams`), `dual_head`, `train_split` / `heldout_split` (which split it trains on and is judged on; training on a
 split of the held-out subclass marks it `uses_target_data`), `starts_from` (the technique whose finished run
 of the same config it starts from). `test_inputs(x)` is the one optional override: a technique that
 transforms images at test time (a test-time attack, a purification) says what the model then sees, so CAMs
@@ -38,6 +38,7 @@ class Technique(nn.Module):
     name: str = ""                  # set by @register
     description: str = ""           # one line, shown by `attrlib techniques`
     defaults: dict[str, Any] = {}   # the technique's own hyper-parameters; config.technique_params overrides
+    search_space: dict[str, tuple] = {"lr": ("log", 3e-4, 3e-3)}  # ranges of the search (`attrlib.hparams`)
     dual_head: bool = False         # build the model with a subclass head
     train_split: str = "train"      # the split the engine trains on
     heldout_split: str = "test"     # the split metrics.json reports as `heldout`

@@ -2,17 +2,25 @@
 
     fitted = fit(config, data, run)     # run = attrlib.runfolder.run_dir(config)
 
-It owns the loop over epochs, validation monitoring, checkpoints and predictions; a technique owns its model
+It owns the loop over epochs, scoring and model selection, checkpoints and predictions; a technique owns its model
 and its step (`attrlib.techniques.base`); the run folder's format belongs to `attrlib.runfolder`; locking,
 reuse, upstream runs and metrics belong to the sweep (`attrlib.sweep`), which is what notebooks call. A
 folder with a checkpoint resumes after its last finished epoch with the optimiser and random states it had,
 so its predictions equal an uninterrupted run's (on the CPU, at the same thread count).
+
+Model selection (DomainBed's three rules, `config.selection`): at `config.checkpoints` epoch ends the attribution
+model is scored on `val` (rule a: in-distribution), on `valsub` (rule b: the validation subclass, kept out of
+training) and on `test`; the test predictions of every point go to trajectory.csv, so rule (c), the test-set
+oracle, can be shown as an upper bound after the fact, but the test set never chooses. The run keeps the
+state of the best point under its rule (ties: the later point) and predicts with it; metrics.json says which.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import copy
 
 import pandas as pd
 import torch
@@ -28,8 +36,9 @@ from . import distributed
 from .checkpoint import checkpoint_state, load_checkpoint
 from .loop import make_loader, pick_device, seed_everything, train_one_epoch
 
-EVAL_SPLITS = ("val", "test", "ft_test")  # predicted after training when not empty
-VAL_CHECKS = 15  # validation accuracy every epoch up to this many epochs; beyond, about this many times
+EVAL_SPLITS = ("val", "valsub", "test", "ft_test")  # predicted after training when not empty
+SCORED_SPLITS = ("val", "valsub", "test")   # scored at each scoring point: rule (a), rule (b), and the trajectory
+RULE_SPLIT = {"val": "val", "valsub": "valsub"}
 
 
 @dataclass
@@ -60,9 +69,13 @@ def fit(config: Config, data: StudyData, run: Path, init_from: Path | None = Non
     train_loader = make_loader(data.split(technique.train_split), data, config, train=True,
                                sampler_weights=technique.sampler_weights, generator=loader_generator, device=device,
                                progress=None if progress else False)
-    val_frame = data.split("val")
-    val_loader = make_loader(val_frame, data, config, train=False, device=device) if len(val_frame) and main else None
-    val_true = None if val_loader is None else data.labels(val_loader.dataset.frame)["generator"]
+    scorers = {}  # split -> (loader, true generator indices), on rank 0 only
+    for split in SCORED_SPLITS if main else ():
+        frame = data.split(split)
+        if len(frame):
+            loader = make_loader(frame, data, config, train=False, device=device)
+            scorers[split] = (loader, data.labels(loader.dataset.frame)["generator"])
+    rule = selection_rule(config.selection, scorers)
 
     if main:
         run.mkdir(parents=True, exist_ok=True)
@@ -75,13 +88,15 @@ def fit(config: Config, data: StudyData, run: Path, init_from: Path | None = Non
     # resuming restores the random states last, so the next epoch draws what an uninterrupted run would
     start_epoch = load_checkpoint(run, technique, loader_generator) if ckpt.exists() else 0
     history = runfolder.read_history(run, start_epoch)
+    selected = runfolder.read_checkpoint(run).get("selected") if start_epoch and main else None
+    trajectory = _resumed_trajectory(run, history) if main else []
     distributed.broadcast_state(technique)
     distributed.average_gradients_before_step(technique.optimizers())
 
     # the budget is in optimiser steps; epochs are derived, the last one cut short
     steps, per_epoch = technique.steps, len(train_loader)
     epochs = -(-steps // per_epoch)
-    val_every = -(-epochs // VAL_CHECKS) if epochs else 1
+    points = scoring_epochs(epochs, config.checkpoints)
     for epoch in range(start_epoch, epochs):
         if world_size > 1:
             train_loader.sampler.set_epoch(epoch)
@@ -95,16 +110,28 @@ def fit(config: Config, data: StudyData, run: Path, init_from: Path | None = Non
             raise DataError(f"{err}\n  -> training stopped in epoch {epoch + 1} of {epochs}; {done_epochs}: "
                             "fix the data and run the same command again to resume") from None
         distributed.average_buffers(technique)
-        if val_loader is not None and ((epoch + 1) % val_every == 0 or epoch + 1 == epochs):
+        if main and epoch in points:
             technique.eval()  # the attribution model itself: cheap, whatever the technique does at test time
-            probs = predict_probs(technique.model, val_loader, device, technique.n_generators)
-            stats["val_accuracy"] = float((probs.argmax(1) == val_true).mean())
+            for split, (loader, true) in scorers.items():
+                probs = predict_probs(technique.model, loader, device, technique.n_generators)
+                stats[f"{split}_accuracy"] = float((probs.argmax(1) == true).mean())
+                if split == "test":
+                    trajectory.append(runfolder.prediction_frame(loader.dataset.frame, split, data.generators, probs)
+                                      .assign(step=done))
+            score = 0.0 if rule == "last" else stats[f"{RULE_SPLIT[rule]}_accuracy"]
+            if selected is None or score >= selected["score"]:  # ties: the later point
+                selected = dict(rule=rule, epoch=epoch, step=done, score=score,
+                                technique=copy.deepcopy(technique.state_dict()))
+            technique.train()
         state = checkpoint_state(technique, epoch, loader_generator)  # every rank: the random states are gathered
         if not main:
             continue
+        state["selected"] = selected
         if world_size > 1:
             stats.update(world_size=world_size, images=stats["images"] * world_size)
         history.append({"epoch": epoch, "step": done, **stats})
+        if trajectory:
+            runfolder.write_trajectory(run, trajectory)
         runfolder.write_history(run, history)
         runfolder.write_checkpoint(run, state)
         if progress:
@@ -118,14 +145,42 @@ def fit(config: Config, data: StudyData, run: Path, init_from: Path | None = Non
     if not main:
         return Fitted(run, technique, None)
 
+    if selected is not None:  # predict with the state the rule kept
+        technique.load_state_dict(selected["technique"])
     predictions = predict_splits(technique, data, config, device)
     runfolder.write_predictions(run, predictions)
     seconds = sum(h["seconds"] for h in history)
+    choice = {k: v for k, v in (selected or {}).items() if k != "technique"}
     summary = dict(hparams=technique.hparams, steps=steps, epochs=epochs, device=str(device),
+                   selection=dict(requested=config.selection, **(choice or dict(rule="last", step=steps))),
+                   val_subclass=data.val_subclass,
                    **({"world_size": world_size} if world_size > 1 else {}),
                    train_seconds=round(seconds, 3),
                    train_images_per_second=round(sum(h["images"] for h in history) / max(seconds, 1e-9), 1))
     return Fitted(run, technique, predictions, summary)
+
+
+def selection_rule(requested: str, scorers: dict) -> str:
+    """The rule a run can apply: the requested one when its split is there; valsub falls back to val, val to
+    last (no validation images at all)."""
+    if requested == "valsub" and "valsub" not in scorers:
+        requested = "val"
+    if requested == "val" and "val" not in scorers:
+        requested = "last"
+    return requested
+
+
+def scoring_epochs(epochs: int, n: int) -> set[int]:
+    """The 0-based epochs at whose end a run is scored: `n` spread evenly, the last one always."""
+    return {-(-k * epochs // n) - 1 for k in range(1, n + 1)} & set(range(epochs)) | ({epochs - 1} if epochs else set())
+
+
+def _resumed_trajectory(run: Path, history: list[dict]) -> list[pd.DataFrame]:
+    """The trajectory rows of the epochs a resumed run keeps (those of its history)."""
+    frame = runfolder.read_trajectory(run)
+    if frame is None or not history:
+        return []
+    return [frame[frame["step"] <= history[-1]["step"]]]
 
 
 def start_from(technique: Technique, upstream: Path) -> None:
@@ -133,7 +188,7 @@ def start_from(technique: Technique, upstream: Path) -> None:
     advice = "delete that run folder so that it is trained again"
     state = runfolder.read_checkpoint(upstream, f"{technique.starts_from or 'upstream'} checkpoint", advice)
     try:
-        technique.load_state_dict(state["technique"])
+        technique.load_state_dict(runfolder.trained_state(state))
     except (KeyError, TypeError, RuntimeError) as err:
         raise ConfigError(f"cannot start {technique.name!r} from {str(upstream / runfolder.CHECKPOINT)!r}: "
                           f"{type(err).__name__}: {err}; {advice}") from None

@@ -1,0 +1,160 @@
+"""The evaluation protocol: leave-one-subclass-out rotations, the validation subclass, model selection during
+training, hyper-parameter draws and the search."""
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from attrlib import hparams, runfolder, sweep, techniques
+from attrlib.config import Config
+from attrlib.data import assign_splits, choose_val_subclass, eligible_rotations, load_study_data
+from attrlib.errors import ConfigError, DataError
+from attrlib.training.engine import scoring_epochs, selection_rule
+
+# generator -> training subclasses (lsgm has only face: face can never be held out)
+CELLS = {"g1": ("face", "horse"), "g2": ("face",), "g3": ("car", "face", "horse")}
+POOLED = ("car", "face", "horse", "mv")
+
+
+def frame(pools: bool = True, matched: bool = False) -> pd.DataFrame:
+    rows = []
+    for g, subs in CELLS.items():
+        for s in subs:
+            instances = subs if matched else (s,)
+            for inst in instances:
+                for k in range(5):
+                    rows.append(dict(path=f"{g}/{s}/{inst}_{k}.png", generator=g, subclass=s, split="",
+                                     mask="", instance="" if not matched else inst, line=0))
+        for s in POOLED if pools else ("mv",):
+            for k in range(3):
+                rows.append(dict(path=f"{g}/{s}/pool_{k}.png", generator=g, subclass=s,
+                                 split="pool" if pools else "", mask="", instance="", line=0))
+    return pd.DataFrame(rows)
+
+
+def test_eligible_rotations_keep_every_generator_trainable():
+    assert eligible_rotations(frame()) == ["car", "horse", "mv"]  # face is g2's only training subclass
+
+
+def test_validation_subclass_rule_prefers_a_subclass_without_training_images():
+    f = frame()
+    assert choose_val_subclass(f, ["horse"]) == "mv"     # pool only: costs no training image
+    assert choose_val_subclass(f, ["mv"]) == "car"       # fewest training images (5) whose removal keeps all
+    assert choose_val_subclass(f, ["car"]) == "mv"
+
+
+def test_a_rotation_tests_on_the_pool_and_drops_the_cells_of_the_heldout_and_validation_subclasses():
+    df = assign_splits(frame(), ["horse"], val_subclass="mv")
+    test, valsub = df[df.split == "test"], df[df.split == "valsub"]
+    assert set(test.subclass) == {"horse"} and test.path.str.contains("pool").all() and len(test) == 9
+    assert set(valsub.subclass) == {"mv"} and len(valsub) == 9
+    training = df[df.split.isin(["train", "val"])]
+    assert not training.subclass.isin(["horse", "mv"]).any() and not training.path.str.contains("pool").any()
+    # the other subclasses' pools are not used at all
+    assert len(df) == len(training) + 18
+
+
+def test_matched_instances_of_the_heldout_subclass_leave_training():
+    df = assign_splits(frame(matched=True), ["horse"], val_subclass="mv")
+    training = df[df.split.isin(["train", "val"])]
+    assert not (training.instance == "horse").any() and (training.instance == "face").any()
+
+
+def test_without_pools_the_heldout_images_are_the_test_set_and_a_training_row_of_it_still_raises():
+    f = frame(pools=False)
+    df = assign_splits(f, ["mv"])
+    assert set(df.loc[df.split == "test", "subclass"]) == {"mv"} and len(df[df.split == "test"]) == 9
+    f.loc[f.subclass == "mv", "split"] = "train"
+    with pytest.raises(DataError, match="put a held-out subclass into training"):
+        assign_splits(f, ["mv"])
+    with pytest.raises(DataError, match="validation subclass 'mv' is also held out"):
+        assign_splits(frame(), ["mv"], val_subclass="mv")
+
+
+def test_scoring_epochs_spread_evenly_and_always_include_the_last():
+    assert scoring_epochs(6, 5) == {1, 2, 3, 4, 5}
+    assert scoring_epochs(3, 5) == {0, 1, 2}
+    assert scoring_epochs(10, 1) == {9} and scoring_epochs(0, 5) == set()
+    assert selection_rule("valsub", {"val": 1}) == "val" and selection_rule("valsub", {}) == "last"
+    assert selection_rule("valsub", {"valsub": 1, "val": 1}) == "valsub"
+
+
+def _config(tiny_data, runs, **kw) -> Config:
+    return Config(**{**dict(data=str(tiny_data), runs=str(runs), image_size=32, batch_size=16, steps=12,
+                            checkpoints=3), **kw})
+
+
+def test_a_run_is_scored_during_training_and_predicts_with_the_state_its_rule_kept(tiny_data, tmp_path):
+    run = sweep.train(_config(tiny_data, tmp_path), progress=False)
+    m = runfolder.load_metrics(run)
+    data = load_study_data(tiny_data, val_subclass="auto")
+    assert m["val_subclass"] == data.val_subclass == "car"   # the rule's pick on the tiny data
+    sel = m["selection"]
+    assert sel["requested"] == "valsub" and sel["rule"] == "valsub"
+    history = [json.loads(line) for line in (run / "history.jsonl").read_text().splitlines()]
+    scored = [h for h in history if "valsub_accuracy" in h]
+    assert len(scored) == 3 and all("val_accuracy" in h and "test_accuracy" in h for h in scored)
+    best = max(h["valsub_accuracy"] for h in scored)
+    assert sel["score"] == best and sel["step"] == max(h["step"] for h in scored if h["valsub_accuracy"] == best)
+    trajectory = runfolder.read_trajectory(run)
+    assert sorted(trajectory["step"].unique()) == [h["step"] for h in scored]
+    # the baseline predicts with its model: predictions.csv's test rows are the selected point's trajectory rows
+    pred = runfolder.load_predictions(run, "test").reset_index(drop=True)
+    at = trajectory[trajectory["step"] == sel["step"]].drop(columns="step").reset_index(drop=True)
+    assert (pred["pred"] == at["pred"]).all()
+    assert set(pred["subclass"]) == {"military_vehicle"}
+    # the validation subclass never reaches training
+    assert not data.split("train")["subclass"].eq("car").any() and set(data.split("valsub")["subclass"]) == {"car"}
+
+
+def test_the_selection_knob_changes_which_state_a_run_keeps(tiny_data, tmp_path):
+    last = runfolder.load_metrics(sweep.train(_config(tiny_data, tmp_path, selection="last"), progress=False))
+    assert last["selection"]["rule"] == "last" and last["selection"]["step"] == 12
+    run = sweep.train(_config(tiny_data, tmp_path, selection="val"), progress=False)
+    val = runfolder.load_metrics(run)
+    history = [json.loads(line) for line in (run / "history.jsonl").read_text().splitlines()]
+    assert val["selection"]["rule"] == "val"
+    assert val["selection"]["score"] == max(h["val_accuracy"] for h in history if "val_accuracy" in h)
+    # the metrics of the run are those of the state it kept: rule val's point, not necessarily the last
+    kept = [h for h in history if h.get("val_accuracy") == val["selection"]["score"]][-1]
+    assert val["selection"]["step"] == kept["step"]
+
+
+def test_rotations_expand_rotation_major_and_each_run_holds_out_its_subclass(tiny_data, tmp_path):
+    dirs = sweep.train_seeds("baseline", "quick", seeds=(0,), rotations=("military_vehicle", "car"),
+                             data=str(tiny_data), runs=str(tmp_path), steps=4, val_subclass="none")
+    assert [runfolder.read_config(d).heldout for d in dirs] == [("military_vehicle",), ("car",)]
+    test = runfolder.load_predictions(dirs[1], "test")
+    assert set(test["subclass"]) == {"car"}
+
+
+def test_draw_zero_is_the_defaults_and_draws_are_reproducible_and_inside_their_ranges():
+    cls = techniques.get("adversarial_debiasing")
+    assert hparams.draw(cls, 0) == {}
+    a, b = hparams.draw(cls, 3), hparams.draw(cls, 3)
+    assert a == b and a != hparams.draw(cls, 4)
+    for d in range(1, 20):
+        lr = hparams.draw(cls, d)["lr"]
+        assert 3e-4 <= lr <= 3e-3
+    with pytest.raises(ConfigError, match="draw -1"):
+        hparams.draw(cls, -1)
+
+
+def test_search_keeps_the_draw_with_the_best_selection_score_never_the_test_score(tiny_data, tmp_path, monkeypatch):
+    real = runfolder.load_metrics
+    scores = {}
+
+    def fake(run):
+        m = real(run)
+        # draw 1 is best by the selection rule, draw 2 by the test set: the search must take draw 1
+        lr = runfolder.read_config(run).lr
+        m["selection"]["score"] = scores.setdefault(lr, [0.5, 0.9, 0.1][len(scores)])
+        m["heldout"]["accuracy"] = [0.1, 0.2, 0.99][list(scores).index(lr)]
+        return m
+
+    monkeypatch.setattr(runfolder, "load_metrics", fake)
+    chosen, dirs = sweep.search({"technique": "baseline"}, "quick", ("military_vehicle",), 3,
+                                data=str(tiny_data), runs=str(tmp_path), steps=2)
+    assert len(dirs) == 3 and chosen == {"technique": "baseline", **hparams.draw(techniques.get("baseline"), 1)}
