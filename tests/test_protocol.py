@@ -105,6 +105,14 @@ def test_a_run_is_scored_during_training_and_predicts_with_the_state_its_rule_ke
     at = trajectory[trajectory["step"] == sel["step"]].drop(columns="step").reset_index(drop=True)
     assert (pred["pred"] == at["pred"]).all()
     assert set(pred["subclass"]) == {"military_vehicle"}
+    # the rules side by side: (b) is the run's own choice, (c) the best test accuracy of any point
+    from attrlib.evaluation import rule_accuracies, selection_table
+    rules = rule_accuracies(run)
+    assert rules["valsub"] == [h for h in scored if h["step"] == sel["step"]][0]["test_accuracy"]
+    assert rules["oracle"] == max(h["test_accuracy"] for h in scored) >= rules["valsub"]
+    assert rules["last"] == scored[-1]["test_accuracy"]
+    table = selection_table({"baseline": [run]})
+    assert table.loc[0, "valsub"] == rules["valsub"] and table.loc[0, "heldout"] == "military_vehicle"
     # the validation subclass never reaches training
     assert not data.split("train")["subclass"].eq("car").any() and set(data.split("valsub")["subclass"]) == {"car"}
 

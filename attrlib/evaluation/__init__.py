@@ -8,6 +8,7 @@ them from these numbers.
     stats       over seeds and images: aggregate_over_seeds, bootstrap_ci (Interval), gap_closed (GapClosed)
     llr         llr_scores (seed 000's per-generator log-likelihood ratios)
     summary     per technique over its seeds: paired_predictions, technique_summary, summary_table
+    selection   model-selection rules side by side (rule_accuracies, selection_table)
     robustness  perturbations (JPEG, blur, down-up resize), robustness_table, robustness_stats, robustness_summary
     (run folders are read through attrlib.runfolder: load_run, load_predictions, heldout_predictions)
 """
@@ -18,11 +19,12 @@ from .metrics import (calibration_error, confusion, expected_calibration_error, 
                       seed_style_report, shortcut_gap, split_metrics, worst_generator_recall)
 from .robustness import (Perturbation, clean, down_up, gaussian_blur, jpeg, perturbed_accuracy, robustness_stats,
                          robustness_summary, robustness_table, standard_perturbations)
+from .selection import rule_accuracies, selection_table
 from .stats import GapClosed, Interval, aggregate_over_seeds, bootstrap_ci, gap_closed
 from .summary import paired_predictions, summary_table, technique_summary
 
 __all__ = [
-    "GapClosed", "Interval", "LoadedRun", "Perturbation", "aggregate_over_seeds", "bootstrap_ci",
+    "rule_accuracies", "selection_table", "GapClosed", "Interval", "LoadedRun", "Perturbation", "aggregate_over_seeds", "bootstrap_ci",
     "calibration_error", "clean", "confusion", "down_up", "expected_calibration_error", "gap_closed",
     "gaussian_blur", "generators_of", "heldout_predictions", "heldout_split", "jpeg", "llr_scores",
     "load_predictions", "load_run", "paired_predictions", "per_generator_auc", "perturbed_accuracy",
