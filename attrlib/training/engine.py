@@ -59,7 +59,7 @@ def fit(config: Config, data: StudyData, run: Path, init_from: Path | None = Non
     loader_generator = torch.Generator().manual_seed(config.seed)
     train_loader = make_loader(data.split(technique.train_split), data, config, train=True,
                                sampler_weights=technique.sampler_weights, generator=loader_generator, device=device,
-                               progress=None if progress else False)
+                               progress=None if progress else False, batch_size=technique.batch_size)
     val_frame = data.split("val")
     val_loader = make_loader(val_frame, data, config, train=False, device=device) if len(val_frame) and main else None
     val_true = None if val_loader is None else data.labels(val_loader.dataset.frame)["generator"]
