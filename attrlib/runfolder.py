@@ -33,7 +33,7 @@ import torch
 from . import techniques
 from .config import Config
 from .data import StudyData, data_fingerprint, load_config_data
-from .errors import CheckpointError, DataError
+from .errors import CheckpointError, ConfigError, DataError
 from .io import atomic_open, atomic_torch_save, atomic_write_json, atomic_write_text
 from .models.weights import safe_load
 
@@ -48,9 +48,21 @@ PROBABILITY_PREFIX = "p_"
 
 
 # --- identity and paths ---
+# Bump when the engine computes something else from the same Config (the protocol of model selection, the
+# files a run holds): a finished run of an older engine is then trained again rather than reused.
+RESULTS_VERSION = 2
+
+
 def run_id(config: Config) -> str:
-    """Hash of `config.identity()` with the data path replaced by the data's fingerprint."""
-    identity = {**config.identity(), "data": data_fingerprint(config.data)}
+    """Hash of `config.identity()` with the data path replaced by the data's fingerprint, the technique's
+    hyper-parameters as it resolves them (its defaults with the config's overrides: a changed default is a
+    different run) and RESULTS_VERSION."""
+    try:
+        hparams = {**techniques.get(config.technique).defaults, **config.technique_params}
+    except ConfigError:  # an unknown technique: the sweep names the valid ones before any run folder is made
+        hparams = dict(config.technique_params)
+    identity = {**config.identity(), "data": data_fingerprint(config.data), "hparams": hparams,
+                "results_version": RESULTS_VERSION}
     blob = json.dumps(identity, sort_keys=True, default=str)
     return hashlib.sha1(blob.encode()).hexdigest()[:12]
 

@@ -89,7 +89,7 @@ def test_an_interrupted_run_resumes_to_the_same_metrics(tiny_data, tmp_path, mon
 
 
 def test_fine_tuning_starts_from_the_baseline_and_reports_ft_test(tiny_data, tmp_path):
-    config = _config(tiny_data, tmp_path, technique="fine_tuning", technique_params={"steps": 9})
+    config = _config(tiny_data, tmp_path, technique="fine_tuning", technique_params={"steps": 9, "batch_size": 16})
     run = sweep.train(config, progress=False)
     baseline = runfolder.run_dir(config.replace(technique="baseline", technique_params={}))
     assert (baseline / "done").exists()

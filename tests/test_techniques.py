@@ -143,7 +143,7 @@ def test_fine_tuning_trains_only_the_classification_layer(tiny):
     data, batch = tiny
     t = build_technique(_config("fine_tuning"), data)
     assert t.uses_target_data and t.starts_from == "baseline" and t.train_split == "ft_train"
-    assert t.steps == 375 and isinstance(t.optimizer, torch.optim.SGD)
+    assert t.steps == 2700 and t.batch_size == 4 and isinstance(t.optimizer, torch.optim.SGD)
     assert t.optimizer.param_groups[0]["lr"] == 1e-3 and t.optimizer.param_groups[0]["momentum"] == 0.9
     t.train()
     buffers = {k: v.clone() for k, v in t.model.state_dict().items() if "running" in k}

@@ -5,14 +5,17 @@ What the engine needs, and nothing more:
 
     update(batch) -> dict[str, float]   one optimisation step; batch = dict(x, generator, subclass, group, index)
     predict(x) -> generator logits      x in [0, 1] pixel space, (B, 3, H, W)
-    sampler_weights(frame)              per-row weights for sampling with replacement, or None (shuffling)
+    sampler_weights(frame)              per-row weights for sampling with replacement, or None (shuffling);
+                                        the engine calls it once with the training frame, before the first
+                                        step and before a resumed run's checkpoint is restored
     optimizers()                        found from the attributes: every torch optimiser the technique holds
     progress                            set by the engine: the share of the step budget done when the current
                                         epoch ends, in (0, 1]; schedules read it (gradient reversal's lambda)
     model                               the attribution model (validation, probes, CAMs read it)
 
-and data, not hooks: `defaults` (its hyper-parameters; `steps` among them overrides the config's budget),
-`search_space` (the ranges a hyper-parameter search draws from: `attrlib.hparams`), `dual_head`, `train_split` / `heldout_split` (which split it trains on and is judged on; training on a
+and data, not hooks: `defaults` (its hyper-parameters; `steps` and `batch_size` among them override the
+config's budget and training batch size), `search_space` (the ranges a hyper-parameter search draws from:
+`attrlib.hparams`), `dual_head`, `train_split` / `heldout_split` (which split it trains on and is judged on; training on a
 split of the held-out subclass marks it `uses_target_data`), `starts_from` (the technique whose finished run
 of the same config it starts from). `test_inputs(x)` is the one optional override: a technique that
 transforms images at test time (a test-time attack, a purification) says what the model then sees, so CAMs
@@ -68,15 +71,23 @@ class Technique(nn.Module):
         if unknown:
             raise ConfigError(f"technique {cls.name!r} has no parameter(s) {unknown}; "
                               f"valid: {sorted(cls.defaults) or 'none'}")
-        steps = params.get("steps", 0)
-        if not isinstance(steps, int) or isinstance(steps, bool) or steps < 0:
-            raise ConfigError(f"technique parameter 'steps' of {cls.name!r} is {steps!r}; it must be 0 or more")
+        for name, low in (("steps", 0), ("batch_size", 1)):
+            value = params.get(name, low)
+            if not isinstance(value, int) or isinstance(value, bool) or value < low:
+                raise ConfigError(f"technique parameter {name!r} of {cls.name!r} is {value!r}; "
+                                  f"it must be an integer, {low} or more")
 
     # --- what the engine reads ---
     @property
     def steps(self) -> int:
         """The optimiser-step budget: `steps` among the technique's hyper-parameters (fine_tuning's), else the config's."""
         return int(self.hparams["steps"]) if "steps" in self.hparams else int(self.config.steps)
+
+    @property
+    def batch_size(self) -> int:
+        """Images per training step: `batch_size` among the technique's hyper-parameters (fine_tuning's), else
+        the config's. Evaluation batches stay the config's: they change no result."""
+        return int(self.hparams["batch_size"]) if "batch_size" in self.hparams else int(self.config.batch_size)
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         """Every optimiser the technique holds, by attribute name, so the engine checkpoints and resumes all of them."""

@@ -68,7 +68,7 @@ def fit(config: Config, data: StudyData, run: Path, init_from: Path | None = Non
     loader_generator = torch.Generator().manual_seed(config.seed)
     train_loader = make_loader(data.split(technique.train_split), data, config, train=True,
                                sampler_weights=technique.sampler_weights, generator=loader_generator, device=device,
-                               progress=None if progress else False)
+                               progress=None if progress else False, batch_size=technique.batch_size)
     scorers = {}  # split -> (loader, true generator indices), on rank 0 only
     for split in SCORED_SPLITS if main else ():
         frame = data.split(split)

@@ -39,17 +39,19 @@ def seed_everything(seed: int) -> None:
 
 def make_loader(frame: pd.DataFrame, data: StudyData, config: Config, train: bool, sampler_weights=None,
                 generator: torch.Generator | None = None, device: torch.device | None = None,
-                progress: bool | None = False) -> DataLoader:
+                progress: bool | None = False, batch_size: int | None = None) -> DataLoader:
     """A training loader (shuffled, or drawn with replacement by `sampler_weights(frame)` when that gives
     weights) or an evaluation loader (in order, twice the batch size). Under the crop policy an image larger
     than the crop gives up to `config.train_patches` random crops to train and a grid of up to
-    `config.test_patches` crops to evaluate (`collate_patches`: a batch of `batch_size` images)."""
+    `config.test_patches` crops to evaluate (`collate_patches`: a batch of `batch_size` images). `batch_size`:
+    the training batch when it is not `config.batch_size` (a technique's own, `Technique.batch_size`)."""
+    batch_size = config.batch_size if batch_size is None else batch_size
     dataset = ImageDataset(frame, data, policy=config.input_policy, size=config.image_size, train=train, progress=progress,
                            patches=config.train_patches if train else config.test_patches)
     common = dict(num_workers=config.num_workers, pin_memory=device is not None and device.type == "cuda",
                   persistent_workers=config.num_workers > 0, collate_fn=collate_patches)
     if not train:
-        return DataLoader(dataset, batch_size=2 * config.batch_size, shuffle=False, **common)
+        return DataLoader(dataset, batch_size=2 * batch_size, shuffle=False, **common)
     weights = sampler_weights(dataset.frame) if sampler_weights is not None else None
     rank, world_size = distributed.world()
     if world_size > 1:  # under torchrun
@@ -57,14 +59,14 @@ def make_loader(frame: pd.DataFrame, data: StudyData, config: Config, train: boo
         sampler = distributed.EpochSampler(len(dataset), weights, seed=config.seed, rank=rank, world_size=world_size)
         # batch_size is the global batch: N ranks take steps of batch_size / N each, so a run does the
         # same number of steps of the same size whatever N (the same run id, the same metrics in expectation)
-        return DataLoader(dataset, batch_size=-(-config.batch_size // world_size), sampler=sampler, **common)
+        return DataLoader(dataset, batch_size=-(-batch_size // world_size), sampler=sampler, **common)
     if weights is not None:
         # with replacement, as many draws as images: one epoch is still len(frame) images (seed 002 §3.2)
         sampler = WeightedRandomSampler(torch.as_tensor(weights, dtype=torch.double), num_samples=len(dataset),
                                         replacement=True, generator=generator)
     else:
         sampler = RandomSampler(dataset, generator=generator)
-    return DataLoader(dataset, batch_size=config.batch_size, sampler=sampler, **common)
+    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, **common)
 
 
 def _to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
