@@ -166,3 +166,20 @@ def test_search_keeps_the_draw_with_the_best_selection_score_never_the_test_scor
     chosen, dirs = sweep.search({"technique": "baseline"}, "quick", ("military_vehicle",), 3,
                                 data=str(tiny_data), runs=str(tmp_path), steps=2)
     assert len(dirs) == 3 and chosen == {"technique": "baseline", **hparams.draw(techniques.get("baseline"), 1)}
+
+
+@pytest.mark.parametrize("name", list(techniques.available()))
+def test_every_technique_declares_a_valid_search_space(name):
+    cls = techniques.get(name)
+    hparams.check_space(cls)
+    drawn = hparams.draw(cls, 1)
+    cls.check_params(drawn.get("technique_params", {}))  # a draw is a valid override of the technique
+    Config(**{k: v for k, v in drawn.items() if k != "technique_params"})
+
+
+def test_a_technique_hyper_parameter_never_shadows_the_step_budget():
+    """runtime_adversarial's attack steps were once called `steps`, which the engine reads as the budget."""
+    for name in techniques.available():
+        cls = techniques.get(name)
+        if "steps" in cls.defaults:
+            assert cls.defaults["steps"] >= 100, f"{name}: a `steps` default is an optimiser budget"

@@ -27,7 +27,8 @@ from ..errors import ConfigError
 @register("adversarial_debiasing")
 class AdversarialDebiasing(Technique):
     description = "dual head; per batch: subclass head min, backbone+generator head min, backbone max subclass loss (seed 002 §3.4)"
-    defaults = {"adv_weight": 1.0}  # step 3's learning rate, as a multiple of the config's lr
+    defaults = {"adv_weight": 1.0}
+    search_space = {"lr": ("log", 3e-4, 3e-3), "adv_weight": ("log", 0.1, 10.0)}  # step 3's learning rate, as a multiple of the config's lr
     dual_head = True
 
     def __init__(self, config, generators, subclasses):

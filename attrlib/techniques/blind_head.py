@@ -16,6 +16,7 @@ from .base import Technique, confusion_loss
 class BlindHead(Technique):
     description = "dual head; backbone trained so the subclass head is confused towards uniform (seed 000 §3)"
     defaults = {"confusion_weight": 1.0}
+    search_space = {"lr": ("log", 3e-4, 3e-3), "confusion_weight": ("log", 0.1, 10.0)}
     dual_head = True
 
     def __init__(self, config, generators, subclasses):

@@ -21,6 +21,7 @@ from .base import Technique
 class FineTuning(Technique):
     description = "baseline's classification layer re-trained on 80% of the held-out subclass; uses target data (seed 002 §3.3)"
     defaults = {"steps": 2700, "batch_size": 4, "lr": 1e-3, "momentum": 0.9}  # seed 002's steps, batch, SGD
+    search_space = {"lr": ("log", 1e-4, 1e-2)}  # its own SGD's rate (the baseline it starts from is not searched)
     train_split = "ft_train"
     heldout_split = "ft_test"
     starts_from = "baseline"

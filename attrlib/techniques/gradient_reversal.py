@@ -34,6 +34,7 @@ def grad_reverse(x: torch.Tensor, weight: float = 1.0) -> torch.Tensor:
 class GradientReversal(Technique):
     description = "subclass head through a gradient reversal layer, one step per batch (Ganin et al. 2016)"
     defaults = {"grl_weight": 1.0, "schedule": True}
+    search_space = {"lr": ("log", 3e-4, 3e-3), "grl_weight": ("log", 0.1, 10.0)}
     dual_head = True
 
     @property

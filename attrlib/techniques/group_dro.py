@@ -23,6 +23,7 @@ from .base import Technique
 class GroupDRO(Technique):
     description = "Group DRO over generator x subclass groups (Sagawa et al. 2020)"
     defaults = {"eta": 0.01}
+    search_space = {"lr": ("log", 3e-4, 3e-3), "eta": ("log", 1e-3, 1e-1)}
 
     def __init__(self, config, generators, subclasses):
         super().__init__(config, generators, subclasses)

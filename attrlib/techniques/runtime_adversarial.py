@@ -2,7 +2,7 @@
 
 Seed 000 attacks an ImageNet classifier; nothing is downloaded here, so a subclass classifier of the same
 architecture is trained beside the attribution model on the training subclasses (our choice). At test
-time captum's PGD (L-inf ball of radius `eps` in [0, 1] pixel space, `steps` signed-gradient steps of
+time captum's PGD (L-inf ball of radius `eps` in [0, 1] pixel space, `attack_steps` signed-gradient steps of
 `step_size`, no random start, so it is deterministic) moves each image towards a uniform subclass
 prediction (a targeted attack on the confusion loss), and the attribution model, trained as the
 baseline, classifies the perturbed image. Per-epoch validation uses clean images to keep training cheap.
@@ -25,7 +25,10 @@ def _to_uniform(logits, _target):
 @register("runtime_adversarial")
 class RuntimeAdversarial(Technique):
     description = "test-time PGD (captum) against a subclass classifier erases subclass evidence, then attribution (seed 000)"
-    defaults = {"eps": 4 / 255, "step_size": 1 / 255, "steps": 5}
+    # `attack_steps`, not `steps`: a technique's `steps` is its optimiser budget (base.Technique.steps), and
+    # until issue 11 the attack's 5 steps were read as that budget, so this model trained for 5 steps only
+    defaults = {"eps": 4 / 255, "step_size": 1 / 255, "attack_steps": 5}
+    search_space = {"lr": ("log", 3e-4, 3e-3)}  # the attack's radius is studied by its sweep, not searched
 
     def __init__(self, config, generators, subclasses):
         super().__init__(config, generators, subclasses)
@@ -46,7 +49,7 @@ class RuntimeAdversarial(Technique):
         with torch.enable_grad(), warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Input Tensor 0 did not already require gradients")
             x_adv = attack.perturb(x.detach().clone().requires_grad_(True), radius=h["eps"], step_size=h["step_size"],
-                                   step_num=int(h["steps"]), target=None, targeted=True)
+                                   step_num=int(h["attack_steps"]), target=None, targeted=True)
         self.subclass_model.zero_grad(set_to_none=True)
         return x_adv.detach()
 
