@@ -12,6 +12,10 @@ What the engine needs, and nothing more:
     progress                            set by the engine: the share of the step budget done when the current
                                         epoch ends, in (0, 1]; schedules read it (gradient reversal's lambda)
     model                               the attribution model (validation, probes, CAMs read it)
+    prepare(loader)                     called once with the training loader before the first step of a fresh
+                                        run (not on resume; under torchrun rank 0's result is kept); the
+                                        default does nothing. A technique fitted in closed form fits here and
+                                        declares `steps: 0` among its defaults (residual_stats' regression)
 
 and data, not hooks: `defaults` (its hyper-parameters; `steps` and `batch_size` among them override the
 config's budget and training batch size), `search_space` (the ranges a hyper-parameter search draws from:
@@ -122,6 +126,10 @@ class Technique(nn.Module):
 
     def predict(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(self.test_inputs(x))
+
+    def prepare(self, loader) -> None:
+        """One pass of work before the first optimiser step (the engine calls it once per fresh run with the
+        training loader): nothing, unless the technique is fitted in closed form (residual_stats)."""
 
     def test_inputs(self, x: torch.Tensor) -> torch.Tensor:
         """The images the attribution model sees at test time: `x` itself, unless the technique transforms its

@@ -90,6 +90,8 @@ def fit(config: Config, data: StudyData, run: Path, init_from: Path | None = Non
     history = runfolder.read_history(run, start_epoch)
     selected = runfolder.read_checkpoint(run).get("selected") if start_epoch and main else None
     trajectory = _resumed_trajectory(run, history) if main else []
+    if not ckpt.exists():  # a fresh run: a technique fitted in closed form fits here (Technique.prepare)
+        technique.prepare(train_loader)
     distributed.broadcast_state(technique)
     distributed.average_gradients_before_step(technique.optimizers())
 
