@@ -10,6 +10,7 @@ them from these numbers.
     summary     per technique over its seeds: paired_predictions, technique_summary, summary_table
     selection   model-selection rules side by side (rule_accuracies, selection_table)
     robustness  perturbations (JPEG, blur, down-up resize), robustness_table, robustness_stats, robustness_summary
+    runtime_sweep  radius_sweep, radius_sweep_summary: a test-time attack's radius against random noise of it
     (run folders are read through attrlib.runfolder: load_run, load_predictions, heldout_predictions)
 """
 from ..runfolder import (LoadedRun, generators_of, heldout_predictions, heldout_split, load_predictions, load_run,
@@ -19,6 +20,7 @@ from .metrics import (calibration_error, confusion, expected_calibration_error, 
                       seed_style_report, shortcut_gap, split_metrics, worst_generator_recall)
 from .robustness import (Perturbation, clean, down_up, gaussian_blur, jpeg, perturbed_accuracy, robustness_stats,
                          robustness_summary, robustness_table, standard_perturbations)
+from .runtime_sweep import radius_sweep, radius_sweep_summary, sign_noise
 from .selection import rule_accuracies, selection_table
 from .stats import GapClosed, Interval, aggregate_over_seeds, bootstrap_ci, gap_closed
 from .summary import paired_predictions, summary_table, technique_summary
@@ -28,7 +30,8 @@ __all__ = [
     "calibration_error", "clean", "confusion", "down_up", "expected_calibration_error", "gap_closed",
     "gaussian_blur", "generators_of", "heldout_predictions", "heldout_split", "jpeg", "llr_scores",
     "load_predictions", "load_run", "paired_predictions", "per_generator_auc", "perturbed_accuracy",
-    "pooled_predictions", "robustness_stats", "robustness_summary", "robustness_table", "run_metrics",
-    "seed_style_report", "shortcut_gap", "split_metrics", "standard_perturbations",
+    "pooled_predictions", "radius_sweep", "radius_sweep_summary", "robustness_stats", "robustness_summary",
+    "robustness_table", "run_metrics",
+    "seed_style_report", "shortcut_gap", "sign_noise", "split_metrics", "standard_perturbations",
     "summary_table", "technique_summary", "worst_generator_recall",
 ]

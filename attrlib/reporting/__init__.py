@@ -7,7 +7,8 @@ never the reverse.
     tables   seed_table, format_summary, format_robustness, label_target_data: "mean ± std" over seeds
              (sample std, ddof=1; 0 for one seed), said in each table's caption
     figures  bias_heatmap, sample_grid, spectra_figure, sweep_figure, shortcut_audit_figure, confusion_figure,
-             confusion_grid, llr_figure, runs_llr_figure, robustness_figure, cam_grid, run_cam_grid
+             confusion_grid, llr_figure, runs_llr_figure, robustness_figure, radius_sweep_figure, cam_grid,
+             run_cam_grid
     draw     show_image, show_overlay: an image, and a CAM over it, on one axes
     explorer cam_explorer (ipywidgets: technique, image -> probabilities and CAM overlay) and explain_figure;
              static figures under `attrlib study` (HEADLESS_ENV)
@@ -16,7 +17,8 @@ from ..simulator import SIMULATED_NOTE
 from .draw import show_image, show_overlay
 from .explorer import HEADLESS_ENV, cam_explorer, explain_figure
 from .figures import (bias_heatmap, cam_grid, confusion_figure, confusion_grid, llr_figure,
-                      robustness_figure, run_cam_grid, runs_llr_figure, sample_grid, shortcut_audit_figure,
+                      radius_sweep_figure, robustness_figure, run_cam_grid, runs_llr_figure, sample_grid,
+                      shortcut_audit_figure,
                       spectra_figure, sweep_figure)
 from .save import save_fig, save_table
 from .tables import TARGET_DATA_MARK, format_robustness, format_summary, label_target_data, seed_table
@@ -24,7 +26,8 @@ from .tables import TARGET_DATA_MARK, format_robustness, format_summary, label_t
 __all__ = [
     "HEADLESS_ENV", "SIMULATED_NOTE", "TARGET_DATA_MARK", "bias_heatmap", "cam_explorer", "cam_grid",
     "confusion_figure", "confusion_grid", "explain_figure", "format_robustness", "format_summary",
-    "label_target_data", "llr_figure", "robustness_figure", "run_cam_grid", "runs_llr_figure", "sample_grid",
+    "label_target_data", "llr_figure", "radius_sweep_figure", "robustness_figure", "run_cam_grid", "runs_llr_figure",
+    "sample_grid",
     "save_fig", "save_table", "seed_table", "shortcut_audit_figure", "show_image", "show_overlay", "spectra_figure",
     "sweep_figure",
 ]

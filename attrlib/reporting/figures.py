@@ -4,7 +4,7 @@
 
     data (notebook 01)   bias_heatmap, sample_grid, spectra_figure, sweep_figure, shortcut_audit_figure
     per technique        confusion_figure, confusion_grid, llr_figure / runs_llr_figure (seed 000 Figure 2)
-    robustness           robustness_figure
+    robustness           robustness_figure, radius_sweep_figure (runtime_adversarial's radius vs random noise)
     Grad-CAM             cam_grid, run_cam_grid
 """
 from __future__ import annotations
@@ -259,6 +259,42 @@ def robustness_figure(table: pd.DataFrame, title: str = "Held-out accuracy under
     ax.tick_params(axis="x", labelsize=8, rotation=20)
     ax.legend(fontsize=7, ncols=2)
     ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def radius_sweep_figure(table: pd.DataFrame, title: str = "runtime_adversarial: attack vs random noise of its radius"
+                        ) -> plt.Figure:
+    """`attrlib.evaluation.radius_sweep_summary` drawn: left, held-out accuracy per radius with no change,
+    under the attack and under the random-sign control (mean over runs, ± std over seeds); right, the paired
+    differences attack - none, control - none, attack - control with their 95 % bootstrap intervals."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9.6, 3.6))
+    r = table["radius"].to_numpy(dtype=float)
+    styles = {"none": ("0.45", "--"), "attack": ("C3", "-"), "control": ("C0", "-")}
+    for c, (colour, line) in styles.items():
+        left.errorbar(r, table[f"accuracy_{c}"], yerr=table[f"std_{c}"].fillna(0), color=colour, ls=line,
+                      marker="o", ms=4, lw=1.3, capsize=2, label={"none": "no change", "attack": "attack (PGD)",
+                                                                 "control": "random sign noise"}[c])
+    left.set_ylabel("held-out accuracy")
+    left.set_ylim(0, 1.02)
+    for i, (name, colour) in enumerate((("attack_minus_none", "C3"), ("control_minus_none", "C0"),
+                                        ("attack_minus_control", "C2"))):
+        est = table[name].to_numpy()
+        err = np.vstack([est - table[f"{name}_low"].to_numpy(), table[f"{name}_high"].to_numpy() - est])
+        # a small horizontal offset per comparison, proportional on the symlog axis, so the bars do not overlap
+        right.errorbar(r * (1 + 0.06 * (i - 1)) + 0.03 * (i - 1), est, yerr=err, color=colour, marker="o", ms=4,
+                       lw=1.3, capsize=2, label=name.replace("_minus_", " − ").replace("none", "no change"))
+    right.axhline(0, color="0.3", lw=0.8)
+    right.set_ylabel("paired change in accuracy (95 % CI)")
+    for ax in (left, right):
+        ax.set_xscale("symlog", linthresh=0.5)
+        ax.set_xticks(r)
+        ax.set_xlim(-0.3, 1.35 * r.max() + 0.3)  # room for the offset bars at both ends
+        ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.axvline(2, color="0.7", lw=0.8, ls=":")  # the simulated fingerprint's RMS, in grey levels
+        ax.set_xlabel("L-inf radius (grey levels; dotted: fingerprint RMS)")
+        ax.legend(fontsize=7)
+    fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig
 
