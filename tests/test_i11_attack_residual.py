@@ -14,7 +14,7 @@ matplotlib.use("Agg")
 
 from attrlib import runfolder, sweep  # noqa: E402
 from attrlib.config import Config  # noqa: E402
-from attrlib.data import ImageDataset, load_study_data  # noqa: E402
+from attrlib.data import ImageDataset  # noqa: E402
 from attrlib.evaluation import radius_sweep, radius_sweep_summary, sign_noise  # noqa: E402
 from attrlib.evaluation.runtime_sweep import technique_params  # noqa: E402
 from attrlib.reporting import radius_sweep_figure  # noqa: E402
@@ -85,12 +85,6 @@ def test_residual_statistics_see_a_checkerboard_and_a_quarter_period():
 
 
 # --------------------------------------------------------------------------------------------- radius sweep
-def test_runtime_adversarial_trains_for_the_budget_not_for_its_attack_steps(tiny_data, tmp_path):
-    # its PGD step count was once called `steps`, which the base contract reads as the optimiser budget
-    t = build_technique(_config(tiny_data, tmp_path, "runtime_adversarial", steps=40), load_study_data(tiny_data))
-    assert t.steps == 40 and t.hparams["pgd_steps"] == 5
-
-
 def test_radius_zero_is_the_unattacked_model_and_the_radius_is_what_the_attack_uses(attack_run):
     run = runfolder.load_run(attack_run)
     t = run.technique

@@ -15,7 +15,7 @@ What the engine needs, and nothing more:
     prepare(loader)                     called once with the training loader before the first step of a fresh
                                         run (not on resume; under torchrun rank 0's result is kept); the
                                         default does nothing. A technique fitted in closed form fits here and
-                                        declares `steps: 0` among its defaults (residual_stats' regression)
+                                        its `steps` is 0 (residual_stats' logistic regression)
 
 and data, not hooks: `defaults` (its hyper-parameters; `steps` and `batch_size` among them override the
 config's budget and training batch size), `search_space` (the ranges a hyper-parameter search draws from:

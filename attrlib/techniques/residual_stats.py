@@ -17,8 +17,8 @@ Kodovsky 2012); the statistics are those the forensic literature reads from it:
 
 Features are computed per crop the loader gives and averaged over each image's crops to fit; at test time
 the engine averages the crops' log-probabilities, as for every technique. The whole fit happens in
-`prepare` (the engine's hook for techniques fitted in closed form); `steps` is 0, so the loop does no
-optimiser step (a positive `steps` would go on from the closed-form fit with Adam on the cross-entropy).
+`prepare` (the engine's hook for techniques fitted in closed form); its `steps` is 0 whatever the config's
+budget, so the loop does no optimiser step.
 The model keeps the interface the inspection layer reads (`features`, `cam_layer`: the residual, so
 Grad-CAM shows where the residual carries the evidence), and the fit lives in its state_dict (scaler mean
 and scale as buffers, the coefficients as the generator head's weights), so a checkpoint round-trips.
@@ -130,7 +130,7 @@ class ResidualStatsModel(nn.Module):
 class ResidualStats(Technique):
     description = ("content-blind forensic baseline: 16 global residual statistics (noise level, channel "
                    "correlations, Nyquist and 1/4 spectral peaks) + logistic regression (closed form)")
-    defaults = {"steps": 0, "C": 1.0, "max_iter": 2000}
+    defaults = {"C": 1.0, "max_iter": 2000}
     search_space = {"C": ("log", 0.01, 100.0)}  # the regression's inverse L2 strength (no learning rate: no steps)
 
     def __init__(self, config, generators, subclasses):
@@ -138,6 +138,11 @@ class ResidualStats(Technique):
         # the CNN the base class built is replaced: this technique has no learned features
         self.model = ResidualStatsModel(self.n_generators)
         self.optimizer = self.make_optimizer(self.model.parameters())
+
+    @property
+    def steps(self) -> int:
+        """Fitted in closed form by `prepare`: no optimiser step, whatever the config's budget."""
+        return 0
 
     @torch.no_grad()
     def prepare(self, loader) -> None:
