@@ -20,7 +20,7 @@ from sklearn.metrics import classification_report
 
 from attrlib import runfolder, sweep, techniques
 from attrlib.config import Config
-from attrlib.data import load_study_data
+from attrlib.data import load_config_data
 from attrlib.evaluation import (MACRO_CONVENTION, hierarchical_bootstrap, llr_scores, log_likelihood_ratios,
                                 paired_bootstrap, paired_comparison, rotation_table, runs_llr_scores,
                                 seed_style_report, split_metrics, summary_table, training_prior, verdict)
@@ -119,14 +119,14 @@ def test_old_run_folder_without_logp_columns_recomputes_and_says_so(tmp_path):
 
 def test_engine_writes_logp_columns_and_the_training_prior(tiny_data, tmp_path):
     torch.set_num_threads(1)
-    run = sweep.train(Config(data=str(tiny_data), runs=str(tmp_path), image_size=32, batch_size=16, steps=2),
-                      progress=False)
+    config = Config(data=str(tiny_data), runs=str(tmp_path), image_size=32, batch_size=16, steps=2)
+    run = sweep.train(config, progress=False)
     pred = runfolder.load_predictions(run)
     gens = runfolder.generators_of(pred)
     logp = pred[[f"logp_{g}" for g in gens]].to_numpy()
     assert np.allclose(np.exp(logp), pred[[f"p_{g}" for g in gens]].to_numpy(), atol=1e-6)
     prior = json.loads((run / "metrics.json").read_text())["train_prior"]
-    data = load_study_data(tiny_data)
+    data = load_config_data(config)  # the split the engine trained on (a validation subclass left out)
     freq = data.split("train")["generator"].value_counts(normalize=True)
     assert prior == pytest.approx({g: freq[g] for g in gens})
     scores = runs_llr_scores([run])
@@ -136,7 +136,7 @@ def test_engine_writes_logp_columns_and_the_training_prior(tiny_data, tmp_path):
     runfolder.write_metrics(run, {k: v for k, v in metrics.items() if k != "train_prior"})
     assert training_prior(run) == (pytest.approx(prior), "")
     # a weighted sampler draws every generator equally: that is the prior the model learns
-    ws = techniques.build_technique(Config(data=str(tiny_data), technique="weighted_sampling", image_size=32), data)
+    ws = techniques.build_technique(config.replace(technique="weighted_sampling"), data)
     assert ws.training_prior(data.split("train")) == pytest.approx(np.full(len(gens), 1 / len(gens)))
     assert not np.allclose(freq.reindex(gens).to_numpy(), 1 / len(gens))  # the data itself is unbalanced
 
@@ -299,7 +299,14 @@ def test_summary_and_rotation_tables_carry_the_selection_rule(study):
     assert table.loc["same", "verdict"] == "not distinguishable"
     assert table.loc["same", "difference_low"] <= 0 <= table.loc["same", "difference_high"]
     assert table.loc["better", "accuracy_low"] <= table.loc["better", "accuracy"] <= table.loc["better", "accuracy_high"]
+    # by default, what the runs record (these predate selection: the last epoch)
     assert "last (the last epoch)" in summary_table(runs, n_boot=20).attrs["caption"]
+    metrics = json.loads((runs["better"][0] / "metrics.json").read_text())
+    for d in runs["better"]:
+        runfolder.write_metrics(d, {**metrics, "selection": {"requested": "valsub", "rule": "valsub", "step": 5}})
+    recorded = summary_table(runs, n_boot=20)
+    assert recorded.loc["better", "selection"] == "valsub" and recorded.loc["same", "selection"] == "last"
+    assert "differ between techniques" in recorded.attrs["caption"]
     per = rotation_table(runs, oracle=study["oracle"], n_boot=100, selection="val_subclass")
     assert set(per.index) == {(t, r) for t in runs for r in ("mv", "boat")}
     assert per.loc[("better", "mv"), "difference"] > 0 and "val_subclass" in per.attrs["caption"]

@@ -9,7 +9,8 @@ them from these numbers.
                 (GapClosed), hierarchical_bootstrap, paired_bootstrap / paired_comparison (PairedComparison), verdict
     llr         llr_scores, runs_llr_scores, log_likelihood_ratios, training_prior (seed 000's per-generator
                 log-likelihood ratios, the training prior removed)
-    summary     per technique over its runs: paired_predictions, technique_summary, summary_table, rotation_table
+    summary     per technique over its runs: paired_predictions, technique_summary, summary_table, rotation_table,
+                recorded_selection
     selection   model-selection rules side by side (rule_accuracies, selection_table)
     robustness  perturbations (JPEG, blur, down-up resize), robustness_table, robustness_stats, robustness_summary
     (run folders are read through attrlib.runfolder: load_run, load_predictions, heldout_predictions)
@@ -24,13 +25,13 @@ from .robustness import (Perturbation, clean, down_up, gaussian_blur, jpeg, pert
 from .selection import rule_accuracies, selection_table
 from .stats import (CONVENTION, GapClosed, Interval, PairedComparison, aggregate_over_seeds, bootstrap_ci, gap_closed,
                     hierarchical_bootstrap, paired_bootstrap, paired_comparison, rotation_label, verdict)
-from .summary import paired_predictions, rotation_table, summary_table, technique_summary
+from .summary import paired_predictions, recorded_selection, rotation_table, summary_table, technique_summary
 
 __all__ = [
     "rule_accuracies", "selection_table",
     "CONVENTION", "LLR_DEFINITION", "MACRO_CONVENTION", "PairedComparison", "hierarchical_bootstrap",
     "log_likelihood_ratios", "paired_bootstrap", "paired_comparison", "rotation_label", "rotation_table",
-    "runs_llr_scores", "training_prior", "verdict",
+    "recorded_selection", "runs_llr_scores", "training_prior", "verdict",
     "GapClosed", "Interval", "LoadedRun", "Perturbation", "aggregate_over_seeds", "bootstrap_ci",
     "calibration_error", "clean", "confusion", "down_up", "expected_calibration_error", "gap_closed",
     "gaussian_blur", "generators_of", "heldout_predictions", "heldout_split", "jpeg", "llr_scores",

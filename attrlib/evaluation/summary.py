@@ -7,6 +7,7 @@ predictions.csv), and every comparison paired (`stats.paired_comparison`).
                           the baseline with its interval and verdict, gap closed vs each reference with its
                           interval, and the per-technique diagnostics
     rotation_table        the same comparisons per held-out rotation
+    recorded_selection    the checkpoint-selection rule a technique's runs record (the tables' `selection`)
 
 `attrlib.reporting.format_summary` writes the summary table's cells as text.
 """
@@ -24,7 +25,11 @@ from .metrics import MACRO_CONVENTION, calibration_error, class_labels, per_gene
 from .stats import (CONVENTION, aggregate_over_seeds, hierarchical_bootstrap, paired_comparison,
                     rotation_label)
 
-SELECTION_DEFAULT = "last"  # the checkpoint a run's predictions come from, until the engine scores others
+# what each checkpoint-selection rule a run records means (metrics.json `selection.rule`; runs made before the
+# engine scored checkpoints used the last epoch)
+SELECTION_RULES = {"last": "the last epoch", "val": "rule (a), best in-distribution validation accuracy",
+                   "valsub": "rule (b), best accuracy on the validation subclass kept out of training",
+                   "oracle": "rule (c), best held-out accuracy: an upper bound that peeks at the test set"}
 
 
 def paired_predictions(run_dirs: Sequence[str | os.PathLike], generators: Sequence[str] | None = None
@@ -184,14 +189,32 @@ def _compare_all(runs, baseline, oracle, n_boot, alpha, seed):
     return out, resolved
 
 
-def _selection_text(selection: str) -> str:
-    return f"checkpoint selection rule: {selection}" + (" (the last epoch)" if selection == "last" else "")
+def recorded_selection(run_dirs: Sequence[str | os.PathLike]) -> str:
+    """The checkpoint-selection rule the runs' predictions come from, as their metrics.json record it
+    (`selection.rule`; "last" for runs made before selection existed); several: joined with "/"."""
+    rules = []
+    for d in run_dirs:
+        chosen = load_metrics(d).get("selection")
+        rules.append(chosen.get("rule", "last") if isinstance(chosen, Mapping) else str(chosen or "last"))
+    return "/".join(dict.fromkeys(rules))
+
+
+def _selections(runs, selection: str | None) -> list[str]:
+    return [recorded_selection(dirs) if selection is None else selection for dirs in runs.values()]
+
+
+def _selection_text(selections: Sequence[str]) -> str:
+    names = list(dict.fromkeys(selections))
+    if len(names) > 1:
+        return "Checkpoint selection rules differ between techniques: see the selection column."
+    meaning = SELECTION_RULES.get(names[0], "")
+    return f"Checkpoint selection rule: {names[0]}" + (f" ({meaning})" if meaning else "") + "."
 
 
 def summary_table(runs: Mapping[str, Sequence[str | os.PathLike]], baseline: str = "baseline",
                   oracle: str | float | Sequence[str | os.PathLike] | Mapping | None = None, n_boot: int = 1000,
                   alpha: float = 0.05, seed: int = 0, probe: pd.DataFrame | None = None,
-                  reliance: pd.DataFrame | None = None, selection: str = SELECTION_DEFAULT) -> pd.DataFrame:
+                  reliance: pd.DataFrame | None = None, selection: str | None = None) -> pd.DataFrame:
     """Seed 002 §3.5 for our study: one row per technique (runs: name -> run folders of its seeds, over one or
     several held-out rotations).
 
@@ -202,8 +225,9 @@ def summary_table(runs: Mapping[str, Sequence[str | os.PathLike]], baseline: str
     ("<technique> beats <baseline>" only where the interval excludes 0, else "not distinguishable"), gap
     closed = difference / (reference - baseline) per bootstrap replicate with `gap_closed[_<label>]_low/high`,
     val accuracy and the shortcut gap, worst-generator recall, ECE, macro AUC, the held-out split, seeds,
-    rotations, the target-data flag, `selection` (the checkpoint rule the runs' predictions come from: the
-    caller says; the engine's default is the last epoch) and a note.
+    rotations, the target-data flag, `selection` (the checkpoint rule the runs' predictions come from: None,
+    what each technique's runs record, `recorded_selection`; a name, the caller's word for it, e.g. for
+    predictions re-selected after the fact) and a note.
 
     oracle: a key of `runs`, run folders (the baseline trained on the unbiased benchmark: paired by image when
     its test images are identical to the baseline's, else by rotation and seed, and the note says so), an
@@ -236,19 +260,19 @@ def summary_table(runs: Mapping[str, Sequence[str | os.PathLike]], baseline: str
         if base_entry is not None:
             table.attrs[f"{label or 'oracle'}_split"] = base_entry.overall["split"]
     table.attrs["baseline_accuracy"] = float(table.loc[baseline, "accuracy"]) if baseline in table.index else np.nan
-    table["selection"] = selection
+    table["selection"] = selections = _selections(runs, selection)
     table["note"] = ["; ".join(dict.fromkeys(e["notes"])) for e in compared.values()]
     joins = ((probe, {"probe_accuracy": "probe_accuracy", "probe_std": "probe_std", "chance": "probe_chance"}),
              (reliance, {"share_in_mask": "reliance", "share_std": "reliance_std", "mask_area": "mask_area"}))
     for extra, columns in joins:
         for source, column in ({} if extra is None else columns).items():
             table[column] = extra[source].reindex(table.index)
-    table.attrs.update(alpha=alpha, n_boot=n_boot, selection=selection,
-                       caption=_caption(table, resolved, baseline, alpha, n_boot, selection))
+    table.attrs.update(alpha=alpha, n_boot=n_boot, selection="/".join(dict.fromkeys(selections)),
+                       caption=_caption(table, resolved, baseline, alpha, n_boot, selections))
     return table
 
 
-def _caption(table, resolved, baseline, alpha, n_boot, selection) -> str:
+def _caption(table, resolved, baseline, alpha, n_boot, selections) -> str:
     seeds = "/".join(map(str, sorted(set(table["seeds"]))))
     rotations = "/".join(map(str, sorted(set(table["rotations"]))))
     level = f"{100 * (1 - alpha):.0f}%"
@@ -270,19 +294,19 @@ def _caption(table, resolved, baseline, alpha, n_boot, selection) -> str:
     else:
         parts.append("Gap closed needs an oracle (the baseline trained on the unbiased benchmark): see notebook 10.")
     parts.append(MACRO_CONVENTION[0].upper() + MACRO_CONVENTION[1:] + ".")
-    parts.append(_selection_text(selection)[0].upper() + _selection_text(selection)[1:] + ".")
+    parts.append(_selection_text(selections))
     return " ".join(parts)
 
 
 def rotation_table(runs: Mapping[str, Sequence[str | os.PathLike]], baseline: str = "baseline",
                    oracle: str | float | Sequence[str | os.PathLike] | Mapping | None = None, n_boot: int = 1000,
-                   alpha: float = 0.05, seed: int = 0, selection: str = SELECTION_DEFAULT) -> pd.DataFrame:
+                   alpha: float = 0.05, seed: int = 0, selection: str | None = None) -> pd.DataFrame:
     """`summary_table`'s comparisons per held-out rotation: one row per (technique, rotation) with seeds,
     images, accuracy and its interval (over that rotation's seeds and images), the paired difference vs the
     baseline with its interval and verdict, and gap closed vs each reference with its interval. Same
     arguments and conventions as `summary_table`; `attrs["caption"]` says them."""
     compared, resolved = _compare_all(runs, baseline, oracle, n_boot, alpha, seed)
-    rows = []
+    rows, selections = [], dict(zip(runs, _selections(runs, selection)))
     for name, e in compared.items():
         acc = e["accuracy"]
         for rotation in acc.index:
@@ -301,13 +325,13 @@ def rotation_table(runs: Mapping[str, Sequence[str | os.PathLike]], baseline: st
                 for suffix in ("", "_low", "_high"):
                     row[column + suffix] = (comp.per_rotation.loc[rotation, f"gap_closed{suffix}"]
                                             if comp is not None and rotation in comp.per_rotation.index else np.nan)
-            row["selection"] = selection
+            row["selection"] = selections[name]
             rows.append(row)
     table = pd.DataFrame(rows).set_index(["technique", "rotation"])
     level = f"{100 * (1 - alpha):.0f}%"
-    table.attrs.update(alpha=alpha, n_boot=n_boot, selection=selection, caption=(
+    table.attrs.update(alpha=alpha, n_boot=n_boot, selection="/".join(dict.fromkeys(selections.values())), caption=(
         f"Per held-out rotation: accuracy (mean over seeds) with its {level} interval over seeds and images; the "
         f"difference vs {baseline} and gap closed paired as in the summary table ({CONVENTION}; {n_boot} resamples). "
-        + _selection_text(selection)[0].upper() + _selection_text(selection)[1:] + "."))
+        + _selection_text(list(selections.values()))))
     return table
 
