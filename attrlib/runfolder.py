@@ -5,7 +5,9 @@
         history.jsonl     one JSON object per finished epoch (loss, val/valsub/test accuracy at scoring points, timing, ...)
         checkpoint.pt     technique, optimiser and random states after the last finished epoch, and under
                           `selected` the technique state the run's selection rule kept (what the run stands for)
-        predictions.csv   PREDICTION_COLUMNS, then p_<generator> per generator (class index order): the selected state's
+        predictions.csv   PREDICTION_COLUMNS, then p_<generator> per generator (class index order): the selected state's;
+                          then logp_<generator>: the log-probabilities at full precision (runs before them lack
+                          these columns; `log_probabilities` then recomputes them from p_, and says so)
         trajectory.csv    the same columns plus `step`: the attribution model's test predictions at every scoring point
         metrics.json      written by the sweep from predictions.csv with `attrlib.evaluation.metrics.run_metrics`
         done              the run finished; a folder without it is resumed, never read as a result
@@ -27,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
+import numpy as np
 import pandas as pd
 import torch
 
@@ -45,6 +48,7 @@ TRAJECTORY = "trajectory.csv"
 FILES = (CONFIG, HISTORY, CHECKPOINT, PREDICTIONS, TRAJECTORY, METRICS, DONE)
 PREDICTION_COLUMNS = ("path", "split", "generator", "subclass", "pred")
 PROBABILITY_PREFIX = "p_"
+LOG_PROBABILITY_PREFIX = "logp_"  # log-probabilities: the LLR needs them unclipped (p_ underflows to 0 in float32)
 
 
 # --- identity and paths ---
@@ -94,14 +98,25 @@ def write_checkpoint(run: Path, state: dict[str, Any]) -> None:
     atomic_torch_save(state, run / CHECKPOINT)
 
 
-def prediction_frame(frame: pd.DataFrame, split: str, generators: Sequence[str], probs) -> pd.DataFrame:
-    """The predictions.csv rows of one split: the data rows `frame` and their (N, n_generators) probabilities."""
-    pred = probs.argmax(1)
+def prediction_frame(frame: pd.DataFrame, split: str, generators: Sequence[str], probs=None, *,
+                     log_probs=None) -> pd.DataFrame:
+    """The predictions.csv rows of one split: the data rows `frame` and their (N, n_generators) probabilities
+    or, better, log-probabilities (`attrlib.techniques.predict_log_probs`): then p_ is their exp and logp_
+    columns keep them at full precision, so the log-likelihood ratios do not saturate where p rounds to 0 or 1."""
+    if log_probs is not None:
+        log_probs = np.asarray(log_probs, dtype=np.float64)
+        probs = np.exp(log_probs).astype(np.float32)
+    elif probs is None:
+        raise ValueError("prediction_frame needs probs or log_probs")
+    pred = np.asarray(probs).argmax(1) if log_probs is None else log_probs.argmax(1)
     part = pd.DataFrame({"path": frame["path"].to_numpy(), "split": split,
                          "generator": frame["generator"].to_numpy(), "subclass": frame["subclass"].to_numpy(),
                          "pred": [generators[i] for i in pred]})
     for i, g in enumerate(generators):
         part[f"{PROBABILITY_PREFIX}{g}"] = probs[:, i]
+    if log_probs is not None:
+        for i, g in enumerate(generators):
+            part[f"{LOG_PROBABILITY_PREFIX}{g}"] = log_probs[:, i]
     return part
 
 
@@ -190,6 +205,22 @@ def check_prediction_frame(frame: pd.DataFrame, generators=None, where: str = "p
                         "(attrlib.sweep.train writes it)")
 
 
+def log_probabilities(frame: pd.DataFrame, generators: Sequence[str]) -> tuple[np.ndarray, str]:
+    """(N, n_generators) log-probabilities of a predictions frame and a note: "" when its logp_ columns hold
+    them, else how they were recomputed from the p_ columns of a run folder written before logp_ existed
+    (float32 probabilities: a probability that underflowed to 0 is floored, so the log stops near -103)."""
+    columns = [f"{LOG_PROBABILITY_PREFIX}{g}" for g in generators]
+    if all(c in frame.columns for c in columns) and not frame[columns].isna().to_numpy().any():
+        return frame[columns].to_numpy(np.float64), ""
+    check_prediction_frame(frame, generators)
+    probs = frame[[f"{PROBABILITY_PREFIX}{g}" for g in generators]].to_numpy(np.float64)
+    floor = float(np.finfo(np.float32).smallest_subnormal)
+    return np.log(np.clip(probs, floor, None)), (
+        "no logp_ columns (a run folder from before they existed): log-probabilities recomputed from the stored "
+        f"float32 probabilities, floored at {floor:.0e} (|LLR| is cut near {-np.log(floor):.0f}); train the run "
+        "again for exact values")
+
+
 def load_predictions(run: str | os.PathLike, split: str | None = None) -> pd.DataFrame:
     """predictions.csv of a run: all splits, or one ("heldout": the split metrics.json reports as held out);
     raises DataError naming a missing column."""
@@ -198,7 +229,7 @@ def load_predictions(run: str | os.PathLike, split: str | None = None) -> pd.Dat
     path = Path(run) / PREDICTIONS
     if not path.is_file():
         raise CheckpointError(f"{path} does not exist; the run did not finish (train it with attrlib.sweep.train)")
-    frame = pd.read_csv(path)
+    frame = pd.read_csv(path)  # pandas 3 parses floats exactly (logp_ at full precision: tested)
     check_prediction_frame(frame, where=str(path))
     if split is not None:
         if split not in set(frame["split"]):

@@ -41,7 +41,8 @@ def test_run_folder_contents(tiny_data, tmp_path):
     assert [h["epoch"] for h in history] == [0, 1] and all("loss" in h and "val_accuracy" in h for h in history)
     pred = pd.read_csv(run / "predictions.csv")
     generators = sorted(pred["generator"].unique())
-    assert list(pred.columns) == ["path", "split", "generator", "subclass", "pred", *[f"p_{g}" for g in generators]]
+    assert list(pred.columns) == ["path", "split", "generator", "subclass", "pred", *[f"p_{g}" for g in generators],
+                                  *[f"logp_{g}" for g in generators]]
     assert set(pred["split"]) == {"val", "test", "ft_test"}
     assert (pred[[f"p_{g}" for g in generators]].sum(axis=1) - 1).abs().max() < 1e-4
     m = json.loads((run / "metrics.json").read_text())

@@ -5,9 +5,12 @@ them from these numbers.
     metrics     per run: split_metrics, run_metrics (metrics.json's numbers from predictions),
                 seed_style_report, confusion, per_generator_auc, expected_calibration_error, calibration_error,
                 worst_generator_recall, shortcut_gap
-    stats       over seeds and images: aggregate_over_seeds, bootstrap_ci (Interval), gap_closed (GapClosed)
-    llr         llr_scores (seed 000's per-generator log-likelihood ratios)
-    summary     per technique over its seeds: paired_predictions, technique_summary, summary_table
+    stats       over seeds, images and rotations: aggregate_over_seeds, bootstrap_ci (Interval), gap_closed
+                (GapClosed), hierarchical_bootstrap, paired_bootstrap / paired_comparison (PairedComparison), verdict
+    llr         llr_scores, runs_llr_scores, log_likelihood_ratios, training_prior (seed 000's per-generator
+                log-likelihood ratios, the training prior removed)
+    summary     per technique over its runs: paired_predictions, technique_summary, summary_table, rotation_table,
+                recorded_selection
     selection   model-selection rules side by side (rule_accuracies, selection_table)
     robustness  perturbations (JPEG, blur, down-up resize), robustness_table, robustness_stats, robustness_summary
     runtime_sweep  radius_sweep, radius_sweep_summary: a test-time attack's radius against random noise of it
@@ -15,18 +18,23 @@ them from these numbers.
 """
 from ..runfolder import (LoadedRun, generators_of, heldout_predictions, heldout_split, load_predictions, load_run,
                          pooled_predictions)
-from .llr import llr_scores
-from .metrics import (calibration_error, confusion, expected_calibration_error, per_generator_auc, run_metrics,
-                      seed_style_report, shortcut_gap, split_metrics, worst_generator_recall)
+from .llr import LLR_DEFINITION, llr_scores, log_likelihood_ratios, runs_llr_scores, training_prior
+from .metrics import (MACRO_CONVENTION, calibration_error, confusion, expected_calibration_error, per_generator_auc,
+                      run_metrics, seed_style_report, shortcut_gap, split_metrics, worst_generator_recall)
 from .robustness import (Perturbation, clean, down_up, gaussian_blur, jpeg, perturbed_accuracy, robustness_stats,
                          robustness_summary, robustness_table, standard_perturbations)
 from .runtime_sweep import radius_sweep, radius_sweep_summary, sign_noise
 from .selection import rule_accuracies, selection_table
-from .stats import GapClosed, Interval, aggregate_over_seeds, bootstrap_ci, gap_closed
-from .summary import paired_predictions, summary_table, technique_summary
+from .stats import (CONVENTION, GapClosed, Interval, PairedComparison, aggregate_over_seeds, bootstrap_ci, gap_closed,
+                    hierarchical_bootstrap, paired_bootstrap, paired_comparison, rotation_label, verdict)
+from .summary import paired_predictions, recorded_selection, rotation_table, summary_table, technique_summary
 
 __all__ = [
-    "rule_accuracies", "selection_table", "GapClosed", "Interval", "LoadedRun", "Perturbation", "aggregate_over_seeds", "bootstrap_ci",
+    "rule_accuracies", "selection_table",
+    "CONVENTION", "LLR_DEFINITION", "MACRO_CONVENTION", "PairedComparison", "hierarchical_bootstrap",
+    "log_likelihood_ratios", "paired_bootstrap", "paired_comparison", "rotation_label", "rotation_table",
+    "recorded_selection", "runs_llr_scores", "training_prior", "verdict",
+    "GapClosed", "Interval", "LoadedRun", "Perturbation", "aggregate_over_seeds", "bootstrap_ci",
     "calibration_error", "clean", "confusion", "down_up", "expected_calibration_error", "gap_closed",
     "gaussian_blur", "generators_of", "heldout_predictions", "heldout_split", "jpeg", "llr_scores",
     "load_predictions", "load_run", "paired_predictions", "per_generator_auc", "perturbed_accuracy",

@@ -46,17 +46,33 @@ def class_probs(frame: pd.DataFrame, generators: Sequence[str], where: str) -> n
     return frame[[f"p_{g}" for g in generators]].to_numpy(float)
 
 
+MACRO_CONVENTION = ("macro averages (precision, recall, F1) are over the generators present in the evaluated split "
+                    "(a generator with no image there is left out, not counted as 0)")
+
+
 def split_metrics(y_true, y_pred, generators: list[str]) -> dict[str, Any]:
-    """Seed-style metrics with scikit-learn: accuracy, macro averages, per-generator P/R/F1/support, confusion."""
+    """Seed-style metrics with scikit-learn: accuracy, macro averages, per-generator P/R/F1/support, confusion.
+
+    The macro averages are over the generators present in `y_true` (MACRO_CONVENTION): on a user's folder a
+    generator without held-out images would otherwise count as recall 0 and drag every macro number down.
+    `macro_over` lists them. Per-generator rows are kept for every generator (support 0 where absent).
+    """
     labels = list(range(len(generators)))
     rep = classification_report(y_true, y_pred, labels=labels, target_names=generators, output_dict=True,
                                 zero_division=0)
+    present = sorted(set(np.asarray(y_true).tolist()))
+    names = [generators[i] for i in present]
+
+    def macro(key: str) -> float:
+        return float(np.mean([rep[g][key] for g in names])) if names else float("nan")
+
     return {
         "n": int(len(y_true)),
-        "accuracy": float(accuracy_score(y_true, y_pred)),
-        "macro_precision": float(rep["macro avg"]["precision"]),
-        "macro_recall": float(rep["macro avg"]["recall"]),
-        "macro_f1": float(rep["macro avg"]["f1-score"]),
+        "accuracy": float(accuracy_score(y_true, y_pred)) if len(y_true) else float("nan"),
+        "macro_precision": macro("precision"),
+        "macro_recall": macro("recall"),
+        "macro_f1": macro("f1-score"),
+        "macro_over": names,
         "per_generator": {g: {"precision": float(rep[g]["precision"]), "recall": float(rep[g]["recall"]),
                               "f1": float(rep[g]["f1-score"]), "support": int(rep[g]["support"])}
                           for g in generators},
@@ -83,7 +99,7 @@ def run_metrics(predictions: pd.DataFrame, generators: Sequence[str], heldout_sp
 
 def seed_style_report(pred_frame: pd.DataFrame, generators: Sequence[str], split: str | None = None) -> pd.DataFrame:
     """Seed 002's table for one run: a row per generator (precision, recall, f1, support), then `average`
-    (the macro average; support = all images) and `accuracy` (in the f1 column, as scikit-learn prints it).
+    (the macro average over the generators present in the split, MACRO_CONVENTION; support = all images) and `accuracy` (in the f1 column, as scikit-learn prints it).
     The numbers are `split_metrics`'.
 
     pred_frame: rows of predictions.csv (already one split, or pick one with `split`).
@@ -95,7 +111,7 @@ def seed_style_report(pred_frame: pd.DataFrame, generators: Sequence[str], split
         raise DataError(f"seed_style_report: no rows{f' of split {split!r}' if split else ''}; nothing to report")
     m = split_metrics(y_true, y_pred, list(generators))
     rows = {g: [v["precision"], v["recall"], v["f1"], v["support"]] for g, v in m["per_generator"].items()}
-    rows["average"] = [m["macro_precision"], m["macro_recall"], m["macro_f1"], m["n"]]
+    rows["average"] = [m["macro_precision"], m["macro_recall"], m["macro_f1"], m["n"]]  # over generators present
     rows["accuracy"] = [np.nan, np.nan, m["accuracy"], m["n"]]
     out = pd.DataFrame.from_dict(rows, orient="index", columns=list(REPORT_COLUMNS)).astype(float)
     out["support"] = out["support"].astype(int)

@@ -1,17 +1,30 @@
-"""Numbers over seeds and over images: mean and std over seeds, the percentile bootstrap, and gap closed.
+"""Numbers over seeds, images and held-out rotations: mean and std over seeds, the percentile bootstrap, gap
+closed, and the paired hierarchical bootstrap every comparison of the study goes through.
 
     aggregate_over_seeds  mean, std (ddof=1; 0 for one seed) and n of metric dicts or frames
     bootstrap_ci          percentile interval of held-out accuracy or macro F1 (see its docstring for seeds)
-    gap_closed            the share of the way from the biased baseline to the oracle a technique covers
+    gap_closed            the share of the way from the biased baseline to the oracle a technique covers (a point)
+    hierarchical_bootstrap  one technique's accuracy or macro F1 over rotations, seeds and images (CONVENTION)
+    paired_bootstrap      technique - baseline and gap closed vs an oracle, paired per seed and image (arrays)
+    paired_comparison     the same from run folders, paired by (held-out rotation, seed, image path)
+    verdict               "A beats B" only where the interval of A - B excludes 0, else "not distinguishable"
 """
 from __future__ import annotations
 
+import functools
+import hashlib
+import os
 import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable, Mapping, NamedTuple, Sequence
 
 import numpy as np
 import pandas as pd
 from sklearn.metrics import accuracy_score, f1_score
+
+from ..errors import DataError
+from ..runfolder import PREDICTIONS, heldout_split, load_predictions, read_config
 
 
 # --------------------------------------------------------------------------------------------- over seeds
@@ -160,3 +173,401 @@ def gap_closed(acc_technique: float, acc_baseline: float, acc_oracle: float, min
                                        f"({acc_baseline:.3f}), so there is no gap to close")
     return GapClosed((float(acc_technique) - float(acc_baseline)) / gap, "")
 
+
+
+# --------------------------------------------------------------------------------------------- hierarchical
+# Runs may span several held-out rotations (config.json's `heldout`), each with several seeds scored on the
+# same images. A replicate resamples, within each rotation, the seeds with replacement and then the images
+# with replacement (one draw of images shared by every seed and every paired arm); the rotations are fixed
+# strata (every rotation is in every replicate, weighted equally): the interval is the uncertainty over
+# seeds and test images of the study's rotations, not over which subclasses could have been held out.
+CONVENTION = ("hierarchical bootstrap: within each held-out rotation, seeds resampled with replacement, then "
+              "images with replacement (the same images for every arm: paired); rotations fixed strata, "
+              "weighted equally; percentile intervals")
+
+
+def _counts(rng: np.random.Generator, n: int, n_boot: int) -> np.ndarray:
+    """(n_boot, n) draw counts of n items resampled with replacement (multinomial: the same law as n indices)."""
+    return rng.multinomial(n, np.full(n, 1.0 / n), size=n_boot).astype(float)
+
+
+def _seed_mean(per_seed: np.ndarray, seed_w: np.ndarray) -> np.ndarray:
+    """(B, S) statistic per replicate and seed, averaged with the replicate's seed draw counts (B, S)."""
+    return (per_seed * seed_w).sum(1) / seed_w.shape[1]
+
+
+def _accuracy_per_seed(correct: np.ndarray, image_w: np.ndarray) -> np.ndarray:
+    """(B, S) accuracy of every seed on every replicate's images: correct (S, N) 0/1, image_w (B, N) counts."""
+    return image_w @ correct.T / correct.shape[1]
+
+
+def _macro_f1_per_seed(y_true: np.ndarray, y_pred: np.ndarray, image_w: np.ndarray, labels: np.ndarray,
+                       n_classes: int) -> np.ndarray:
+    """(B, S) macro F1 over `labels` of every seed on every replicate's images (weighted counts)."""
+    s, n = y_pred.shape
+    onehot = np.eye(n_classes)
+    pred = onehot[y_pred]                                           # (S, N, K)
+    hit = pred * (y_pred == y_true[None])[..., None]
+    flat = lambda a: a.transpose(1, 0, 2).reshape(n, s * n_classes)  # noqa: E731  (N, S*K) for one matmul
+    tp = (image_w @ flat(hit)).reshape(-1, s, n_classes)
+    pred_count = (image_w @ flat(pred)).reshape(-1, s, n_classes)
+    true_count = (image_w @ onehot[y_true])[:, None, :]
+    denom = true_count + pred_count                                 # F1 = 2 TP / (|true| + |pred|)
+    f1 = np.divide(2.0 * tp, denom, out=np.zeros(tp.shape), where=denom > 0)
+    return f1[..., labels].mean(2)
+
+
+def _interval(values: np.ndarray, alpha: float) -> tuple[float, float]:
+    values = values[np.isfinite(values)]
+    if not len(values):
+        return float("nan"), float("nan")
+    low, high = np.quantile(values, [alpha / 2, 1 - alpha / 2])
+    return float(low), float(high)
+
+
+def _check_alpha(alpha: float, n_boot: int) -> None:
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha={alpha!r} must lie strictly between 0 and 1")
+    if n_boot < 1:
+        raise ValueError(f"n_boot={n_boot!r}: give at least one bootstrap resample (1000 for a table)")
+
+
+def hierarchical_bootstrap(per_rotation: Mapping[str, tuple[np.ndarray, np.ndarray]], metric: str = "accuracy",
+                           n_classes: int | None = None, n_boot: int = 1000, alpha: float = 0.05,
+                           seed: int = 0) -> tuple[pd.DataFrame, Interval]:
+    """One technique's accuracy or macro F1 with CONVENTION's hierarchical bootstrap.
+
+    per_rotation: rotation label -> (y_true (N,), y_pred (S, N)): class indices of the N images of that
+    rotation's evaluated split and of S seeds' predictions. Macro F1 is over the generators present in that
+    split (MACRO_CONVENTION of `metrics`), of `n_classes` (default: the largest index + 1).
+    Returns (per rotation: seeds, images, estimate, low, high) and the mean over rotations as an Interval.
+    The estimate is the mean over seeds of the metric on all images (mean over rotations for the total).
+    """
+    _check_alpha(alpha, n_boot)
+    if metric not in ("accuracy", "macro_f1"):
+        raise ValueError(f"unknown metric {metric!r}; valid: 'accuracy', 'macro_f1'")
+    if not per_rotation:
+        raise ValueError("hierarchical_bootstrap needs at least one rotation")
+    rng = np.random.default_rng(seed)
+    rows, reps, points = {}, [], []
+    for rotation in sorted(per_rotation):
+        y_true, y_pred = (np.asarray(a) for a in per_rotation[rotation])
+        y_pred = np.atleast_2d(y_pred)
+        if y_pred.shape[1] != len(y_true) or not len(y_true):
+            raise ValueError(f"rotation {rotation!r}: y_pred is {y_pred.shape} for {len(y_true)} labels; give "
+                             "(seeds, images) predictions of at least one image")
+        s, n = y_pred.shape
+        seed_w, image_w = _counts(rng, s, n_boot), _counts(rng, n, n_boot)
+        ones_s, ones_n = np.ones((1, s)), np.ones((1, n))
+        if metric == "accuracy":
+            correct = (y_pred == y_true[None]).astype(float)
+            stat = lambda iw: _accuracy_per_seed(correct, iw)  # noqa: E731
+        else:
+            k = n_classes or int(max(y_true.max(), y_pred.max())) + 1
+            labels = np.unique(y_true)
+            stat = lambda iw: _macro_f1_per_seed(y_true, y_pred, iw, labels, k)  # noqa: E731
+        point = float(_seed_mean(stat(ones_n), ones_s)[0])
+        rep = _seed_mean(stat(image_w), seed_w)
+        rows[rotation] = {"seeds": s, "images": n, "estimate": point, **dict(zip(("low", "high"), _interval(rep, alpha)))}
+        reps.append(rep)
+        points.append(point)
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    table.index.name = "rotation"
+    low, high = _interval(np.mean(reps, axis=0), alpha)
+    return table, Interval(float(np.mean(points)), low, high)
+
+
+def verdict(low: float, high: float, a: str = "A", b: str = "B") -> str:
+    """What an interval of A - B supports: "A beats B" only if it lies above 0, "B beats A" if below, else
+    "not distinguishable" (also when the interval is unknown)."""
+    if not (np.isfinite(low) and np.isfinite(high)):
+        return "not distinguishable"
+    if low > 0:
+        return f"{a} beats {b}"
+    if high < 0:
+        return f"{b} beats {a}"
+    return "not distinguishable"
+
+
+@dataclass
+class PairedComparison:
+    """A technique against the baseline (and an oracle), per rotation and over rotations.
+
+    per_rotation: one row per rotation; overall: the mean over rotations (the same fields); replicates: the
+    bootstrap replicates of the overall numbers (accuracy, baseline_accuracy, oracle_accuracy, difference,
+    oracle_gap, gap_closed); notes: how the arms were paired, what was left out.
+    Fields: seeds, images, accuracy, baseline_accuracy, oracle_accuracy, difference (technique - baseline),
+    oracle_gap (oracle - baseline), gap_closed (difference / oracle_gap, a ratio of mean differences per
+    replicate), each with _low and _high; verdict (of the difference); oracle_pairing.
+    """
+    per_rotation: pd.DataFrame
+    overall: pd.Series
+    replicates: dict[str, np.ndarray]
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def note(self) -> str:
+        return "; ".join(dict.fromkeys(self.notes))
+
+
+STATS = ("accuracy", "baseline_accuracy", "oracle_accuracy", "difference", "oracle_gap", "gap_closed")
+
+
+def _summarise(point: dict[str, float], reps: dict[str, np.ndarray], alpha: float, a: str, b: str,
+               min_gap: float) -> tuple[dict, list[str]]:
+    """The fields of one row from point estimates and replicates (gap closed from the two differences)."""
+    notes = []
+    point, reps = dict(point), dict(reps)
+    gap_point, gap_reps = point.get("oracle_gap", np.nan), reps.get("oracle_gap")
+    if gap_reps is None:
+        point["gap_closed"], reps["gap_closed"] = np.nan, None
+    else:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            point["gap_closed"] = point["difference"] / gap_point if gap_point > min_gap else np.nan
+            reps["gap_closed"] = reps["difference"] / gap_reps
+    out = {}
+    for name in STATS:
+        out[name] = float(point.get(name, np.nan))
+        low, high = (np.nan, np.nan) if reps.get(name) is None else _interval(reps[name], alpha)
+        out[f"{name}_low"], out[f"{name}_high"] = low, high
+    if gap_reps is not None:
+        if not gap_point > min_gap:
+            notes.append(f"gap closed undefined: the reference ({point['oracle_accuracy']:.3f}) does not beat the "
+                         f"baseline ({point['baseline_accuracy']:.3f})")
+            out["gap_closed_low"] = out["gap_closed_high"] = np.nan
+        elif not out["oracle_gap_low"] > 0:
+            # the denominator's interval reaches 0: the ratio's interval is unbounded
+            notes.append("gap closed interval unbounded: the reference's lead over the baseline is not "
+                         "distinguishable from 0")
+            out["gap_closed_low"], out["gap_closed_high"] = -np.inf, np.inf
+    out["verdict"] = verdict(out["difference_low"], out["difference_high"], a, b)
+    return out, notes
+
+
+def paired_bootstrap(technique: Mapping[str, np.ndarray], baseline: Mapping[str, np.ndarray],
+                     oracle: Mapping[str, np.ndarray] | float | None = None,
+                     oracle_paired: bool | Mapping[str, bool] = True, n_boot: int = 1000, alpha: float = 0.05,
+                     seed: int = 0, names: tuple[str, str] = ("technique", "baseline"),
+                     min_gap: float = 1e-9) -> PairedComparison:
+    """The paired hierarchical bootstrap (CONVENTION) of a technique against the baseline and an oracle.
+
+    technique, baseline: rotation label -> (S, N) 0/1 array, correct[seed, image], the same seeds (rows) and
+    the same images (columns) in both. oracle: the same for the oracle: (S, N) on the same images when
+    `oracle_paired` (for that rotation), else (S, N_o) on its own images (paired by rotation and seed only:
+    its images are drawn separately); a number (its accuracy, taken as exact); None: no gap closed.
+    Per replicate: accuracies, difference = technique - baseline, oracle_gap = oracle - baseline, and gap
+    closed = difference / oracle_gap; over rotations the means of the per-rotation replicates (gap closed:
+    the ratio of the mean differences). `names` word the verdict ("technique beats baseline").
+    """
+    _check_alpha(alpha, n_boot)
+    if set(technique) != set(baseline) or not technique:
+        raise ValueError(f"technique and baseline need the same rotations; got {sorted(technique)} and "
+                         f"{sorted(baseline)}")
+    if isinstance(oracle, Mapping) and not set(technique) <= set(oracle):
+        raise ValueError(f"the oracle lacks rotation(s) {sorted(set(technique) - set(oracle))}")
+    rng = np.random.default_rng(seed)
+    rows, notes, per_rot_points, per_rot_reps, pairing = {}, [], [], [], {}
+    for rotation in sorted(technique):
+        t, b = (np.atleast_2d(np.asarray(a, dtype=float)) for a in (technique[rotation], baseline[rotation]))
+        if t.shape != b.shape or not t.size:
+            raise ValueError(f"rotation {rotation!r}: technique {t.shape} and baseline {b.shape} must be the same "
+                             "(seeds, images), not empty")
+        s, n = t.shape
+        seed_w, image_w = _counts(rng, s, n_boot), _counts(rng, n, n_boot)
+        ones_s, ones_n = np.ones((1, s)), np.ones((1, n))
+
+        def acc(c, iw, sw):
+            return _seed_mean(_accuracy_per_seed(c, iw), sw)
+
+        point = {"accuracy": acc(t, ones_n, ones_s)[0], "baseline_accuracy": acc(b, ones_n, ones_s)[0]}
+        reps = {"accuracy": acc(t, image_w, seed_w), "baseline_accuracy": acc(b, image_w, seed_w)}
+        if isinstance(oracle, Mapping):
+            o = np.atleast_2d(np.asarray(oracle[rotation], dtype=float))
+            paired = oracle_paired[rotation] if isinstance(oracle_paired, Mapping) else oracle_paired
+            if o.shape[0] != s or (paired and o.shape != t.shape):
+                raise ValueError(f"rotation {rotation!r}: the oracle is {o.shape}; it needs {s} seed rows"
+                                 + (f" and the same {n} images" if paired else ""))
+            # unpaired: the oracle's own images, drawn separately (the seed draw stays shared)
+            o_w = image_w if paired else _counts(rng, o.shape[1], n_boot)
+            point["oracle_accuracy"] = acc(o, np.ones((1, o.shape[1])), ones_s)[0]
+            reps["oracle_accuracy"] = acc(o, o_w, seed_w)
+            pairing[rotation] = "image" if paired else "seed"
+        elif oracle is not None:
+            point["oracle_accuracy"] = float(oracle)
+            reps["oracle_accuracy"] = np.full(n_boot, float(oracle))
+            pairing[rotation] = "fixed"
+        point["difference"] = point["accuracy"] - point["baseline_accuracy"]
+        reps["difference"] = reps["accuracy"] - reps["baseline_accuracy"]
+        if "oracle_accuracy" in point:
+            point["oracle_gap"] = point["oracle_accuracy"] - point["baseline_accuracy"]
+            reps["oracle_gap"] = reps["oracle_accuracy"] - reps["baseline_accuracy"]
+        row, row_notes = _summarise(point, reps, alpha, *names, min_gap)
+        rows[rotation] = {"seeds": s, "images": n, **row, "oracle_pairing": pairing.get(rotation, "")}
+        notes += [f"{rotation}: {x}" for x in row_notes]
+        per_rot_points.append(point)
+        per_rot_reps.append(reps)
+    per_rotation = pd.DataFrame.from_dict(rows, orient="index")
+    per_rotation.index.name = "rotation"
+    # over rotations: the mean of the per-rotation numbers, replicate by replicate
+    keys = [k for k in per_rot_points[0] if k != "gap_closed"]
+    point = {k: float(np.mean([p[k] for p in per_rot_points])) for k in keys}
+    reps = {k: np.mean([r[k] for r in per_rot_reps], axis=0) for k in keys}
+    row, row_notes = _summarise(point, reps, alpha, *names, min_gap)
+    overall = pd.Series({"rotations": len(rows), "seeds": int(per_rotation["seeds"].min()),
+                         "images": int(per_rotation["images"].sum()), **row,
+                         "oracle_pairing": "/".join(sorted(set(pairing.values())))})
+    # one rotation: its notes are the overall ones, without the rotation's name
+    notes = notes + [f"mean over rotations: {x}" for x in row_notes] if len(rows) > 1 else row_notes
+    if "oracle_gap" in reps:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            reps["gap_closed"] = reps["difference"] / reps["oracle_gap"]
+    return PairedComparison(per_rotation, overall, reps, notes)
+
+
+# --------------------------------------------------------------------------------------------- from run folders
+def rotation_label(heldout: Sequence[str]) -> str:
+    """The name of a rotation: its held-out subclass(es), sorted, comma-separated."""
+    return ",".join(sorted(heldout))
+
+
+def _runs_by_rotation(run_dirs: Sequence[str | os.PathLike], what: str) -> dict[str, dict[int, Path]]:
+    """rotation -> seed -> run folder, from each run's config.json (`heldout`, `seed`)."""
+    out: dict[str, dict[int, Path]] = {}
+    for d in run_dirs:
+        config = read_config(d)
+        seeds = out.setdefault(rotation_label(config.heldout), {})
+        if int(config.seed) in seeds:
+            raise DataError(f"{what}: runs {seeds[int(config.seed)]} and {d} are both seed {config.seed} of rotation "
+                            f"{rotation_label(config.heldout)!r}; pass one run per (held-out subclass, seed)")
+        seeds[int(config.seed)] = Path(d)
+    return out
+
+
+def _data_root(run: Path) -> Path:
+    data = Path(read_config(run).data)
+    return data.parent if data.suffix.lower() == ".csv" else data
+
+
+class _Arm:
+    """The predictions of one run on the compared split, indexed by the image's real path."""
+
+    def __init__(self, run: Path, split: str):
+        frame = load_predictions(run, split)
+        self.run, self.root = run, _data_root(run)
+        self.frame = frame.set_index(frame["path"].map(os.path.realpath))
+
+    def correct(self, ids: Sequence[str]) -> np.ndarray:
+        rows = self.frame.loc[list(ids)]
+        return (rows["pred"] == rows["generator"]).to_numpy(float)
+
+    def relative(self) -> dict[str, str]:
+        """relative path (to the run's data root) -> real path."""
+        return {os.path.relpath(p, os.path.realpath(self.root)): p for p in self.frame.index}
+
+
+@functools.lru_cache(maxsize=512)
+def _cached_arm(run: str, split: str, mtime_ns: int) -> _Arm:
+    return _Arm(Path(run), split)
+
+
+def _arm(run: Path, split: str) -> _Arm:
+    """`_Arm` of a run, read once per version of its predictions.csv (a table compares every technique with
+    the same baseline and oracle runs)."""
+    return _cached_arm(str(run), split, (Path(run) / PREDICTIONS).stat().st_mtime_ns)
+
+
+def _same_bytes(a: str, b: str, cache: dict) -> bool:
+    def digest(p):
+        if p not in cache:
+            cache[p] = hashlib.sha1(Path(p).read_bytes()).hexdigest()
+        return cache[p]
+    return a == b or digest(a) == digest(b)
+
+
+def _oracle_ids(oracle: list[_Arm], ids: list[str], root: Path, cache: dict) -> tuple[list[str] | None, str]:
+    """The oracle's image ids matching `ids` (the compared images, of the data folder `root`), or None and why
+    they cannot be paired.
+
+    The same files pair directly; files of another data folder (the unbiased variant) pair by their path
+    relative to their data root only if their bytes are identical (a benchmark whose variants share the
+    test pool); otherwise they are other images and the oracle is paired by rotation and seed only."""
+    own = set.intersection(*(set(a.frame.index) for a in oracle))
+    if set(ids) <= own:
+        return list(ids), ""
+    rel_oracle = oracle[0].relative()
+    base = os.path.realpath(root)
+    matched = [rel_oracle.get(os.path.relpath(i, base)) for i in ids]
+    if not all(m is not None and m in own for m in matched):
+        return None, "the oracle's test images are not the technique's (other paths)"
+    try:
+        if all(_same_bytes(m, i, cache) for m, i in zip(matched, ids)):
+            return matched, ""
+    except OSError as err:
+        return None, f"the oracle's test images could not be compared with the technique's ({type(err).__name__})"
+    return None, "the oracle's test images are other images (same names, other bytes)"
+
+
+def paired_comparison(technique: Sequence[str | os.PathLike], baseline: Sequence[str | os.PathLike],
+                      oracle: Sequence[str | os.PathLike] | float | None = None, split: str = "heldout",
+                      n_boot: int = 1000, alpha: float = 0.05, seed: int = 0,
+                      names: tuple[str, str] = ("technique", "baseline")) -> PairedComparison:
+    """`paired_bootstrap` of run folders: a technique's runs against the baseline's and the oracle's.
+
+    Runs may span several held-out rotations; each run's config.json gives its `heldout` and `seed`. Arms
+    are paired by (rotation, seed, image): per rotation the seeds all arms have, the images all their runs
+    scored on `split` ("heldout": the technique's held-out split, e.g. ft_test for fine_tuning; the baseline
+    and oracle are scored on the same split, so on the same images). The oracle (the baseline trained on
+    the unbiased variant) is paired by image when its test images are the same files or identical bytes
+    (`_oracle_ids`), else by rotation and seed only, and the notes say which. oracle may also be a number
+    (an accuracy, no interval of its own) or None (no gap closed). Rotations or seeds one arm lacks are left
+    out, and the notes say so.
+    """
+    if not len(technique) or not len(baseline):
+        raise ValueError("paired_comparison needs at least one technique run and one baseline run")
+    if split == "heldout":
+        split = heldout_split(technique[0])
+    arms = {"technique": _runs_by_rotation(technique, "technique"), "baseline": _runs_by_rotation(baseline, "baseline")}
+    oracle_runs = None if oracle is None or isinstance(oracle, (int, float)) else list(oracle)
+    if oracle_runs is not None:
+        if not oracle_runs:
+            raise ValueError("paired_comparison: the oracle is an empty list of runs; pass its runs, a number or None")
+        arms["oracle"] = _runs_by_rotation(oracle_runs, "oracle")
+    rotations = sorted(set.intersection(*(set(a) for a in arms.values())))
+    notes = [f"rotation(s) {sorted(set(a) - set(rotations))} of the {name} left out: not in every arm"
+             for name, a in arms.items() if set(a) - set(rotations)]
+    if not rotations:
+        raise DataError("paired_comparison: no held-out rotation is common to the arms ("
+                        + "; ".join(f"{k}: {sorted(v)}" for k, v in arms.items()) + "); train them on the same rotations")
+    t_correct, b_correct, o_correct, o_paired, cache = {}, {}, {}, {}, {}
+    for rotation in rotations:
+        seeds = sorted(set.intersection(*(set(a[rotation]) for a in arms.values())))
+        if not seeds:
+            raise DataError(f"rotation {rotation!r}: no seed is common to the arms ("
+                            + "; ".join(f"{k}: {sorted(v[rotation])}" for k, v in arms.items()) + ")")
+        for name, a in arms.items():
+            if set(a[rotation]) - set(seeds):
+                notes.append(f"{rotation}: {name} seed(s) {sorted(set(a[rotation]) - set(seeds))} left out (unpaired)")
+        t = [_arm(arms["technique"][rotation][s], split) for s in seeds]
+        b = [_arm(arms["baseline"][rotation][s], split) for s in seeds]
+        sets = [set(a.frame.index) for a in t + b]
+        ids = sorted(set.intersection(*sets))
+        if not ids:
+            raise DataError(f"rotation {rotation!r}: the technique's and the baseline's {split} rows share no image "
+                            f"({t[0].run}, {b[0].run}); compare runs trained on the same data")
+        if any(len(x) != len(ids) for x in sets):
+            notes.append(f"{rotation}: {max(map(len, sets)) - len(ids)} image(s) not scored by every run left out")
+        t_correct[rotation] = np.stack([a.correct(ids) for a in t])
+        b_correct[rotation] = np.stack([a.correct(ids) for a in b])
+        if oracle_runs is not None:
+            o = [_arm(arms["oracle"][rotation][s], split) for s in seeds]
+            matched, why = _oracle_ids(o, ids, b[0].root, cache)
+            o_paired[rotation] = matched is not None
+            if matched is None:
+                notes.append(f"{rotation}: oracle paired by rotation and seed only, not by image: {why}")
+                matched = sorted(set.intersection(*(set(a.frame.index) for a in o)))
+            o_correct[rotation] = np.stack([a.correct(matched) for a in o])
+    result = paired_bootstrap(t_correct, b_correct, o_correct if oracle_runs is not None else oracle,
+                              oracle_paired=o_paired, n_boot=n_boot, alpha=alpha, seed=seed, names=names)
+    result.notes = notes + result.notes
+    result.overall["split"] = split
+    return result

@@ -1,8 +1,13 @@
-"""The numbers of each technique over its seeds, from run folders (metrics.json, predictions.csv).
+"""The numbers of each technique over its runs (held-out rotations x seeds), from run folders (metrics.json,
+predictions.csv), and every comparison paired (`stats.paired_comparison`).
 
-    paired_predictions    held-out labels of several seeds, aligned by image (for the paired bootstrap)
-    technique_summary     one technique's numbers: seed 002's averages, intervals, gap, ECE, AUC
-    summary_table         seed 002 §3.5 over techniques, with intervals and the gap-closed column(s)
+    paired_predictions    held-out labels of several seeds of one rotation, aligned by image
+    technique_summary     one technique's numbers: seed 002's averages, intervals over rotations, seeds, images
+    summary_table         seed 002 §3.5 over techniques: accuracy with its interval, the paired difference vs
+                          the baseline with its interval and verdict, gap closed vs each reference with its
+                          interval, and the per-technique diagnostics
+    rotation_table        the same comparisons per held-out rotation
+    recorded_selection    the checkpoint-selection rule a technique's runs record (the tables' `selection`)
 
 `attrlib.reporting.format_summary` writes the summary table's cells as text.
 """
@@ -15,14 +20,22 @@ import numpy as np
 import pandas as pd
 
 from ..errors import DataError
-from .metrics import calibration_error, class_labels, per_generator_auc, shortcut_gap, worst_generator_recall
-from ..runfolder import generators_of, heldout_split, load_metrics, load_predictions
-from .stats import GapClosed, aggregate_over_seeds, bootstrap_ci, gap_closed
+from ..runfolder import generators_of, heldout_split, load_metrics, load_predictions, read_config
+from .metrics import MACRO_CONVENTION, calibration_error, class_labels, per_generator_auc, split_metrics
+from .stats import (CONVENTION, aggregate_over_seeds, hierarchical_bootstrap, paired_comparison,
+                    rotation_label)
+
+# what each checkpoint-selection rule a run records means (metrics.json `selection.rule`; runs made before the
+# engine scored checkpoints used the last epoch)
+SELECTION_RULES = {"last": "the last epoch", "val": "rule (a), best in-distribution validation accuracy",
+                   "valsub": "rule (b), best accuracy on the validation subclass kept out of training",
+                   "oracle": "rule (c), best held-out accuracy: an upper bound that peeks at the test set"}
 
 
 def paired_predictions(run_dirs: Sequence[str | os.PathLike], generators: Sequence[str] | None = None
                        ) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Held-out (y_true (N,), y_pred (S, N), generators) of several seeds of one technique, aligned by path."""
+    """Held-out (y_true (N,), y_pred (S, N), generators) of several seeds of one technique and one held-out
+    rotation, aligned by path."""
     frames = [load_predictions(d, heldout_split(d)) for d in run_dirs]
     if not frames:
         raise ValueError("paired_predictions needs at least one run folder")
@@ -32,124 +45,293 @@ def paired_predictions(run_dirs: Sequence[str | os.PathLike], generators: Sequen
     for d, f in zip(run_dirs, frames):
         f = f.set_index("path")
         if set(f.index) != set(first.index):
-            raise DataError(f"{d}: its held-out images differ from those of {run_dirs[0]}; bootstrap seeds of one "
-                            "technique trained on the same data (same data folder and held-out subclass)")
+            raise DataError(f"{d}: its held-out images differ from those of {run_dirs[0]}; pair seeds of one "
+                            "technique trained on the same data and held-out subclass (group runs by rotation)")
         preds.append(class_labels(f.loc[first.index].reset_index(), generators, str(d))[1])
     y_true = class_labels(first.reset_index(), generators, str(run_dirs[0]))[0]
     return y_true, np.stack(preds), generators
 
 
-def _mean_heldout_accuracy(run_dirs: Sequence[str | os.PathLike]) -> float:
-    return float(np.mean([load_metrics(d)["heldout"]["accuracy"] for d in run_dirs]))
+def _by_rotation(run_dirs: Sequence[str | os.PathLike]) -> dict[str, list]:
+    out: dict[str, list] = {}
+    for d in run_dirs:
+        out.setdefault(rotation_label(read_config(d).heldout), []).append(d)
+    return out
 
 
 def technique_summary(run_dirs: Sequence[str | os.PathLike], n_boot: int = 1000, alpha: float = 0.05,
                       seed: int = 0) -> dict:
-    """The numbers of one technique over its seeds: seed 002's averages (mean and std), bootstrap intervals of
-    accuracy and macro F1, val accuracy, shortcut gap, worst-generator recall, ECE, macro one-vs-rest AUC."""
+    """The numbers of one technique over its runs (seeds, and held-out rotations: config.json's `heldout`).
+
+    Per run, on its held-out split: seed 002's macro averages (over the generators present, MACRO_CONVENTION),
+    accuracy, val accuracy, shortcut gap, worst-generator recall, ECE, macro one-vs-rest AUC; each averaged
+    over the run's rotations per seed, then mean and sample std over seeds. Accuracy and macro F1 also get
+    the hierarchical bootstrap interval (`stats.CONVENTION`): `accuracy` is its estimate, the mean over
+    rotations of the mean over seeds.
+    """
     if not len(run_dirs):
         raise ValueError("technique_summary needs at least one run folder")
     metrics = [load_metrics(d) for d in run_dirs]
-    per_seed, worst = [], []
+    per_run, worst = [], []
     for d, m in zip(run_dirs, metrics):
         pred = load_predictions(d, m["heldout"]["split"])
         gens = generators_of(pred)
-        worst_g, worst_r = worst_generator_recall(pred, gens)
+        y_true, y_pred = class_labels(pred, gens, str(d))
+        held = split_metrics(y_true, y_pred, gens)  # recomputed: old metrics.json averaged over absent generators
+        recalls = {g: v["recall"] for g, v in held["per_generator"].items() if v["support"] > 0}
+        worst_g = min(recalls, key=recalls.get)  # worst_generator_recall's choice, without a second report
+        worst_r = recalls[worst_g]
         worst.append(worst_g)
-        per_seed.append({"avg_precision": m["heldout"]["macro_precision"], "avg_recall": m["heldout"]["macro_recall"],
-                         "avg_f1": m["heldout"]["macro_f1"], "accuracy": m["heldout"]["accuracy"],
-                         "val_accuracy": m.get("val", {}).get("accuracy", np.nan),
-                         "shortcut_gap": shortcut_gap(m) if "val" in m else np.nan,
-                         "worst_recall": worst_r, "ece": calibration_error(pred, gens),
-                         "auc": float(np.nanmean(per_generator_auc(pred, gens)))})
-    agg = aggregate_over_seeds(per_seed)
-    y_true, y_pred, gens = paired_predictions(run_dirs)
-    acc_ci = bootstrap_ci(y_true, y_pred, "accuracy", n_boot=n_boot, seed=seed, alpha=alpha)
-    f1_ci = bootstrap_ci(y_true, y_pred, "macro_f1", n_boot=n_boot, seed=seed, alpha=alpha, n_classes=len(gens))
+        val = m.get("val", {}).get("accuracy", np.nan)
+        config = read_config(d)
+        per_run.append({"seed": int(config.seed), "avg_precision": held["macro_precision"],
+                        "avg_recall": held["macro_recall"], "avg_f1": held["macro_f1"], "accuracy": held["accuracy"],
+                        "val_accuracy": val, "shortcut_gap": val - held["accuracy"],
+                        "worst_recall": worst_r, "ece": calibration_error(pred, gens),
+                        "auc": float(np.nanmean(per_generator_auc(pred, gens)))})
+    # per seed: the mean over its rotations; then mean and std over seeds
+    per_seed = pd.DataFrame(per_run).groupby("seed").mean()
+    agg = aggregate_over_seeds(per_seed.to_dict("records"))
+    rotations = _by_rotation(run_dirs)
+    inputs = {}
+    for rotation, dirs in rotations.items():
+        y_true, y_pred, gens = paired_predictions(dirs)
+        inputs[rotation] = (y_true, y_pred)
+    _, acc_ci = hierarchical_bootstrap(inputs, "accuracy", n_boot=n_boot, alpha=alpha, seed=seed)
+    _, f1_ci = hierarchical_bootstrap(inputs, "macro_f1", n_classes=len(gens), n_boot=n_boot, alpha=alpha, seed=seed)
     out = {k: float(agg.loc[k, "mean"]) for k in agg.index}
     out.update({f"{k}_std": float(agg.loc[k, "std"]) for k in ("avg_precision", "avg_recall", "avg_f1", "accuracy")})
-    out.update(accuracy_low=acc_ci.low, accuracy_high=acc_ci.high, f1_low=f1_ci.low, f1_high=f1_ci.high,
+    out.update(accuracy=acc_ci.estimate, accuracy_low=acc_ci.low, accuracy_high=acc_ci.high,
+               f1_low=f1_ci.low, f1_high=f1_ci.high,
                worst_generator=max(set(worst), key=worst.count), heldout_split=metrics[0]["heldout"]["split"],
-               seeds=len(run_dirs),
+               seeds=len(per_seed), rotations=len(rotations),
                uses_target_data=bool(metrics[0].get("uses_target_data", False)))
     return out
+
+
+def _per_rotation_accuracy(run_dirs, n_boot, alpha, seed) -> pd.DataFrame:
+    inputs = {r: paired_predictions(dirs)[:2] for r, dirs in _by_rotation(run_dirs).items()}
+    return hierarchical_bootstrap(inputs, "accuracy", n_boot=n_boot, alpha=alpha, seed=seed)[0]
+
+
+# --------------------------------------------------------------------------------------------- comparisons
+def _references(oracle) -> dict[str, object]:
+    """label -> reference (None: asked for, none exists); no reference at all: {}."""
+    if isinstance(oracle, Mapping):
+        return dict(oracle)
+    return {} if oracle is None else {"": oracle}
+
+
+def _reference_runs(runs, ref, label: str):
+    """(run folders | a number | None, why not) of one reference."""
+    if ref is None:
+        return None, ("no oracle given (train the baseline on the unbiased benchmark and pass its runs; the user's "
+                      "own data has no unbiased variant)" if label == "oracle" else f"no {label} runs given")
+    if isinstance(ref, str):
+        if ref not in runs:
+            raise DataError(f"reference {ref!r} is not among the techniques {list(runs)}; pass its run folders or its "
+                            "accuracy instead")
+        return list(runs[ref]), ""
+    if isinstance(ref, (int, float)):
+        return float(ref), ""
+    ref = list(ref)
+    return (ref, "") if ref else (None, f"no {label} runs given")
+
+
+def _comparison_split(technique_split: str, reference, baseline_split: str) -> str:
+    """The split a technique, the baseline and a reference are all scored on: the reference's held-out split
+    where it is not the baseline's (fine_tuning: ft_test, the part of the held-out subclass it did not train
+    on), else the technique's own held-out split."""
+    if isinstance(reference, list):
+        ref_split = heldout_split(reference[0])
+        if ref_split != baseline_split:
+            return ref_split
+    return technique_split
+
+
+def _compare_all(runs, baseline, oracle, n_boot, alpha, seed):
+    """Every technique's summary, its comparison with the baseline and with each reference."""
+    out = {}
+    references = _references(oracle)
+    base_dirs = list(runs[baseline]) if baseline in runs else None
+    base_split = heldout_split(base_dirs[0]) if base_dirs else "test"
+    resolved = {label: _reference_runs(runs, ref, label or "oracle") for label, ref in references.items()}
+    for name, dirs in runs.items():
+        dirs = list(dirs)
+        entry = {"summary": technique_summary(dirs, n_boot=n_boot, alpha=alpha, seed=seed),
+                 "accuracy": _per_rotation_accuracy(dirs, n_boot, alpha, seed), "difference": None, "refs": {},
+                 "notes": []}
+        t_split = entry["summary"]["heldout_split"]
+        if base_dirs is None:
+            entry["notes"].append(f"no baseline: {baseline!r} is not among the techniques {list(runs)}")
+        else:
+            entry["difference"] = paired_comparison(dirs, base_dirs, None, split=t_split, n_boot=n_boot,
+                                                    alpha=alpha, seed=seed, names=(name, baseline))
+            entry["notes"] += entry["difference"].notes
+            if t_split != base_split:
+                entry["notes"].append(f"scored on {t_split}, not on the baseline's {base_split}; its difference vs "
+                                      f"the baseline is on {t_split} (the baseline scored on the same images)")
+        for label, (ref, why) in resolved.items():
+            tag = f"vs {label}: " if label else ""
+            if base_dirs is None:
+                entry["refs"][label] = None
+                continue
+            if ref is None:
+                entry["refs"][label] = None
+                entry["notes"].append(tag + why)
+                continue
+            split = _comparison_split(t_split, ref, base_split)
+            comp = paired_comparison(dirs, base_dirs, ref, split=split, n_boot=n_boot, alpha=alpha, seed=seed,
+                                     names=(name, baseline))
+            entry["refs"][label] = comp
+            entry["notes"] += [tag + n for n in comp.notes if "oracle" in n or "gap closed" in n]
+        out[name] = entry
+    return out, resolved
+
+
+def recorded_selection(run_dirs: Sequence[str | os.PathLike]) -> str:
+    """The checkpoint-selection rule the runs' predictions come from, as their metrics.json record it
+    (`selection.rule`; "last" for runs made before selection existed); several: joined with "/"."""
+    rules = []
+    for d in run_dirs:
+        chosen = load_metrics(d).get("selection")
+        rules.append(chosen.get("rule", "last") if isinstance(chosen, Mapping) else str(chosen or "last"))
+    return "/".join(dict.fromkeys(rules))
+
+
+def _selections(runs, selection: str | None) -> list[str]:
+    return [recorded_selection(dirs) if selection is None else selection for dirs in runs.values()]
+
+
+def _selection_text(selections: Sequence[str]) -> str:
+    names = list(dict.fromkeys(selections))
+    if len(names) > 1:
+        return "Checkpoint selection rules differ between techniques: see the selection column."
+    meaning = SELECTION_RULES.get(names[0], "")
+    return f"Checkpoint selection rule: {names[0]}" + (f" ({meaning})" if meaning else "") + "."
 
 
 def summary_table(runs: Mapping[str, Sequence[str | os.PathLike]], baseline: str = "baseline",
                   oracle: str | float | Sequence[str | os.PathLike] | Mapping | None = None, n_boot: int = 1000,
                   alpha: float = 0.05, seed: int = 0, probe: pd.DataFrame | None = None,
-                  reliance: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Seed 002 §3.5 for our study: one row per technique (runs: name -> run folders of its seeds).
+                  reliance: pd.DataFrame | None = None, selection: str | None = None) -> pd.DataFrame:
+    """Seed 002 §3.5 for our study: one row per technique (runs: name -> run folders of its seeds, over one or
+    several held-out rotations).
 
-    Columns: average precision, recall, F1 and accuracy on the held-out split (mean ± std over seeds, sample
-    std), the bootstrap (1 - alpha) interval of accuracy and macro F1, val accuracy and the shortcut gap,
-    worst-generator recall, ECE, macro AUC, gap closed, the held-out split, seeds, and the target-data flag.
+    Columns: held-out accuracy (mean over rotations of the mean over seeds, `accuracy_std` the sample std over
+    seeds, `accuracy_low/high` its hierarchical bootstrap interval: `stats.CONVENTION`), average precision,
+    recall and F1 (macro over the generators present, MACRO_CONVENTION; F1 with its interval), `difference`
+    = technique - `runs[baseline]` paired by (rotation, seed, image) with `difference_low/high` and `verdict`
+    ("<technique> beats <baseline>" only where the interval excludes 0, else "not distinguishable"), gap
+    closed = difference / (reference - baseline) per bootstrap replicate with `gap_closed[_<label>]_low/high`,
+    val accuracy and the shortcut gap, worst-generator recall, ECE, macro AUC, the held-out split, seeds,
+    rotations, the target-data flag, `selection` (the checkpoint rule the runs' predictions come from: None,
+    what each technique's runs record, `recorded_selection`; a name, the caller's word for it, e.g. for
+    predictions re-selected after the fact) and a note.
 
-    Gap closed is computed on seed-mean held-out accuracies against `runs[baseline]` and the oracle: a key of
-    `runs` (seed 002 used fine-tuning), run folders (the baseline trained on the unbiased benchmark: scored
-    on that benchmark's own held-out images), or an accuracy. With no oracle the column is NaN and the note
-    says why (oracle=None: no gap-closed column at all, the caption says why); a technique scored on another
-    split than the baseline gets a note too. `oracle` may also be a
-    mapping label -> one of those (or None: no such reference, e.g. no unbiased variant of the user's data):
-    one column `gap_closed_<label>` ("gap closed vs <label>") per reference.
+    oracle: a key of `runs`, run folders (the baseline trained on the unbiased benchmark: paired by image when
+    its test images are identical to the baseline's, else by rotation and seed, and the note says so), an
+    accuracy, or a mapping label -> one of those (None: no such reference): a column `gap_closed_<label>` per
+    reference. A reference whose held-out split is not the baseline's (fine_tuning: ft_test) scores every
+    technique, the baseline and itself on that split. oracle=None: no gap-closed column (the caption says why).
 
     probe: `attrlib.inspection.probe_table` (adds probe accuracy, its std and chance); reliance:
-    `attrlib.inspection.content_reliance_table` (adds the CAM share in the object mask, its std, the mask
-    area). The baseline and oracle accuracies are in `table.attrs`, and `table.attrs["caption"]` says what the
-    cells are; `attrlib.reporting.format_summary` writes the cells as text ("0.49 ± 0.02").
+    `attrlib.inspection.content_reliance_table`. `table.attrs`: caption, alpha, n_boot, selection, the
+    baseline's and each reference's accuracy (`<label>_accuracy`, on the split the reference is compared on).
+    `attrlib.reporting.format_summary` writes the cells as text.
     """
-    rows = {name: technique_summary(dirs, n_boot=n_boot, alpha=alpha, seed=seed) for name, dirs in runs.items()}
-    table = pd.DataFrame.from_dict(rows, orient="index")
+    compared, resolved = _compare_all(runs, baseline, oracle, n_boot, alpha, seed)
+    table = pd.DataFrame.from_dict({name: e["summary"] for name, e in compared.items()}, orient="index")
     table.index.name = "technique"
-    # no reference at all (a technique notebook's own table): no gap-closed column, and the caption says why
-    references = dict(oracle) if isinstance(oracle, Mapping) else {} if oracle is None else {"": oracle}
-    notes = [[] for _ in table.index]
-    for label, ref in references.items():
-        acc_base, acc_ref, why = _gap_references(runs, baseline, ref, label or "oracle")
-        gaps = [gap_closed(a, acc_base, acc_ref) if why == "" else GapClosed(float("nan"), why)
-                for a in table["accuracy"]]
-        table["gap_closed" + (f"_{label}" if label else "")] = [g.value for g in gaps]
-        for n, g in zip(notes, gaps):
-            if g.note:
-                n.append(f"vs {label}: {g.note}" if label else g.note)
-        table.attrs[f"{label or 'oracle'}_accuracy"] = acc_ref
-        table.attrs["baseline_accuracy"] = acc_base
-    table["note"] = ["; ".join(dict.fromkeys(n)) for n in notes]
-    if baseline in table.index:  # fine-tuning is scored on ft_test, a fifth of the baseline's test split
-        other = table["heldout_split"] != table.loc[baseline, "heldout_split"]
-        table.loc[other, "note"] = [f"{n + '; ' if n else ''}scored on {s}, not on the baseline's "
-                                    f"{table.loc[baseline, 'heldout_split']}"
-                                    for n, s in zip(table.loc[other, "note"], table.loc[other, "heldout_split"])]
+    for field in ("difference", "difference_low", "difference_high", "verdict"):
+        table[field] = [np.nan if e["difference"] is None else e["difference"].overall[field]
+                        for e in compared.values()]
+    if baseline in table.index:
+        table.loc[baseline, "verdict"] = "(the baseline)"
+    for label in resolved:
+        column = "gap_closed" + (f"_{label}" if label else "")
+        for suffix in ("", "_low", "_high"):
+            table[column + suffix] = [np.nan if e["refs"].get(label) is None
+                                      else e["refs"][label].overall[f"gap_closed{suffix}"] for e in compared.values()]
+        ref, _ = resolved[label]
+        attr = f"{label or 'oracle'}_accuracy"
+        base_entry = compared.get(baseline, {}).get("refs", {}).get(label)
+        table.attrs[attr] = (float("nan") if base_entry is None else float(base_entry.overall["oracle_accuracy"]))
+        if base_entry is not None:
+            table.attrs[f"{label or 'oracle'}_split"] = base_entry.overall["split"]
+    table.attrs["baseline_accuracy"] = float(table.loc[baseline, "accuracy"]) if baseline in table.index else np.nan
+    table["selection"] = selections = _selections(runs, selection)
+    table["note"] = ["; ".join(dict.fromkeys(e["notes"])) for e in compared.values()]
     joins = ((probe, {"probe_accuracy": "probe_accuracy", "probe_std": "probe_std", "chance": "probe_chance"}),
              (reliance, {"share_in_mask": "reliance", "share_std": "reliance_std", "mask_area": "mask_area"}))
     for extra, columns in joins:
         for source, column in ({} if extra is None else columns).items():
             table[column] = extra[source].reindex(table.index)
-    seeds = sorted(set(table["seeds"]))
-    table.attrs.update(alpha=alpha, n_boot=n_boot, caption=(
-        f"Held-out subclass, mean ± std over {'/'.join(map(str, seeds))} seed(s) (sample std, ddof=1); "
-        f"{100 * (1 - alpha):.0f}% percentile bootstrap intervals over images ({n_boot} resamples, seeds paired)."
-        + ("" if references else " Gap closed needs an oracle (the baseline trained on the unbiased benchmark): "
-           "see notebook 10.")))
+    table.attrs.update(alpha=alpha, n_boot=n_boot, selection="/".join(dict.fromkeys(selections)),
+                       caption=_caption(table, resolved, baseline, alpha, n_boot, selections))
     return table
 
 
-def _gap_references(runs, baseline, oracle, label: str = "oracle") -> tuple[float, float, str]:
-    if oracle is None:
-        if label == "oracle":
-            return np.nan, np.nan, ("no oracle given (train the baseline on the unbiased benchmark and pass its "
-                                    "runs; the user's own data has no unbiased variant)")
-        return np.nan, np.nan, f"no {label} runs given"
-    if baseline not in runs:
-        return np.nan, np.nan, f"no baseline: {baseline!r} is not among the techniques {list(runs)}"
-    acc_base = _mean_heldout_accuracy(runs[baseline])
-    if isinstance(oracle, str):
-        if oracle not in runs:
-            raise DataError(f"oracle {oracle!r} is not among the techniques {list(runs)}; pass its run folders "
-                            "or its accuracy instead")
-        acc_oracle = _mean_heldout_accuracy(runs[oracle])
-    elif isinstance(oracle, (int, float)):
-        acc_oracle = float(oracle)
+def _caption(table, resolved, baseline, alpha, n_boot, selections) -> str:
+    seeds = "/".join(map(str, sorted(set(table["seeds"]))))
+    rotations = "/".join(map(str, sorted(set(table["rotations"]))))
+    level = f"{100 * (1 - alpha):.0f}%"
+    parts = [f"Held-out accuracy: mean over {rotations} held-out rotation(s) of the mean ± std over {seeds} seed(s) "
+             f"(sample std, ddof=1); {level} intervals by {CONVENTION} ({n_boot} resamples).",
+             f"Difference = technique - {baseline}, paired by rotation, seed and image; a technique beats the "
+             "baseline only where the interval of the difference excludes 0, else \"not distinguishable\"."]
+    if resolved:
+        parts.append("Gap closed = (technique - baseline) / (reference - baseline), the ratio of the mean paired "
+                     "differences per bootstrap replicate.")
+        for label, (ref, _) in resolved.items():
+            name = label or "oracle"
+            if name == "oracle":
+                parts.append("Oracle: the baseline trained on the unbiased variant, scored on the same test images "
+                             "where they are identical, else paired by rotation and seed (see the note).")
+            elif isinstance(ref, list) and table.attrs.get(f"{name}_split", "test") != "test":
+                parts.append(f"vs {name}: every technique, the baseline and {name} scored on "
+                             f"{table.attrs[f'{name}_split']} (the images {name} did not train on).")
     else:
-        acc_oracle = _mean_heldout_accuracy(list(oracle))
-    return acc_base, acc_oracle, ""
+        parts.append("Gap closed needs an oracle (the baseline trained on the unbiased benchmark): see notebook 10.")
+    parts.append(MACRO_CONVENTION[0].upper() + MACRO_CONVENTION[1:] + ".")
+    parts.append(_selection_text(selections))
+    return " ".join(parts)
+
+
+def rotation_table(runs: Mapping[str, Sequence[str | os.PathLike]], baseline: str = "baseline",
+                   oracle: str | float | Sequence[str | os.PathLike] | Mapping | None = None, n_boot: int = 1000,
+                   alpha: float = 0.05, seed: int = 0, selection: str | None = None) -> pd.DataFrame:
+    """`summary_table`'s comparisons per held-out rotation: one row per (technique, rotation) with seeds,
+    images, accuracy and its interval (over that rotation's seeds and images), the paired difference vs the
+    baseline with its interval and verdict, and gap closed vs each reference with its interval. Same
+    arguments and conventions as `summary_table`; `attrs["caption"]` says them."""
+    compared, resolved = _compare_all(runs, baseline, oracle, n_boot, alpha, seed)
+    rows, selections = [], dict(zip(runs, _selections(runs, selection)))
+    for name, e in compared.items():
+        acc = e["accuracy"]
+        for rotation in acc.index:
+            row = {"technique": name, "rotation": rotation, "seeds": int(acc.loc[rotation, "seeds"]),
+                   "images": int(acc.loc[rotation, "images"]), "accuracy": acc.loc[rotation, "estimate"],
+                   "accuracy_low": acc.loc[rotation, "low"], "accuracy_high": acc.loc[rotation, "high"]}
+            diff = e["difference"]
+            for field in ("difference", "difference_low", "difference_high", "verdict"):
+                row[field] = (diff.per_rotation.loc[rotation, field]
+                              if diff is not None and rotation in diff.per_rotation.index else np.nan)
+            if name == baseline:
+                row["verdict"] = "(the baseline)"
+            for label in resolved:
+                comp = e["refs"].get(label)
+                column = "gap_closed" + (f"_{label}" if label else "")
+                for suffix in ("", "_low", "_high"):
+                    row[column + suffix] = (comp.per_rotation.loc[rotation, f"gap_closed{suffix}"]
+                                            if comp is not None and rotation in comp.per_rotation.index else np.nan)
+            row["selection"] = selections[name]
+            rows.append(row)
+    table = pd.DataFrame(rows).set_index(["technique", "rotation"])
+    level = f"{100 * (1 - alpha):.0f}%"
+    table.attrs.update(alpha=alpha, n_boot=n_boot, selection="/".join(dict.fromkeys(selections.values())), caption=(
+        f"Per held-out rotation: accuracy (mean over seeds) with its {level} interval over seeds and images; the "
+        f"difference vs {baseline} and gap closed paired as in the summary table ({CONVENTION}; {n_boot} resamples). "
+        + _selection_text(list(selections.values()))))
+    return table
+

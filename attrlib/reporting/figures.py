@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import os
+import textwrap
 from typing import Mapping, Sequence
 
 import matplotlib.pyplot as plt
@@ -20,8 +21,8 @@ import seaborn as sns
 import torch
 
 from ..data import Audit, load_image
-from ..evaluation import confusion, llr_scores
-from ..runfolder import generators_of, pooled_predictions
+from ..evaluation import confusion, runs_llr_scores
+from ..runfolder import generators_of, load_predictions, pooled_predictions
 from ..inspection.cam import run_cam_examples
 from .draw import show_image, show_overlay
 
@@ -206,15 +207,18 @@ def confusion_grid(runs: Mapping[str, Sequence[str | os.PathLike]], split: str =
 
 def llr_figure(scores: pd.DataFrame, generators: Sequence[str], title: str = "", bins: int = 30, kde: bool = True,
                cols: int = 3) -> plt.Figure:
-    """One panel per generator: density of its LLR score on its own images against the other generators' images.
+    """One panel per generator g: density of LLR_g(x) = log p(x|g) - log p(x|not g) (the other generators
+    weighted equally; the training prior removed: `attrlib.evaluation.llr`) on g's own images against the
+    other generators' images.
 
-    A good attributor separates the two around 0 (p = 0.5); seed 000's "happy box" is own images far right and
-    others far left.
+    0 is no evidence either way; seed 000's "happy box" is own images far right and others far left. The
+    caption under the panels states the definition and any note of `scores.attrs` (e.g. an old run folder
+    whose log-probabilities were recomputed from stored probabilities).
     """
     from scipy.stats import gaussian_kde
 
     rows = max(1, -(-len(generators) // cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 2.8 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 2.8 * rows + 0.6), squeeze=False)
     lo, hi = float(scores["llr"].min()), float(scores["llr"].max())
     edges = np.linspace(lo, hi if hi > lo else lo + 1.0, bins + 1)
     for ax, g in zip(axes.flat, generators):
@@ -229,21 +233,24 @@ def llr_figure(scores: pd.DataFrame, generators: Sequence[str], title: str = "",
                 ax.plot(grid, gaussian_kde(values)(grid), color=colour, lw=1.2)
         ax.axvline(0.0, color="0.4", ls=":", lw=1)
         ax.set_title(g, fontsize=9)
-        ax.set_xlabel("log(p / (1 - p))", fontsize=8)
+        ax.set_xlabel("LLR = log p(x|g) - log p(x|not g)", fontsize=8)
         ax.tick_params(labelsize=7)
         ax.legend(fontsize=6, loc="upper left", framealpha=0.6)
     for ax in list(axes.flat)[len(generators):]:
         ax.axis("off")
-    fig.suptitle(title or "Per-generator LLR score charts (dotted: p = 0.5)", fontsize=10)
-    fig.tight_layout()
+    fig.suptitle(title or "Per-generator LLR score charts (dotted: LLR 0, no evidence)", fontsize=10)
+    caption = scores.attrs.get("definition", "") + (f". Note: {scores.attrs['note']}" if scores.attrs.get("note") else "")
+    if caption:
+        fig.text(0.01, 0.005, textwrap.fill(caption, 160), fontsize=6.5, va="bottom", ha="left")
+    fig.tight_layout(rect=(0, 0.04 + 0.02 * (len(caption) // 160), 1, 1))
     return fig
 
 
 def runs_llr_figure(run_dirs: Sequence[str | os.PathLike], title: str = "", **kwargs) -> plt.Figure:
-    """`llr_figure` of the held-out predictions of several seeds of one technique, pooled."""
-    frame = pooled_predictions(run_dirs)
-    generators = generators_of(frame)
-    return llr_figure(llr_scores(frame, generators), generators, title=title, **kwargs)
+    """`llr_figure` of the held-out predictions of several runs of one technique (seeds, rotations) pooled,
+    each run's training prior removed (`attrlib.evaluation.runs_llr_scores`)."""
+    scores = runs_llr_scores(run_dirs)
+    return llr_figure(scores, generators_of(load_predictions(run_dirs[0], "heldout")), title=title, **kwargs)
 
 
 # --------------------------------------------------------------------------------------------- robustness

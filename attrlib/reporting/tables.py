@@ -14,7 +14,7 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from ..evaluation import aggregate_over_seeds, robustness_stats, seed_style_report
+from ..evaluation import MACRO_CONVENTION, aggregate_over_seeds, robustness_stats, seed_style_report
 from ..runfolder import generators_of, load_metrics, load_predictions
 
 METRICS = ("precision", "recall", "f1", "support")
@@ -40,7 +40,8 @@ def seed_table(run_dirs: Sequence[str | os.PathLike], split: str = "heldout", fm
         rows = load_predictions(d, split)
         reports.append(seed_style_report(rows, generators_of(rows)))
     numbers = aggregate_over_seeds(reports)
-    caption = f"{split} split, mean ± std over {len(run_dirs)} seed(s) (sample std, ddof=1)"
+    caption = (f"{split} split, mean ± std over {len(run_dirs)} seed(s) (sample std, ddof=1); the average row: "
+               f"{MACRO_CONVENTION}")
     if not fmt:
         numbers.attrs["caption"] = caption
         return numbers
@@ -62,8 +63,10 @@ def label_target_data(runs: Mapping[str, Sequence[str | os.PathLike]]) -> dict[s
 
 
 def format_summary(table: pd.DataFrame, digits: int = 2, alpha: float | None = None) -> pd.DataFrame:
-    """The numbers of `attrlib.evaluation.summary_table` as text cells: "0.49 ± 0.02", "[0.45, 0.53]", "17 %".
-    alpha (the intervals' level; default the table's `attrs["alpha"]`, else 0.05) names the interval columns."""
+    """The numbers of `attrlib.evaluation.summary_table` (or `rotation_table`) as text cells: "0.49 ± 0.02",
+    "[0.45, 0.53]", and the paired ones with their interval in the cell: "+0.04 [+0.01, +0.07]" (difference
+    vs baseline), "17 % [5 %, 30 %]" (gap closed). alpha (the intervals' level; default the table's
+    `attrs["alpha"]`, else 0.05) names the interval columns."""
     alpha = table.attrs.get("alpha", 0.05) if alpha is None else alpha
     level = f"{100 * (1 - alpha):.0f}%"
 
@@ -76,32 +79,55 @@ def format_summary(table: pd.DataFrame, digits: int = 2, alpha: float | None = N
     def num(v):
         return "" if pd.isna(v) else f"{v:.{digits}f}"
 
+    def diff(v, lo, hi):
+        return "" if pd.isna(v) else f"{v:+.{digits}f} [{lo:+.{digits}f}, {hi:+.{digits}f}]"
+
+    def percent(v, lo, hi):
+        if pd.isna(v):
+            return ""
+        bound = lambda b: "unbounded" if not np.isfinite(b) else f"{100 * b:.0f} %"  # noqa: E731
+        return f"{100 * v:.0f} %" + ("" if pd.isna(lo) else f" [{bound(lo)}, {bound(hi)}]")
+
     out = pd.DataFrame(index=table.index)
-    out["avg precision"] = [pm(m, s) for m, s in zip(table.avg_precision, table.avg_precision_std)]
-    out["avg recall"] = [pm(m, s) for m, s in zip(table.avg_recall, table.avg_recall_std)]
-    out["avg F1"] = [pm(m, s) for m, s in zip(table.avg_f1, table.avg_f1_std)]
-    out[f"F1 {level} CI"] = [ci(lo, hi) for lo, hi in zip(table.f1_low, table.f1_high)]
-    out["accuracy"] = [pm(m, s) for m, s in zip(table.accuracy, table.accuracy_std)]
+    if "accuracy_std" in table:
+        out["accuracy"] = [pm(m, s) for m, s in zip(table.accuracy, table.accuracy_std)]
+    else:
+        out["accuracy"] = table.accuracy.map(num)
     out[f"accuracy {level} CI"] = [ci(lo, hi) for lo, hi in zip(table.accuracy_low, table.accuracy_high)]
-    out["val accuracy"] = table.val_accuracy.map(num)
-    out["shortcut gap"] = table.shortcut_gap.map(num)
-    out["worst recall"] = table.worst_recall.map(num)
-    out["worst generator"] = table.worst_generator
-    out["ECE"] = table.ece.map(num)
-    out["AUC"] = table.auc.map(num)
-    for column in [c for c in table.columns if c == "gap_closed" or c.startswith("gap_closed_")]:
+    if "difference" in table:
+        out["difference vs baseline"] = [diff(v, lo, hi) for v, lo, hi in
+                                         zip(table.difference, table.difference_low, table.difference_high)]
+        out["verdict"] = table.verdict.fillna("")
+    for column in [c for c in table.columns if (c == "gap_closed" or c.startswith("gap_closed_"))
+                   and not c.endswith(("_low", "_high"))]:
         label = "gap closed" + (f" vs {column[len('gap_closed_'):]}" if column != "gap_closed" else "")
-        out[label] = table[column].map(lambda v: "" if pd.isna(v) else f"{100 * v:.0f} %")
+        low, high = table.get(f"{column}_low", table[column] * np.nan), table.get(f"{column}_high", table[column] * np.nan)
+        out[label] = [percent(v, lo, hi) for v, lo, hi in zip(table[column], low, high)]
+    if "avg_precision" in table:
+        out["avg precision"] = [pm(m, s) for m, s in zip(table.avg_precision, table.avg_precision_std)]
+        out["avg recall"] = [pm(m, s) for m, s in zip(table.avg_recall, table.avg_recall_std)]
+        out["avg F1"] = [pm(m, s) for m, s in zip(table.avg_f1, table.avg_f1_std)]
+        out[f"F1 {level} CI"] = [ci(lo, hi) for lo, hi in zip(table.f1_low, table.f1_high)]
+        out["val accuracy"] = table.val_accuracy.map(num)
+        out["shortcut gap"] = table.shortcut_gap.map(num)
+        out["worst recall"] = table.worst_recall.map(num)
+        out["worst generator"] = table.worst_generator
+        out["ECE"] = table.ece.map(num)
+        out["AUC"] = table.auc.map(num)
     if "probe_accuracy" in table:
         out["subclass probe"] = [pm(m, s) for m, s in zip(table.probe_accuracy, table.probe_std)]
         out["probe chance"] = table.probe_chance.map(num)
     if "reliance" in table:
         out["CAM share in object"] = [pm(m, s) for m, s in zip(table.reliance, table.reliance_std)]
         out["object area"] = table.mask_area.map(num)
-    out["held-out split"] = table.heldout_split
-    out["seeds"] = table.seeds
-    out["uses target data"] = table.uses_target_data.map({True: "yes", False: "no"})
-    out["note"] = table.note
+    for column, label in (("heldout_split", "held-out split"), ("rotations", "rotations"), ("seeds", "seeds"),
+                          ("images", "images"), ("selection", "selection")):
+        if column in table:
+            out[label] = table[column]
+    if "uses_target_data" in table:
+        out["uses target data"] = table.uses_target_data.map({True: "yes", False: "no"})
+    if "note" in table:
+        out["note"] = table.note
     out.attrs.update({k: v for k, v in table.attrs.items() if not isinstance(v, pd.DataFrame)})
     return out
 

@@ -8,7 +8,7 @@ import importlib
 import pkgutil
 
 from ..errors import ConfigError
-from .base import Technique, image_logits, image_starts, per_image, predict_probs
+from .base import Technique, image_logits, image_starts, per_image, predict_log_probs, predict_probs
 
 REGISTRY: dict[str, type[Technique]] = {}
 
@@ -48,4 +48,4 @@ for _mod in pkgutil.iter_modules(__path__):
     if _mod.name not in ("base", *ORDER):
         importlib.import_module(f"{__name__}.{_mod.name}")
 
-__all__ = ["REGISTRY", "Technique", "image_logits", "image_starts", "per_image", "predict_probs", "available", "build_technique", "get", "register"]
+__all__ = ["REGISTRY", "Technique", "image_logits", "image_starts", "per_image", "predict_log_probs", "predict_probs", "available", "build_technique", "get", "register"]

@@ -100,6 +100,18 @@ class Technique(nn.Module):
     def sampler_weights(self, frame: pd.DataFrame) -> np.ndarray | None:
         return None
 
+    def training_prior(self, frame: pd.DataFrame) -> np.ndarray:
+        """The generator shares (n_generators,) the model is trained on: what the loader draws from `frame`
+        (the train split), i.e. the data's frequencies under plain shuffling, and the sampler's shares under
+        `sampler_weights` (uniform for weighted_sampling). A classifier trained by cross entropy learns this
+        prior into its posteriors; the LLR removes it. A technique that reweights its loss instead (Group DRO)
+        shifts the prior further in a way this does not capture."""
+        codes = frame["generator"].map({g: i for i, g in enumerate(self.generators)}).to_numpy()
+        weights = self.sampler_weights(frame)
+        weights = np.ones(len(frame)) if weights is None else np.asarray(weights, dtype=float)
+        prior = np.bincount(codes, weights=weights, minlength=self.n_generators).astype(float)
+        return prior / prior.sum()
+
     # --- the step ---
     def make_optimizer(self, params, lr: float | None = None) -> torch.optim.Optimizer:
         lr = self.config.lr if lr is None else lr
@@ -166,20 +178,28 @@ def image_logits(logits: torch.Tensor, owner: torch.Tensor | None) -> torch.Tens
 
 
 @torch.no_grad()
-def predict_probs(predict, loader, device: torch.device, n_classes: int, progress: bool = False,
-                  desc: str = "predict", chunk: int = 256) -> np.ndarray:
-    """Softmax probabilities (N, n_classes) of `predict(x) -> logits` over a loader of batches with `x`, in
-    its order (the engine's predictions and validation, robustness under perturbations). A batch of patches
-    (`owner`: the image of each patch, `attrlib.data.collate_patches`) gives one row per image: the softmax of
-    the mean of its patches' log-probabilities. `predict` sees at most `chunk` crops at once (a batch of 64
-    images of 16 patches would hold the activations of 1,024 crops)."""
+def predict_log_probs(predict, loader, device: torch.device, n_classes: int, progress: bool = False,
+                      desc: str = "predict", chunk: int = 256) -> np.ndarray:
+    """Log-probabilities (N, n_classes), float64, of `predict(x) -> logits` over a loader of batches with `x`,
+    in its order: log_softmax of the logits, or for a batch of patches (`owner`: the image of each patch,
+    `attrlib.data.collate_patches`) of the mean of each image's patches' log-probabilities, renormalised.
+    Kept in log space so that the log-likelihood ratios (`attrlib.evaluation.llr`) do not saturate where a
+    probability rounds to 0 or 1. `predict` sees at most `chunk` crops at once (a batch of 64 images of 16
+    patches would hold the activations of 1,024 crops)."""
     out = []
     for batch in tqdm(loader, desc=desc, disable=not progress, leave=False):
         x = batch["x"]
-        logits = torch.cat([predict(x[i:i + chunk].to(device, non_blocking=True)).float()
+        logits = torch.cat([predict(x[i:i + chunk].to(device, non_blocking=True)).double()
                             for i in range(0, len(x), chunk)])
-        out.append(torch.softmax(image_logits(logits, batch.get("owner")), dim=1).cpu())
-    return torch.cat(out).numpy() if out else np.zeros((0, n_classes), dtype=np.float32)
+        out.append(torch.log_softmax(image_logits(logits, batch.get("owner")), dim=1).cpu())
+    return torch.cat(out).numpy() if out else np.zeros((0, n_classes), dtype=np.float64)
+
+
+def predict_probs(predict, loader, device: torch.device, n_classes: int, progress: bool = False,
+                  desc: str = "predict", chunk: int = 256) -> np.ndarray:
+    """Softmax probabilities (N, n_classes), float32: the exp of `predict_log_probs` (the engine's
+    validation, robustness under perturbations)."""
+    return np.exp(predict_log_probs(predict, loader, device, n_classes, progress, desc, chunk)).astype(np.float32)
 
 
 def confusion_loss(logits: torch.Tensor) -> torch.Tensor:

@@ -31,7 +31,7 @@ from ..config import Config
 from ..data import StudyData
 from ..errors import ConfigError, DataError
 from ..io import remove_stale_temporaries
-from ..techniques import Technique, predict_probs
+from ..techniques import Technique, predict_log_probs, predict_probs
 from . import distributed
 from .checkpoint import checkpoint_state, load_checkpoint
 from .loop import make_loader, pick_device, seed_everything, train_one_epoch
@@ -152,10 +152,13 @@ def fit(config: Config, data: StudyData, run: Path, init_from: Path | None = Non
     predictions = predict_splits(technique, data, config, device)
     runfolder.write_predictions(run, predictions)
     seconds = sum(h["seconds"] for h in history)
+    # the generator shares training drew (the prior the model learned; the LLR charts remove it)
+    prior = technique.training_prior(train_loader.dataset.frame)
     choice = {k: v for k, v in (selected or {}).items() if k != "technique"}
     summary = dict(hparams=technique.hparams, steps=steps, epochs=epochs, device=str(device),
                    selection=dict(requested=config.selection, **(choice or dict(rule="last", step=steps))),
                    val_subclass=data.val_subclass,
+                   train_prior={g: float(v) for g, v in zip(data.generators, prior)},
                    **({"world_size": world_size} if world_size > 1 else {}),
                    train_seconds=round(seconds, 3),
                    train_images_per_second=round(sum(h["images"] for h in history) / max(seconds, 1e-9), 1))
@@ -205,9 +208,9 @@ def predict_splits(technique: Technique, data: StudyData, config: Config, device
         if not len(frame):
             continue
         loader = make_loader(frame, data, config, train=False, device=device)
-        probs = predict_probs(technique.predict, loader, device, technique.n_generators)
+        log_probs = predict_log_probs(technique.predict, loader, device, technique.n_generators)
         # the rows the dataset kept (all of them unless on_bad="skip")
-        parts.append(runfolder.prediction_frame(loader.dataset.frame, split, data.generators, probs))
+        parts.append(runfolder.prediction_frame(loader.dataset.frame, split, data.generators, log_probs=log_probs))
     if technique.heldout_split not in {p["split"].iat[0] for p in parts}:
         raise ConfigError(f"the split {technique.heldout_split!r} that {technique.name!r} is evaluated on is empty; "
                           f"check that the data holds images of the held-out subclass(es) {list(config.heldout)}")
