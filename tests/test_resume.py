@@ -26,12 +26,12 @@ SCRIPT = textwrap.dedent("""
     from attrlib import sweep
     from attrlib.config import Config
     config = Config(data=sys.argv[1], runs=sys.argv[2], image_size=32, batch_size=8, steps=8 * int(sys.argv[3]),
-                    technique="group_dro", device="cpu")
+                    technique="group_dro", device="cpu", val_subclass="none")
     print(sweep.train(config, progress=False))
 """)
 
 
-def _config(tiny_data, runs, epochs) -> Config:
+def _config(tiny_data, runs, epochs) -> Config:  # the same Config as SCRIPT's
     return Config(data=str(tiny_data), runs=str(runs), image_size=32, batch_size=8, steps=8 * epochs,
                   technique="group_dro", device="cpu", val_subclass="none")  # 8 steps per epoch
 
@@ -152,7 +152,7 @@ WAIT_SCRIPT = textwrap.dedent("""
     from attrlib import sweep
     from attrlib.config import Config
     config = Config(data=sys.argv[1], runs=sys.argv[2], image_size=32, batch_size=8, steps=8 * int(sys.argv[3]),
-                    technique="baseline", device="cpu")
+                    technique="baseline", device="cpu", val_subclass="none")
     open(sys.argv[4] + ".ready", "w").close()
     while not os.path.exists(sys.argv[4]):  # imported and ready: start when told to
         time.sleep(0.01)
@@ -171,7 +171,7 @@ def test_two_processes_asking_for_one_run_train_it_once(tiny_data, tmp_path):
                                  str(tmp_path / go)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
     config = Config(data=str(tiny_data), runs=str(tmp_path), image_size=32, batch_size=8, steps=8 * epochs,
-                    technique="baseline", device="cpu")
+                    technique="baseline", device="cpu", val_subclass="none")
     run = runfolder.run_dir(config)
     first, second = start("go1"), start("go2")
     deadline = time.monotonic() + 60
