@@ -55,12 +55,17 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--scale", type=_scale, default=1 / 50, help="fraction of seed 002's image counts")
     s.add_argument("--size", type=int, default=64, help="image side in pixels (a multiple of 8)")
     s.add_argument("--strength", type=float, default=None, help="fingerprint strength s (default: the calibrated one)")
-    s.add_argument("--seed", type=int, default=0, help="random seed")
+    s.add_argument("--seed", type=int, default=0,
+                   help="random seed of the content and noise draws (a second configuration for confirming "
+                        "conclusions: --seed 1 --instance-spread 0.35, see docs/benchmark.md)")
     s.add_argument("--instance-spread", type=float, default=None,
                    help="how far each generator x subclass cell's model is from its family's base model, 0-1 "
                         "(default: the calibrated one)")
-    s.add_argument("--variant", choices=("biased", "unbiased"), default="biased",
-                   help="biased: seed 002's generator x subclass matrix; unbiased: the same total over all cells")
+    # the simulator's VARIANTS, written out: importing attrlib.simulator here would load torch for --help
+    s.add_argument("--variant", choices=("biased", "unbiased", "matched"), default="biased",
+                   help="biased: seed 002's generator x subclass matrix; unbiased: the same total over all cells; "
+                        "matched: each generator's biased total over every training subclass, rendered through "
+                        "the biased cells' models only (the instance-matched oracle)")
     s.add_argument("--realistic", action="store_true",
                    help="the realistic variant: per-generator sizes and formats (JPEG, RGBA...), unequal counts; "
                         "--size is then the model crop the sizes scale with (default: off)")

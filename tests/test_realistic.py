@@ -53,7 +53,7 @@ def test_contains_the_messy_files_of_a_real_folder(folder, manifest):
 def test_counts_are_unequal_with_missing_cells_and_a_partial_heldout(manifest):
     per_generator = manifest.groupby("generator").size()
     assert set(per_generator.index) == set(GENERATORS) and per_generator.max() >= 3 * per_generator.min()
-    tested = set(manifest.loc[manifest["split"] == "test", "generator"])
+    tested = set(manifest.loc[manifest["split"] == "pool", "generator"])
     assert tested == set(realistic.REALISTIC_TEST) and tested < set(GENERATORS)
     counts = cell_counts(1 / 250, realistic=True)
     got = manifest.groupby(["split", "generator", "subclass"]).size().to_dict()

@@ -44,8 +44,9 @@ def test_biased_counts_are_seed002_matrix_at_one_fiftieth():
     counts = cell_counts()
     assert counts["train"] == EXPECTED_TRAIN
     assert _total(counts["train"]) == 2479
-    assert counts["test"] == {g: {"military_vehicle": n} for g, n in SEED002_TEST_COUNTS.items()}
-    assert _total(counts["test"]) == 176
+    # a test pool of seed 002's military-vehicle count for every subclass (training and held out)
+    assert counts["pool"] == {g: {sc: n for sc in SUBCLASSES + HELDOUT} for g, n in SEED002_TEST_COUNTS.items()}
+    assert _total(counts["pool"]) == 8 * 176
     for g, row in counts["train"].items():
         assert counts["val"][g] == {sc: round(0.2 * n) for sc, n in row.items()}
 
@@ -62,14 +63,14 @@ def test_unbiased_counts_spread_the_same_total_over_every_cell():
     assert _total(unbiased["train"]) == _total(biased["train"])
     cells = [unbiased["train"][g][sc] for g in GENERATORS for sc in SUBCLASSES]
     assert len(cells) == 42 and max(cells) - min(cells) <= 1
-    assert unbiased["test"] == biased["test"]
+    assert unbiased["pool"] == biased["pool"]
 
 
 def test_small_scale_keeps_every_cell_and_a_few_test_images():
     counts = cell_counts(1 / 1000)
     assert all(n >= 1 for row in counts["train"].values() for n in row.values())
     assert set(counts["train"]["stylegan2"]) == set(EXPECTED_TRAIN["stylegan2"])
-    assert all(row["military_vehicle"] >= 3 for row in counts["test"].values())
+    assert all(n >= 3 for row in counts["pool"].values() for n in row.values())
 
 
 @pytest.mark.parametrize("kwargs, name", [
@@ -90,11 +91,11 @@ def tiny(tmp_path_factory):
 
 def test_synthesize_writes_images_masks_manifest_and_parameters(tiny):
     frame = pd.read_csv(tiny / "manifest.csv", keep_default_na=False)
-    assert list(frame.columns) == ["path", "generator", "subclass", "split", "mask"]
-    assert set(frame["split"]) == {"train", "val", "test"}
-    assert set(frame.loc[frame["split"] == "test", "subclass"]) == {"military_vehicle"}
+    assert list(frame.columns) == ["path", "generator", "subclass", "split", "mask", "instance"]
+    assert set(frame["split"]) == {"train", "val", "pool"}
+    assert set(frame.loc[frame["split"] == "pool", "subclass"]) == set(SUBCLASSES + HELDOUT)
     counts = cell_counts(1 / 1000)
-    for split in ("train", "val", "test"):
+    for split in ("train", "val", "pool"):
         got = frame[frame["split"] == split].groupby(["generator", "subclass"]).size()
         want = pd.Series({(g, sc): n for g, row in counts[split].items() for sc, n in row.items()})
         assert got.sort_index().to_dict() == want.sort_index().to_dict()
@@ -112,11 +113,12 @@ def test_synthesize_writes_images_masks_manifest_and_parameters(tiny):
 
 
 # Written by the code before the realistic variant existed (scale 1/1000, size 32, seed 0): the default benchmark's
-# images and manifest must stay byte-identical. benchmark.json (hashed into every run id) changed once since, by
-# its note alone, when the package attrlib.benchmark became attrlib.simulator.
+# training images must stay byte-identical. benchmark.json (hashed into every run id) changed since by its note,
+# when the package attrlib.benchmark became attrlib.simulator, and with the manifest in sim-5 (pools for every
+# subclass, the instance column, the generator version); the images pinned here did not change.
 PINNED_SHA256 = {
-    "benchmark.json": "6cfc12b7c2a03d0fd810e53dc102ab0680b54f0d01e0f14cde31490a900aaf1f",
-    "manifest.csv": "a688cf8db86939cbbed59c92cbbcf05420580a4403b27e47f3466ea7da49e1d5",
+    "benchmark.json": "e20b24eb65ee1cc17a2e1537da5ba2d637726829d24aa0e13bca6c12332f44a7",
+    "manifest.csv": "9e009e3c6d38e5ab643801ac7342fdc33d5b82c0a0055be02bede11cb1fa18c5",
     "stylegan2/car/train_00000.png": "4ae8a488a3d034d881c33f15b314a761d49db5952a5a6d1e4c6b57471d321e59",
     "_masks/stylegan2/car/train_00000.png": "a8336e359023d64f72f5d87526c43a8ed232b2ba7eca9e3d36fb398d03711a58",
 }

@@ -50,7 +50,7 @@ from PIL import Image
 from . import content, families
 
 # Bump when a change here changes the files: part of the cache key (benchmark.json's `realistic` section).
-REALISTIC_VERSION = "real-1"
+REALISTIC_VERSION = "real-2"  # real-2: held-out images are split "pool" (pool_NNNNN), pixels unchanged
 REFERENCE_CROP = 64  # the model crop the sizes below are stated for; a folder for crop `size` scales them by size/64
 
 # Training images per generator and subclass at the default scale (val: 20 % more, as in the default variant).
@@ -62,7 +62,8 @@ REALISTIC_TRAIN = {
     "stylegan3":           {"face": 45, "animal_face": 25},
     "taming_transformers": {"face": 40, "cat": 8},
 }
-# Held-out images per generator at the default scale; guided_diffusion and lsgm have none.
+# Held-out images (split "pool") per generator at the default scale; guided_diffusion and lsgm have none.
+# Only the held-out subclass has a pool here: rotations are the default benchmark's.
 REALISTIC_TEST = {"latent_diffusion": 12, "stylegan2": 10, "stylegan3": 10, "taming_transformers": 8}
 
 # Per generator: sizes as (height, width, share) at a 64-px crop; formats as (kind, share); JPEG quality range.
@@ -138,8 +139,12 @@ def _side(height: int, width: int) -> int:
 
 
 def write_cell(root: Path, params: dict, generator: str, subclass: str, split: str, n: int,
-               rng: np.random.Generator, bar=None) -> list[tuple]:
-    """Make and write the n images (and masks) of one cell and split; return their manifest rows."""
+               rng: np.random.Generator, bar=None, instance: str | None = None,
+               prefix: str | None = None) -> list[tuple]:
+    """Make and write the n images (and masks) of one cell and split; return their manifest rows.
+    Content `subclass`, rendered by the model of cell (generator, instance) (default: the subclass's own);
+    files named <prefix>_<NNNNN> (default prefix: the split)."""
+    instance, prefix = instance or subclass, prefix or split
     plan = plan_cell(generator, n, params["size"], rng)
     rows = [None] * n
     by_side: dict[int, list[int]] = {}
@@ -151,14 +156,14 @@ def write_cell(root: Path, params: dict, generator: str, subclass: str, split: s
         for lo in range(0, len(members), chunk):
             batch = members[lo: lo + chunk]
             clean, masks = content.draw(subclass, len(batch), side, rng)
-            images = families.render(generator, clean, params["strength"], rng, instance=subclass,
+            images = families.render(generator, clean, params["strength"], rng, instance=instance,
                                      spread=params["instance_spread"])
             masks = masks.numpy().astype(np.uint8) * 255
             for k, j in enumerate(batch):
                 item = plan[j]
                 h, w = item["height"], item["width"]
                 top, left = (side - h) // 2 // 8 * 8, (side - w) // 2 // 8 * 8
-                stem = f"{split}_{j:05d}"
+                stem = f"{prefix}_{j:05d}"
                 rel = f"{generator}/{subclass}/{stem}{'.jpg' if item['kind'] == 'jpeg' else '.png'}"
                 rel_mask = f"_masks/{generator}/{subclass}/{stem}.png"
                 encode(root / rel, images[k, top: top + h, left: left + w], item["kind"], item["quality"])

@@ -4,19 +4,35 @@
 
     out/<generator>/<subclass>/<split>_<NNNNN>.png          the images (8-bit RGB)
     out/_masks/<generator>/<subclass>/<split>_<NNNNN>.png   their object masks (8-bit, 255 = object)
-    out/manifest.csv                                        path, generator, subclass, split, mask
+    out/manifest.csv                                        path, generator, subclass, split, mask, instance
     out/benchmark.json                                      the parameters: the cache key
 
-Splits: `train` and `val` (in-distribution: the same generator x subclass cells) and `test` (the held-out
-subclass, seed 002's military vehicles, for every generator). The `biased` variant follows seed 002's
-training matrix; the `unbiased` variant spreads the same total uniformly over all 6 x 7 cells (the oracle's
-training set). Images are a pure function of the parameters: the same seed gives byte-identical PNGs.
+Splits: `train` and `val` (in-distribution: the variant's generator x subclass cells) and `pool`: a test
+pool for EVERY subclass (the 7 training subclasses and seed 002's military vehicles) and every generator,
+seed 002's military-vehicle counts each. The data loader makes the held-out subclass's pool the test set
+and ignores the other pools, so any subclass can be held out (leave-one-subclass-out rotation). Pool images
+come from one random stream whatever the variant: every variant holds byte-identical pools, so the
+baseline and the oracles are scored on the same images.
+
+Variants (training sets): `biased` follows seed 002's training matrix; `unbiased` spreads the same total
+uniformly over all 6 x 7 generator x subclass cells (the oracle's training set); `matched` keeps the
+biased variant's total per generator and its cell instances (each generator x subclass cell is its own model
+of the family, `families.family`), but renders every training subclass's content through every one of
+them, uniformly: the instance-matched oracle. The unbiased oracle sees each family through all 7 of its
+instances where the biased training set sees 1-5, so "gap to the unbiased oracle" mixes content bias with
+instance diversity; the matched oracle removes the content bias only. The manifest's `instance` column
+names the subclass whose cell instance rendered the image (= subclass except in `matched`, whose names are
+`<split>_<instance>_<NNNNN>.png`); a loader holding a subclass out drops the training rows of its instance
+too, so in every rotation the matched oracle sees exactly the instances the biased baseline sees.
+Images are a pure function of the parameters: the same seed gives byte-identical PNGs.
 
 `realistic=True` writes the realistic variant instead (`attrlib.simulator.realistic`): the same generators,
 subclasses and layout, with per-generator sizes and file formats (JPEG as `.jpg`), unequal counts and a
 held-out subclass that some generators lack; benchmark.json then carries a `realistic` section (the planted
-file properties, part of the cache key) and a `files` summary. Without it nothing changes: the default
-benchmark's files and benchmark.json are byte-identical to those written before the variant existed.
+file properties, part of the cache key) and a `files` summary; its pools hold the held-out subclass only.
+Generator version sim-5 (pools for every subclass, the matched variant, the instance column) left the biased
+and unbiased variants' train and val images and the biased variant's military-vehicle images byte-identical
+to sim-4's (their random streams are kept); the manifest and benchmark.json changed.
 """
 from __future__ import annotations
 
@@ -39,13 +55,13 @@ from ..io import atomic_write_json
 from . import content, families, realistic as _realistic
 
 # Bump when a change to content.py or families.py changes the images: it is part of the cache key.
-GENERATOR_VERSION = "sim-4"
+GENERATOR_VERSION = "sim-5"
 
 GENERATORS = families.GENERATORS
 SUBCLASSES = ("animal_face", "bed", "car", "cat", "church", "face", "horse")
 HELDOUT = ("military_vehicle",)
-VARIANTS = ("biased", "unbiased")
-SPLITS = ("train", "val", "test")
+VARIANTS = ("biased", "unbiased", "matched")
+SPLITS = ("train", "val", "pool")  # the order fixes the random streams: pool is where test was up to sim-4
 
 # Seed 002, section 2: training images per generator and subclass (full size, as published).
 SEED002_MATRIX = {
@@ -56,13 +72,15 @@ SEED002_MATRIX = {
     "stylegan3":           {"face": 14000, "animal_face": 7000},
     "taming_transformers": {"face": 14000, "cat": 3440},
 }
-# Seed 002, section 2: test images (military vehicles) per generator.
+# Seed 002, section 2: test images (military vehicles) per generator; every subclass's pool has as many.
 SEED002_TEST_COUNTS = {"guided_diffusion": 29, "latent_diffusion": 30, "lsgm": 30, "stylegan2": 29,
                        "stylegan3": 29, "taming_transformers": 29}
 
 DEFAULT_SCALE = 1 / 50
 VAL_FRACTION = 0.2       # val images per cell = round(VAL_FRACTION * train images of the cell)
 MIN_TEST_PER_GENERATOR = 3
+# instance: the subclass whose generator x subclass cell model rendered the image (see the module docstring)
+MANIFEST_COLUMNS = ("path", "generator", "subclass", "split", "mask", "instance")
 # Fingerprint RMS in 8-bit grey levels (see families.py), and how far each generator x subclass cell's model is
 # from its family's base model (families.family: the seeds' cells are separately trained models of one
 # architecture). Chosen together with the trustworthiness checks (checks.py; default profile, baseline, seed 0):
@@ -84,36 +102,73 @@ def _round(x: float) -> int:
 
 def cell_counts(scale: float = DEFAULT_SCALE, variant: str = "biased",
                 realistic: bool = False) -> dict[str, dict[str, dict[str, int]]]:
-    """Images per split, generator and subclass: {split: {generator: {subclass: n}}} (zero cells left out).
+    """Images per split, generator and subclass: {split: {generator: {subclass: n}}} (zero cells left out),
+    splits "train", "val" and "pool"; the subclass is the content, as the manifest's subclass column says
+    (the matched variant's counts summed over instances: `instance_counts` has them per instance).
 
     biased: seed 002's matrix x scale (a non-empty cell keeps at least one image); unbiased: the same total
-    spread as evenly as possible over every generator x training-subclass cell. val: round(0.2 n) per cell
-    (at least one). test: seed 002's military-vehicle counts, scaled by scale/(1/50) when scale differs
-    from the default, with at least MIN_TEST_PER_GENERATOR per generator.
+    spread as evenly as possible over every generator x training-subclass cell; matched: each generator's
+    biased total spread as evenly as possible over (training subclass, biased cell instance) pairs. val:
+    round(0.2 n) per cell, or per (subclass, instance) pair (at least one). pool: every subclass (training
+    and held out) of every generator gets seed 002's military-vehicle count of the generator, scaled by
+    scale/(1/50) when scale differs from the default, with at least MIN_TEST_PER_GENERATOR.
     realistic: the realistic variant's matrices (`realistic.REALISTIC_TRAIN`, `REALISTIC_TEST`, stated at the
-    default scale) times scale/(1/50) instead of seed 002's; generators without held-out images keep none.
+    default scale) times scale/(1/50) instead of seed 002's; pools for the held-out subclass only, and
+    generators without held-out images keep none.
     """
+    out: dict = {}
+    for split, rows in instance_counts(scale, variant, realistic).items():
+        out[split] = {}
+        for g, row in rows.items():
+            cells: dict[str, int] = {}
+            for (sc, _), n in row.items():
+                cells[sc] = cells.get(sc, 0) + n
+            out[split][g] = cells
+    return out
+
+
+def instance_counts(scale: float = DEFAULT_SCALE, variant: str = "biased",
+                    realistic: bool = False) -> dict[str, dict[str, dict[tuple[str, str], int]]]:
+    """Images per split, generator and (content subclass, instance subclass) pair:
+    {split: {generator: {(subclass, instance): n}}}, where `instance` names the generator x subclass cell
+    whose model renders the images. instance == subclass except in the matched variant. See `cell_counts`."""
     _check_scale(scale)
     _check_variant(variant)
     factor = 1.0 if abs(scale - DEFAULT_SCALE) < 1e-12 else scale / DEFAULT_SCALE
     if realistic:
-        matrix, test_counts, per_image = _realistic.REALISTIC_TRAIN, _realistic.REALISTIC_TEST, factor
+        matrix, pool_counts, per_image = _realistic.REALISTIC_TRAIN, _realistic.REALISTIC_TEST, factor
     else:
-        matrix, test_counts, per_image = SEED002_MATRIX, SEED002_TEST_COUNTS, scale
+        matrix, pool_counts, per_image = SEED002_MATRIX, SEED002_TEST_COUNTS, scale
     biased = {g: {sc: max(1, _round(n * per_image)) for sc, n in row.items()} for g, row in matrix.items()}
     if variant == "biased":
-        train = biased
-    else:
+        train = {g: {(sc, sc): n for sc, n in row.items()} for g, row in biased.items()}
+    elif variant == "unbiased":
         total = sum(sum(row.values()) for row in biased.values())
         cells = [(g, sc) for g in GENERATORS for sc in SUBCLASSES]
         base, extra = divmod(total, len(cells))
         train = {g: {} for g in GENERATORS}
         for i, (g, sc) in enumerate(cells):
-            train[g][sc] = base + (1 if i < extra else 0)
-        train = {g: {sc: n for sc, n in row.items() if n > 0} for g, row in train.items()}
-    val = {g: {sc: max(1, _round(VAL_FRACTION * n)) for sc, n in row.items()} for g, row in train.items()}
-    test = {g: {HELDOUT[0]: max(MIN_TEST_PER_GENERATOR, _round(n * factor))} for g, n in test_counts.items()}
-    return {"train": train, "val": val, "test": test}
+            train[g][(sc, sc)] = base + (1 if i < extra else 0)
+    else:  # matched
+        train = {g: _spread(sum(row.values()), SUBCLASSES, tuple(row)) for g, row in biased.items()}
+    train = {g: {cell: n for cell, n in row.items() if n > 0} for g, row in train.items()}
+    val = {g: {cell: max(1, _round(VAL_FRACTION * n)) for cell, n in row.items()} for g, row in train.items()}
+    pooled = HELDOUT if realistic else SUBCLASSES + HELDOUT
+    pool = {g: {(sc, sc): max(MIN_TEST_PER_GENERATOR, _round(n * factor)) for sc in pooled}
+            for g, n in pool_counts.items()}
+    return {"train": train, "val": val, "pool": pool}
+
+
+def _spread(total: int, contents: tuple[str, ...], instances: tuple[str, ...]) -> dict[tuple[str, str], int]:
+    """`total` images over every (content, instance) pair, max - min <= 1 per pair. The remainder goes
+    round-robin over contents and over instances at once (pair k = (content k mod C, instance (k + k // L)
+    mod I), L = lcm(C, I), enumerates every pair once), so no content and no instance gets more than one
+    image above another: the matched oracle must carry no content bias of its own."""
+    c, m = len(contents), len(instances)
+    lcm = c * m // math.gcd(c, m)
+    order = [(contents[k % c], instances[(k + k // lcm) % m]) for k in range(c * m)]
+    base, extra = divmod(total, c * m)
+    return {pair: base + (1 if k < extra else 0) for k, pair in enumerate(order)}
 
 
 def synthesize(out: str | os.PathLike = "data/benchmark", scale: float = DEFAULT_SCALE, size: int = 64,
@@ -197,47 +252,77 @@ def _cached(out: Path, params: dict) -> bool:
 
 def _generate(root: Path, params: dict, progress: bool) -> None:
     realistic = "realistic" in params
-    counts = cell_counts(params["scale"], params["variant"], realistic)
-    total = sum(n for split in counts.values() for row in split.values() for n in row.values())
-    all_subclasses = SUBCLASSES + HELDOUT
+    cells = instance_counts(params["scale"], params["variant"], realistic)
+    total = sum(n for split in cells.values() for row in split.values() for n in row.values())
     write_cell = _realistic.write_cell if realistic else _write_cell
-    rows = []
+    rows, manifest = [], []
     with tqdm(total=total, desc="synthesising benchmark (simulated)", unit="img", disable=not progress) as bar:
-        for split_i, split in enumerate(SPLITS):
-            for g_i, g in enumerate(GENERATORS):
-                for sc, n in counts[split].get(g, {}).items():
-                    # one independent stream per cell and split: adding a cell never changes the others
-                    # (the realistic variant's streams carry one more key: its own)
-                    rng = np.random.default_rng([params["seed"], VARIANTS.index(params["variant"]), split_i,
-                                                 g_i, all_subclasses.index(sc)] + ([1] if realistic else []))
-                    rows += write_cell(root, params, g, sc, split, n, rng, bar)
+        for split in SPLITS:
+            for g in GENERATORS:
+                for (sc, instance), n in cells[split].get(g, {}).items():
+                    rng = np.random.default_rng(_stream(params["seed"], params["variant"], split, g, sc, instance,
+                                                        realistic))
+                    # the matched variant has several instances per cell: the name carries the instance
+                    prefix = f"{split}_{instance}" if params["variant"] == "matched" and split != "pool" else split
+                    written = write_cell(root, params, g, sc, split, n, rng, bar, instance=instance, prefix=prefix)
+                    rows += written
+                    manifest += [row[:5] + (instance,) for row in written]
     with open(root / "manifest.csv", "w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh)
-        w.writerow(("path", "generator", "subclass", "split", "mask"))
-        w.writerows(row[:5] for row in rows)
+        w.writerow(MANIFEST_COLUMNS)
+        w.writerows(manifest)
     note = ("SIMULATED benchmark: procedural content and simulated generator fingerprints "
             "(attrlib.simulator); not images from the real generators")
     extra = {}
+    if params["variant"] == "matched":
+        # which content each instance renders: {split: {generator: {instance: {subclass: n}}}}
+        per_instance: dict = {}
+        for split in ("train", "val"):
+            for g, row in cells[split].items():
+                for (sc, instance), n in row.items():
+                    per_instance.setdefault(split, {}).setdefault(g, {}).setdefault(instance, {})[sc] = n
+        extra["instance_counts"] = per_instance
     if realistic:
         note += ("; realistic variant: file format, JPEG quality, size and aspect ratio differ by generator on "
                  "purpose (shortcuts planted for the audit; see the `realistic` section and `files`)")
-        extra = {"files": _realistic.summary(rows)}
+        extra["files"] = _realistic.summary(rows)
+    counts = cell_counts(params["scale"], params["variant"], realistic)
     atomic_write_json(root / "benchmark.json", {**params, "note": note, "counts": counts, "n_images": total, **extra})
 
 
+def _stream(seed: int, variant: str, split: str, g: str, sc: str, instance: str, realistic: bool) -> list[int]:
+    """The key of one cell's random stream: one independent stream per cell and split, so adding a cell
+    never changes the others.
+
+    [seed, variant, split, generator, subclass] for train and val, as up to sim-4 (the biased and unbiased
+    images stay byte-identical); matched adds the instance. Pools take the biased variant's key whatever
+    the variant (so every variant holds the same pools, and the biased military vehicles are sim-4's test
+    images). The realistic variant's keys end in 1: its own streams. No key is another with zeros appended
+    (numpy's SeedSequence would give both the same stream)."""
+    names = SUBCLASSES + HELDOUT
+    own = VARIANTS.index("biased") if split == "pool" else VARIANTS.index(variant)
+    key = [seed, own, SPLITS.index(split), GENERATORS.index(g), names.index(sc)]
+    if variant == "matched" and split != "pool":
+        key.append(names.index(instance))
+    return key + ([1] if realistic else [])
+
+
 def _write_cell(root: Path, params: dict, g: str, sc: str, split: str, n: int, rng: np.random.Generator,
-                bar) -> list[tuple]:
-    """The default benchmark's n images (and masks) of one cell and split, all of side `size`, as 8-bit RGB PNGs."""
+                bar, instance: str | None = None, prefix: str | None = None) -> list[tuple]:
+    """The default benchmark's n images (and masks) of one cell and split, all of side `size`, as 8-bit RGB PNGs:
+    content `sc` rendered by the model of cell (g, instance) (default: sc's own), named <prefix>_<NNNNN>.png."""
+    instance, prefix = instance or sc, prefix or split
     rows = []
     chunk = max(4, 64 * 64 * 64 // params["size"] ** 2)  # bounded memory (~0.5 GB) at any size
     for lo in range(0, n, chunk):
         m = min(chunk, n - lo)
         clean, masks = content.draw(sc, m, params["size"], rng)
         # every generator x subclass cell is its own model of the family (seed 000, Table 1)
-        images = families.render(g, clean, params["strength"], rng, instance=sc, spread=params["instance_spread"])
+        images = families.render(g, clean, params["strength"], rng, instance=instance,
+                                 spread=params["instance_spread"])
         masks = masks.numpy().astype(np.uint8) * 255
         for j in range(m):
-            name = f"{split}_{lo + j:05d}.png"
+            name = f"{prefix}_{lo + j:05d}.png"
             rel = f"{g}/{sc}/{name}"
             rel_mask = f"_masks/{g}/{sc}/{name}"
             _write_png(root / rel, images[j])

@@ -2,15 +2,16 @@
 
 - `session`: a notebook's parameters resolved once (`session(...) -> Session`: data root, shared Config
   overrides, held-out tuple, seeds, the profile's notebook knobs), and how a profile's data is found
-  (`resolve_data`, `unbiased_variant`, `is_simulated`, `benchmark_spec`, `parse_heldout`).
+  (`resolve_data`, `unbiased_variant`, `matched_variant`, `is_simulated`, `benchmark_spec`, `parse_heldout`).
 - `runner`: `run_study` executes the notebooks with papermill on the project's kernel (`attrlib study`).
 - `checks`: the benchmark checks that train (`strength_sweep`, `checks_table`).
 - `report`: one static HTML report of an executed study (`attrlib report`).
 """
 from .runner import StudyError, notebook_kernel, notebooks_in, run_study
-from .session import (STUDY_BENCHMARKS, Knobs, Session, benchmark_spec, checks_apply, is_simulated, parse_heldout,
-                      resolve_data, session, unbiased_variant)
+from .session import (STUDY_BENCHMARKS, Knobs, Session, benchmark_spec, checks_apply, is_simulated, matched_variant,
+                      parse_heldout, resolve_data, session, unbiased_variant)
 
-__all__ = ["session", "Session", "Knobs", "parse_heldout", "resolve_data", "unbiased_variant", "is_simulated",
+__all__ = ["session", "Session", "Knobs", "parse_heldout", "resolve_data", "unbiased_variant", "matched_variant",
+           "is_simulated",
            "benchmark_spec", "checks_apply", "STUDY_BENCHMARKS", "run_study", "StudyError", "notebook_kernel",
            "notebooks_in"]

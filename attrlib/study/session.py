@@ -8,11 +8,11 @@ overrides after it) and one setup cell,
 
 which returns a `Session`: the data root (the user's, or the profile's embedded benchmark, made if missing),
 the Config overrides every training call shares (`s.common`), the held-out subclasses as a tuple, the
-seeds, the simulated-benchmark note, the oracle's unbiased data, and the notebook knobs of the profile
+seeds, the simulated-benchmark note, the oracles' data (unbiased, matched), and the notebook knobs of the profile
 (`s.knobs`: bootstrap resamples, image caps, sweep strengths...), which live in `attrlib.config.PROFILES`
 rather than in `if profile == ...` branches.
 
-Also here: how a profile's data is found (`resolve_data`, `unbiased_variant`, `is_simulated`,
+Also here: how a profile's data is found (`resolve_data`, `unbiased_variant`, `matched_variant`, `is_simulated`,
 `benchmark_spec`) and the one parser of a `heldout` string (`parse_heldout`), which the CLI uses too.
 """
 from __future__ import annotations
@@ -26,7 +26,7 @@ from typing import Any, Iterable
 
 import torch
 
-from ..simulator import synthesize
+from ..simulator import VARIANTS, synthesize
 from ..config import PROFILES, Config, profile as profile_config
 from ..data import choose_val_subclass, eligible_rotations
 from ..data.sources import discover
@@ -92,37 +92,51 @@ def resolve_data(profile: str = "default", data: str = "", progress: bool = True
 
     variant="unbiased": the same benchmark with the same total spread over every generator x subclass cell,
     in `<out>-unbiased` (the oracle's training set: the baseline trained there is the reference of "gap
-    closed"). The user's own data has no unbiased variant: None.
+    closed"). variant="matched": the instance-matched oracle's, in `<out>-matched` (each generator's biased
+    total over every training subclass rendered through the biased cells' instances; see
+    `attrlib.simulator.synth`). The user's own data has neither: None.
     """
-    if variant not in ("biased", "unbiased"):
-        raise ConfigError(f"unknown variant {variant!r}; valid variants: biased, unbiased")
+    if variant not in VARIANTS:
+        raise ConfigError(f"unknown variant {variant!r}; valid variants: {', '.join(VARIANTS)}")
     if data:
         path = Path(data)
         if not path.exists():
             raise ConfigError(f"data {str(path)!r} does not exist; give a folder <root>/<generator>/<subclass>/... "
                               "or a manifest CSV, or leave data empty for the embedded benchmark")
-        if variant == "unbiased":
-            return unbiased_variant(path)
-        return path
+        return path if variant == "biased" else variant_twin(path, variant)
     if profile not in STUDY_BENCHMARKS:
         raise ConfigError(f"unknown profile {profile!r}; valid profiles: {', '.join(STUDY_BENCHMARKS)}")
     spec = dict(STUDY_BENCHMARKS[profile])
-    out = spec.pop("out") + ("-unbiased" if variant == "unbiased" else "")
+    out = spec.pop("out") + ("" if variant == "biased" else f"-{variant}")
     return synthesize(out, progress=progress, variant=variant, **spec)
 
 
 def unbiased_variant(root: str | Path) -> Path | None:
     """The unbiased twin of an embedded benchmark folder (`<root>-unbiased`, made with the same parameters
     if missing), or None for data that is not the embedded benchmark (a user's own images)."""
+    return variant_twin(root, "unbiased")
+
+
+def matched_variant(root: str | Path) -> Path | None:
+    """The instance-matched twin of an embedded benchmark folder (`<root>-matched`), as `unbiased_variant`."""
+    return variant_twin(root, "matched")
+
+
+def variant_twin(root: str | Path, variant: str) -> Path | None:
+    """The `variant` twin of an embedded benchmark folder: `<root>-<variant>` made with the same parameters if
+    missing (`root` itself when it is that variant), or None for data that is not the embedded benchmark."""
     root = Path(root)
     if not is_simulated(root):
         return None
     params = json.loads((root / "benchmark.json").read_text(encoding="utf-8"))
-    if params.get("variant") == "unbiased":
+    own = params.get("variant", "biased")
+    if own == variant:
         return root
+    # a twin's twin sits next to the biased folder (benchmark-matched -> benchmark-unbiased)
+    stem = root.name[: -len(own) - 1] if own != "biased" and root.name.endswith(f"-{own}") else root.name
     keys = set(signature(synthesize).parameters) - {"out", "variant", "force", "progress"}
-    return synthesize(root.parent / f"{root.name}-unbiased", variant="unbiased", progress=False,
-                      **{k: v for k, v in params.items() if k in keys})
+    return synthesize(root.parent / (stem if variant == "biased" else f"{stem}-{variant}"), variant=variant,
+                      progress=False, **{k: v for k, v in params.items() if k in keys})
 
 
 def is_simulated(root: str | Path) -> bool:
@@ -216,6 +230,12 @@ class Session:
         """The oracle's training data: the unbiased twin of the embedded benchmark (made on first use if
         missing; `attrlib study` makes it before any notebook), or None on the user's own data."""
         return unbiased_variant(self.data)
+
+    @cached_property
+    def matched_data(self) -> Path | None:
+        """The instance-matched oracle's training data (`matched_variant`, made on first use if missing), or
+        None on the user's own data."""
+        return matched_variant(self.data)
 
     def _repr_markdown_(self) -> str:
         seeds = ", ".join(map(str, self.seeds))
