@@ -92,7 +92,7 @@ def test_mask_share_on_synthetic_maps():
     assert torch.allclose(mask_area(masks), torch.full((3,), 0.25))
     per_image = pd.DataFrame({"share_in_mask": share.numpy(), "mask_area": mask_area(masks).numpy()})
     s = summarize_reliance(per_image)
-    assert s["n_images"] == 2 and s["share_in_mask"] == pytest.approx(0.625) and s["ratio"] == pytest.approx(2.5)
+    assert s["n_images"] == 2 and s["share_in_mask"] == pytest.approx(0.625) and s["ratio_to_area"] == pytest.approx(2.5)
 
 
 @pytest.fixture(scope="module")
@@ -129,7 +129,8 @@ def test_content_reliance_on_a_masked_dataset(masked_data):
     model = _model(True, n_generators=2, n_subclasses=2)
     per_image = content_reliance(model, ds, masked_data.generators, target="true", batch_size=5)
     assert len(per_image) == len(ds) == 12
-    assert list(per_image.columns) == ["path", "generator", "pred", "target", "share_in_mask", "mask_area"]
+    assert list(per_image.columns) == ["path", "generator", "pred", "target", "share_in_mask", "mask_area",
+                                      "fingerprint_share"]
     assert (per_image["target"] == per_image["generator"]).all()
     assert per_image["mask_area"].to_numpy() == pytest.approx(144 / 1024)
     assert per_image["share_in_mask"].dropna().between(0, 1).all()
