@@ -106,9 +106,13 @@ def test_benchmark_params_only_for_the_default_variant(tmp_path, tiny_data):
 
 
 # --------------------------------------------------------------------------------------------- content swap
-def test_dominant_generators_keep_ties():
+def test_dominant_generators_keep_ties_and_need_a_confound():
     frame = pd.DataFrame({"subclass": ["a", "a", "a", "b", "b", "c"], "generator": ["x", "x", "y", "y", "z", "z"]})
     assert dominant_generators(frame) == {"a": ("x",), "b": ("y", "z"), "c": ("z",)}
+    # every cell filled about evenly (the unbiased variant): content predicts no generator
+    even = pd.DataFrame({"subclass": list("aaaaabbbbb"), "generator": list("xxxyyxxyyy")})
+    assert dominant_generators(even) == {"a": (), "b": ()}
+    assert dominant_generators(even, min_ratio=1.5) == {"a": ("x",), "b": ("y",)}
 
 
 @pytest.mark.parametrize("reader", ["fingerprint", "content"])
@@ -138,6 +142,10 @@ def test_content_swap_tells_a_fingerprint_reader_from_a_content_reader(tiny, tmp
     assert s["n_conflict"] == 6 and s["chance_generator"] == pytest.approx(1 / 6)
     assert s["chance_content"] == pytest.approx((2 + 5 + 3) / 3 / 6)
     assert s["heldout_accuracy"] == 1.0  # the content reader falls back on the generator where no content dominates
+    assert (s["trained_accuracy"] == 1.0) == (reader == "fingerprint")
+    # content that predicts no generator (a run trained on the unbiased variant): no conflict cells, NaN, not 0
+    even = swap_summary(swap_cells(pred, {sub: () for sub in dominant}, tiny.generators))
+    assert np.isnan(even["follows_generator"]) and even["n_conflict"] == 0 and even["chance_generator"] == pytest.approx(1 / 6)
 
 
 # --------------------------------------------------------------------------------------------- probe

@@ -7,13 +7,15 @@ patch grid). Per (content subclass, rendering generator) cell:
 
     follows_generator   share of predictions equal to the rendering generator
     follows_content     share of predictions among the generators that dominate that subclass in the data's
-                        train split (the most training images of it; ties: any of them)
+                        train split (the most training images of it; ties: any of them), where the subclass
+                        is confounded with the generator (`dominant_generators`: not in the unbiased variant)
 
 Where the rendering generator is not among the content's dominant ones (a *conflict* cell) the two readings
 disagree; the summary pools those cells. A perfect fingerprint reader follows the generator (1.0, content
 0.0), a model that reads only content follows the content. Chance (a uniform guess): 1 / n_generators for
 follows_generator, |dominant| / n_generators for follows_content. A subclass the train split lacks (the
-held-out one) dominates nothing: its cells give the accuracy on held-out content only.
+held-out one) dominates nothing: its cells give the accuracy on held-out content only. A run trained where
+content and generator are independent (the oracle) has no conflict cells: its follows_* are NaN.
 """
 from __future__ import annotations
 
@@ -32,28 +34,37 @@ from ..simulator.known import benchmark_params
 from ..techniques import predict_probs
 from .renders import known_images, render_key
 
-CELL_COLUMNS = ("subclass", "generator", "dominant", "conflict", "n", "follows_generator", "follows_content",
-                "chance_generator", "chance_content")
+CELL_COLUMNS = ("subclass", "generator", "trained", "dominant", "conflict", "n", "follows_generator",
+                "follows_content", "chance_generator", "chance_content")
 
 
-def dominant_generators(frame: pd.DataFrame) -> dict[str, tuple[str, ...]]:
-    """subclass -> the generators with the most rows of it in `frame` (ties: all of them, sorted)."""
-    counts = frame.groupby(["subclass", "generator"]).size()
+def dominant_generators(frame: pd.DataFrame, generators: Sequence[str] | None = None,
+                        min_ratio: float = 2.0) -> dict[str, tuple[str, ...]]:
+    """subclass -> the generators with the most rows of it in `frame` (ties: all of them, sorted), for every
+    subclass of `frame`. Only where the content is confounded with the generator: when the most frequent
+    generator has fewer than `min_ratio` times the rows of the least frequent one among `generators`
+    (default: those of `frame`; a generator without the subclass counts 0), the subclass predicts no
+    generator and gets () (the unbiased variant, whose cells differ by one image at most)."""
+    generators = sorted(set(frame["generator"])) if generators is None else list(generators)
+    counts = frame.groupby(["subclass", "generator"]).size().unstack(fill_value=0).reindex(columns=generators,
+                                                                                          fill_value=0)
     out = {}
-    for sub, per in counts.groupby(level=0):
-        per = per.droplevel(0)
-        out[sub] = tuple(sorted(per.index[per == per.max()]))
+    for sub, per in counts.iterrows():
+        top = per.max()
+        out[sub] = tuple(sorted(per.index[per == top])) if top >= min_ratio * per.min() and top > 0 else ()
     return out
 
 
 def swap_cells(predictions: pd.DataFrame, dominant: Mapping[str, Sequence[str]],
                generators: Sequence[str]) -> pd.DataFrame:
     """The tidy table of a content swap: one row per (content subclass, rendering generator) of `predictions`
-    (columns subclass = content, generator = rendering generator, pred = predicted generator).
+    (columns subclass = content, generator = rendering generator, pred = predicted generator); `dominant`:
+    `dominant_generators` of the training split (a subclass missing from it was not trained on).
 
-    Columns (CELL_COLUMNS): dominant ("a|b", empty for a subclass without one), conflict (the rendering
-    generator is not dominant), n, follows_generator, follows_content (NaN without a dominant generator),
-    chance_generator (1 / n_generators), chance_content (|dominant| / n_generators).
+    Columns (CELL_COLUMNS): trained (the subclass is in `dominant`), dominant ("a|b", empty for a subclass
+    without one), conflict (the rendering generator is not dominant), n, follows_generator, follows_content
+    (NaN without a dominant generator), chance_generator (1 / n_generators), chance_content (|dominant| /
+    n_generators).
     """
     missing = {"subclass", "generator", "pred"} - set(predictions)
     if missing:
@@ -62,7 +73,8 @@ def swap_cells(predictions: pd.DataFrame, dominant: Mapping[str, Sequence[str]],
     for (sub, gen), cell in predictions.groupby(["subclass", "generator"], sort=True):
         dom = tuple(dominant.get(sub, ()))
         pred = cell["pred"].to_numpy()
-        rows.append({"subclass": sub, "generator": gen, "dominant": "|".join(dom), "conflict": bool(dom) and gen not in dom,
+        rows.append({"subclass": sub, "generator": gen, "trained": sub in dominant, "dominant": "|".join(dom),
+                     "conflict": bool(dom) and gen not in dom,
                      "n": len(cell), "follows_generator": float(np.mean(pred == gen)),
                      "follows_content": float(np.isin(pred, dom).mean()) if dom else float("nan"),
                      "chance_generator": 1.0 / len(generators),
@@ -72,8 +84,10 @@ def swap_cells(predictions: pd.DataFrame, dominant: Mapping[str, Sequence[str]],
 
 def swap_summary(cells: pd.DataFrame) -> dict:
     """A swap's cells pooled (each weighted by its images): on the conflict cells follows_generator,
-    follows_content, follows_neither and their chance levels; heldout_accuracy = follows_generator on the
-    cells of content that no generator dominates (the held-out subclass); n_conflict images."""
+    follows_content, follows_neither and their chance levels (NaN without conflict cells: content not
+    confounded with the generator, as in the unbiased variant); trained_accuracy and heldout_accuracy =
+    follows_generator on every cell of content the training split has, and lacks (the held-out subclass);
+    n_conflict images."""
     conflict = cells[cells["conflict"]]
     w = conflict["n"].to_numpy(float)
 
@@ -81,10 +95,12 @@ def swap_summary(cells: pd.DataFrame) -> dict:
         n = frame["n"].to_numpy(float)
         return float((frame[column] * n).sum() / n.sum()) if n.sum() else float("nan")
 
-    out = {name: pooled(conflict, name) for name in ("follows_generator", "follows_content", "chance_generator",
-                                                      "chance_content")}
+    out = {name: pooled(conflict, name) for name in ("follows_generator", "follows_content", "chance_content")}
+    out["chance_generator"] = float(cells["chance_generator"].iloc[0]) if len(cells) else float("nan")
     out["follows_neither"] = 1.0 - out["follows_generator"] - out["follows_content"] if w.sum() else float("nan")
-    out["heldout_accuracy"] = pooled(cells[cells["dominant"] == ""], "follows_generator")
+    trained = cells["trained"].astype(bool)
+    out["trained_accuracy"] = pooled(cells[trained], "follows_generator")
+    out["heldout_accuracy"] = pooled(cells[~trained], "follows_generator")
     out["n_conflict"] = int(w.sum())
     return out
 
@@ -114,7 +130,7 @@ def content_swap(run, params: dict, folder: str | os.PathLike, n: int = 6, insta
         renders = known_images(params, contents, run.generators, n, folder, instance=instance)
     pred = swap_predictions(run.technique.predict, renders, run.data, run.generators, run.config.input_policy,
                             run.config.image_size, run.config.test_patches, batch_size)
-    cells = swap_cells(pred, dominant_generators(run.data.split("train")), run.generators)
+    cells = swap_cells(pred, dominant_generators(run.data.split("train"), run.generators), run.generators)
     return cells.assign(technique=run.name, seed=run.seed, instance=instance)[
         ["technique", "seed", "instance", *CELL_COLUMNS]]
 
@@ -127,7 +143,7 @@ def content_swap_table(runs: Mapping[str, Sequence[str | os.PathLike]], data=Non
     sees the same renders.
 
     Columns: follows_generator, generator_std, follows_content, content_std, follows_neither,
-    chance_generator, chance_content, heldout_accuracy, n_conflict (images per seed), seeds.
+    chance_generator, chance_content, trained_accuracy, heldout_accuracy, n_conflict (images per seed), seeds.
     attrs: per_seed (one `swap_summary` per run), cells (every run's `content_swap` rows), caption.
     """
     per_seed, cells, skipped, cache = [], [], [], {}
@@ -151,7 +167,7 @@ def content_swap_table(runs: Mapping[str, Sequence[str | os.PathLike]], data=Non
                 per_seed.append({"technique": name, "seed": run.seed, **swap_summary(c)})
     seeds = pd.DataFrame(per_seed, columns=["technique", "seed", "follows_generator", "follows_content",
                                             "chance_generator", "chance_content", "follows_neither",
-                                            "heldout_accuracy", "n_conflict"])
+                                            "trained_accuracy", "heldout_accuracy", "n_conflict"])
     g = seeds.groupby("technique", sort=False)
     table = pd.DataFrame({"follows_generator": g["follows_generator"].mean(),
                           "generator_std": g["follows_generator"].std(ddof=1).fillna(0.0),
@@ -160,6 +176,7 @@ def content_swap_table(runs: Mapping[str, Sequence[str | os.PathLike]], data=Non
                           "follows_neither": g["follows_neither"].mean(),
                           "chance_generator": g["chance_generator"].first(),
                           "chance_content": g["chance_content"].first(),
+                          "trained_accuracy": g["trained_accuracy"].mean(),
                           "heldout_accuracy": g["heldout_accuracy"].mean(),
                           "n_conflict": g["n_conflict"].first(), "seeds": g.size()})
     table.attrs["per_seed"] = seeds
@@ -178,9 +195,12 @@ def _swap_caption(table: pd.DataFrame, n: int, instance: str | None, skipped: li
             "(a fingerprint reader: 1), follows_content = share equal to the content's dominant generator, any "
             "of them when tied (a content reader: 1); mean and std (ddof=1) over seeds, images pooled over cells.")
     if len(table):
+        chance = table["chance_content"].dropna()
         text += (f" Chance (a uniform guess): {table['chance_generator'].iloc[0]:.2f} for follows_generator, "
-                 f"{table['chance_content'].iloc[0]:.2f} for follows_content. heldout_accuracy: the renders of "
-                 "the held-out content (no dominant generator).")
+                 + (f"{chance.iloc[0]:.2f} for follows_content (chance_content per technique). " if len(chance) else "")
+                 + "NaN: no content confounded with the generator in the run's training split (the unbiased "
+                 "variant). trained_accuracy, heldout_accuracy: the share of renders attributed to their rendering "
+                 "generator, on every cell of trained content and of the held-out content.")
     if skipped:
         text += (f" Left out (data not the embedded benchmark's default variant, clean content unknown): "
                  f"{', '.join(skipped)}.")
