@@ -11,9 +11,11 @@ from attrlib import sweep
 from attrlib.config import Config
 from attrlib.data import ImageDataset, load_image, load_study_data
 from attrlib.errors import DataError
+from attrlib.evaluation import load_run
 from attrlib.inspection import (cam as cam_module, content_reliance, content_reliance_table, content_swap_table,
                                 dominant_generators, generator_only_accuracy, known_images, probe_table, swap_cells,
                                 swap_predictions, swap_summary, summarize_reliance)
+from attrlib.inspection.swap import swap_contents
 from attrlib.inspection.cam import normalize_maps
 from attrlib.simulator import GENERATOR_VERSION, cell_counts, synthesize
 from attrlib.simulator.known import benchmark_params, draw_content, fingerprint_energy, fingerprint_residual
@@ -76,7 +78,8 @@ def test_a_cam_equal_to_the_fingerprint_energy_scores_one_and_the_area_ratio_doe
     assert reader["n_images"] == len(frame)
     assert reader["ratio_to_fingerprint"] == pytest.approx(1.0, abs=1e-5)
     # under the old normalisation the same perfect fingerprint reader looks like a content reader
-    assert reader["ratio_to_area"] == pytest.approx(frame["fingerprint_share"].mean() / frame["mask_area"].mean(), rel=1e-5)
+    reader_on_area = frame["fingerprint_share"].mean() / frame["mask_area"].mean()
+    assert reader["ratio_to_area"] == pytest.approx(reader_on_area, rel=1e-5)
     assert reader["ratio_to_area"] > 1.5
     StubCam.source = mask_of
     looker = summarize_reliance(content_reliance(torch.nn.Identity(), ds, tiny.generators, target="true"))
@@ -125,7 +128,8 @@ def test_content_swap_tells_a_fingerprint_reader_from_a_content_reader(tiny, tmp
     truth = {}
     for row in renders.itertuples():
         x = torch.from_numpy(load_image(row.path)).permute(2, 0, 1).float() / 255
-        truth[_pixels_key(x)] = row.generator if reader == "fingerprint" else dominant.get(row.subclass, (row.generator,))[0]
+        content_guess = dominant.get(row.subclass, (row.generator,))[0]
+        truth[_pixels_key(x)] = row.generator if reader == "fingerprint" else content_guess
 
     def predict(x):
         return torch.stack([torch.eye(len(tiny.generators))[tiny.generators.index(truth[_pixels_key(xi)])] for xi in x])
@@ -145,7 +149,8 @@ def test_content_swap_tells_a_fingerprint_reader_from_a_content_reader(tiny, tmp
     assert (s["trained_accuracy"] == 1.0) == (reader == "fingerprint")
     # content that predicts no generator (a run trained on the unbiased variant): no conflict cells, NaN, not 0
     even = swap_summary(swap_cells(pred, {sub: () for sub in dominant}, tiny.generators))
-    assert np.isnan(even["follows_generator"]) and even["n_conflict"] == 0 and even["chance_generator"] == pytest.approx(1 / 6)
+    assert np.isnan(even["follows_generator"]) and even["n_conflict"] == 0
+    assert even["chance_generator"] == pytest.approx(1 / 6)
 
 
 # --------------------------------------------------------------------------------------------- probe
@@ -161,7 +166,8 @@ def test_generator_only_baseline_is_each_generators_majority_subclass():
     val = [(gen, sub) for gen, row in counts["val"].items() for sub, n in row.items() for _ in range(n)]
     train = [(gen, sub) for gen, row in counts["train"].items() for sub, n in row.items() for _ in range(n)]
     subs = sorted({sub for _, sub in train})
-    (tg, ts), (vg, vs) = ((np.array([a for a, _ in rows]), np.array([subs.index(b) for _, b in rows])) for rows in (train, val))
+    (tg, ts), (vg, vs) = ((np.array([a for a, _ in rows]), np.array([subs.index(b) for _, b in rows]))
+                          for rows in (train, val))
     assert generator_only_accuracy(tg, ts, vg, vs) == pytest.approx(258 / 496)
 
 
@@ -181,7 +187,10 @@ def test_run_tables_on_a_tiny_simulated_benchmark(tmp_path, tiny_data, tiny):
     assert files["images"] == "files" and np.isnan(files["ratio_to_fingerprint"])
     swap = content_swap_table(runs, n=1)
     cells = swap.attrs["cells"]
-    assert len(cells) == 8 * 6 and set(cells["instance"]) == {"military_vehicle"}
+    data = load_run(run).data
+    assert data.val_subclass not in set(cells["subclass"])  # neither trained on nor tested: not rendered
+    assert len(cells) == 7 * 6 and set(cells["subclass"]) == set(swap_contents(data)) >= {"military_vehicle", "face"}
+    assert set(cells["instance"]) == {"military_vehicle"}
     assert 0 <= swap.loc["baseline", "follows_generator"] + swap.loc["baseline", "follows_content"] <= 1
     assert "Chance" in swap.attrs["caption"]
     # a user's folder: no fingerprint known, no swap, no unbiased variant

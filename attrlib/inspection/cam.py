@@ -207,7 +207,8 @@ def heldout_renders(run, params: dict, folder: str | os.PathLike, max_images: in
 def content_reliance_table(runs: Mapping[str, Sequence[str | os.PathLike]], data=None, split: str | None = None,
                            target: str = "pred", batch_size: int = 32, max_images: int | None = None,
                            renders: bool | None = None) -> pd.DataFrame:
-    """Content reliance per technique (runs: name -> run folders), averaged over seeds.
+    """Content reliance per technique (runs: name -> run folders), averaged over runs (seeds, rotations;
+    `attrs["per_seed"]` names each run's held-out subclass).
 
     Each run is rebuilt on the CPU (`load_run`) and its CAMs computed under the run's input policy and size,
     on fresh simulator renders of its held-out subclass(es) whose fingerprint is known (`heldout_renders`)
@@ -237,8 +238,8 @@ def content_reliance_table(runs: Mapping[str, Sequence[str | os.PathLike]], data
                               train=False, with_mask=True, patches=run.config.test_patches)
             s = summarize_reliance(content_reliance(run.model, ds, run.generators, target, batch_size,
                                                     inputs=run.technique.test_inputs))
-            per_seed.append({"technique": name, "seed": run.seed, "images": "files" if params is None else "renders",
-                             **s})
+            per_seed.append({"technique": name, "seed": run.seed, "heldout": ",".join(run.data.heldout),
+                             "images": "files" if params is None else "renders", **s})
     seeds = pd.DataFrame(per_seed)
     g = seeds.groupby("technique", sort=False)
     table = pd.DataFrame({"share_in_mask": g["share_in_mask"].mean(),
@@ -257,8 +258,8 @@ def _reliance_caption(table: pd.DataFrame) -> str:
     where = ("fresh simulator renders of the held-out subclass (same parameters and generator instances as the "
              "test images, clean content known)" if renders else "the held-out images")
     text = (f"Content reliance on {where}: share of Grad-CAM mass inside the object mask (share_in_mask), mean "
-            "and std (share_std, sample std, ddof=1) over seeds. ratio_to_area = share_in_mask / mask_area, "
-            "mask_area being the share of the image the mask covers (what a map spread evenly scores). "
+            "and std (share_std, sample std, ddof=1) over runs (seeds, rotations). ratio_to_area = share_in_mask / "
+            "mask_area, mask_area being the share of the image the mask covers (what a map spread evenly scores). "
             "ratio_to_fingerprint = share_in_mask / fingerprint_share, fingerprint_share being the share of the "
             "fingerprint's energy (x - clean)^2 inside the mask (what a perfect fingerprint reader scores): about "
             "1 for a model that reads the fingerprint, above 1 for one that looks at the object more than the "

@@ -136,7 +136,7 @@ class _UnbiasedData:
         if self.root is None:
             return None
         config = run.config.replace(data=str(self.root))
-        key = (tuple(config.heldout), config.val_fraction, config.on_bad)
+        key = (tuple(config.heldout), config.val_fraction, config.val_subclass, config.on_bad)
         if key not in self.loaded:
             self.loaded[key] = load_config_data(config)
         data = self.loaded[key]
@@ -148,7 +148,8 @@ class _UnbiasedData:
 
 def _probe_loaded(run, unbiased: _UnbiasedData, **probe_kwargs) -> dict:
     kw = dict(policy=run.config.input_policy, size=run.config.image_size, patches=run.config.test_patches)
-    out = {"technique": run.name, "seed": run.seed, **probe_model(run.model, run.data, **kw, **probe_kwargs),
+    out = {"technique": run.name, "seed": run.seed, "heldout": ",".join(run.data.heldout),
+           **probe_model(run.model, run.data, **kw, **probe_kwargs),
            "unbiased_accuracy": float("nan"), "unbiased_generator_only": float("nan")}
     other = unbiased(run)
     if other is not None:
@@ -181,8 +182,8 @@ def probe_table(runs: Mapping[str, Sequence[str | os.PathLike]], data=None, unbi
     table.attrs["per_seed"] = seeds
     table.attrs["caption"] = (
         "Subclass leakage: accuracy of a linear probe on frozen features predicting the subclass (fitted on the "
-        "train split, scored on val), mean and std (sample std, ddof=1) over seeds; lower: less subclass "
-        "information left. References: chance = 1 / number of subclasses; majority = the val split's largest "
+        "train split, scored on val), mean and std (sample std, ddof=1) over runs (seeds, rotations); lower: less "
+        "subclass information left. References: chance = 1 / number of subclasses; majority = the val split's largest "
         "subclass share; generator_only = the accuracy from the true generator label alone (each val image gets "
         "its generator's most frequent train subclass). On a biased split the generator already tells much of "
         "the subclass, so leakage beyond the generator is probe_accuracy above generator_only, not above chance. "

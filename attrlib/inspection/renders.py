@@ -53,7 +53,8 @@ def known_images(params: dict, contents: Sequence[str], generators: Sequence[str
             share = share.where(total > 0, share.new_full(share.shape, float("nan")))
             for k in range(n):
                 rel = Path(g) / sub / f"{k:05d}.png"
-                for path, pixels in ((folder / rel, x[k]), (folder / "_masks" / rel, masks[k].numpy().astype(np.uint8) * 255)):
+                mask = masks[k].numpy().astype(np.uint8) * 255
+                for path, pixels in ((folder / rel, x[k]), (folder / "_masks" / rel, mask)):
                     path.parent.mkdir(parents=True, exist_ok=True)
                     Image.fromarray(pixels).save(path, format="PNG", compress_level=1)  # a temporary file: speed
                 rows.append((str(folder / rel), g, sub, str(folder / "_masks" / rel), k, cell, float(share[k]),

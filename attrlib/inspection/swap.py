@@ -117,17 +117,22 @@ def swap_predictions(predict: Callable[[torch.Tensor], torch.Tensor], frame: pd.
     return ds.frame.assign(pred=[generators[i] for i in probs.argmax(1)])
 
 
+def swap_contents(data) -> list[str]:
+    """The content a swap renders: the training subclasses and the held-out ones (not a validation subclass,
+    which is neither trained on nor the test)."""
+    return sorted(set(data.split("train")["subclass"]) | set(data.heldout))
+
+
 def content_swap(run, params: dict, folder: str | os.PathLike, n: int = 6, instance: str | None = None,
                  batch_size: int = 64, renders: pd.DataFrame | None = None) -> pd.DataFrame:
     """The swap cells (`swap_cells`) of one loaded run (`attrlib.runfolder.load_run`) on the benchmark of
-    `params` (`attrlib.simulator.known.benchmark_params`): n clean images of every subclass of the run's data,
+    `params` (`attrlib.simulator.known.benchmark_params`): n clean images of each of `swap_contents`,
     each rendered through every generator with its instance of the cell `instance` (default: the run's first
     held-out subclass), written under `folder` (or `renders`, such a frame made before). Dominance: the
     data's train split. Columns: technique, seed, instance, then CELL_COLUMNS."""
     instance = instance or run.data.heldout[0]
     if renders is None:
-        contents = sorted(set(run.data.frame["subclass"]))
-        renders = known_images(params, contents, run.generators, n, folder, instance=instance)
+        renders = known_images(params, swap_contents(run.data), run.generators, n, folder, instance=instance)
     pred = swap_predictions(run.technique.predict, renders, run.data, run.generators, run.config.input_policy,
                             run.config.image_size, run.config.test_patches, batch_size)
     cells = swap_cells(pred, dominant_generators(run.data.split("train"), run.generators), run.generators)
@@ -157,15 +162,15 @@ def content_swap_table(runs: Mapping[str, Sequence[str | os.PathLike]], data=Non
                     skipped.append(name)
                     continue
                 inst = instance or run.data.heldout[0]
-                key = (render_key(params),
-                       tuple(sorted(set(run.data.frame["subclass"]))), tuple(run.generators), inst)
+                key = (render_key(params), tuple(swap_contents(run.data)), tuple(run.generators), inst)
                 if key not in made:
                     made[key] = known_images(params, list(key[1]), run.generators, n, Path(tmp) / str(len(made)),
                                              instance=inst)
                 c = content_swap(run, params, tmp, n, inst, batch_size, renders=made[key]).assign(technique=name)
                 cells.append(c)
-                per_seed.append({"technique": name, "seed": run.seed, **swap_summary(c)})
-    seeds = pd.DataFrame(per_seed, columns=["technique", "seed", "follows_generator", "follows_content",
+                per_seed.append({"technique": name, "seed": run.seed, "heldout": ",".join(run.data.heldout),
+                                 **swap_summary(c)})
+    seeds = pd.DataFrame(per_seed, columns=["technique", "seed", "heldout", "follows_generator", "follows_content",
                                             "chance_generator", "chance_content", "follows_neither",
                                             "trained_accuracy", "heldout_accuracy", "n_conflict"])
     g = seeds.groupby("technique", sort=False)
@@ -193,7 +198,8 @@ def _swap_caption(table: pd.DataFrame, n: int, instance: str | None, skipped: li
             "On the conflict cells (the rendering generator is not the one that dominates the content in the "
             "training split), follows_generator = share of predictions equal to the rendering generator "
             "(a fingerprint reader: 1), follows_content = share equal to the content's dominant generator, any "
-            "of them when tied (a content reader: 1); mean and std (ddof=1) over seeds, images pooled over cells.")
+            "of them when tied (a content reader: 1); mean and std (ddof=1) over runs (seeds, rotations), images "
+            "pooled over cells.")
     if len(table):
         chance = table["chance_content"].dropna()
         text += (f" Chance (a uniform guess): {table['chance_generator'].iloc[0]:.2f} for follows_generator, "
