@@ -92,7 +92,8 @@ def test_mask_share_on_synthetic_maps():
     assert torch.allclose(mask_area(masks), torch.full((3,), 0.25))
     per_image = pd.DataFrame({"share_in_mask": share.numpy(), "mask_area": mask_area(masks).numpy()})
     s = summarize_reliance(per_image)
-    assert s["n_images"] == 2 and s["share_in_mask"] == pytest.approx(0.625) and s["ratio"] == pytest.approx(2.5)
+    assert s["n_images"] == 2 and s["share_in_mask"] == pytest.approx(0.625)
+    assert s["ratio_to_area"] == pytest.approx(2.5)
 
 
 @pytest.fixture(scope="module")
@@ -129,7 +130,8 @@ def test_content_reliance_on_a_masked_dataset(masked_data):
     model = _model(True, n_generators=2, n_subclasses=2)
     per_image = content_reliance(model, ds, masked_data.generators, target="true", batch_size=5)
     assert len(per_image) == len(ds) == 12
-    assert list(per_image.columns) == ["path", "generator", "pred", "target", "share_in_mask", "mask_area"]
+    assert list(per_image.columns) == ["path", "generator", "pred", "target", "share_in_mask", "mask_area",
+                                      "fingerprint_share"]
     assert (per_image["target"] == per_image["generator"]).all()
     assert per_image["mask_area"].to_numpy() == pytest.approx(144 / 1024)
     assert per_image["share_in_mask"].dropna().between(0, 1).all()
@@ -183,7 +185,8 @@ def test_probe_model_on_the_tiny_data(tiny_data):
 # --------------------------------------------------------------------------------------------- from run folders
 def test_run_level_helpers(masked_root, masked_data, tmp_path, monkeypatch):
     config = Config(data=str(masked_root), heldout=("tank",), runs=str(tmp_path),
-                    image_size=32, batch_size=8, steps=8, technique="blind_head")
+                    image_size=32, batch_size=8, steps=8, technique="blind_head",
+                    val_subclass="none")  # as masked_data is loaded
     run_dir = sweep.train(config, progress=False)
     table = content_reliance_table({"blind_head": [run_dir]}, data=masked_data)
     assert table.loc["blind_head", "n_images"] <= 12 and table.loc["blind_head", "seeds"] == 1
