@@ -129,6 +129,13 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--results", default="results", help="folder of the study's tables")
     r.add_argument("--out", default="report", help="where the report is written (index.html and one page per notebook)")
     r.add_argument("--show-input", action="store_true", help="show the notebooks' code cells (hidden by default)")
+
+    rd = sub.add_parser("readme", help="rewrite the README's results section from the study's result files",
+                        formatter_class=fmt)
+    rd.add_argument("--readme", default="README.md", help="the README holding the results markers")
+    rd.add_argument("--results", default="results", help="folder of the study's tables")
+    rd.add_argument("--timing", default="runs/notebooks/study_timing.json", help="the study's timing record")
+    rd.add_argument("--check", action="store_true", help="write nothing; exit 1 when the README is not current")
     return p
 
 
@@ -223,5 +230,13 @@ def _report(args) -> None:
                        show_input=args.show_input))
 
 
+def _readme(args) -> int:
+    from .reporting.readme import update_readme
+
+    current = update_readme(args.readme, args.results, args.timing, check=args.check)
+    print(f"{args.readme}: " + ("current" if current else "not current" if args.check else "results section rewritten"))
+    return 1 if args.check and not current else 0
+
+
 COMMANDS = {"synth": _synth, "bias-table": _bias_table, "audit": _audit, "techniques": _techniques, "train": _train,
-            "study": _study_guard, "report": _report}
+            "study": _study_guard, "report": _report, "readme": _readme}

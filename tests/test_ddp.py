@@ -45,7 +45,7 @@ import sys
 from attrlib import sweep
 from attrlib.config import Config
 print(sweep.train(Config(data=sys.argv[1], runs=sys.argv[2], heldout=sys.argv[3], technique="weighted_sampling",
-                          image_size=32, batch_size=8, steps=48, device="cpu"), progress=False))
+                          image_size=32, batch_size=8, steps=48, device="cpu", val_subclass="none"), progress=False))
 """
 
 
@@ -64,12 +64,12 @@ def test_torchrun_two_cpu_processes_train_one_run(tiny_data, tmp_path):
                            TINY_HELDOUT], env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-3000:]
     config = Config(data=str(tiny_data), runs=str(tmp_path / "ddp"), heldout=TINY_HELDOUT, technique="weighted_sampling",
-                    image_size=32, batch_size=8, steps=48, device="cpu")
+                    image_size=32, batch_size=8, steps=48, device="cpu", val_subclass="none")
     run = runfolder.run_dir(config)
     # both ranks return the one run folder (their prints share a pipe and may interleave without a newline)
     assert proc.stdout.count(str(run)) == 2 and not proc.stdout.replace(str(run), "").split(), proc.stdout
     assert [p.relative_to(tmp_path / "ddp") for p in (tmp_path / "ddp").glob("*/*")] == [run.relative_to(tmp_path / "ddp")]
-    assert {p.name for p in run.iterdir()} == {"config.json", "history.jsonl", "checkpoint.pt", "predictions.csv",
+    assert {p.name for p in run.iterdir()} == {"config.json", "history.jsonl", "checkpoint.pt", "predictions.csv", "trajectory.csv",
                                                "metrics.json", "done"}
     metrics = json.loads((run / "metrics.json").read_text())
     history = [json.loads(line) for line in (run / "history.jsonl").read_text().splitlines()]
