@@ -93,11 +93,17 @@ def run_study(profile: str = "default", data: str = "", heldout: str | Iterable[
         threads = max(1, cores // jobs)
     began, started = time.perf_counter(), time.strftime("%Y-%m-%dT%H:%M:%S%z")
     finished_before = len(list(Path(runs).glob("*/*/done")))  # 0: a cold study, every run trained here
-    data_root = str(resolve_data(profile, data, progress=progress))  # made once here, not by every notebook
-    if not data:  # the oracle's unbiased twin too (notebooks 01 and 10 read it), before notebooks run side by side
-        resolve_data(profile, data, progress=progress, variant="unbiased")
-    if not data:  # the instance-matched oracle's twin as well
-        resolve_data(profile, data, progress=progress, variant="matched")
+    # made once here, not by every notebook; on the embedded benchmark also the oracles' twins (unbiased and
+    # instance-matched, which notebooks 01 and 10 read), before notebooks run side by side, `jobs` at a time
+    variants = ("biased",) if data else ("biased", "unbiased", "matched")
+    if jobs > 1 and len(variants) > 1:
+        with ProcessPoolExecutor(max_workers=min(jobs, len(variants)),
+                                 mp_context=multiprocessing.get_context("spawn")) as pool:
+            made = list(pool.map(resolve_data, [profile] * len(variants), [data] * len(variants),
+                                 [False] * len(variants), variants))
+    else:
+        made = [resolve_data(profile, data, progress=progress, variant=v) for v in variants]
+    data_root = str(made[0])
     params = dict(profile=profile, data=data_root, heldout=",".join("+".join(r) for r in parse_rotations(heldout)),
                   runs=runs, figures=figures,
                   results=results, device=device, threads=int(threads), on_bad=on_bad)
