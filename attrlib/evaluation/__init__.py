@@ -27,10 +27,11 @@ from .runtime_sweep import radius_sweep, radius_sweep_summary, sign_noise
 from .selection import rule_accuracies, selection_table
 from .stats import (CONVENTION, GapClosed, Interval, PairedComparison, aggregate_over_seeds, bootstrap_ci, gap_closed,
                     hierarchical_bootstrap, paired_bootstrap, paired_comparison, rotation_label, verdict)
-from .summary import paired_predictions, recorded_selection, rotation_table, summary_table, technique_summary
+from .summary import (conclusions_agree, paired_predictions, recorded_selection, rotation_table, summary_table,
+                      technique_summary)
 
 __all__ = [
-    "rule_accuracies", "selection_table",
+    "rule_accuracies", "selection_table", "conclusions_agree",
     "CONVENTION", "LLR_DEFINITION", "MACRO_CONVENTION", "PairedComparison", "hierarchical_bootstrap",
     "log_likelihood_ratios", "paired_bootstrap", "paired_comparison", "rotation_label", "rotation_table",
     "recorded_selection", "runs_llr_scores", "training_prior", "verdict",

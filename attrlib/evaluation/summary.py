@@ -335,3 +335,32 @@ def rotation_table(runs: Mapping[str, Sequence[str | os.PathLike]], baseline: st
         + _selection_text(list(selections.values()))))
     return table
 
+
+
+def _direction(row: pd.Series) -> str:
+    low, high = row.get("difference_low", np.nan), row.get("difference_high", np.nan)
+    if not (np.isfinite(low) and np.isfinite(high)):
+        return "n/a"
+    return "better" if low > 0 else "worse" if high < 0 else "not distinguishable"
+
+
+def conclusions_agree(first: pd.DataFrame, second: pd.DataFrame, labels: tuple[str, str] = ("first", "second"),
+                      columns: Sequence[str] = ("accuracy", "difference", "gap_closed_oracle")) -> pd.DataFrame:
+    """Two `summary_table`s of the same techniques on two data configurations side by side: each technique's
+    verdict against the baseline in each (better / worse / not distinguishable, read off the paired interval)
+    and whether they agree; a conclusion of the first that the second does not reproduce is flagged."""
+    a, b = labels
+    out = pd.DataFrame(index=[t for t in first.index if t in second.index])
+    out.index.name = "technique"
+    for column in columns:
+        if column in first and column in second:
+            out[f"{column} ({a})"] = first[column].reindex(out.index)
+            out[f"{column} ({b})"] = second[column].reindex(out.index)
+    out[f"vs baseline ({a})"] = [_direction(first.loc[t]) for t in out.index]
+    out[f"vs baseline ({b})"] = [_direction(second.loc[t]) for t in out.index]
+    out["agree"] = out[f"vs baseline ({a})"] == out[f"vs baseline ({b})"]
+    out.attrs["caption"] = (f"Conclusions on two benchmark configurations: {a} (the study's) and {b} (another data "
+                            "seed and instance spread, on which no knob was tuned). A technique's verdict against "
+                            "the baseline is read off its paired 95 % interval; `agree` says whether the second "
+                            f"configuration reproduces it ({int(out['agree'].sum())} of {len(out)} do).")
+    return out

@@ -171,3 +171,23 @@ def checks_table(sweep: pd.DataFrame, spec: dict, strength: float = DEFAULT_STRE
     ]
     seeds = sorted(set(sweep.seed))
     return pd.DataFrame(rows).assign(seeds=", ".join(map(str, seeds)))
+
+
+# The second benchmark configuration (issue 11): the default's strength and spread were calibrated on the test
+# subclass (the baseline's held-out accuracy matched to seed 002's 0.49), so conclusions are confirmed on a
+# configuration no knob was tuned on: another data seed and a larger instance spread.
+SECOND_SEED_OFFSET = 1
+SECOND_INSTANCE_SPREAD = 0.35
+
+
+def second_configuration(root: str | os.PathLike, progress: bool = False) -> Path:
+    """The second configuration of the embedded benchmark `root` (same scale, size and strength; data seed + 1,
+    instance spread 0.35), synthesised in `<root>-second` if missing; its unbiased and matched twins come from
+    `attrlib.study.session.variant_twin` like the first one's."""
+    params = json.loads((Path(root) / "benchmark.json").read_text(encoding="utf-8"))
+    if "realistic" in params or params.get("variant", "biased") != "biased":
+        raise ValueError(f"{root} is not the embedded benchmark's biased default variant; the second "
+                         "configuration is made from that one")
+    return synthesize(Path(root).parent / f"{Path(root).name}-second", scale=params["scale"], size=params["size"],
+                      strength=params["strength"], seed=int(params["seed"]) + SECOND_SEED_OFFSET,
+                      instance_spread=SECOND_INSTANCE_SPREAD, progress=progress)
