@@ -280,7 +280,7 @@ def test_robustness_table_has_every_row(runs):
     subset = {"baseline": runs["baseline"][:1], "adversarial_debiasing": runs["adversarial_debiasing"]}
     table = robustness_table(subset, max_images=24)
     names = [p.name for p in standard_perturbations()]
-    assert list(table.columns) == ["technique", "seed", "perturbation", "accuracy", "n"]
+    assert list(table.columns) == ["technique", "heldout", "seed", "perturbation", "accuracy", "n"]
     assert len(table) == 2 * len(names) and (table["n"] == 24).all()
     assert table["accuracy"].between(0, 1).all()
     clean_acc = table[(table.technique == "baseline") & (table.perturbation == "clean")]["accuracy"].iloc[0]

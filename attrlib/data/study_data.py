@@ -141,6 +141,14 @@ def resolve_val_subclass(frame: pd.DataFrame, heldout: Sequence[str], val_subcla
     return val_subclass
 
 
+def val_subclass_of(root: str | os.PathLike, heldout: Sequence[str], val_subclass: str = "auto") -> str:
+    """The validation subclass a setting names on the data at `root`, as a name ("none" when there is none):
+    what a study passes explicitly to every run of a rotation, so that the oracles trained on the benchmark's
+    twins (whose counts differ) leave out the same subclass as the runs they are compared with."""
+    chosen = resolve_val_subclass(discover(root).frame, tuple(heldout), val_subclass)
+    return chosen or "none"
+
+
 def load_config_data(config) -> StudyData:
     """The StudyData a `Config` describes (its data, held-out and validation subclasses, validation share;
     fixed split seed)."""

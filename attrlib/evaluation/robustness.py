@@ -114,7 +114,7 @@ def perturbed_accuracy(technique, frame: pd.DataFrame, data, perturbations: Sequ
 def robustness_table(runs: Mapping[str, Sequence[str | os.PathLike]], data=None,
                      perturbations: Sequence[Perturbation] | None = None, split: str | None = None,
                      max_images: int | None = None, batch_size: int = 64) -> pd.DataFrame:
-    """Tidy table (technique, seed, perturbation, accuracy, n) of every run (runs: name -> run folders) on
+    """Tidy table (technique, heldout rotation, seed, perturbation, accuracy, n) of every run (runs: name -> run folders) on
     `split` (default: each run's held-out split) under every perturbation (default: `standard_perturbations`),
     each run rebuilt on the CPU under its own input policy and size."""
     perturbations = list(perturbations or standard_perturbations())
@@ -122,8 +122,8 @@ def robustness_table(runs: Mapping[str, Sequence[str | os.PathLike]], data=None,
     for name, run, frame in iter_runs(runs, data, split, max_images):
         acc = perturbed_accuracy(run.technique, frame, run.data, perturbations, run.config.input_policy,
                                  run.config.image_size, batch_size, patches=run.config.test_patches)
-        parts.append(acc.assign(technique=name, seed=run.seed))
-    table = pd.concat(parts, ignore_index=True)[["technique", "seed", "perturbation", "accuracy", "n"]]
+        parts.append(acc.assign(technique=name, heldout="+".join(run.config.heldout), seed=run.seed))
+    table = pd.concat(parts, ignore_index=True)[["technique", "heldout", "seed", "perturbation", "accuracy", "n"]]
     order = [p.name for p in perturbations]
     table["perturbation"] = pd.Categorical(table["perturbation"], categories=order, ordered=True)
     return table

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from ..evaluation import MACRO_CONVENTION, aggregate_over_seeds, robustness_stats, seed_style_report
-from ..runfolder import generators_of, load_metrics, load_predictions
+from ..runfolder import generators_of, load_metrics, load_predictions, read_config
 
 METRICS = ("precision", "recall", "f1", "support")
 TARGET_DATA_MARK = " (target data)"
@@ -35,6 +35,15 @@ def seed_table(run_dirs: Sequence[str | os.PathLike], split: str = "heldout", fm
     """
     if not len(run_dirs):
         raise ValueError("seed_table needs at least one run folder")
+    rotations: dict[str, list] = {}
+    for d in run_dirs:  # runs of several held-out rotations: one block per rotation, over its own seeds
+        rotations.setdefault("+".join(read_config(d).heldout), []).append(d)
+    if len(rotations) > 1:
+        blocks = {r: seed_table(dirs, split, fmt, digits) for r, dirs in rotations.items()}
+        out = pd.concat(blocks, names=["held out"])
+        out.attrs["caption"] = ("one block per held-out rotation; " + next(iter(blocks.values())).attrs["caption"]
+                                .replace(f"over {len(next(iter(rotations.values())))} seed(s)", "over its seeds"))
+        return out
     reports = []
     for d in run_dirs:
         rows = load_predictions(d, split)
@@ -140,6 +149,8 @@ def format_robustness(table: pd.DataFrame, digits: int = 2) -> pd.DataFrame:
     mean, std = wide["mean"], wide["std"].reindex_like(wide["mean"]).fillna(0.0)
     out = pd.DataFrame([[f"{m:.{digits}f} ± {s:.{digits}f}" for m, s in zip(mean.loc[t], std.loc[t])]
                         for t in mean.index], index=mean.index, columns=[str(c) for c in mean.columns])
-    out.attrs["caption"] = (f"Held-out accuracy under post-processing, mean ± std over {seeds} seed(s) (sample std, "
-                            f"ddof=1); n = {int(table['n'].max())} images per run at most.")
+    rotations = table["heldout"].nunique() if "heldout" in table else 1
+    out.attrs["caption"] = (f"Held-out accuracy under post-processing, mean ± std over {seeds} run(s) ({rotations} "
+                            f"held-out rotation(s) x seeds; sample std, ddof=1); n = {int(table['n'].max())} images "
+                            "per run at most.")
     return out

@@ -28,7 +28,7 @@ import torch
 
 from ..simulator import VARIANTS, synthesize
 from ..config import PROFILES, Config, profile as profile_config
-from ..data import choose_val_subclass, eligible_rotations
+from ..data import choose_val_subclass, eligible_rotations, val_subclass_of
 from ..data.sources import discover
 from ..errors import ConfigError
 from ..simulator import SIMULATED_NOTE
@@ -168,8 +168,10 @@ def benchmark_spec(profile: str, root: str | Path, **execution) -> dict:
     # the study's benchmark and its unbiased twin are the sweep's points at the default strength: reused, not
     # made again (and their runs are the baseline's and the oracle's seed 0: reused as well)
     reuse = [str(p) for p in (Path(root), unbiased_variant(Path(root))) if p is not None and p.is_dir()]
+    # the validation subclass the study's own runs of the first rotation leave out (sweep.train_many), so the
+    # checks' runs at the default strength are those runs, reused
     return dict(scale=params["scale"], size=params["size"], instance_spread=params.get("instance_spread", 0.0),
-                technique="baseline", reuse=reuse,
+                technique="baseline", reuse=reuse, val_subclass=val_subclass_of(root, Config().heldout),
                 data_dir=str(Path(root).parent / "checks"), **PROFILES[profile]["config"], **execution)
 
 
