@@ -102,6 +102,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--batch-size", type=int, default=None,
                    help="override the profile's batch size (the global batch: torchrun splits it across ranks)")
     t.add_argument("--bf16", action="store_true", help="bf16 autocast for the backbone body (the input stem stays float32)")
+    t.add_argument("--val-subclass", default=None,
+                   help="validation subclass kept out of training for model selection: auto | none | a name "
+                        "(default: the profile's, auto)")
+    t.add_argument("--selection", default=None, choices=("valsub", "val", "last"),
+                   help="which scored checkpoint the run keeps (default valsub: rule (b); val: rule (a))")
     t.add_argument("--param", type=_kv, action="append", default=[], metavar="NAME=VALUE",
                    help="technique hyper-parameter override (repeatable)")
 
@@ -190,7 +195,7 @@ def _train(args) -> None:
 
     overrides = dict(technique=args.technique, seed=args.seed, runs=args.runs, device=args.device,
                      heldout=args.heldout, technique_params=dict(args.param))
-    for field in ("steps", "backbone", "stem", "input_policy", "batch_size"):
+    for field in ("steps", "backbone", "stem", "input_policy", "batch_size", "val_subclass", "selection"):
         if getattr(args, field) is not None:
             overrides[field] = getattr(args, field)
     if args.bf16:
