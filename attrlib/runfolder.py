@@ -21,6 +21,7 @@ walks the runs of several techniques; `heldout_predictions` gives the rows a run
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -35,7 +36,7 @@ import torch
 
 from . import techniques
 from .config import Config
-from .data import StudyData, data_fingerprint, load_config_data
+from .data import StudyData, data_fingerprint, load_config_data, val_subclass_of
 from .errors import CheckpointError, ConfigError, DataError
 from .io import atomic_open, atomic_torch_save, atomic_write_json, atomic_write_text
 from .models.weights import safe_load
@@ -65,10 +66,22 @@ def run_id(config: Config) -> str:
         hparams = {**techniques.get(config.technique).defaults, **config.technique_params}
     except ConfigError:  # an unknown technique: the sweep names the valid ones before any run folder is made
         hparams = dict(config.technique_params)
-    identity = {**config.identity(), "data": data_fingerprint(config.data), "hparams": hparams,
-                "results_version": RESULTS_VERSION}
+    fingerprint = data_fingerprint(config.data)
+    identity = {**config.identity(), "data": fingerprint, "hparams": hparams, "results_version": RESULTS_VERSION}
+    if config.val_subclass == "auto":  # "auto" and the subclass it picks are the same run
+        identity["val_subclass"] = _auto_val_subclass(fingerprint, str(config.data), tuple(config.heldout))
     blob = json.dumps(identity, sort_keys=True, default=str)
     return hashlib.sha1(blob.encode()).hexdigest()[:12]
+
+
+@functools.lru_cache(maxsize=256)
+def _auto_val_subclass(fingerprint: str, data: str, heldout: tuple[str, ...]) -> str:
+    """The subclass val_subclass="auto" picks on `data` (cached by the data's fingerprint), or "auto" when the
+    data cannot be read here (the run then fails on its data with a clear message, before any work)."""
+    try:
+        return val_subclass_of(data, heldout)
+    except DataError:
+        return "auto"
 
 
 def run_dir(config: Config) -> Path:

@@ -290,7 +290,7 @@ def test_robustness_table_has_every_row(runs):
     assert wide.shape == (2, len(names)) and list(wide.columns) == names
     text = format_robustness(table)
     assert text.shape == wide.shape and text.loc["baseline", "clean"] == f"{wide.loc['baseline', 'clean']:.2f} ± 0.00"
-    assert "mean ± std over 1 seed(s)" in text.attrs["caption"]
+    assert "mean ± std over 1 run(s)" in text.attrs["caption"]
 
 
 def test_load_run_refuses_an_unfinished_run_and_shares_data_through_a_cache(runs, tmp_path):

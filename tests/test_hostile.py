@@ -35,7 +35,7 @@ def _crafted(path: Path, marker: Path, wrap=lambda p: p) -> Path:
 
 def _config(tiny_data, runs, **kw) -> Config:
     return Config(**{**dict(data=str(tiny_data), runs=str(runs), image_size=32, batch_size=16, steps=4,
-                            device="cpu"), **kw})
+                            device="cpu", val_subclass="none"), **kw})  # every tiny cell trains: 4 steps an epoch
 
 
 def test_a_crafted_pretrained_file_is_refused_and_nothing_runs(tiny_data, tmp_path):
@@ -129,7 +129,7 @@ def test_a_file_vanishing_mid_training_names_it_and_keeps_the_finished_epochs(ti
 
 @pytest.mark.parametrize("args, message", [
     (["--technique", "nope"], "unknown technique 'nope'; valid techniques: baseline, weighted_sampling"),
-    (["--technique", "baseline", "--profile", "huge"], "unknown profile 'huge'; valid profiles: quick, default, paper"),
+    (["--technique", "baseline", "--profile", "huge"], "unknown profile 'huge'; valid profiles: quick, default, thorough, paper"),
     (["--technique", "baseline", "--backbone", "vit"], "config field 'backbone' is 'vit'; valid choices: compact, "
                                                        "resnet18, resnet50"),
     (["--technique", "baseline", "--device", "tpu"], "config field 'device' is 'tpu'; valid choices: auto, cpu, cuda, mps"),

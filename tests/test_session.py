@@ -13,6 +13,7 @@ import pytest
 from attrlib.config import PROFILES
 from attrlib.errors import ConfigError
 from attrlib.study import Session, parse_heldout, session
+from attrlib.study.session import parse_rotations
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((REPO / "notebooks").glob("[0-9][0-9]_*.ipynb"))
@@ -22,13 +23,19 @@ def test_session_resolves_the_parameters_of_a_notebook(tiny_data):
     s = session(profile="quick", data=str(tiny_data), heldout="military_vehicle, car", seeds=[], runs="r",
                 figures="f", results="t", device="cpu", progress=False)
     assert isinstance(s, Session)
-    assert s.data == tiny_data and s.heldout == ("military_vehicle", "car")
+    # "a, b" is two leave-one-subclass-out rotations; s.heldout is the first
+    assert s.data == tiny_data and s.rotations == (("military_vehicle",), ("car",))
+    assert s.heldout == ("military_vehicle",)
     assert s.seeds == PROFILES["quick"]["seeds"]  # none given: the profile's
-    assert s.common == dict(data=str(tiny_data), heldout=("military_vehicle", "car"), runs="r", device="cpu",
+    assert s.common == dict(data=str(tiny_data), rotations=(("military_vehicle",), ("car",)), runs="r", device="cpu",
                             on_bad="raise")
     assert s.config.image_size == PROFILES["quick"]["config"]["image_size"] and s.config.runs == "r"
     assert not s.simulated and s.note == "" and s.oracle_data is None  # the user's data: no unbiased twin
-    assert "military_vehicle, car" in s._repr_markdown_()
+    assert "military_vehicle; car" in s._repr_markdown_()
+    # none given: the profile's rotations (quick: the seed's held-out subclass); "a+b": one rotation holding out both
+    assert session(profile="quick", data=str(tiny_data), progress=False).rotations == (("military_vehicle",),)
+    assert session(profile="quick", data=str(tiny_data), heldout="military_vehicle+car",
+                   progress=False).rotations == (("military_vehicle", "car"),)
     assert session(profile="quick", data=str(tiny_data), seeds=[3, 4], progress=False).seeds == (3, 4)
 
 
@@ -49,10 +56,13 @@ def test_the_quick_profile_keeps_the_smoke_run_small(tiny_data):
 
     quick = session(profile="quick", data=str(tiny_data), progress=False).knobs
     default = session(profile="default", data=str(tiny_data), progress=False).knobs
+    thorough = session(profile="thorough", data=str(tiny_data), progress=False).knobs
     assert (quick.n_boot, quick.cam_images, quick.summary_images, quick.cam_per_generator) == (200, 24, 48, 1)
-    assert (default.n_boot, default.cam_images, default.summary_images, default.cam_per_generator) == (1000, None, None, 2)
+    assert (default.n_boot, default.cam_images, default.summary_images, default.cam_per_generator) == (1000, 96, 96, 2)
+    assert (thorough.cam_images, thorough.summary_images, thorough.second_config) == (None, None, True)
     assert sweep_points(quick.sweep_strengths) == [0.0, DEFAULT_STRENGTH]  # only the points the checks read
-    assert sweep_points(default.sweep_strengths) == sorted({0.0, 1.0, DEFAULT_STRENGTH})
+    assert sweep_points(default.sweep_strengths) == []  # the 15-minute default leaves the checks to quick and thorough
+    assert sweep_points(thorough.sweep_strengths) == sorted({0.0, 1.0, DEFAULT_STRENGTH})
     assert sweep_points("") == []
 
 
@@ -61,8 +71,8 @@ def test_session_fails_on_unknown_profiles_knobs_and_empty_heldout(tiny_data):
         session(profile="fast", data=str(tiny_data))
     with pytest.raises(ConfigError, match="valid knobs: .*n_boot"):
         session(profile="quick", data=str(tiny_data), n_bootstrap=10)
-    with pytest.raises(ConfigError, match="names no subclass"):
-        session(profile="quick", data=str(tiny_data), heldout=" , ")
+    with pytest.raises(ConfigError, match="held-out subclass 'boat' .*does not occur.*subclasses present: car, face"):
+        session(profile="quick", data=str(tiny_data), heldout="military_vehicle, boat")
     with pytest.raises(ConfigError, match="does not exist"):
         session(profile="quick", data=str(tiny_data / "missing"))
 
@@ -73,7 +83,7 @@ def test_one_parser_of_heldout_for_notebooks_and_cli():
     assert parse_heldout("military_vehicle") == ("military_vehicle",)
     assert parse_heldout(" a, b ,") == parse_heldout(["a", "b"]) == ("a", "b")
     args = build_parser().parse_args(["study", "--heldout", " a, b ,"])
-    assert args.heldout == ("a", "b")
+    assert parse_rotations(args.heldout) == (("a",), ("b",)) and parse_rotations("a+b") == (("a", "b"),)
     assert build_parser().parse_args(["bias-table", "x", "--heldout", "a,b"]).heldout == ("a", "b")
 
 

@@ -25,7 +25,7 @@ from ..config import PROFILES
 from ..errors import ConfigError
 from ..reporting.explorer import HEADLESS_ENV
 from ..io import atomic_write_json
-from .session import parse_rotations, resolve_data
+from .session import parse_rotations, profile_rotations, resolve_data
 
 # The kernel the notebooks are written for (their kernelspec metadata), installed by `make install` into the
 # venv; a study falls back to python3 only when it is missing.
@@ -104,7 +104,9 @@ def run_study(profile: str = "default", data: str = "", heldout: str | Iterable[
     else:
         made = [resolve_data(profile, data, progress=progress, variant=v) for v in variants]
     data_root = str(made[0])
-    params = dict(profile=profile, data=data_root, heldout=",".join("+".join(r) for r in parse_rotations(heldout)),
+    # the rotations, resolved once (the profile's when none are given), passed to every notebook and recorded
+    rotations = parse_rotations(heldout) or profile_rotations(profile, data_root, ())
+    params = dict(profile=profile, data=data_root, heldout=",".join("+".join(r) for r in rotations),
                   runs=runs, figures=figures,
                   results=results, device=device, threads=int(threads), on_bad=on_bad)
     todo = [nb for nb in notebooks_in(notebooks) if not only or nb.name.startswith(tuple(only))]

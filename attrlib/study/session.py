@@ -271,6 +271,10 @@ def session(profile: str = "default", data: str = "", heldout: str | Iterable[st
         torch.set_num_threads(int(threads))
     root = resolve_data(profile, data, progress=progress)
     rotations = parse_rotations(heldout) or profile_rotations(profile, root, ())
+    present = set(discover(root).frame["subclass"])
+    for name in sorted({n for r in rotations for n in r} - present):
+        raise ConfigError(f"held-out subclass {name!r} (parameter heldout) does not occur in {str(root)!r}; "
+                          f"subclasses present: {', '.join(sorted(present))}")
     held = rotations[0]
     config, profile_seeds = profile_config(profile, data=str(root), heldout=held, runs=runs, device=device,
                                            on_bad=on_bad)
