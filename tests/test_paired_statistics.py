@@ -314,3 +314,18 @@ def test_summary_and_rotation_tables_carry_the_selection_rule(study):
         (per.loc[("better", "mv"), "accuracy"] - per.loc[("baseline", "mv"), "accuracy"])
         / (0.75 - per.loc[("baseline", "mv"), "accuracy"]))
     assert "selection" in format_summary(per).columns
+
+
+def test_a_generator_the_model_never_trained_on_has_no_llr_and_the_others_still_do():
+    from attrlib.evaluation.llr import llr_scores, log_likelihood_ratios
+
+    log_probs = np.log(np.array([[0.7, 0.2, 0.1], [0.1, 0.6, 0.3]]))
+    llr = log_likelihood_ratios(log_probs, [0.5, 0.5, 0.0])
+    assert np.isnan(llr[:, 2]).all() and np.isfinite(llr[:, :2]).all()
+    # with two seen generators, LLR_a = log p(x|a) - log p(x|b): the unseen one is no alternative
+    assert llr[0, 0] == pytest.approx(np.log(0.7 / 0.2))
+    frame = pd.DataFrame({"path": ["a.png", "b.png"], "split": "test", "generator": ["a", "b"], "subclass": "s",
+                          "pred": ["a", "b"], "p_a": [0.7, 0.1], "p_b": [0.2, 0.6], "p_c": [0.1, 0.3],
+                          "logp_a": log_probs[:, 0], "logp_b": log_probs[:, 1], "logp_c": log_probs[:, 2]})
+    scores = llr_scores(frame, ["a", "b", "c"], {"a": 0.5, "b": 0.5, "c": 0.0})
+    assert set(scores["scored"]) == {"a", "b"} and "c: no training image" in scores.attrs["note"]

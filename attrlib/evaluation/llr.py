@@ -44,12 +44,19 @@ def log_likelihood_ratios(log_probs, prior) -> np.ndarray:
         raise ValueError(f"prior has shape {prior.shape}; it needs one share per generator ({k})")
     if k < 2:
         raise ValueError("an LLR needs at least two generators")
-    if not (prior > 0).all():
-        raise DataError(f"the training prior {prior.tolist()} gives a generator share 0: the model never saw it in "
-                        "training, so its likelihood is undefined; train on data that has every generator")
-    loglik = log_probs - np.log(prior / prior.sum())   # log p(x|g) + c(x)
-    others = np.where(np.eye(k, dtype=bool)[None], -np.inf, loglik[:, None, :])   # (N, g, h): h != g
-    return loglik - (logsumexp(others, axis=2) - np.log(k - 1))
+    seen = prior > 0
+    if seen.sum() < 2:
+        raise DataError(f"the training prior {prior.tolist()} gives fewer than two generators a share above 0: the "
+                        "model saw at most one generator in training, so no likelihood ratio is defined; train on "
+                        "data that has several generators")
+    # a generator the model never trained on (share 0: fine_tuning on a held-out subclass one generator lacks)
+    # has no likelihood: its LLR is NaN, and it is no alternative in the others' "not g"
+    out = np.full(log_probs.shape, np.nan)
+    loglik = log_probs[:, seen] - np.log(prior[seen] / prior[seen].sum())   # log p(x|g) + c(x)
+    m = int(seen.sum())
+    others = np.where(np.eye(m, dtype=bool)[None], -np.inf, loglik[:, None, :])   # (N, g, h): h != g
+    out[:, seen] = loglik - (logsumexp(others, axis=2) - np.log(m - 1))
+    return out
 
 
 def llr_scores(pred_frame: pd.DataFrame, generators: Sequence[str], prior=None) -> pd.DataFrame:
@@ -74,10 +81,13 @@ def llr_scores(pred_frame: pd.DataFrame, generators: Sequence[str], prior=None) 
             raise DataError(f"llr_scores: the prior has no share for {missing}; give one per generator {generators}")
         prior = np.array([prior[g] for g in generators], dtype=float)
     llr = log_likelihood_ratios(log_probs, prior)
+    unseen = [g for g, share in zip(generators, np.asarray(prior, dtype=float)) if not share > 0]
+    if unseen:
+        notes.append(f"{', '.join(unseen)}: no training image for this model (prior share 0), LLR undefined (NaN)")
     true = pred_frame["generator"].to_numpy()
     parts = [pd.DataFrame({"path": pred_frame["path"].to_numpy(), "generator": true, "scored": g,
                            "own": true == g, "llr": llr[:, i]}) for i, g in enumerate(generators)]
-    out = pd.concat(parts, ignore_index=True)
+    out = pd.concat(parts, ignore_index=True).dropna(subset=["llr"]).reset_index(drop=True)  # unseen: left out
     out.attrs.update(definition=LLR_DEFINITION, note="; ".join(notes))
     return out
 
