@@ -34,6 +34,7 @@ TABLES = (
     ("06_runtime_radius_sweep", "Runtime attack: radius sweep with a random-sign control"),
     ("09_robustness", "Robustness"),
     ("01_checks", "The benchmark's checks"),
+    ("10_second_configuration", "A second benchmark configuration (no knob tuned on it)"),
 )
 
 
