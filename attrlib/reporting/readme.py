@@ -124,6 +124,15 @@ def section(results: str | os.PathLike = "results", timing: str | os.PathLike = 
                  f"{'/'.join(map(str, sorted(set(numbers['rotations']))))}.")
     lines += ["", "What the numbers say (each claim read off its interval):", ""]
     lines += [f"- {c}" for c in claims(numbers)]
+    rules = results / "10_selection_rules.csv"
+    if rules.is_file():  # the oracle's held-out accuracy under the same rule: what the bias costs
+        table = pd.read_csv(rules)
+        oracle = table[table["technique"] == "oracle"]
+        if len(oracle) and "baseline" in numbers.index:
+            lines.append(f"- The bias costs {oracle['valsub'].mean() - numbers.loc['baseline', 'accuracy']:.3f} of "
+                         f"held-out accuracy: the oracle (the baseline trained on the unbiased variant, same rule) "
+                         f"reaches {oracle['valsub'].mean():.3f} (mean over rotations; per rotation "
+                         + ", ".join(f"{r.heldout} {r.valsub:.3f}" for r in oracle.itertuples()) + ").")
     lines += ["", "#### Summary: every technique against the baseline, paired (mean over rotations)", "",
               compact_summary(numbers), "",
               "Full table with precision, recall, F1, shortcut gap, calibration, probe and content reliance, and "
