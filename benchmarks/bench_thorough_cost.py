@@ -3,7 +3,8 @@
 The thorough profile (every rotation, five seeds, eight hyper-parameter draws per job and rotation, float32,
 the second benchmark configuration) is too long to time on a 2-core CPU; this counts the runs it trains and
 prices each with the training seconds the same job took in a finished `default` study (its metrics.json,
-train_seconds, bf16), scaled by the bf16 speed-up measured by bench_bf16.py (thorough trains in float32).
+train_seconds, bf16), scaled to thorough's step budget and by the bf16 speed-up measured by bench_bf16.py
+(thorough trains in float32).
 
     python benchmarks/bench_thorough_cost.py [RUNS_FOLDER]      (default: runs)
 
@@ -47,10 +48,14 @@ def main(runs: Path) -> None:
     from attrlib.study import resolve_data
 
     seconds = defaultdict(list)
+    thorough_steps = PROFILES["thorough"]["config"]["steps"]
     for metrics in runs.glob("*/*/metrics.json"):
         config = json.loads((metrics.parent / "config.json").read_text())
         m = json.loads(metrics.read_text())
-        seconds[job_label(config)].append(float(m.get("train_seconds", 0.0)) + 0.0)
+        # thorough trains its own budget (a technique's own `steps`, fine_tuning's, stays the same)
+        own = techniques.get(config["technique"]).defaults.get("steps")
+        scale = 1.0 if own is not None or not m.get("steps") else thorough_steps / float(m["steps"])
+        seconds[job_label(config)].append(float(m.get("train_seconds", 0.0)) * scale)
     if not seconds:
         raise SystemExit(f"no finished runs under {runs}: run the default study first (make study)")
     per_job = {k: statistics.mean(v) * (1 if k == "residual_stats" else BF16_SPEEDUP) for k, v in seconds.items()}
