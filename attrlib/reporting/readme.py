@@ -133,6 +133,12 @@ def section(results: str | os.PathLike = "results", timing: str | os.PathLike = 
                          f"held-out accuracy: the oracle (the baseline trained on the unbiased variant, same rule) "
                          f"reaches {oracle['valsub'].mean():.3f} (mean over rotations; per rotation "
                          + ", ".join(f"{r.heldout} {r.valsub:.3f}" for r in oracle.itertuples()) + ").")
+    second = results / "10_second_configuration.csv"
+    if second.is_file():  # do the verdicts hold where no knob was tuned?
+        agree = pd.read_csv(second, index_col=0)["agree"].astype(str).str.lower() == "true"
+        lines.append(f"- On a second benchmark configuration (another data seed and instance spread, no knob tuned "
+                     f"on it) {int(agree.sum())} of {len(agree)} verdicts against the baseline hold"
+                     + (f"; they differ for {', '.join(agree.index[~agree])}" if (~agree).any() else "") + ".")
     lines += ["", "#### Summary: every technique against the baseline, paired (mean over rotations)", "",
               compact_summary(numbers), "",
               "Full table with precision, recall, F1, shortcut gap, calibration, probe and content reliance, and "
