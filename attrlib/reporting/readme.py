@@ -117,7 +117,7 @@ def section(results: str | os.PathLike = "results", timing: str | os.PathLike = 
                      f"{t.get('jobs')} notebooks at a time): {t.get('seconds', float('nan')) / 60:.1f} min, "
                      f"{t.get('runs_trained')} runs trained, {t.get('runs_reused_or_before')} reused.")
     else:
-        lines.append(f"Generated from `{results}` (no study timing record at `{timing}`).")
+        lines.append(f"Generated from `{results.name}/` (no study timing record `{timing.name}`).")
     selection = "/".join(sorted(set(numbers["selection"].astype(str)))) if "selection" in numbers else "unknown"
     lines.append(f"Checkpoint selection rule of every number below: {selection}. Seeds: "
                  f"{'/'.join(map(str, sorted(set(numbers['seeds']))))} per rotation; rotations: "
@@ -147,7 +147,7 @@ def section(results: str | os.PathLike = "results", timing: str | os.PathLike = 
         md = results / f"{stem}.md"
         lines += ["", f"#### {heading}", ""]
         lines.append(md.read_text(encoding="utf-8").strip() if md.is_file()
-                     else f"*Not produced by this study (`{md}` is missing).*")
+                     else f"*Not produced by this study (`{results.name}/{md.name}` is missing).*")
     return "\n".join(lines) + "\n"
 
 
