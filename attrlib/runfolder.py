@@ -66,12 +66,19 @@ def run_id(config: Config) -> str:
         hparams = {**techniques.get(config.technique).defaults, **config.technique_params}
     except ConfigError:  # an unknown technique: the sweep names the valid ones before any run folder is made
         hparams = dict(config.technique_params)
-    fingerprint = data_fingerprint(config.data)
-    identity = {**config.identity(), "data": fingerprint, "hparams": hparams, "results_version": RESULTS_VERSION}
-    if config.val_subclass == "auto":  # "auto" and the subclass it picks are the same run
-        identity["val_subclass"] = _auto_val_subclass(fingerprint, str(config.data), tuple(config.heldout))
+    identity = {**config.identity(), "data": data_fingerprint(config.data), "hparams": hparams,
+                "results_version": RESULTS_VERSION,
+                "val_subclass": resolved_val_subclass(config)}  # "auto" and the subclass it picks: one run
     blob = json.dumps(identity, sort_keys=True, default=str)
     return hashlib.sha1(blob.encode()).hexdigest()[:12]
+
+
+def resolved_val_subclass(config: Config) -> str:
+    """The validation subclass a config's run leaves out, by name ("auto" resolved on its data, cached by the
+    data's fingerprint; "none" when there is none)."""
+    if config.val_subclass != "auto":
+        return config.val_subclass
+    return _auto_val_subclass(data_fingerprint(config.data), str(config.data), tuple(config.heldout))
 
 
 @functools.lru_cache(maxsize=256)

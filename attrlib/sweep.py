@@ -22,8 +22,8 @@ from typing import Any, Iterable, Mapping
 
 from . import hparams, runfolder, techniques
 from .config import PROFILES, Config, profile as make_profile
-from .data import StudyData, load_config_data, val_subclass_of
-from .errors import ConfigError, DataError
+from .data import StudyData, load_config_data
+from .errors import ConfigError
 from .evaluation.metrics import run_metrics
 from .io import exclusive_lock
 from .training import distributed, fit, pick_device
@@ -107,7 +107,7 @@ def train_many(jobs: Iterable[str] | Mapping[str, Mapping[str, Any]], profile: s
     # trained on a twin of the benchmark (other counts) then leaves out the same subclass as the runs it is
     # compared with
     study = make_profile(profile, **common)[0]
-    val_subclass = {r: _val_subclass(study, r) for r in rotations}
+    val_subclass = {r: runfolder.resolved_val_subclass(study.replace(heldout=r)) for r in rotations}
     configs = {}
     for label, overrides in jobs.items():
         configs[label] = []
@@ -120,17 +120,6 @@ def train_many(jobs: Iterable[str] | Mapping[str, Mapping[str, Any]], profile: s
     found = {label: [train(c, progress=progress, wait=False) for c in cs] for label, cs in configs.items()}
     return {label: [d if d is not None else train(c, progress=progress) for d, c in zip(found[label], cs)]
             for label, cs in configs.items()}
-
-
-def _val_subclass(study: Config, rotation: tuple[str, ...]) -> str:
-    """The study's validation subclass for a rotation, by name ("auto" resolved on the study's data; left
-    "auto" when that data cannot be read here: each run then resolves it on its own data)."""
-    if study.val_subclass != "auto":
-        return study.val_subclass
-    try:
-        return val_subclass_of(study.data, rotation)
-    except DataError:
-        return "auto"
 
 
 def search(overrides: Mapping[str, Any], profile: str, rotation: Iterable[str], draws: int, seed: int = 0,

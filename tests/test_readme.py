@@ -53,6 +53,7 @@ def test_the_readme_is_rewritten_between_its_markers_and_check_mode_writes_nothi
     assert "stale numbers" not in text and text.startswith("# title") and text.endswith("## after\n")
     assert "`default` study" in text and "10.0 min" in text and "| a |" in text
     assert "*Not produced by this study" in text  # a missing table is named, not left stale
+    assert str(tmp_path) not in text  # by its place in the repository, not a machine path
     assert update_readme(readme, results, timing, check=True) is True  # current now
 
 
