@@ -96,12 +96,14 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--runs", default="runs", help="folder of run folders")
     t.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
     t.add_argument("--heldout", type=_heldout, default=("military_vehicle",), help="held-out subclass(es), comma-separated")
-    t.add_argument("--backbone", default=None, help="override the profile's backbone: compact | resnet18 | resnet50")
-    t.add_argument("--stem", default=None, help="override the input stem: none | srm | npr")
+    t.add_argument("--backbone", default=None, help="override the profile's backbone: compact | local (23-px receptive field) | resnet18 | resnet50")
+    t.add_argument("--stem", default=None, help="override the input stem: none | srm | srm_rgb | npr (default: the profile's, none)")
     t.add_argument("--input-policy", default=None, help="override the input policy: crop | resize")
     t.add_argument("--batch-size", type=int, default=None,
                    help="override the profile's batch size (the global batch: torchrun splits it across ranks)")
     t.add_argument("--bf16", action="store_true", help="bf16 autocast for the backbone body (the input stem stays float32)")
+    t.add_argument("--augment", default=None, choices=("none", "blur_jpeg"),
+                   help="training augmentation (default: none): blur_jpeg, Wang et al. 2020's blur and JPEG")
     t.add_argument("--val-subclass", default=None,
                    help="validation subclass kept out of training for model selection: auto | none | a name "
                         "(default: the profile's, auto)")
@@ -195,7 +197,7 @@ def _train(args) -> None:
 
     overrides = dict(technique=args.technique, seed=args.seed, runs=args.runs, device=args.device,
                      heldout=args.heldout, technique_params=dict(args.param))
-    for field in ("steps", "backbone", "stem", "input_policy", "batch_size", "val_subclass", "selection"):
+    for field in ("steps", "backbone", "stem", "input_policy", "batch_size", "val_subclass", "selection", "augment"):
         if getattr(args, field) is not None:
             overrides[field] = getattr(args, field)
     if args.bf16:

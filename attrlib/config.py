@@ -12,13 +12,14 @@ from typing import Any
 
 from .errors import ConfigError
 
-BACKBONES = ("compact", "resnet18", "resnet50")
-STEMS = ("none", "srm", "npr")
+BACKBONES = ("compact", "local", "resnet18", "resnet50")
+STEMS = ("none", "srm", "srm_rgb", "npr")
 INPUT_POLICIES = ("crop", "resize")
 OPTIMIZERS = ("adam", "sgd")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 ON_BAD = ("raise", "skip")
 SELECTIONS = ("valsub", "val", "last")
+AUGMENTATIONS = ("none", "blur_jpeg")  # attrlib.data.augment (config sits below data: the names are repeated, a test checks they agree)
 
 
 @dataclass
@@ -32,10 +33,12 @@ class Config:
     input_policy: str = "crop"          # "crop" keeps every pixel (fingerprints survive); "resize" is the seeds' protocol
     image_size: int = 64                # side of the square the model sees (crop or resize target)
     train_patches: int = 4              # crop policy: random crops per image each time it is drawn (fewer if it has fewer positions)
+    augment: str = "none"               # training augmentation: none | blur_jpeg (Wang et al. 2020: blur sigma~U[0,3], JPEG quality~U[30,100])
+    augment_prob: float = 0.5           # blur_jpeg: probability of each of blur and JPEG, independently (Wang et al.'s "Blur+JPEG (0.5)")
     test_patches: int = 16              # crop policy: most crops in the grid over an image at test time; their log-probabilities are averaged
     # --- model ---
-    backbone: str = "compact"           # compact (CPU default, no early downsampling) | resnet18 (seed 000) | resnet50 (seed 002)
-    stem: str = "none"                  # high-pass front end before the backbone: none | srm | npr
+    backbone: str = "compact"           # compact (CPU default, no early downsampling) | local (compact cut to a 23-px receptive field: patch voting) | resnet18 (seed 000) | resnet50 (seed 002)
+    stem: str = "none"                  # high-pass front end before the backbone: none | srm | srm_rgb (SRM per colour channel) | npr
     pretrained: str = ""                # optional local weights file (loaded with weights_only=True); nothing is downloaded
     # --- technique ---
     technique: str = "baseline"         # a name from `attrlib techniques`
@@ -71,6 +74,10 @@ class Config:
         _choice("device", self.device, DEVICES)
         _choice("on_bad", self.on_bad, ON_BAD)
         _choice("selection", self.selection, SELECTIONS)
+        _choice("augment", self.augment, AUGMENTATIONS)
+        if not isinstance(self.augment_prob, (int, float)) or isinstance(self.augment_prob, bool) \
+                or not 0.0 <= self.augment_prob <= 1.0:
+            raise ConfigError(f"config field 'augment_prob' is {self.augment_prob!r}; it must lie in [0, 1]")
         if not isinstance(self.val_subclass, str) or not self.val_subclass.strip():
             raise ConfigError(f"config field 'val_subclass' is {self.val_subclass!r}; give auto, none or a subclass name")
         for name in ("steps", "batch_size", "image_size", "train_patches", "test_patches", "checkpoints"):

@@ -7,9 +7,11 @@ model-ready tensors.
 
 Modules: `images` (safe decoding), `sources` (folder / manifest discovery and validation), `splits`
 (train / val / validation-subclass / test / fine-tuning splits, the rotations a data set allows), `study_data` (`load_study_data`, `StudyData`), `bias` (the bias
-table), `datasets` (`ImageDataset`, input policies, in-memory cache, `verify_images`), `audit` (file metadata
+table), `datasets` (`ImageDataset`, input policies, in-memory cache, `verify_images`), `augment` (blur and JPEG
+training augmentation), `audit` (file metadata
 from headers and the shortcut audit: can a generator be told apart by format, size, mode or content alone?).
 """
+from .augment import AUGMENTATIONS, BlurJPEG, build_augment
 from .audit import Audit, ShortcutWarning, file_metadata, shortcut_audit
 from .bias import bias_table, format_bias_table
 from .datasets import CACHE_LIMIT_BYTES, POLICIES, ImageDataset, collate_patches, grid_shape, verify_images
@@ -20,6 +22,7 @@ from .study_data import (SPLIT_NAMES, SPLIT_SEED, StudyData, label_codes, load_c
                          val_subclass_of)
 
 __all__ = [
+    "AUGMENTATIONS", "BlurJPEG", "build_augment",
     "collate_patches", "grid_shape", "load_study_data", "load_config_data", "label_codes", "data_fingerprint", "StudyData", "SPLIT_SEED", "ImageDataset", "verify_images", "load_image", "load_mask", "image_size",
     "is_image_path", "bias_table", "format_bias_table", "assign_splits", "choose_val_subclass", "eligible_rotations", "val_subclass_of", "IMAGE_EXTENSIONS",
     "MAX_IMAGE_PIXELS", "CACHE_LIMIT_BYTES", "POLICIES", "SPLIT_NAMES", "FT_FRACTION", "FT_SEED",

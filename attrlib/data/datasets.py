@@ -119,6 +119,8 @@ class ImageDataset(torch.utils.data.Dataset):
     pre_policy: a callable applied to every decoded uint8 H x W x 3 image before the input policy (e.g. a
     JPEG re-compression for robustness checks); it must return a uint8 H' x W' x 3 image. Masks are not
     passed through it.
+    augment: a callable applied to a training item's whole uint8 C x H x W image each time it is drawn, before
+    the crop (`attrlib.data.augment`: blur and JPEG); ignored when train=False.
     patches: crop policy only: the most patches an item holds (random crops to train, a grid over the image
     to evaluate); 1 (default) keeps items of one 3xSxS crop. Above 1, items are kxSxS... stacks (x: k x 3 x S
     x S, mask: k x 1 x S x S) with `patches` = k; batch them with `collate_patches`.
@@ -127,7 +129,8 @@ class ImageDataset(torch.utils.data.Dataset):
     def __init__(self, frame: pd.DataFrame, data: Any, policy: str = "crop", size: int = 64, train: bool = True,
                  with_mask: bool = False, cache: str | bool = "auto", on_bad: str | None = None,
                  progress: bool | None = None, verify: bool | None = None, max_pixels: int | None = None,
-                 pre_policy: Callable[[np.ndarray], np.ndarray] | None = None, patches: int = 1) -> None:
+                 pre_policy: Callable[[np.ndarray], np.ndarray] | None = None, patches: int = 1,
+                 augment: Callable[[torch.Tensor], torch.Tensor] | None = None) -> None:
         if policy not in POLICIES:
             raise DataError(f"input policy {policy!r} is unknown; valid policies: {', '.join(POLICIES)}")
         if not isinstance(size, int) or isinstance(size, bool) or size < 1:
@@ -144,6 +147,7 @@ class ImageDataset(torch.utils.data.Dataset):
         if pre_policy is not None and not callable(pre_policy):
             raise DataError(f"pre_policy={pre_policy!r} is not callable; pass a function of a uint8 HxWx3 image")
         self.pre_policy = pre_policy
+        self.augment = augment if train else None
         self.frame = frame.reset_index(drop=True)
         if "mask" not in self.frame:
             self.frame = self.frame.assign(mask="")
@@ -274,6 +278,8 @@ class ImageDataset(torch.utils.data.Dataset):
     def __getitem__(self, i: int) -> dict[str, Any]:
         i = int(i)
         x, m = self._pixels(i)
+        if self.augment is not None:
+            x = self.augment(x)
         item = {"generator": self._gen[i], "subclass": self._sub[i], "group": self._group[i], "index": i}
         if self.policy == "crop":
             corners = self._corners(x.shape[1], x.shape[2])

@@ -11,27 +11,30 @@ them from these numbers.
                 log-likelihood ratios, the training prior removed)
     summary     per technique over its runs: paired_predictions, technique_summary, summary_table, rotation_table,
                 recorded_selection
-    selection   model-selection rules side by side (rule_accuracies, selection_table)
+    selection   model-selection rules side by side (rule_accuracies, selection_table); the arm rule (b) picks
+                per rotation (select_arm, selected_runs)
+    cost        training_cost: seconds per run of every arm, and its ratio to the baseline's
     robustness  perturbations (JPEG, blur, down-up resize), robustness_table, robustness_stats, robustness_summary
     runtime_sweep  radius_sweep, radius_sweep_summary: a test-time attack's radius against random noise of it
     (run folders are read through attrlib.runfolder: load_run, load_predictions, heldout_predictions)
 """
 from ..runfolder import (LoadedRun, generators_of, heldout_predictions, heldout_split, load_predictions, load_run,
                          pooled_predictions)
+from .cost import training_cost
 from .llr import LLR_DEFINITION, llr_scores, log_likelihood_ratios, runs_llr_scores, training_prior
 from .metrics import (MACRO_CONVENTION, calibration_error, confusion, expected_calibration_error, per_generator_auc,
                       run_metrics, seed_style_report, shortcut_gap, split_metrics, worst_generator_recall)
 from .robustness import (Perturbation, clean, down_up, gaussian_blur, jpeg, perturbed_accuracy, robustness_stats,
                          robustness_summary, robustness_table, standard_perturbations)
 from .runtime_sweep import radius_sweep, radius_sweep_summary, sign_noise
-from .selection import rule_accuracies, selection_table
+from .selection import rule_accuracies, select_arm, selected_runs, selection_table
 from .stats import (CONVENTION, GapClosed, Interval, PairedComparison, aggregate_over_seeds, bootstrap_ci, gap_closed,
                     hierarchical_bootstrap, paired_bootstrap, paired_comparison, rotation_label, verdict)
 from .summary import (conclusions_agree, paired_predictions, recorded_selection, rotation_table, summary_table,
                       technique_summary)
 
 __all__ = [
-    "rule_accuracies", "selection_table", "conclusions_agree",
+    "rule_accuracies", "select_arm", "selected_runs", "selection_table", "conclusions_agree",
     "CONVENTION", "LLR_DEFINITION", "MACRO_CONVENTION", "PairedComparison", "hierarchical_bootstrap",
     "log_likelihood_ratios", "paired_bootstrap", "paired_comparison", "rotation_label", "rotation_table",
     "recorded_selection", "runs_llr_scores", "training_prior", "verdict",
@@ -42,5 +45,5 @@ __all__ = [
     "pooled_predictions", "radius_sweep", "radius_sweep_summary", "robustness_stats", "robustness_summary",
     "robustness_table", "run_metrics",
     "seed_style_report", "shortcut_gap", "sign_noise", "split_metrics", "standard_perturbations",
-    "summary_table", "technique_summary", "worst_generator_recall",
+    "summary_table", "technique_summary", "training_cost", "worst_generator_recall",
 ]

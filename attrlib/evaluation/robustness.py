@@ -10,8 +10,6 @@ as post-processing acts on a file before anyone attributes it. Accuracy uses the
 """
 from __future__ import annotations
 
-import io
-import math
 import os
 from dataclasses import dataclass
 from functools import partial
@@ -20,11 +18,11 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 import torch
-from PIL import Image
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 
 from ..data import ImageDataset, collate_patches
+from ..data.augment import gaussian_blur as blur_image, jpeg_compress
 from ..runfolder import iter_runs
 from ..techniques import predict_probs
 
@@ -44,17 +42,12 @@ def _identity(img: np.ndarray) -> np.ndarray:
 
 
 def _jpeg(img: np.ndarray, quality: int) -> np.ndarray:
-    buf = io.BytesIO()
-    Image.fromarray(img).save(buf, format="JPEG", quality=quality)  # Pillow's default 4:2:0 chroma subsampling
-    buf.seek(0)
-    with Image.open(buf) as im:
-        return np.asarray(im.convert("RGB"), dtype=np.uint8).copy()
+    return jpeg_compress(img, quality)
 
 
 def _blur(img: np.ndarray, sigma: float) -> np.ndarray:
-    k = 2 * math.ceil(3 * sigma) + 1  # +-3 sigma: the truncated Gaussian keeps > 99.7 % of its mass
     t = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)
-    return TF.gaussian_blur(t, kernel_size=[k, k], sigma=[sigma, sigma]).permute(1, 2, 0).numpy().copy()
+    return blur_image(t, sigma).permute(1, 2, 0).numpy().copy()
 
 
 def _down_up(img: np.ndarray, scale: float) -> np.ndarray:

@@ -60,3 +60,43 @@ def selection_table(runs: Mapping[str, Sequence[str | os.PathLike]]) -> pd.DataF
         "training (the rule every other table uses); (c) oracle, best held-out accuracy itself: an upper bound "
         "that peeks at the test set, not a result; last, the last scoring point.")
     return table
+
+
+def select_arm(runs: Mapping[str, Sequence[str | os.PathLike]], candidates: Sequence[str] | None = None
+               ) -> pd.DataFrame:
+    """Rule (b) one level up: per held-out rotation, the arm (technique or configuration) whose runs score best
+    on that rotation's validation subclass (metrics.json `selection.score`, mean over seeds), never on its test
+    subclass. One row per rotation: the chosen arm, its score, and every candidate's score.
+
+    Chosen per rotation, as DomainBed selects per test environment: averaging validation scores over rotations
+    would let one rotation's choice read another's test subclass (with the `crossed` rotations, each rotation's
+    validation subclass is the other's test subclass). Ties go to the earlier candidate (the simpler arm, when
+    candidates are listed from simple to combined). `selected_runs` gives the chosen arms' run folders.
+    """
+    names = list(candidates if candidates is not None else runs)
+    scores: dict[str, dict[str, list[float]]] = {}
+    for name in names:
+        for d in runs[name]:
+            rotation = "+".join(runfolder.read_config(d).heldout)
+            score = runfolder.load_metrics(d).get("selection", {}).get("score", np.nan)
+            scores.setdefault(rotation, {}).setdefault(name, []).append(float(score))
+    rows = []
+    for rotation, by_arm in scores.items():
+        means = {name: float(np.mean(by_arm[name])) if name in by_arm else np.nan for name in names}
+        finite = [n for n in names if np.isfinite(means[n])]
+        chosen = max(finite, key=lambda n: (means[n], -names.index(n))) if finite else None
+        rows.append({"heldout": rotation, "chosen": chosen, "score": means.get(chosen, np.nan),
+                     **{f"score {n}": means[n] for n in names}})
+    table = pd.DataFrame(rows)
+    table.attrs["caption"] = (
+        "Arm chosen per held-out rotation by rule (b): the highest mean accuracy (over seeds) on the rotation's "
+        "validation subclass, at each run's selected checkpoint; the rotation's test subclass is never read. "
+        "Ties go to the arm listed first.")
+    return table
+
+
+def selected_runs(runs: Mapping[str, Sequence[str | os.PathLike]], choice: pd.DataFrame) -> list:
+    """The run folders of the arm `select_arm` chose in each rotation: one arm assembled from several."""
+    by_rotation = dict(zip(choice["heldout"], choice["chosen"]))
+    return [d for name in dict.fromkeys(by_rotation.values()) for d in runs[name]
+            if by_rotation.get("+".join(runfolder.read_config(d).heldout)) == name]

@@ -1,10 +1,13 @@
-"""Backbones by name: a compact CPU default, and torchvision's ResNet-18 (seed 000) and ResNet-50 (seed 002).
+"""Backbones by name: a compact CPU default, a small-receptive-field variant of it (`local`), and torchvision's
+ResNet-18 (seed 000) and ResNet-50 (seed 002).
 
 Every backbone maps an image batch to a feature vector (B, D) and exposes `feature_dim` and
 `cam_layer` (the last convolutional block, the usual Grad-CAM target). All are randomly initialised, as in
 the seeds; weights come only from a local file (`load_local_weights`), never from a hub.
 """
 from __future__ import annotations
+
+import copy
 
 import torch
 from torch import nn
@@ -29,11 +32,11 @@ class CompactNet(nn.Module):
     (Gragnaniello et al., ICME 2021). Downsampling starts only after the network could read them.
     """
 
-    def __init__(self, width: int = 16):
+    def __init__(self, width: int = 16, in_channels: int = 3):
         super().__init__()
         w = width
         self.stem = nn.Sequential(
-            nn.Conv2d(3, w, 3, padding=1, bias=False), nn.BatchNorm2d(w), nn.ReLU(inplace=True),
+            nn.Conv2d(in_channels, w, 3, padding=1, bias=False), nn.BatchNorm2d(w), nn.ReLU(inplace=True),
             nn.Conv2d(w, w, 3, padding=1, bias=False), nn.BatchNorm2d(w), nn.ReLU(inplace=True),
         )
         self.layer1 = _block(w, 2 * w, stride=2)
@@ -51,12 +54,59 @@ class CompactNet(nn.Module):
         return torch.flatten(self.pool(x), 1)
 
 
+class LocalNet(nn.Module):
+    """The compact network truncated after its second stage: a receptive field of 23 px, averaged over the image.
+
+    Forensic detectors that see only a few tens of pixels at a time cannot read an object's shape, only the
+    local texture that generator fingerprints consist of (Chai et al., ECCV 2020, "What makes fake images
+    detectable?": truncated classifiers on patches; NPR, Tan et al., CVPR 2024, keeps only ResNet's first
+    stages). The first two convolutions keep full resolution, without stride (Gragnaniello et al., ICME 2021).
+    Global average pooling followed by the linear head is patch voting: the mean of the per-location logits,
+    whose softmax equals the renormalised mean of per-location log-probabilities. `receptive_field` measures
+    the field. Measured at 64 px, batch 32, bf16, 1 thread: 434 img/s against compact's 329 (width 24: 214).
+    """
+
+    def __init__(self, width: int = 16, in_channels: int = 3):
+        super().__init__()
+        w = width
+        self.stem = nn.Sequential(
+            nn.Conv2d(in_channels, w, 3, padding=1, bias=False), nn.BatchNorm2d(w), nn.ReLU(inplace=True),
+            nn.Conv2d(w, w, 3, padding=1, bias=False), nn.BatchNorm2d(w), nn.ReLU(inplace=True),
+        )
+        self.layer1 = _block(w, 2 * w, stride=2)
+        self.layer2 = _block(2 * w, 4 * w, stride=2)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.feature_dim = 4 * w
+
+    @property
+    def cam_layer(self) -> nn.Module:
+        return self.layer2
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.flatten(self.pool(self.layer2(self.layer1(self.stem(x)))), 1)
+
+
+def receptive_field(backbone: nn.Module, size: int = 96) -> int:
+    """The side, in pixels, of the input region that one central unit of the backbone's last feature map
+    depends on (measured by its gradient, not computed from layer arithmetic)."""
+    trunk = nn.Sequential(*[m for name, m in backbone.named_children() if name not in ("pool", "fc")]) \
+        if not isinstance(backbone, TorchvisionResNet) else nn.Sequential(*list(backbone.net.children())[:-2])
+    trunk = copy.deepcopy(trunk).eval()
+    x = torch.randn(1, 3, size, size, requires_grad=True)
+    out = trunk(x)
+    out[0, :, out.shape[2] // 2, out.shape[3] // 2].sum().backward()
+    rows = torch.nonzero(x.grad.abs().sum(dim=(0, 1, 3)) > 0)
+    return int(rows.max() - rows.min() + 1)
+
+
 class TorchvisionResNet(nn.Module):
     """A torchvision ResNet with its classifier removed: features are the pooled last block."""
 
-    def __init__(self, arch: str):
+    def __init__(self, arch: str, in_channels: int = 3):
         super().__init__()
         net = {"resnet18": resnet18, "resnet50": resnet50}[arch](weights=None)
+        if in_channels != 3:  # a residual stem with more maps than colours (srm_rgb)
+            net.conv1 = nn.Conv2d(in_channels, 64, kernel_size=7, stride=2, padding=3, bias=False)
         self.feature_dim = net.fc.in_features
         net.fc = nn.Identity()
         self.net = net
@@ -69,10 +119,12 @@ class TorchvisionResNet(nn.Module):
         return self.net(x)
 
 
-def build_backbone(name: str) -> nn.Module:
-
+def build_backbone(name: str, in_channels: int = 3) -> nn.Module:
+    """The backbone `name` for inputs of `in_channels` maps (3, or what the input stem outputs)."""
     if name == "compact":
-        return CompactNet()
+        return CompactNet(in_channels=in_channels)
+    if name == "local":
+        return LocalNet(in_channels=in_channels)
     if name in ("resnet18", "resnet50"):
-        return TorchvisionResNet(name)
-    raise ConfigError(f"unknown backbone {name!r}; valid choices: compact, resnet18, resnet50")
+        return TorchvisionResNet(name, in_channels)
+    raise ConfigError(f"unknown backbone {name!r}; valid choices: compact, local, resnet18, resnet50")

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from .backbones import build_backbone
-from .stems import Stem
+from .stems import Stem, stem_channels
 from .weights import load_local_weights
 
 
@@ -82,7 +82,7 @@ class HeadSelector(nn.Module):
 def build_model(config, n_generators: int, n_subclasses: int = 0, dual_head: bool = False) -> AttributionModel:
     """The model a config describes, randomly initialised (seeds 000 and 002) or from `config.pretrained`."""
 
-    model = AttributionModel(build_backbone(config.backbone), n_generators, n_subclasses,
+    model = AttributionModel(build_backbone(config.backbone, stem_channels(config.stem)), n_generators, n_subclasses,
                              dual_head=dual_head, stem=config.stem, bf16=config.bf16)
     if config.pretrained:
         load_local_weights(model.backbone, config.pretrained)

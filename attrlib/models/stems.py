@@ -6,6 +6,9 @@ generator fingerprints live and image content mostly does not:
 
 - `srm`: the three fixed SRM filters of the noise stream of Zhou et al. (CVPR 2018), each summed over the
   colour channels, as there.
+- `srm_rgb`: the same three filters applied to each colour channel on its own (9 maps): summing over the
+  channels, as Zhou et al. do, cancels what a generator does differently per channel (coupled or
+  per-channel output noise); the steganalysis rich models filter each channel (Fridrich & Kodovsky 2012).
 - `npr`: neighbouring-pixel relationships (Tan et al., CVPR 2024): x - nearest_up(nearest_down(x)).
 
 Residuals are small; a BatchNorm rescales them for the backbone. The stem always runs in float32, also
@@ -57,6 +60,21 @@ class SRMStem(nn.Module):
         return self.norm(F.conv2d(x, self.weight, padding=2))
 
 
+class SRMColourStem(nn.Module):
+    """The SRM filters per colour channel: 3 filters x 3 channels = 9 residual maps, each normalised."""
+
+    out_channels = 9
+
+    def __init__(self):
+        super().__init__()
+        per = _srm_kernels()[:, :1]  # (3 filters, 1, 5, 5)
+        self.register_buffer("weight", per.repeat(3, 1, 1, 1), persistent=False)  # (9, 1, 5, 5), grouped by channel
+        self.norm = nn.BatchNorm2d(9)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.norm(F.conv2d(x, self.weight, padding=2, groups=3))
+
+
 class NPRStem(nn.Module):
     def __init__(self, factor: int = 2):
         super().__init__()
@@ -69,18 +87,26 @@ class NPRStem(nn.Module):
         return self.norm(x - up)
 
 
+FILTERS = {"none": nn.Identity, "srm": SRMStem, "srm_rgb": SRMColourStem, "npr": NPRStem}
+
+
+def stem_channels(kind: str) -> int:
+    """The number of maps the stem `kind` gives the backbone."""
+    if kind not in FILTERS:
+        raise ConfigError(f"unknown stem {kind!r}; valid choices: {', '.join(FILTERS)}")
+    return getattr(FILTERS[kind], "out_channels", 3)
+
+
 class Stem(nn.Module):
     """Normalisation, then the chosen residual filter (or none); float32 whatever the autocast state."""
 
     def __init__(self, kind: str = "none"):
         super().__init__()
 
-        filters = {"none": nn.Identity, "srm": SRMStem, "npr": NPRStem}
-        if kind not in filters:
-            raise ConfigError(f"unknown stem {kind!r}; valid choices: {', '.join(filters)}")
+        self.out_channels = stem_channels(kind)
         self.kind = kind
         self.normalize = Normalize()
-        self.filter = filters[kind]()
+        self.filter = FILTERS[kind]()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         with torch.autocast(device_type=x.device.type, enabled=False):

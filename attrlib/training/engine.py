@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import copy
+import time
 
 import pandas as pd
 import torch
@@ -90,8 +91,11 @@ def fit(config: Config, data: StudyData, run: Path, init_from: Path | None = Non
     history = runfolder.read_history(run, start_epoch)
     selected = runfolder.read_checkpoint(run).get("selected") if start_epoch and main else None
     trajectory = _resumed_trajectory(run, history) if main else []
+    prepare_seconds = None
     if not ckpt.exists():  # a fresh run: a technique fitted in closed form fits here (Technique.prepare)
+        started = time.perf_counter()
         technique.prepare(train_loader)
+        prepare_seconds = round(time.perf_counter() - started, 3)
     distributed.broadcast_state(technique)
     distributed.average_gradients_before_step(technique.optimizers())
 
@@ -161,6 +165,9 @@ def fit(config: Config, data: StudyData, run: Path, init_from: Path | None = Non
                    train_prior={g: float(v) for g, v in zip(data.generators, prior)},
                    **({"world_size": world_size} if world_size > 1 else {}),
                    train_seconds=round(seconds, 3),
+                   # the one-off work before the first step (a closed-form fit, JTT's identification model);
+                   # absent on a resumed run, which does not repeat it
+                   **({"prepare_seconds": prepare_seconds} if prepare_seconds is not None else {}),
                    train_images_per_second=round(sum(h["images"] for h in history) / max(seconds, 1e-9), 1))
     return Fitted(run, technique, predictions, summary)
 

@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader, RandomSampler, WeightedRandomSampler
 from tqdm.auto import tqdm
 
 from ..config import Config
-from ..data import ImageDataset, StudyData, collate_patches
+from ..data import ImageDataset, StudyData, build_augment, collate_patches
 from ..errors import ConfigError
 from . import distributed
 
@@ -43,11 +43,13 @@ def make_loader(frame: pd.DataFrame, data: StudyData, config: Config, train: boo
     """A training loader (shuffled, or drawn with replacement by `sampler_weights(frame)` when that gives
     weights) or an evaluation loader (in order, twice the batch size). Under the crop policy an image larger
     than the crop gives up to `config.train_patches` random crops to train and a grid of up to
-    `config.test_patches` crops to evaluate (`collate_patches`: a batch of `batch_size` images). `batch_size`:
+    `config.test_patches` crops to evaluate (`collate_patches`: a batch of `batch_size` images); training images
+    are augmented as `config.augment` says (`attrlib.data.augment`). `batch_size`:
     the training batch when it is not `config.batch_size` (a technique's own, `Technique.batch_size`)."""
     batch_size = config.batch_size if batch_size is None else batch_size
     dataset = ImageDataset(frame, data, policy=config.input_policy, size=config.image_size, train=train, progress=progress,
-                           patches=config.train_patches if train else config.test_patches)
+                           patches=config.train_patches if train else config.test_patches,
+                           augment=build_augment(config.augment, config.augment_prob) if train else None)
     common = dict(num_workers=config.num_workers, pin_memory=device is not None and device.type == "cuda",
                   persistent_workers=config.num_workers > 0, collate_fn=collate_patches)
     if not train:

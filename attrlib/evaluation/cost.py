@@ -1,0 +1,54 @@
+"""What each arm of a study costs to train, from its runs' metrics.json (measured, not estimated).
+
+    training_cost(runs, baseline="baseline")   one row per arm: seconds per run (optimiser steps, the one-off
+                                               `prepare` work, the upstream run an arm starts from), images per
+                                               second, and the ratio to the baseline's seconds per run
+
+Seconds are wall-clock on whatever machine trained the runs; compare arms trained on one machine in one study
+(the ratio column), not seconds across machines.
+"""
+from __future__ import annotations
+
+import os
+from typing import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from .. import techniques
+from ..runfolder import load_metrics, read_config
+
+
+def training_cost(runs: Mapping[str, Sequence[str | os.PathLike]], baseline: str = "baseline") -> pd.DataFrame:
+    """Mean training cost per run of every arm; `vs baseline` = its total over the baseline's (NaN without one).
+
+    `upstream s` is the baseline's mean seconds when the arm's technique starts from a finished run
+    (`Technique.starts_from`: fine_tuning, dfr), since a study that trains the arm alone pays for that run too;
+    `prepare s` is the work before the first step (a closed-form fit, an identification model), absent (0) on
+    a run that was resumed."""
+    rows = []
+    for name, dirs in runs.items():
+        metrics = [load_metrics(d) for d in dirs]
+        config = read_config(dirs[0])
+        starts_from = techniques.get(config.technique).starts_from
+        rows.append({"arm": name, "technique": config.technique, "runs": len(dirs),
+                     "steps": int(np.mean([m.get("steps", 0) for m in metrics])),
+                     "train s": float(np.mean([m.get("train_seconds", np.nan) for m in metrics])),
+                     "prepare s": float(np.mean([m.get("prepare_seconds", 0.0) for m in metrics])),
+                     "starts from": starts_from or "",
+                     "img/s": float(np.mean([m.get("train_images_per_second", np.nan) for m in metrics]))})
+    table = pd.DataFrame(rows)
+    if table.empty:
+        return table
+    own = table.set_index("arm")["train s"] + table.set_index("arm")["prepare s"]
+    base = float(own[baseline]) if baseline in own.index else np.nan
+    table["upstream s"] = [base if s else 0.0 for s in table["starts from"]]
+    table["total s"] = table["train s"] + table["prepare s"] + table["upstream s"]
+    table["vs baseline"] = table["total s"] / base if np.isfinite(base) else np.nan
+    table.attrs["caption"] = (
+        "Training cost per run (mean over the arm's runs: rotations x seeds), wall-clock seconds on the machine "
+        "that trained them: optimiser steps (`train s`), the one-off work before the first step (`prepare s`), "
+        "and the upstream run an arm starts from (`upstream s`, the baseline's; counted because training the "
+        f"arm alone needs it). `vs baseline`: total over the baseline's ({baseline!r}) seconds per run. Runs "
+        "trained in parallel share the CPU: compare ratios within one study.")
+    return table
