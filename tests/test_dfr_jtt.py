@@ -120,7 +120,8 @@ def test_dfr_head_does_not_follow_a_cells_size():
 
 def test_jtt_short_identification_finds_errors(data):
     torch.manual_seed(0)
-    t = build_technique(Config(technique="jtt", image_size=32, technique_params={"id_steps": 3}), data)
+    t = build_technique(Config(technique="jtt", image_size=32, technique_params={"id_steps": 3, "upweight": 20.0}),
+                        data)
     before = {k: v.clone() for k, v in t.model.state_dict().items()}
     loader = _loader(data.split("train"), data, shuffle=True)
     t.prepare(loader)
