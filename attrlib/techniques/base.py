@@ -27,6 +27,7 @@ explain that. Adding a technique is one new module with one `@register`-ed class
 """
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import numpy as np
@@ -152,6 +153,18 @@ class Technique(nn.Module):
     def group_of(self, frame: pd.DataFrame) -> np.ndarray:
         """generator_index * n_subclasses + subclass_index per row (-1 for a subclass outside training)."""
         return label_codes(frame, self.generators, self.subclasses)["group"]
+
+
+def training_images_in_order(loader, patches: int) -> torch.utils.data.DataLoader:
+    """The images of a training loader once each, in the order of its dataset's frame (`index` is the row),
+    cropped as for evaluation (a grid of up to `patches` crops, no random draw: no random state is used): what
+    a technique reads when it featurises or scores its own training set in `prepare` (dfr, jtt). Shares the
+    training dataset's decoded images."""
+    view = copy.copy(loader.dataset)
+    view.train = False
+    view.patches = patches if view.policy == "crop" else 1
+    return torch.utils.data.DataLoader(view, batch_size=2 * loader.batch_size, shuffle=False,
+                                       collate_fn=loader.collate_fn, num_workers=loader.num_workers)
 
 
 def per_image(values: torch.Tensor, owner: torch.Tensor, mean: bool = True) -> torch.Tensor:

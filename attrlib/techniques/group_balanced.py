@@ -10,12 +10,17 @@ from . import register
 from .base import Technique
 
 
+def cell_balanced_weights(groups: np.ndarray) -> np.ndarray:
+    """Per-row weights 1 / (G * N_g) of rows in cells `groups` (G non-empty cells of N_g rows each): every
+    cell weighs 1 / G in total. Also the weights dfr fits its head with."""
+    values, counts = np.unique(groups, return_counts=True)
+    size = dict(zip(values.tolist(), counts.tolist()))
+    return np.array([1.0 / (len(values) * size[g]) for g in np.asarray(groups).tolist()])
+
+
 @register("group_balanced")
 class GroupBalanced(Technique):
     description = "sampler uniform over generator x subclass cells (BalancingGroups / WILDS)"
 
     def sampler_weights(self, frame):
-        groups = self.group_of(frame)
-        values, counts = np.unique(groups, return_counts=True)
-        size = dict(zip(values.tolist(), counts.tolist()))
-        return np.array([1.0 / (len(values) * size[g]) for g in groups.tolist()])
+        return cell_balanced_weights(self.group_of(frame))
