@@ -19,7 +19,7 @@ from attrlib.techniques import build_technique
 from attrlib.techniques.dfr import DFR
 from attrlib.techniques.jtt import JTT
 
-TIMING = ("train_seconds", "train_images_per_second", "device")
+TIMING = ("train_seconds", "train_images_per_second", "prepare_seconds", "device")
 
 
 @pytest.fixture(scope="module")

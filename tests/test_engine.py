@@ -11,7 +11,7 @@ from attrlib import runfolder, sweep, training
 from attrlib.config import Config
 from attrlib.errors import ConfigError
 
-TIMING = ("train_seconds", "train_images_per_second", "device")
+TIMING = ("train_seconds", "train_images_per_second", "prepare_seconds", "device")
 
 
 def _config(tiny_data, runs, **kw) -> Config:

@@ -20,7 +20,7 @@ from attrlib import io, runfolder, sweep, training
 from attrlib.config import Config
 from attrlib.errors import WriteError
 
-TIMING = ("train_seconds", "train_images_per_second", "device")
+TIMING = ("train_seconds", "train_images_per_second", "prepare_seconds", "device")
 SCRIPT = textwrap.dedent("""
     import sys
     from attrlib import sweep
