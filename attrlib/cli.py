@@ -102,8 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--batch-size", type=int, default=None,
                    help="override the profile's batch size (the global batch: torchrun splits it across ranks)")
     t.add_argument("--bf16", action="store_true", help="bf16 autocast for the backbone body (the input stem stays float32)")
-    t.add_argument("--augment", default=None, choices=("none", "blur_jpeg"),
-                   help="training augmentation (default: none): blur_jpeg, Wang et al. 2020's blur and JPEG")
+    t.add_argument("--augment", default=None, choices=("none", "blur_jpeg", "jpeg"),
+                   help="training augmentation (default: none): blur_jpeg, Wang et al. 2020's blur and JPEG; jpeg, the JPEG alone")
     t.add_argument("--val-subclass", default=None,
                    help="validation subclass kept out of training for model selection: auto | none | a name "
                         "(default: the profile's, auto)")

@@ -19,7 +19,7 @@ OPTIMIZERS = ("adam", "sgd")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 ON_BAD = ("raise", "skip")
 SELECTIONS = ("valsub", "val", "last")
-AUGMENTATIONS = ("none", "blur_jpeg")  # attrlib.data.augment (config sits below data: the names are repeated, a test checks they agree)
+AUGMENTATIONS = ("none", "blur_jpeg", "jpeg")  # attrlib.data.augment (config sits below data: the names are repeated, a test checks they agree)
 
 
 @dataclass
@@ -33,8 +33,8 @@ class Config:
     input_policy: str = "crop"          # "crop" keeps every pixel (fingerprints survive); "resize" is the seeds' protocol
     image_size: int = 64                # side of the square the model sees (crop or resize target)
     train_patches: int = 4              # crop policy: random crops per image each time it is drawn (fewer if it has fewer positions)
-    augment: str = "none"               # training augmentation: none | blur_jpeg (Wang et al. 2020: blur sigma~U[0,3], JPEG quality~U[30,100])
-    augment_prob: float = 0.5           # blur_jpeg: probability of each of blur and JPEG, independently (Wang et al.'s "Blur+JPEG (0.5)")
+    augment: str = "none"               # training augmentation: none | blur_jpeg (Wang et al. 2020: blur sigma~U[0,3], JPEG quality~U[30,100]) | jpeg (the JPEG alone)
+    augment_prob: float = 0.5           # probability of each of blur and JPEG, independently (Wang et al.'s "Blur+JPEG (0.5)")
     test_patches: int = 16              # crop policy: most crops in the grid over an image at test time; their log-probabilities are averaged
     # --- model ---
     backbone: str = "compact"           # compact (CPU default, no early downsampling) | local (compact cut to a 23-px receptive field: patch voting) | resnet18 (seed 000) | resnet50 (seed 002)
@@ -131,10 +131,11 @@ def _choice(name: str, value: Any, valid: tuple) -> None:
 # all); cam_per_generator: images per generator in each of notebook 08's CAM grids; ablation_rotations: the
 # rotations notebook 07's front-end ablation (SRM, NPR, crop vs resize) runs on (the first N; 0: all);
 # second_config: notebook 10 trains every technique again on a second benchmark configuration (another data
-# seed and instance spread) and checks that its conclusions hold there.
+# seed and instance spread) and checks that its conclusions hold there; closing_variants: notebook 11 trains the
+# arm rule (b) selects, the baseline and the oracle again on the non-additive and the realistic variants.
 _FULL_NOTEBOOKS = dict(sweep_strengths="0,1", n_boot=1000, cam_images=None, robustness_images=None,
                        summary_images=None, cam_per_generator=2, ablation_rotations=0,
-                       second_config=True)
+                       second_config=True, closing_variants=True)
 
 PROFILES: dict[str, dict[str, Any]] = {
     # budgets in optimiser steps, the same on any data; on each profile's embedded benchmark they are whole
@@ -149,7 +150,7 @@ PROFILES: dict[str, dict[str, Any]] = {
                   config=dict(steps=16, batch_size=32, image_size=32),
                   notebook=dict(sweep_strengths="0", n_boot=200, cam_images=24, robustness_images=24,
                                 summary_images=48, cam_per_generator=1, ablation_rotations=1,
-                                second_config=False)),  # a smoke run
+                                second_config=False, closing_variants=True)),  # a smoke run
     # the headline on a 2-core CPU in about 15 minutes: two crossed rotations, one seed, bf16 (1.68x faster,
     # held-out -0.011: benchmarks/bench_bf16.py), 5 epochs (390 steps: validation accuracy saturates by epoch
     # 4-5), 3 scoring points, no benchmark checks (quick and thorough run them), inspection on 96 images per

@@ -89,3 +89,17 @@ def test_transplant_moves_low_band_across_subclasses_only():
     assert torch.equal(none, x) and not mixed0.any()
     same, mixed_same = transplant(x, torch.zeros(64, dtype=torch.long), mix_prob=1.0, sigma=1.0)
     assert torch.equal(same, x) and not mixed_same.any()
+
+
+def test_jpeg_only_augmentation_never_blurs():
+    torch.manual_seed(0)
+    # a flat image: JPEG keeps it flat (up to rounding), a blur of a flat image too; an impulse shows a blur
+    x = torch.full((3, 64, 64), 128, dtype=torch.uint8)
+    x[:, 32, 32] = 255
+    from attrlib.data import build_augment
+    only = build_augment("jpeg", 1.0)
+    both = build_augment("blur_jpeg", 1.0)
+    assert only.blur is False and both.blur is True
+    # with JPEG alone the impulse's neighbourhood keeps a sharp peak more often than with blur as well
+    peak = lambda im: float(im[:, 32, 32].float().mean() - im[:, 30, 30].float().mean())
+    assert sum(peak(only(x)) for _ in range(30)) > 1.5 * sum(peak(both(x)) for _ in range(30))

@@ -3,7 +3,8 @@
 Wang et al. (CVPR 2020, "CNN-generated images are surprisingly easy to spot... for now") train on images
 blurred (sigma ~ U[0, 3]) with probability p and JPEG-compressed (quality ~ U{30, ..., 100}) with
 probability p, independently; p = 0.5 ("Blur+JPEG (0.5)") made detectors robust to both and generalise
-better, at some cost in clean accuracy. Applied to a training item's whole image before it is cropped,
+better, at some cost in clean accuracy. `jpeg` keeps only the compression: a fingerprint of a few grey levels
+does not survive a blur of sigma 3, so blurring a training image may leave its label without evidence. Applied to a training item's whole image before it is cropped,
 as a real pipeline degrades whole files (JPEG's 8x8 blocks stay aligned to the image's origin).
 
 The draws come from torch's global random generator, as the crops do, so a seeded run is reproducible.
@@ -20,7 +21,7 @@ from torchvision.transforms.v2 import functional as TF
 
 from ..errors import ConfigError
 
-AUGMENTATIONS = ("none", "blur_jpeg")
+AUGMENTATIONS = ("none", "blur_jpeg", "jpeg")
 BLUR_SIGMA = (0.0, 3.0)   # Wang et al.'s range, pixels
 JPEG_QUALITY = (30, 100)  # inclusive
 
@@ -43,16 +44,17 @@ def gaussian_blur(img: torch.Tensor, sigma: float) -> torch.Tensor:
 
 
 class BlurJPEG:
-    """Callable on a uint8 C x H x W image: blurred with probability `prob`, then JPEG-compressed with probability `prob`."""
+    """Callable on a uint8 C x H x W image: blurred with probability `prob` (never when `blur` is False), then
+    JPEG-compressed with probability `prob`."""
 
-    def __init__(self, prob: float = 0.5):
+    def __init__(self, prob: float = 0.5, blur: bool = True):
         if not 0.0 <= prob <= 1.0:
             raise ConfigError(f"config field 'augment_prob' is {prob!r}; it must lie in [0, 1]")
-        self.prob = prob
+        self.prob, self.blur = prob, blur
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         u = torch.rand(4).tolist()  # one draw of four numbers per image, whatever happens to it
-        if u[0] < self.prob:
+        if self.blur and u[0] < self.prob:
             sigma = BLUR_SIGMA[0] + u[1] * (BLUR_SIGMA[1] - BLUR_SIGMA[0])
             if sigma > 0.1:  # a narrower Gaussian leaves 8-bit pixels as they are
                 x = gaussian_blur(x, sigma)
@@ -63,13 +65,13 @@ class BlurJPEG:
         return x
 
     def __repr__(self) -> str:
-        return f"BlurJPEG(prob={self.prob})"
+        return f"BlurJPEG(prob={self.prob}, blur={self.blur})"
 
 
 def build_augment(name: str, prob: float = 0.5):
     """The training augmentation a config names (`augment`, `augment_prob`), or None."""
     if name == "none":
         return None
-    if name == "blur_jpeg":
-        return BlurJPEG(prob)
+    if name in ("blur_jpeg", "jpeg"):
+        return BlurJPEG(prob, blur=name == "blur_jpeg")
     raise ConfigError(f"config field 'augment' is {name!r}; valid choices: {', '.join(AUGMENTATIONS)}")

@@ -14,6 +14,7 @@ them from these numbers.
     selection   model-selection rules side by side (rule_accuracies, selection_table); the arm rule (b) picks
                 per rotation (select_arm, selected_runs)
     cost        training_cost: seconds per run of every arm, and its ratio to the baseline's
+    goal        goal_table: issue 12's criteria (gap closed, no target data, beats the seeds, JPEG 75), measured
     robustness  perturbations (JPEG, blur, down-up resize), robustness_table, robustness_stats, robustness_summary
     runtime_sweep  radius_sweep, radius_sweep_summary: a test-time attack's radius against random noise of it
     (run folders are read through attrlib.runfolder: load_run, load_predictions, heldout_predictions)
@@ -21,6 +22,7 @@ them from these numbers.
 from ..runfolder import (LoadedRun, generators_of, heldout_predictions, heldout_split, load_predictions, load_run,
                          pooled_predictions)
 from .cost import training_cost
+from .goal import goal_table
 from .llr import LLR_DEFINITION, llr_scores, log_likelihood_ratios, runs_llr_scores, training_prior
 from .metrics import (MACRO_CONVENTION, calibration_error, confusion, expected_calibration_error, per_generator_auc,
                       run_metrics, seed_style_report, shortcut_gap, split_metrics, worst_generator_recall)
@@ -45,5 +47,5 @@ __all__ = [
     "pooled_predictions", "radius_sweep", "radius_sweep_summary", "robustness_stats", "robustness_summary",
     "robustness_table", "run_metrics",
     "seed_style_report", "shortcut_gap", "sign_noise", "split_metrics", "standard_perturbations",
-    "summary_table", "technique_summary", "training_cost", "worst_generator_recall",
+    "summary_table", "technique_summary", "training_cost", "goal_table", "worst_generator_recall",
 ]

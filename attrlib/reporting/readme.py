@@ -101,6 +101,43 @@ def compact_summary(numbers: pd.DataFrame) -> str:
     return "\n".join(rows)
 
 
+# notebook 11's tables, after its goal and its ablation (which lead the section)
+CLOSING_TABLES = (
+    ("11_selection", "Which arm rule (b) picks in each rotation"),
+    ("11_selected_vs_seeds", "The selected arm against the seeds' techniques (difference = technique - selected, paired)"),
+    ("11_variants", "On the non-additive and the realistic variants"),
+    ("11_robustness", "Robustness of the levers"),
+    ("11_content_swap", "Content swap: does the prediction follow the generator?"),
+    ("11_cost", "What each lever costs to train"),
+)
+
+
+def closing_section(results: Path) -> list[str]:
+    """Notebook 11's part of the section (empty when the study did not run it): the goal's criteria, the
+    ablation against the baseline with gap closed, and its other tables."""
+    numbers_path = results / "11_ablation_numbers.csv"
+    goal = results / "11_goal.md"
+    if not numbers_path.is_file():
+        return []
+    numbers = pd.read_csv(numbers_path, index_col=0)
+    rotations = "/".join(map(str, sorted(set(numbers["rotations"])))) if "rotations" in numbers else "?"
+    seeds = "/".join(map(str, sorted(set(numbers["seeds"])))) if "seeds" in numbers else "?"
+    lines = ["### Closing the gap (notebook 11)", "",
+             f"Mean over {rotations} held-out rotation(s), {seeds} seed(s) per rotation; `selected (rule b)` is "
+             "the arm chosen in each rotation by its validation subclass (`results/11_selection.md`), never by its "
+             "test subclass.", ""]
+    if goal.is_file():
+        lines += ["#### The goal, criterion by criterion", "", goal.read_text(encoding="utf-8").strip(), ""]
+    lines += ["#### Ablation: every arm against the baseline, paired (mean over rotations)", "",
+              compact_summary(numbers), "", "Full table and its caption: `results/11_ablation.md`."]
+    for stem, heading in CLOSING_TABLES:
+        md = results / f"{stem}.md"
+        lines += ["", f"#### {heading}", ""]
+        lines.append(md.read_text(encoding="utf-8").strip() if md.is_file()
+                     else f"*Not produced by this study (`{results.name}/{md.name}` is missing).*")
+    return lines + ["", "### The seeds' techniques and the protocol (notebooks 01-10)", ""]
+
+
 def section(results: str | os.PathLike = "results", timing: str | os.PathLike = "runs/notebooks/study_timing.json") -> str:
     """The generated Markdown (without the markers)."""
     results, timing = Path(results), Path(timing)
@@ -118,6 +155,7 @@ def section(results: str | os.PathLike = "results", timing: str | os.PathLike = 
                      f"{t.get('runs_trained')} runs trained, {t.get('runs_reused_or_before')} reused.")
     else:
         lines.append(f"Generated from `{results.name}/` (no study timing record `{timing.name}`).")
+    lines += [""] + closing_section(results)
     selection = "/".join(sorted(set(numbers["selection"].astype(str)))) if "selection" in numbers else "unknown"
     lines.append(f"Checkpoint selection rule of every number below: {selection}. Seeds: "
                  f"{'/'.join(map(str, sorted(set(numbers['seeds']))))} per rotation; rotations: "

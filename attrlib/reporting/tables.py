@@ -154,3 +154,24 @@ def format_robustness(table: pd.DataFrame, digits: int = 2) -> pd.DataFrame:
                             f"held-out rotation(s) x seeds; sample std, ddof=1); n = {int(table['n'].max())} images "
                             "per run at most.")
     return out
+
+
+def stack_summaries(tables: Mapping[str, pd.DataFrame], level: str = "benchmark", digits: int = 2) -> pd.DataFrame:
+    """Several `summary_table`s (label -> table, e.g. one per benchmark configuration) as one text table indexed
+    by (label, technique), with the columns `format_summary` gives them all; the caption names each label's
+    baseline and reference accuracies."""
+    parts, notes = [], []
+    for label, table in tables.items():
+        text = format_summary(table, digits)
+        text.index = pd.MultiIndex.from_product([[label], list(text.index)], names=[level, "technique"])
+        parts.append(text)
+        refs = [f"{k[:-len('_accuracy')]} {v:.3f}" for k, v in table.attrs.items()
+                if k.endswith("_accuracy") and isinstance(v, float)]
+        notes.append(f"{label}: " + ", ".join(refs))
+    out = pd.concat(parts)
+    keep = [c for c in out.columns if out[c].notna().all() or c in ("difference vs baseline", "verdict")]
+    out = out[keep].fillna("")
+    out.attrs["caption"] = ("One row per benchmark configuration and technique, each compared with its own "
+                            "baseline on the same images (paired), as in the ablation table. Accuracies: "
+                            + "; ".join(notes) + ".")
+    return out

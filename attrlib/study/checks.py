@@ -13,6 +13,10 @@ study layer, above training; the simulator (`attrlib.simulator`) and its image s
    held-out accuracy near seed 002's 0.49 (the benchmark reproduces the problem).
 5. per-generator pixel statistics match (`stats.pixel_stats`).
 
+`second_configuration`, `nonadditive_configuration` and `realistic_configuration` make the other benchmark
+configurations a conclusion is checked on (another data seed; a fingerprint that is not added to the content;
+files that look like a user's folder).
+
 `strength_sweep` trains the points (held-out accuracy against strength, biased and unbiased);
 `checks_table` reads checks 1, 2 and 4 off it, runs 3 and 5, and gives one verdict per check.
 """
@@ -184,10 +188,39 @@ def second_configuration(root: str | os.PathLike, progress: bool = False) -> Pat
     """The second configuration of the embedded benchmark `root` (same scale, size and strength; data seed + 1,
     instance spread 0.35), synthesised in `<root>-second` if missing; its unbiased and matched twins come from
     `attrlib.study.session.variant_twin` like the first one's."""
-    params = json.loads((Path(root) / "benchmark.json").read_text(encoding="utf-8"))
-    if "realistic" in params or params.get("variant", "biased") != "biased":
-        raise ValueError(f"{root} is not the embedded benchmark's biased default variant; the second "
-                         "configuration is made from that one")
+    params = _biased_default_params(root, "second configuration")
     return synthesize(Path(root).parent / f"{Path(root).name}-second", scale=params["scale"], size=params["size"],
                       strength=params["strength"], seed=int(params["seed"]) + SECOND_SEED_OFFSET,
                       instance_spread=SECOND_INSTANCE_SPREAD, progress=progress)
+
+
+def _biased_default_params(root: str | os.PathLike, what: str) -> dict:
+    params = json.loads((Path(root) / "benchmark.json").read_text(encoding="utf-8"))
+    if "realistic" in params or params.get("variant", "biased") != "biased" or params.get("trace", "additive") != "additive":
+        raise ValueError(f"{root} is not the embedded benchmark's biased default variant; the {what} is made "
+                         "from that one")
+    return params
+
+
+def nonadditive_configuration(root: str | os.PathLike, progress: bool = False) -> Path:
+    """The benchmark `root` with the same content, counts and strength but a fingerprint that is not added to the
+    content (`trace="pipeline"`: the whole image passes through the family, `attrlib.simulator.families`),
+    synthesised in `<root>-pipeline` if missing; its unbiased twin comes from `variant_twin` as usual. A
+    technique that transplants high-pass residuals is favoured on the additive default by construction; this
+    is where that is checked."""
+    params = _biased_default_params(root, "non-additive variant")
+    return synthesize(Path(root).parent / f"{Path(root).name}-pipeline", scale=params["scale"], size=params["size"],
+                      strength=params["strength"], seed=int(params["seed"]),
+                      instance_spread=params.get("instance_spread", DEFAULT_INSTANCE_SPREAD), trace="pipeline",
+                      progress=progress)
+
+
+def realistic_configuration(root: str | os.PathLike, progress: bool = False) -> Path:
+    """The realistic variant (`attrlib.simulator.realistic`: per-generator sizes and formats, unequal counts, a
+    held-out subclass some generators lack) at the scale, crop size, strength and seed of `root`, synthesised
+    in `<root>-realistic` if missing. Only military vehicles are pooled there: its one rotation."""
+    params = _biased_default_params(root, "realistic variant")
+    return synthesize(Path(root).parent / f"{Path(root).name}-realistic", scale=params["scale"], size=params["size"],
+                      strength=params["strength"], seed=int(params["seed"]),
+                      instance_spread=params.get("instance_spread", DEFAULT_INSTANCE_SPREAD), realistic=True,
+                      progress=progress)

@@ -54,9 +54,15 @@ def parse_rotations(heldout: str | Iterable[str]) -> tuple[tuple[str, ...], ...]
     return tuple(r for r in rotations if r)
 
 
-def profile_rotations(profile: str, root: str | Path, heldout: tuple[str, ...]) -> tuple[tuple[str, ...], ...]:
-    """The rotations a profile runs on `root` (its `rotations`: names, "crossed" or "all")."""
-    spec = PROFILES[profile].get("rotations", (heldout[0],) if heldout else ("military_vehicle",))
+ROTATION_SPECS = ("all", "crossed")  # a notebook's `heldout` may name one instead of subclasses
+
+
+def profile_rotations(profile: str, root: str | Path, heldout: tuple[str, ...],
+                      spec: str | tuple | None = None) -> tuple[tuple[str, ...], ...]:
+    """The rotations a profile runs on `root` (its `rotations`: names, "crossed" or "all"; `spec` instead of the
+    profile's, when given)."""
+    if spec is None:
+        spec = PROFILES[profile].get("rotations", (heldout[0],) if heldout else ("military_vehicle",))
     if not isinstance(spec, str):
         return tuple((r,) for r in spec)
     frame = discover(root).frame
@@ -270,7 +276,9 @@ def session(profile: str = "default", data: str = "", heldout: str | Iterable[st
     if threads:
         torch.set_num_threads(int(threads))
     root = resolve_data(profile, data, progress=progress)
-    rotations = parse_rotations(heldout) or profile_rotations(profile, root, ())
+    spec = heldout.strip() if isinstance(heldout, str) and heldout.strip() in ROTATION_SPECS else None
+    rotations = profile_rotations(profile, root, (), spec) if spec else \
+        (parse_rotations(heldout) or profile_rotations(profile, root, ()))
     present = set(discover(root).frame["subclass"])
     for name in sorted({n for r in rotations for n in r} - present):
         raise ConfigError(f"held-out subclass {name!r} (parameter heldout) does not occur in {str(root)!r}; "

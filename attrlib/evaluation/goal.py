@@ -1,0 +1,72 @@
+"""Issue 12's goal as a table of criteria, each measured and judged from the study's numbers (nothing typed in).
+
+    goal_table(numbers, versus, robustness, arm)
+
+- gap closed vs the oracle >= `gap_goal` (0.80), mean over rotations: met on the point estimate, and whether
+  the whole 95 % interval lies above the goal;
+- no image of the held-out subclass (the arm does not use target data);
+- the paired difference against each of the seeds' techniques excludes 0 in the arm's favour;
+- held-out accuracy under JPEG at quality 75 >= `robust_goal` (0.5), mean over the arm's runs.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+GAP_GOAL = 0.80
+ROBUST_GOAL = 0.50
+ROBUST_PERTURBATION = "jpeg_q75"
+
+
+def goal_table(numbers: pd.DataFrame, versus: pd.DataFrame, robustness: pd.DataFrame, arm: str,
+               competitors: Sequence[str], reference: str = "oracle", gap_goal: float = GAP_GOAL,
+               robust_goal: float = ROBUST_GOAL, perturbation: str = ROBUST_PERTURBATION) -> pd.DataFrame:
+    """One row per criterion: what it asks, what was measured, met or not.
+
+    numbers: `summary_table` with `arm` and the gap closed vs `reference`; versus: `summary_table(...,
+    baseline=arm)` (difference = competitor - arm, paired); robustness: `robustness_table` holding `arm`;
+    competitors: the rows of `versus` the arm must beat (the seeds' techniques that use no target data)."""
+    row = numbers.loc[arm] if arm in numbers.index else numbers.set_index("technique").loc[arm]
+    col = f"gap_closed_{reference}"
+    gap, low, high = (float(row.get(c, np.nan)) for c in (col, f"{col}_low", f"{col}_high"))
+    rows = [{"criterion": f"gap closed vs {reference} (mean over {int(row.get('rotations', 0))} rotation(s))",
+             "goal": f">= {100 * gap_goal:.0f} %",
+             "measured": f"{100 * gap:.0f} % [{100 * low:.0f} %, {100 * high:.0f} %]" if np.isfinite(low) else
+             (f"{100 * gap:.0f} % (no interval)" if np.isfinite(gap) else "no oracle"),
+             "met": _yes(np.isfinite(gap) and gap >= gap_goal)
+             + (" (interval above the goal)" if np.isfinite(low) and low >= gap_goal else
+                " (interval reaches below the goal)" if np.isfinite(low) else "")}]
+    target = bool(row.get("uses_target_data", False)) if not isinstance(row.get("uses_target_data"), str) \
+        else row.get("uses_target_data") == "yes"
+    rows.append({"criterion": "no image of the held-out subclass", "goal": "no target data",
+                 "measured": "uses target data" if target else "none used", "met": _yes(not target)})
+    table = versus.set_index("technique") if "technique" in versus.columns else versus
+    beaten, not_beaten = [], []
+    for name in competitors:
+        if name not in table.index:
+            not_beaten.append(f"{name} (not trained)")
+            continue
+        hi = float(table.loc[name, "difference_high"])  # competitor - arm: < 0 everywhere means the arm wins
+        (beaten if hi < 0 else not_beaten).append(f"{name} {float(table.loc[name, 'difference']):+.2f} "
+                                                  f"[{float(table.loc[name, 'difference_low']):+.2f}, {hi:+.2f}]")
+    rows.append({"criterion": "paired interval (technique - selected) excludes 0 for every seed technique",
+                 "goal": "all below 0", "measured": "; ".join(beaten + not_beaten),
+                 "met": _yes(not not_beaten) + ("" if not not_beaten else f" (not: {len(not_beaten)})")})
+    jpeg = robustness[(robustness["technique"] == arm) & (robustness["perturbation"] == perturbation)]["accuracy"]
+    value = float(jpeg.mean()) if len(jpeg) else np.nan
+    rows.append({"criterion": f"held-out accuracy under {perturbation} (mean over {len(jpeg)} run(s))",
+                 "goal": f">= {robust_goal:.2f}", "measured": "not measured" if np.isnan(value) else f"{value:.3f}",
+                 "met": _yes(np.isfinite(value) and value >= robust_goal)})
+    out = pd.DataFrame(rows)
+    out.attrs["caption"] = (
+        f"Issue 12's goal for {arm!r}, each criterion measured in this study: gap closed = (arm - baseline) / "
+        f"(oracle - baseline) of the mean paired differences, with its bootstrap interval; the seeds' techniques "
+        f"compared on the same images (paired); robustness on the held-out images recompressed as "
+        f"{perturbation}. 'met' reads the point estimate; the gap's note says whether its interval clears the goal.")
+    return out
+
+
+def _yes(ok: bool) -> str:
+    return "yes" if ok else "no"

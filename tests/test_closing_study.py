@@ -1,0 +1,115 @@
+"""Issue 12's study machinery: rule (b) picks arms per rotation without reading a test subclass, the cost
+table and the goal table are read from what was measured, the README leads with notebook 11's tables."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from attrlib import runfolder
+from attrlib.config import Config
+from attrlib.evaluation import goal_table, select_arm, selected_runs, training_cost
+from attrlib.reporting import readme, stack_summaries
+
+
+def _fake_run(root: Path, name: str, heldout: str, seed: int, score: float, test: float, seconds: float = 10.0,
+              technique: str = "baseline", prepare: float | None = None) -> Path:
+    run = root / name / f"{heldout}-{seed}"
+    run.mkdir(parents=True)
+    runfolder.write_config(run, Config(data=str(root), heldout=(heldout,), seed=seed, technique=technique))
+    metrics = {"selection": {"rule": "valsub", "score": score}, "heldout": {"accuracy": test},
+               "train_seconds": seconds, "steps": 100, "train_images_per_second": 320.0 / max(seconds, 1e-9)}
+    if prepare is not None:
+        metrics["prepare_seconds"] = prepare
+    runfolder.write_metrics(run, metrics)
+    return run
+
+
+def test_select_arm_chooses_per_rotation_by_validation_score_not_test(tmp_path):
+    # arm "a" is best on every test subclass but worst on validation; "b" wins validation in rotation x only
+    runs = {
+        "a": [_fake_run(tmp_path, "a", "x", 0, score=0.50, test=0.99), _fake_run(tmp_path, "a", "y", 0, 0.50, 0.99)],
+        "b": [_fake_run(tmp_path, "b", "x", 0, score=0.90, test=0.10), _fake_run(tmp_path, "b", "y", 0, 0.60, 0.10)],
+        "c": [_fake_run(tmp_path, "c", "x", 0, score=0.70, test=0.50), _fake_run(tmp_path, "c", "y", 0, 0.60, 0.50)],
+    }
+    choice = select_arm(runs).set_index("heldout")
+    assert choice.loc["x", "chosen"] == "b"
+    assert choice.loc["y", "chosen"] == "b"  # a tie (b and c: 0.60) goes to the arm listed first
+    assert choice.loc["x", "score a"] == pytest.approx(0.50)
+    picked = selected_runs(runs, select_arm(runs))
+    assert picked == runs["b"]
+    # candidates restrict the choice, and the choice follows the restriction
+    only = select_arm(runs, candidates=["a", "c"]).set_index("heldout")
+    assert list(only["chosen"]) == ["c", "c"]
+
+
+def test_select_arm_averages_seeds_within_a_rotation(tmp_path):
+    runs = {"a": [_fake_run(tmp_path, "a", "x", s, score=v, test=0.5) for s, v in ((0, 0.9), (1, 0.1))],
+            "b": [_fake_run(tmp_path, "b", "x", s, score=0.6, test=0.5) for s in (0, 1)]}
+    assert select_arm(runs)["chosen"].tolist() == ["b"]  # a's mean is 0.5
+
+
+def test_training_cost_counts_prepare_and_upstream(tmp_path):
+    runs = {"baseline": [_fake_run(tmp_path, "baseline", "x", 0, 0.5, 0.5, seconds=40.0)],
+            "dfr": [_fake_run(tmp_path, "dfr", "x", 0, 0.5, 0.5, seconds=0.0, technique="dfr", prepare=8.0)],
+            "jtt": [_fake_run(tmp_path, "jtt", "x", 0, 0.5, 0.5, seconds=50.0, technique="jtt", prepare=10.0)]}
+    cost = training_cost(runs).set_index("arm")
+    assert cost.loc["baseline", "vs baseline"] == pytest.approx(1.0)
+    assert cost.loc["dfr", "upstream s"] == pytest.approx(40.0)  # dfr starts from the baseline's run
+    assert cost.loc["dfr", "total s"] == pytest.approx(48.0)
+    assert cost.loc["jtt", "vs baseline"] == pytest.approx(60.0 / 40.0)
+
+
+def _numbers(gap, low, high, target=False):
+    return pd.DataFrame({"gap_closed_oracle": [gap], "gap_closed_oracle_low": [low],
+                         "gap_closed_oracle_high": [high], "rotations": [7], "uses_target_data": [target]},
+                        index=["selected"])
+
+
+def test_goal_table_judges_each_criterion_from_the_numbers():
+    versus = pd.DataFrame({"difference": [-0.2, -0.01], "difference_low": [-0.3, -0.05],
+                           "difference_high": [-0.1, 0.03]}, index=["weighted_sampling", "blind_head"])
+    robust = pd.DataFrame({"technique": ["selected"] * 2, "perturbation": ["jpeg_q75"] * 2, "accuracy": [0.6, 0.5]})
+    goal = goal_table(_numbers(0.85, 0.81, 0.9), versus, robust, "selected",
+                      competitors=["weighted_sampling", "blind_head", "group_dro"]).set_index("criterion")
+    met = goal["met"].tolist()
+    assert met[0].startswith("yes") and "above the goal" in met[0]
+    assert met[1] == "yes"
+    assert met[2].startswith("no")  # blind_head's interval contains 0, group_dro was not trained
+    assert "group_dro (not trained)" in goal.iloc[2]["measured"]
+    assert met[3] == "yes" and "0.550" in goal.iloc[3]["measured"]
+    below = goal_table(_numbers(0.85, 0.6, 0.9, target=True), versus.iloc[:1], robust.assign(accuracy=0.3), "selected",
+                       competitors=["weighted_sampling"])
+    assert below["met"].tolist() == ["yes (interval reaches below the goal)", "no", "yes", "no"]
+    none = goal_table(_numbers(np.nan, np.nan, np.nan), versus, robust, "selected", competitors=[])
+    assert none.iloc[0]["measured"] == "no oracle" and none.iloc[0]["met"].startswith("no")
+
+
+def test_stack_summaries_keeps_each_configuration_apart():
+    table = pd.DataFrame({"accuracy": [0.5, 0.7], "accuracy_low": [0.4, 0.6], "accuracy_high": [0.6, 0.8],
+                          "difference": [0.0, 0.2], "difference_low": [0.0, 0.1], "difference_high": [0.0, 0.3],
+                          "verdict": ["(the baseline)", "w beats baseline"]}, index=["baseline", "w"])
+    table.attrs["baseline_accuracy"] = 0.5
+    out = stack_summaries({"non-additive": table, "realistic": table.iloc[:1]})
+    assert list(out.index) == [("non-additive", "baseline"), ("non-additive", "w"), ("realistic", "baseline")]
+    assert "non-additive: baseline 0.500" in out.attrs["caption"]
+
+
+def test_readme_leads_with_notebook_11_when_it_ran(tmp_path):
+    results = tmp_path / "results"
+    results.mkdir()
+    numbers = pd.DataFrame({"accuracy": [0.6, 0.8], "accuracy_low": [0.5, 0.7], "accuracy_high": [0.7, 0.9],
+                            "difference": [0.0, 0.2], "difference_low": [0.0, 0.1], "difference_high": [0.0, 0.3],
+                            "verdict": ["(the baseline)", "x beats baseline"], "gap_closed_oracle": [0.0, 0.8],
+                            "gap_closed_oracle_low": [0.0, 0.7], "gap_closed_oracle_high": [0.0, 0.9],
+                            "rotations": [7, 7], "seeds": [1, 1], "selection": ["valsub", "valsub"]},
+                           index=pd.Index(["baseline", "selected (rule b)"], name="technique"))
+    assert readme.closing_section(results) == []
+    numbers.to_csv(results / "11_ablation_numbers.csv")
+    (results / "11_goal.md").write_text("| criterion | met |\n|---|---|\n| gap | yes |\n")
+    text = "\n".join(readme.closing_section(results))
+    assert text.index("Closing the gap") < text.index("| gap | yes |") < text.index("| selected (rule b) |")
+    assert "Mean over 7 held-out rotation(s)" in text and "80 % [70 %, 90 %]" in text
+    assert "`results/11_variants.md` is missing" in text
