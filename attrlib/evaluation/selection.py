@@ -88,10 +88,13 @@ def select_arm(runs: Mapping[str, Sequence[str | os.PathLike]], candidates: Sequ
         rows.append({"heldout": rotation, "chosen": chosen, "score": means.get(chosen, np.nan),
                      **{f"score {n}": means[n] for n in names}})
     table = pd.DataFrame(rows)
+    votes = table["chosen"].value_counts() if len(table) else pd.Series(dtype=int)
+    # the arm chosen in the most rotations (ties: listed first): one arm to inspect and to train elsewhere
+    table.attrs["most_chosen"] = max(votes.index, key=lambda n: (votes[n], -names.index(n))) if len(votes) else None
     table.attrs["caption"] = (
         "Arm chosen per held-out rotation by rule (b): the highest mean accuracy (over seeds) on the rotation's "
         "validation subclass, at each run's selected checkpoint; the rotation's test subclass is never read. "
-        "Ties go to the arm listed first.")
+        f"Ties go to the arm listed first. Chosen in the most rotations: {table.attrs['most_chosen']}.")
     return table
 
 
