@@ -69,6 +69,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--realistic", action="store_true",
                    help="the realistic variant: per-generator sizes and formats (JPEG, RGBA...), unequal counts; "
                         "--size is then the model crop the sizes scale with (default: off)")
+    # the simulator's TRACES, written out (as VARIANTS above)
+    s.add_argument("--trace", choices=("additive", "pipeline"), default="additive",
+                   help="additive: the fingerprint is added to the clean content; pipeline: the non-additive "
+                        "variant, the whole image's high band passes through the family's pipeline (so a "
+                        "high-pass residual moved to another image does not carry a fingerprint it could have)")
     s.add_argument("--force", action="store_true", help="regenerate even if the cached benchmark matches")
 
     b = sub.add_parser("bias-table", help="generator x subclass counts of a data folder or manifest", formatter_class=fmt)
@@ -161,7 +166,7 @@ def _synth(args) -> None:
     strength = DEFAULT_STRENGTH if args.strength is None else args.strength
     print(synthesize(args.out, scale=args.scale, size=args.size, strength=strength, seed=args.seed,
                      variant=args.variant, instance_spread=args.instance_spread, force=args.force,
-                     realistic=args.realistic))
+                     realistic=args.realistic, trace=args.trace))
 
 
 def _bias_table(args) -> None:

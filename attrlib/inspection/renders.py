@@ -47,7 +47,7 @@ def known_images(params: dict, contents: Sequence[str], generators: Sequence[str
         for g in generators:
             cell = sub if instance is None else instance
             x = render_content(clean, g, params, instance=cell, stream=(sub,))
-            energy = fingerprint_energy(x, clean)
+            energy = fingerprint_energy(x, clean, params)
             total = energy.flatten(1).sum(1)
             share = (energy * m).flatten(1).sum(1) / total.clamp_min(1e-12)
             share = share.where(total > 0, share.new_full(share.shape, float("nan")))
@@ -64,4 +64,4 @@ def known_images(params: dict, contents: Sequence[str], generators: Sequence[str
 
 def render_key(params: dict) -> tuple:
     """The benchmark parameters that decide a fresh render (not the variant: both variants render alike)."""
-    return tuple(params.get(k) for k in ("seed", "size", "strength", "instance_spread", "generator_version"))
+    return tuple(params.get(k) for k in ("seed", "size", "strength", "instance_spread", "generator_version", "trace"))

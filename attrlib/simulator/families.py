@@ -21,6 +21,39 @@ A family g turns a clean content image c (from `attrlib.simulator.content`) into
   for every family: every family is equally "loud", and the strength s is the fingerprint's RMS in 8-bit
   grey levels. s = 0 gives c itself for every family: nothing tells the families apart.
 
+THE NON-ADDITIVE TRACE (the benchmark's `trace="pipeline"`; `pipeline_image`). Above, the fingerprint is
+ADDED to the clean content: highpass(x) = highpass(255 c) + s R_g(c), so copying one image's high band onto
+another image's low band carries the whole fingerprint along with the detail it belongs to, and a technique
+that transplants high-pass residuals across images is favoured by construction. In the pipeline trace the
+whole image's high band passes through the family's pipeline:
+
+    x = round8( LP(255 c) + HP( M(c) * T( HP(255 c) + kappa_g(s) s R_g(c) ) ) ),    LP = 1 - HP
+
+- T(h) = A tanh(h / A), A = 24 grey levels (about twice the content's high-band RMS): a soft saturation of
+  the band, so content and trace interact: on strong edges (|h| >> A) the trace is squeezed out, on flat and
+  textured regions it passes; a trace that opposes the detail (guided_diffusion's high-frequency deficit)
+  takes edges out of saturation. The local form of the trace depends on the image's own detail.
+- M(c) = clip( (blur_4(luma(c)) / mean luma)^2, 0.25, 2 ): a local luminance gain (typically 0.4-1.6 on this
+  content): detail and trace are stronger where the image is bright, weaker where it is dark. M comes from
+  the LOW band, so a transplanted high band brings the luminance layout of the image it came from: moved
+  onto a low band whose bright regions lie elsewhere, its trace is strong where real images of that content
+  have a weak one and vice versa. Measured (tests/test_nonadditive_trace.py): a brightness ramp under the
+  same detail multiplies the trace's bright-half/dark-half RMS ratio by 2.0-2.6 at 64 px in the pipeline
+  trace, by 0.99-1.02 in the additive one (stylegan2 1.41: its checkerboard already scales with brightness).
+  Moving faces' high band onto horses' low band, the transplanted trace is near-exact in the additive trace
+  for guided_diffusion and stylegan3 (relative error 0.05, 0.22 at 32 px) and 0.46, 0.59 off in the pipeline;
+  the latent families (latent_diffusion, lsgm, taming_transformers) take most of their additive fingerprint
+  from the low band already (errors 1.2-1.7: their latent is down_f(c)), so transplants never carried it.
+- The outer HP keeps everything the pipeline does in the high band: no family moves the brightness or the
+  colours, and an 8x8 thumbnail says nothing about the family (checks 3 and 5 of benchmark.md).
+- T and M are the same for every family (a family-seeded saturation would be a second fingerprint that the
+  strength does not control, visible even at s = 0): at s = 0 every family gives the same image (not 255 c:
+  the content's own detail is saturated and luminance-weighted too), and the family lives in R_g only, now
+  entangled with the content. The fingerprint is x_g - x_0 (x_0: the image at s = 0), and kappa_g(s)
+  (`pipeline_calibration`) is solved on the calibration batch so that its RMS is s grey levels, as a_g, b_g
+  do for the additive trace: every family is equally loud at the same strength.
+- The pipeline draws no random numbers of its own: a stream gives the same content and noise in both traces.
+
 Kernels, codebooks and filter parameters come from a fixed per-family seed (`FAMILY_SEEDS`): like a trained
 generator, a family is one fixed network; the benchmark's `seed` only changes the content and noise draws.
 
@@ -68,6 +101,16 @@ NOISE_SHARE = {"stylegan2": 0.15, "stylegan3": 0.0, "latent_diffusion": 0.0, "ta
 
 HIGHPASS_SIGMA = 2.0   # px; removes what an 8x8 thumbnail could see, keeps 2-, 4- and 8-pixel periods
 CALIBRATION_N = 96     # content images of 64 px per calibration batch (all subclasses), from a fixed seed
+
+# How the fingerprint meets the content (the benchmark's `trace`): "additive" adds it to the clean image,
+# "pipeline" passes the whole image's high band through the family's pipeline (see the module docstring).
+TRACES = ("additive", "pipeline")
+PIPELINE_SATURATION = 24.0         # grey levels: A of T(h) = A tanh(h/A), about twice the content's high-band RMS
+PIPELINE_GAIN_SIGMA = 4.0          # px: the blur of the luma behind the local gain M(c)
+PIPELINE_GAIN_POWER = 2.0          # M = (local / mean luma)^2: with the power 1 M spans only 0.65-1.24 here
+PIPELINE_GAIN_RANGE = (0.25, 2.0)  # M(c)'s clip: a dark region keeps a quarter of its detail and trace
+LUMA_WEIGHTS = (0.299, 0.587, 0.114)
+PIPELINE_CALIBRATION_STEPS = 6     # fixed-point steps of the strength calibration (converged to < 0.1 %)
 
 
 # ------------------------------------------------------------------------------------------------ helpers
@@ -497,12 +540,76 @@ def residual(name: str, c: torch.Tensor, rng: np.random.Generator, instance: str
 
 
 def render(name: str, c: torch.Tensor, strength: float, rng: np.random.Generator, instance: str = "",
-           spread: float = 0.0) -> np.ndarray:
+           spread: float = 0.0, trace: str = "additive") -> np.ndarray:
     """The family's 8-bit images (B, S, S, 3) uint8 for clean content c, at fingerprint strength s (grey levels
-    RMS). At s = 0 the result is round(255 c) whatever the family."""
+    RMS). trace "additive": 255 c + s R_g(c), and at s = 0 round(255 c) whatever the family; "pipeline": the
+    whole image through the family's pipeline (`pipeline_image`), at s = 0 the same image for every family.
+    Both draw the same random numbers, so a stream gives the same content and noise in either."""
     # float64 throughout: float32 sums depend on the thread count and would flip the rounding of a few
     # pixels from one machine to the next; the benchmark must be byte-identical for a seed
-    x = c.double() * 255.0
-    if strength > 0:
-        x = x + strength * residual(name, c, rng, instance, spread)
+    if trace == "pipeline":
+        if strength > 0:
+            r = residual(name, c, rng, instance, spread)
+            x = pipeline_image(c, r, strength * pipeline_calibration(name, c.shape[-1], instance, spread,
+                                                                     float(strength)))
+        else:
+            x = pipeline_image(c, None, 0.0)
+    elif trace == "additive":
+        x = c.double() * 255.0
+        if strength > 0:
+            x = x + strength * residual(name, c, rng, instance, spread)
+    else:
+        raise ValueError(f"trace {trace!r}; valid: {', '.join(TRACES)}")
     return x.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+
+
+# ------------------------------------------------------------------------------------- the pipeline trace
+def luminance_gain(c: torch.Tensor) -> torch.Tensor:
+    """M(c) (B, 1, S, S): the local luminance (Rec. 601 luma blurred with sigma PIPELINE_GAIN_SIGMA) over the
+    image's mean luma, to the power PIPELINE_GAIN_POWER, clipped to PIPELINE_GAIN_RANGE: detail and trace are
+    stronger where the image is bright."""
+    luma = (c.double() * c.new_tensor(LUMA_WEIGHTS, dtype=torch.float64).view(1, 3, 1, 1)).sum(1, keepdim=True)
+    local = _sep(luma, _gauss_kernel1d(PIPELINE_GAIN_SIGMA))
+    mean = luma.mean(dim=(-2, -1), keepdim=True).clamp_min(1e-3)
+    return (local / mean).pow(PIPELINE_GAIN_POWER).clamp(*PIPELINE_GAIN_RANGE)
+
+
+def saturate(h: torch.Tensor) -> torch.Tensor:
+    """T(h) = A tanh(h / A), A = PIPELINE_SATURATION grey levels: the pipeline's soft saturation of the high band."""
+    return PIPELINE_SATURATION * torch.tanh(h / PIPELINE_SATURATION)
+
+
+def pipeline_image(c: torch.Tensor, r: torch.Tensor | None, gain: float) -> torch.Tensor:
+    """x = LP(255 c) + HP( M(c) T(HP(255 c) + gain R) ) in grey levels (B, 3, S, S), float64, before rounding;
+    r None (strength 0): the family-free image, the same for every family."""
+    x = c.double() * 255.0
+    h = highpass(x)
+    low = x - h
+    if r is not None:
+        h = h + gain * r
+    return low + highpass(luminance_gain(c) * saturate(h))
+
+
+@functools.lru_cache(maxsize=None)
+def pipeline_calibration(name: str, size: int, instance: str = "", spread: float = 0.0,
+                         strength: float = 1.0) -> float:
+    """kappa_g(s): the gain on R_g that makes the pipeline trace (x_g - x_0: the image minus the family-free
+    image, before rounding) s grey levels RMS on the batch `calibration` uses, as the additive path's a_g, b_g
+    make R_g unit RMS. The saturation makes the trace's RMS nonlinear in the gain (a trace that opposes the
+    content's detail, such as guided_diffusion's high-frequency deficit, takes edges out of saturation and
+    grows faster than linearly), so kappa is solved at each strength by fixed-point steps from the
+    small-signal value 1 / RMS(HP(M T'(h) R_g))."""
+    rng = np.random.default_rng(20240601)
+    n = min(CALIBRATION_N, max(2 * len(SUBCLASS_DRAWERS), CALIBRATION_N * 64 * 64 // (size * size)))
+    per = n // len(SUBCLASS_DRAWERS)
+    c = torch.cat([draw(sc, per, size, rng)[0] for sc in SUBCLASS_DRAWERS])
+    r = residual(name, c, rng, instance, spread)
+    slope = 1.0 - torch.tanh(highpass(c.double() * 255.0) / PIPELINE_SATURATION).pow(2)   # T'(h)
+    kappa = 1.0 / max(float(highpass(luminance_gain(c) * slope * r).pow(2).mean().sqrt()), 1e-12)
+    if strength <= 0:
+        return kappa
+    x0 = pipeline_image(c, None, 0.0)
+    for _ in range(PIPELINE_CALIBRATION_STEPS):
+        rms = float((pipeline_image(c, r, kappa * strength) - x0).pow(2).mean().sqrt())
+        kappa *= strength / max(rms, 1e-12)
+    return kappa

@@ -10,7 +10,11 @@ changes the benchmark's files.
     params = benchmark_params(root)                       # None: not the embedded benchmark's default variant
     clean, masks = draw_content("military_vehicle", 30, params)
     x = render_content(clean, "lsgm", params, instance="military_vehicle")
-    energy = fingerprint_energy(x, clean)                 # (n, S, S): where the fingerprint is
+    energy = fingerprint_energy(x, clean, params)         # (n, S, S): where the fingerprint is
+
+On a benchmark with the non-additive trace (benchmark.json `"trace": "pipeline"`) the image's content is
+transformed too, alike for every family: the fingerprint is then x minus the family-free image (`trace_free`),
+which `fingerprint_residual` and `fingerprint_energy` subtract when given the benchmark's `params`.
 """
 from __future__ import annotations
 
@@ -77,18 +81,28 @@ def render_content(clean: torch.Tensor, generator: str, params: dict, instance: 
         raise DataError(f"generator {generator!r} is not a simulated family; valid: {', '.join(families.GENERATORS)}")
     rng = np.random.default_rng(_keys([params["seed"], INSPECTION_STREAM, generator, instance, *stream]))
     return families.render(generator, clean, params["strength"], rng, instance=instance,
-                           spread=params.get("instance_spread", 0.0))
+                           spread=params.get("instance_spread", 0.0), trace=params.get("trace", "additive"))
 
 
-def fingerprint_residual(images: np.ndarray, clean: torch.Tensor) -> torch.Tensor:
+def trace_free(clean: torch.Tensor, params: dict | None = None) -> torch.Tensor:
+    """What an image of clean content c (n, 3, S, S) would be without a fingerprint, in grey levels (float64):
+    255 c for an additive benchmark, the family-free pipeline image for a pipeline one (`params` with
+    "trace": "pipeline"; `families.pipeline_image`)."""
+    if params is not None and params.get("trace", "additive") == "pipeline":
+        return families.pipeline_image(clean, None, 0.0)
+    return 255.0 * clean.double()
+
+
+def fingerprint_residual(images: np.ndarray, clean: torch.Tensor, params: dict | None = None) -> torch.Tensor:
     """x - 255 c in grey levels (n, 3, S, S), float64: the fingerprint as the file holds it (after rounding to
-    8 bits and clipping; the rounding adds about 0.29 grey levels RMS to a fingerprint of `strength` RMS)."""
+    8 bits and clipping; the rounding adds about 0.29 grey levels RMS to a fingerprint of `strength` RMS).
+    With the `params` of a pipeline benchmark, x minus the family-free image (`trace_free`) instead."""
     x = torch.as_tensor(np.asarray(images)).permute(0, 3, 1, 2).double()
     if x.shape != clean.shape:
         raise ValueError(f"images {tuple(x.shape)} (as n, 3, S, S) and clean content {tuple(clean.shape)} differ")
-    return x - 255.0 * clean.double()
+    return x - trace_free(clean, params)
 
 
-def fingerprint_energy(images: np.ndarray, clean: torch.Tensor) -> torch.Tensor:
+def fingerprint_energy(images: np.ndarray, clean: torch.Tensor, params: dict | None = None) -> torch.Tensor:
     """Where the fingerprint is: the squared residual summed over colour channels, per pixel (n, S, S)."""
-    return fingerprint_residual(images, clean).pow(2).sum(1)
+    return fingerprint_residual(images, clean, params).pow(2).sum(1)

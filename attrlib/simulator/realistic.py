@@ -157,7 +157,7 @@ def write_cell(root: Path, params: dict, generator: str, subclass: str, split: s
             batch = members[lo: lo + chunk]
             clean, masks = content.draw(subclass, len(batch), side, rng)
             images = families.render(generator, clean, params["strength"], rng, instance=instance,
-                                     spread=params["instance_spread"])
+                                     spread=params["instance_spread"], trace=params.get("trace", "additive"))
             masks = masks.numpy().astype(np.uint8) * 255
             for k, j in enumerate(batch):
                 item = plan[j]

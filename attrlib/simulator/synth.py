@@ -30,6 +30,11 @@ Images are a pure function of the parameters: the same seed gives byte-identical
 subclasses and layout, with per-generator sizes and file formats (JPEG as `.jpg`), unequal counts and a
 held-out subclass that some generators lack; benchmark.json then carries a `realistic` section (the planted
 file properties, part of the cache key) and a `files` summary; its pools hold the held-out subclass only.
+`trace="pipeline"` (CLI: `attrlib synth --trace pipeline`) writes the non-additive variant: the same files,
+content and counts, but every image's high band passes through its family's pipeline instead of receiving an
+added fingerprint (`families.pipeline_image`), so a high-pass residual moved to another image does not carry
+a fingerprint that image could have; benchmark.json then carries `"trace": "pipeline"` (part of the cache
+key). It combines with every variant and with `realistic`.
 Generator version sim-5 (pools for every subclass, the matched variant, the instance column) left the biased
 and unbiased variants' train and val images and the biased variant's military-vehicle images byte-identical
 to sim-4's (their random streams are kept); the manifest and benchmark.json changed.
@@ -61,6 +66,7 @@ GENERATORS = families.GENERATORS
 SUBCLASSES = ("animal_face", "bed", "car", "cat", "church", "face", "horse")
 HELDOUT = ("military_vehicle",)
 VARIANTS = ("biased", "unbiased", "matched")
+TRACES = families.TRACES  # how the fingerprint meets the content: "additive" (the default) or "pipeline"
 SPLITS = ("train", "val", "pool")  # the order fixes the random streams: pool is where test was up to sim-4
 
 # Seed 002, section 2: training images per generator and subclass (full size, as published).
@@ -174,8 +180,15 @@ def _spread(total: int, contents: tuple[str, ...], instances: tuple[str, ...]) -
 def synthesize(out: str | os.PathLike = "data/benchmark", scale: float = DEFAULT_SCALE, size: int = 64,
                strength: float = DEFAULT_STRENGTH, seed: int = 0, variant: str = "biased",
                instance_spread: float | None = None, force: bool = False, progress: bool = True,
-               realistic: bool | dict = False) -> Path:
+               realistic: bool | dict = False, trace: str = "additive") -> Path:
     """Write the simulated benchmark to `out` and return `out`.
+
+    trace: "additive" (the default: x = 255 c + s R_g(c)) or "pipeline" (the non-additive variant: the whole
+    image's high band passes through the family's pipeline, `families.pipeline_image`). Only a non-default
+    trace is written to benchmark.json (as `trace`), so additive benchmarks made before it existed keep their
+    parameters and stay cached. Both traces draw the same random numbers from the same streams: a pipeline
+    benchmark holds the same content (and noise draws) as the additive one of its parameters, rendered
+    differently.
 
     realistic: write the realistic variant (see the module docstring and `attrlib.simulator.realistic`);
     `size` is then the model crop the folder is made for (image sizes scale with size/64). A benchmark.json's
@@ -186,7 +199,7 @@ def synthesize(out: str | os.PathLike = "data/benchmark", scale: float = DEFAULT
     renames, so a reader never sees a half-written benchmark; an interrupted run leaves the old one intact.
     """
     spread = DEFAULT_INSTANCE_SPREAD if instance_spread is None else instance_spread
-    params = _params(scale, size, strength, seed, variant, spread)
+    params = _params(scale, size, strength, seed, variant, spread, trace)
     if realistic:
         params["realistic"] = _realistic.spec(size)
     out = Path(out)
@@ -220,7 +233,7 @@ def _check_variant(variant) -> None:
         raise ConfigError(f"benchmark parameter 'variant' is {variant!r}; valid values: {', '.join(VARIANTS)}")
 
 
-def _params(scale, size, strength, seed, variant, instance_spread=0.0) -> dict:
+def _params(scale, size, strength, seed, variant, instance_spread=0.0, trace="additive") -> dict:
     _check_scale(scale)
     _check_variant(variant)
     if not isinstance(size, int) or isinstance(size, bool) or size < 16 or size % 8:
@@ -236,8 +249,16 @@ def _params(scale, size, strength, seed, variant, instance_spread=0.0) -> dict:
             or not 0 <= instance_spread <= 1:
         raise ConfigError(f"benchmark parameter 'instance_spread' is {instance_spread!r}; it must lie in [0, 1] "
                           "(0: one model per generator family, 1: unrelated models of the same architecture)")
-    return {"scale": float(scale), "size": size, "strength": float(strength), "seed": seed,
-            "variant": variant, "instance_spread": float(instance_spread), "generator_version": GENERATOR_VERSION, "simulated": True}
+    if trace not in TRACES:
+        raise ConfigError(f"benchmark parameter 'trace' is {trace!r}; valid values: {', '.join(TRACES)} "
+                          "(additive: the fingerprint is added to the content; pipeline: the whole image passes "
+                          "through the family's pipeline)")
+    params = {"scale": float(scale), "size": size, "strength": float(strength), "seed": seed,
+              "variant": variant, "instance_spread": float(instance_spread), "generator_version": GENERATOR_VERSION,
+              "simulated": True}
+    if trace != "additive":
+        params["trace"] = trace  # only then: the parameters (and the cache key) of additive benchmarks stay as they were
+    return params
 
 
 def _cached(out: Path, params: dict) -> bool:
@@ -245,9 +266,10 @@ def _cached(out: Path, params: dict) -> bool:
         stored = json.loads((out / "benchmark.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return False
-    # a realistic folder never stands in for the default benchmark (params without "realistic") or vice versa
+    # a realistic folder never stands in for the default benchmark (params without "realistic") or vice versa,
+    # nor a pipeline folder for an additive one (params without "trace")
     return (out / "manifest.csv").is_file() and {k: stored.get(k) for k in params} == params \
-        and ("realistic" in stored) == ("realistic" in params)
+        and ("realistic" in stored) == ("realistic" in params) and ("trace" in stored) == ("trace" in params)
 
 
 def _generate(root: Path, params: dict, progress: bool) -> None:
@@ -286,6 +308,9 @@ def _generate(root: Path, params: dict, progress: bool) -> None:
         note += ("; realistic variant: file format, JPEG quality, size and aspect ratio differ by generator on "
                  "purpose (shortcuts planted for the audit; see the `realistic` section and `files`)")
         extra["files"] = _realistic.summary(rows)
+    if "trace" in params:
+        note += ("; non-additive trace: each image's high band passed through its family's pipeline "
+                 "(attrlib.simulator.families.pipeline_image)")
     counts = cell_counts(params["scale"], params["variant"], realistic)
     atomic_write_json(root / "benchmark.json", {**params, "note": note, "counts": counts, "n_images": total, **extra})
 
@@ -295,7 +320,8 @@ def _stream(seed: int, variant: str, split: str, g: str, sc: str, instance: str,
     never changes the others.
 
     [seed, variant, split, generator, subclass] for train and val, as up to sim-4 (the biased and unbiased
-    images stay byte-identical); matched adds the instance. Pools take the biased variant's key whatever
+    images stay byte-identical); matched adds the instance. The trace is not part of the key: a pipeline
+    benchmark draws the same content as the additive one and renders it differently. Pools take the biased variant's key whatever
     the variant (so every variant holds the same pools, and the biased military vehicles are sim-4's test
     images). The realistic variant's keys end in 1: its own streams. No key is another with zeros appended
     (numpy's SeedSequence would give both the same stream)."""
@@ -319,7 +345,7 @@ def _write_cell(root: Path, params: dict, g: str, sc: str, split: str, n: int, r
         clean, masks = content.draw(sc, m, params["size"], rng)
         # every generator x subclass cell is its own model of the family (seed 000, Table 1)
         images = families.render(g, clean, params["strength"], rng, instance=instance,
-                                 spread=params["instance_spread"])
+                                 spread=params["instance_spread"], trace=params.get("trace", "additive"))
         masks = masks.numpy().astype(np.uint8) * 255
         for j in range(m):
             name = f"{prefix}_{lo + j:05d}.png"

@@ -69,8 +69,9 @@ def check_benchmark(data_dir: str | os.PathLike, variant: str, strength: float, 
             made = json.loads((Path(root) / "benchmark.json").read_text(encoding="utf-8"))
         except (OSError, ValueError):
             continue
-        # the realistic variant has the same parameters but other files: never a check's benchmark
-        if all(made.get(k) == v for k, v in wanted.items()) and "realistic" not in made:
+        # the realistic variant and the pipeline trace have the same parameters but other images: never a
+        # check's benchmark
+        if all(made.get(k) == v for k, v in wanted.items()) and "realistic" not in made and "trace" not in made:
             return Path(root)
     name = f"{variant}-s{strength:g}-i{instance_spread:g}-n{size}-scale{scale:g}-seed{seed}"
     return synthesize(Path(data_dir) / name, scale=scale, size=size, strength=strength, seed=seed, variant=variant,

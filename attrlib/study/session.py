@@ -153,10 +153,12 @@ def is_simulated(root: str | Path) -> bool:
 def checks_apply(root: str | Path) -> bool:
     """True when the simulation checks (a strength sweep of the same benchmark) apply to `root`: the embedded
     benchmark's default variant. Not on real data (no strength knob) nor on the realistic variant (its checks
-    are the default variant's: it changes the files, not the fingerprints)."""
+    are the default variant's: it changes the files, not the fingerprints), nor on the non-additive trace (the
+    checks' benchmarks are additive: their numbers would not describe it)."""
     if not is_simulated(root):
         return False
-    return "realistic" not in json.loads((Path(root) / "benchmark.json").read_text(encoding="utf-8"))
+    params = json.loads((Path(root) / "benchmark.json").read_text(encoding="utf-8"))
+    return "realistic" not in params and "trace" not in params
 
 
 def benchmark_spec(profile: str, root: str | Path, **execution) -> dict:
