@@ -119,3 +119,24 @@ def test_the_most_chosen_arm_counts_rotations(tmp_path):
     runs = {"a": [_fake_run(tmp_path, "a", r, 0, score=s, test=0.5) for r, s in (("x", 0.9), ("y", 0.1), ("z", 0.1))],
             "b": [_fake_run(tmp_path, "b", r, 0, score=s, test=0.5) for r, s in (("x", 0.1), ("y", 0.9), ("z", 0.9))]}
     assert select_arm(runs).attrs["most_chosen"] == "b"
+
+
+def test_the_other_configurations_keep_the_benchmark_and_change_one_thing(tmp_path, one_torch_thread):
+    import json
+
+    from attrlib.simulator import synthesize
+    from attrlib.study import checks, unbiased_variant
+
+    root = synthesize(tmp_path / "bench", scale=1 / 1000, size=16, progress=False)
+    pipeline = checks.nonadditive_configuration(root)
+    made = json.loads((pipeline / "benchmark.json").read_text())
+    base = json.loads((root / "benchmark.json").read_text())
+    assert pipeline.name == "bench-pipeline" and made["trace"] == "pipeline" and "trace" not in base
+    assert {k: made[k] for k in ("scale", "size", "strength", "seed")} == {k: base[k] for k in ("scale", "size", "strength", "seed")}
+    assert (pipeline / "manifest.csv").read_text() == (root / "manifest.csv").read_text()  # same files, other pixels
+    twin = json.loads((unbiased_variant(pipeline) / "benchmark.json").read_text())
+    assert twin["variant"] == "unbiased" and twin["trace"] == "pipeline"
+    realistic = checks.realistic_configuration(root)
+    assert "realistic" in json.loads((realistic / "benchmark.json").read_text())
+    with pytest.raises(ValueError, match="biased default variant"):
+        checks.nonadditive_configuration(pipeline)
