@@ -12,6 +12,7 @@ import sys
 import warnings
 from fractions import Fraction
 
+from .config import AUGMENTATIONS
 from .errors import AttrlibError, ConfigError
 
 
@@ -107,7 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--batch-size", type=int, default=None,
                    help="override the profile's batch size (the global batch: torchrun splits it across ranks)")
     t.add_argument("--bf16", action="store_true", help="bf16 autocast for the backbone body (the input stem stays float32)")
-    t.add_argument("--augment", default=None, choices=("none", "blur_jpeg", "jpeg"),
+    t.add_argument("--augment", default=None, choices=AUGMENTATIONS,
                    help="training augmentation (default: none): blur_jpeg, Wang et al. 2020's blur and JPEG; jpeg, the JPEG alone")
     t.add_argument("--val-subclass", default=None,
                    help="validation subclass kept out of training for model selection: auto | none | a name "
@@ -122,8 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--data", default="", help="your data folder or manifest (default: the embedded benchmark)")
     st.add_argument("--heldout", default="",
                     help="the rotations: held-out subclasses, comma-separated, one rotation each ('a+b': one "
-                         "rotation holding out both); default: the profile's (default: military_vehicle and its "
-                         "validation subclass, crossed; thorough: every subclass the data allows)")
+                         "rotation holding out both), or all (every subclass the data allows) or crossed; default: "
+                         "the profile's (default: military_vehicle and its validation subclass, crossed; thorough: all)")
     st.add_argument("--on-bad", default="raise", choices=("raise", "skip"),
                     help="an image that cannot be decoded: raise (stop, naming it) or skip (leave it out; notebook 01 lists it)")
     st.add_argument("--notebooks", default="notebooks", help="folder of NN_name.ipynb notebooks")

@@ -210,6 +210,20 @@ def load_metrics(run: str | os.PathLike) -> dict:
     return json.loads(path.read_text())
 
 
+def selection_score(run: str | os.PathLike) -> tuple[float, str]:
+    """(score, split) by which model selection compares finished runs: accuracy on the validation subclass
+    (rule b) of the predictions the run stands for (metrics.json's `valsub`, from `technique.predict` with the
+    kept state: also a technique fitted in closed form, with no scored checkpoint, or one that transforms its
+    test inputs), else on in-distribution validation (rule a) when the data has no validation subclass; NaN
+    and "" when neither was predicted. Never the test split."""
+    metrics = load_metrics(run)
+    for split in ("valsub", "val"):
+        value = metrics.get(split)
+        if isinstance(value, dict) and "accuracy" in value:
+            return float(value["accuracy"]), split
+    return float("nan"), ""
+
+
 def generators_of(frame: pd.DataFrame) -> list[str]:
     """The generators of a predictions frame, in column (= class index) order."""
     n = len(PROBABILITY_PREFIX)

@@ -127,9 +127,9 @@ def search(overrides: Mapping[str, Any], profile: str, rotation: Iterable[str], 
     """Train `draws` hyper-parameter draws of one job (`attrlib.hparams.draw`; draw 0 = its defaults) on one
     rotation with seed `seed`, and return (the overrides of the best draw, every draw's run folder).
 
-    "Best" is the highest score of each run's model-selection rule (metrics.json `selection.score`: accuracy
-    on the validation subclass, or on in-distribution validation when there is none); ties go to the lower
-    draw, so the defaults win unless a draw does better. The test set is never read.
+    "Best" is the highest `runfolder.selection_score` (accuracy of the run's predictions on the validation
+    subclass, or on in-distribution validation when there is none); ties go to the lower draw, so the
+    defaults win unless a draw does better. The test set is never read.
     """
     cls = techniques.get(overrides["technique"])
     candidates = []
@@ -141,7 +141,8 @@ def search(overrides: Mapping[str, Any], profile: str, rotation: Iterable[str], 
     for candidate in candidates:
         config = make_profile(profile, **{**common, **candidate, "heldout": tuple(rotation)})[0].replace(seed=seed)
         dirs.append(train(config, progress=progress))
-    scores = [runfolder.load_metrics(d).get("selection", {}).get("score", float("-inf")) for d in dirs]
+    scores = [runfolder.selection_score(d)[0] for d in dirs]
+    scores = [s if s == s else float("-inf") for s in scores]  # NaN (nothing to score on) never wins
     best = max(range(len(dirs)), key=lambda i: (scores[i], -i))
     return candidates[best], dirs
 

@@ -12,7 +12,7 @@ them from these numbers.
     summary     per technique over its runs: paired_predictions, technique_summary, summary_table, rotation_table,
                 recorded_selection
     selection   model-selection rules side by side (rule_accuracies, selection_table); the arm rule (b) picks
-                per rotation (select_arm, selected_runs)
+                per rotation (select_arm, selected_runs); runs_without (leave rotations out)
     cost        training_cost: seconds per run of every arm, and its ratio to the baseline's
     goal        goal_table: issue 12's criteria (gap closed, no target data, beats the seeds, JPEG 75), measured
     robustness  perturbations (JPEG, blur, down-up resize), robustness_table, robustness_stats, robustness_summary
@@ -29,14 +29,14 @@ from .metrics import (MACRO_CONVENTION, calibration_error, confusion, expected_c
 from .robustness import (Perturbation, clean, down_up, gaussian_blur, jpeg, perturbed_accuracy, robustness_stats,
                          robustness_summary, robustness_table, standard_perturbations)
 from .runtime_sweep import radius_sweep, radius_sweep_summary, sign_noise
-from .selection import rule_accuracies, select_arm, selected_runs, selection_table
+from .selection import rule_accuracies, runs_without, select_arm, selected_runs, selection_table
 from .stats import (CONVENTION, GapClosed, Interval, PairedComparison, aggregate_over_seeds, bootstrap_ci, gap_closed,
                     hierarchical_bootstrap, paired_bootstrap, paired_comparison, rotation_label, verdict)
 from .summary import (conclusions_agree, paired_predictions, recorded_selection, rotation_table, summary_table,
                       technique_summary)
 
 __all__ = [
-    "rule_accuracies", "select_arm", "selected_runs", "selection_table", "conclusions_agree",
+    "rule_accuracies", "runs_without", "select_arm", "selected_runs", "selection_table", "conclusions_agree",
     "CONVENTION", "LLR_DEFINITION", "MACRO_CONVENTION", "PairedComparison", "hierarchical_bootstrap",
     "log_likelihood_ratios", "paired_bootstrap", "paired_comparison", "rotation_label", "rotation_table",
     "recorded_selection", "runs_llr_scores", "training_prior", "verdict",

@@ -16,14 +16,16 @@ import numpy as np
 import pandas as pd
 
 from .. import techniques
-from ..runfolder import load_metrics, read_config
+from ..errors import CheckpointError
+from ..runfolder import load_metrics, read_config, run_dir
 
 
 def training_cost(runs: Mapping[str, Sequence[str | os.PathLike]], baseline: str = "baseline") -> pd.DataFrame:
     """Mean training cost per run of every arm; `vs baseline` = its total over the baseline's (NaN without one).
 
-    `upstream s` is the baseline's mean seconds when the arm's technique starts from a finished run
-    (`Technique.starts_from`: fine_tuning, dfr), since a study that trains the arm alone pays for that run too;
+    `upstream s` is the mean seconds of the finished run an arm's technique starts from (`Technique.starts_from`:
+    fine_tuning and dfr start from the baseline of their own config, e.g. dfr on the local/srm_rgb model from
+    that model's ERM run), since a study that trains the arm alone pays for that run too;
     `prepare s` is the work before the first step (a closed-form fit, an identification model), absent (0) on
     a run that was resumed."""
     rows = []
@@ -31,24 +33,35 @@ def training_cost(runs: Mapping[str, Sequence[str | os.PathLike]], baseline: str
         metrics = [load_metrics(d) for d in dirs]
         config = read_config(dirs[0])
         starts_from = techniques.get(config.technique).starts_from
+        upstream = [_own_seconds(read_config(d).replace(technique=starts_from, technique_params={}))
+                    for d in dirs] if starts_from else [0.0]
         rows.append({"arm": name, "technique": config.technique, "runs": len(dirs),
                      "steps": int(np.mean([m.get("steps", 0) for m in metrics])),
                      "train s": float(np.mean([m.get("train_seconds", np.nan) for m in metrics])),
                      "prepare s": float(np.mean([m.get("prepare_seconds", 0.0) for m in metrics])),
                      "starts from": starts_from or "",
-                     "img/s": float(np.mean([m.get("train_images_per_second", np.nan) for m in metrics]))})
+                     "img/s": float(np.mean([m.get("train_images_per_second", np.nan) for m in metrics])),
+                     "upstream s": float(np.mean(upstream))})
     table = pd.DataFrame(rows)
     if table.empty:
         return table
     own = table.set_index("arm")["train s"] + table.set_index("arm")["prepare s"]
     base = float(own[baseline]) if baseline in own.index else np.nan
-    table["upstream s"] = [base if s else 0.0 for s in table["starts from"]]
     table["total s"] = table["train s"] + table["prepare s"] + table["upstream s"]
     table["vs baseline"] = table["total s"] / base if np.isfinite(base) else np.nan
     table.attrs["caption"] = (
         "Training cost per run (mean over the arm's runs: rotations x seeds), wall-clock seconds on the machine "
         "that trained them: optimiser steps (`train s`), the one-off work before the first step (`prepare s`), "
-        "and the upstream run an arm starts from (`upstream s`, the baseline's; counted because training the "
-        f"arm alone needs it). `vs baseline`: total over the baseline's ({baseline!r}) seconds per run. Runs "
+        "and the upstream run an arm starts from (`upstream s`: the ERM run of the same config; counted because "
+        f"training the arm alone needs it; NaN when that run is not in the runs folder). `vs baseline`: total over the baseline's ({baseline!r}) seconds per run. Runs "
         "trained in parallel share the CPU: compare ratios within one study.")
     return table
+
+
+def _own_seconds(config) -> float:
+    """Training plus prepare seconds of the finished run `config` describes (NaN when it is not there)."""
+    try:
+        m = load_metrics(run_dir(config))
+    except CheckpointError:
+        return float("nan")
+    return float(m.get("train_seconds", np.nan)) + float(m.get("prepare_seconds", 0.0))

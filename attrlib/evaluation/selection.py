@@ -68,18 +68,22 @@ def select_arm(runs: Mapping[str, Sequence[str | os.PathLike]], candidates: Sequ
     on that rotation's validation subclass (metrics.json `selection.score`, mean over seeds), never on its test
     subclass. One row per rotation: the chosen arm, its score, and every candidate's score.
 
-    Chosen per rotation, as DomainBed selects per test environment: averaging validation scores over rotations
+    The score is `runfolder.selection_score`: the accuracy of each run's own predictions on the validation
+    subclass (so a closed-form technique such as dfr, or one that changes its test inputs, is scored as it
+    predicts). Chosen per rotation, as DomainBed selects per test environment: averaging validation scores over rotations
     would let one rotation's choice read another's test subclass (with the `crossed` rotations, each rotation's
     validation subclass is the other's test subclass). Ties go to the earlier candidate (the simpler arm, when
     candidates are listed from simple to combined). `selected_runs` gives the chosen arms' run folders.
     """
     names = list(candidates if candidates is not None else runs)
     scores: dict[str, dict[str, list[float]]] = {}
+    splits: set[str] = set()
     for name in names:
         for d in runs[name]:
             rotation = "+".join(runfolder.read_config(d).heldout)
-            score = runfolder.load_metrics(d).get("selection", {}).get("score", np.nan)
-            scores.setdefault(rotation, {}).setdefault(name, []).append(float(score))
+            score, split = runfolder.selection_score(d)
+            splits.add(split or "none")
+            scores.setdefault(rotation, {}).setdefault(name, []).append(score)
     rows = []
     for rotation, by_arm in scores.items():
         means = {name: float(np.mean(by_arm[name])) if name in by_arm else np.nan for name in names}
@@ -88,13 +92,11 @@ def select_arm(runs: Mapping[str, Sequence[str | os.PathLike]], candidates: Sequ
         rows.append({"heldout": rotation, "chosen": chosen, "score": means.get(chosen, np.nan),
                      **{f"score {n}": means[n] for n in names}})
     table = pd.DataFrame(rows)
-    votes = table["chosen"].value_counts() if len(table) else pd.Series(dtype=int)
-    # the arm chosen in the most rotations (ties: listed first): one arm to inspect and to train elsewhere
-    table.attrs["most_chosen"] = max(votes.index, key=lambda n: (votes[n], -names.index(n))) if len(votes) else None
     table.attrs["caption"] = (
-        "Arm chosen per held-out rotation by rule (b): the highest mean accuracy (over seeds) on the rotation's "
-        "validation subclass, at each run's selected checkpoint; the rotation's test subclass is never read. "
-        f"Ties go to the arm listed first. Chosen in the most rotations: {table.attrs['most_chosen']}.")
+        "Arm chosen per held-out rotation by rule (b): the highest mean accuracy (over seeds) of each arm's "
+        "predictions on the rotation's validation subclass; the rotation's test subclass is never read. Ties go "
+        f"to the arm listed first. Scored on: {', '.join(sorted(splits))} (valsub: the validation subclass; val: "
+        "in-distribution validation, where a rotation has none).")
     return table
 
 
@@ -103,3 +105,11 @@ def selected_runs(runs: Mapping[str, Sequence[str | os.PathLike]], choice: pd.Da
     by_rotation = dict(zip(choice["heldout"], choice["chosen"]))
     return [d for name in dict.fromkeys(by_rotation.values()) for d in runs[name]
             if by_rotation.get("+".join(runfolder.read_config(d).heldout)) == name]
+
+
+def runs_without(runs: Mapping[str, Sequence[str | os.PathLike]], rotations: Sequence[str]) -> dict[str, list]:
+    """`runs` without the runs of the given held-out rotations ("a" or "a+b"): e.g. the rotations whose test
+    accuracy was read while a study's arms were designed, so that the rest can be reported apart."""
+    drop = set(rotations)
+    return {name: [d for d in dirs if "+".join(runfolder.read_config(d).heldout) not in drop]
+            for name, dirs in runs.items()}

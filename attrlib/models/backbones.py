@@ -55,7 +55,8 @@ class CompactNet(nn.Module):
 
 
 class LocalNet(nn.Module):
-    """The compact network truncated after its second stage: a receptive field of 23 px, averaged over the image.
+    """The compact network truncated after its second stage: a receptive field of 23 px (27 px behind the 5x5
+    SRM stems), averaged over the image.
 
     Forensic detectors that see only a few tens of pixels at a time cannot read an object's shape, only the
     local texture that generator fingerprints consist of (Chai et al., ECCV 2020, "What makes fake images
@@ -88,11 +89,13 @@ class LocalNet(nn.Module):
 
 def receptive_field(backbone: nn.Module, size: int = 96) -> int:
     """The side, in pixels, of the input region that one central unit of the backbone's last feature map
-    depends on (measured by its gradient, not computed from layer arithmetic)."""
+    depends on (measured by its gradient, not computed from layer arithmetic). The backbone alone: an input
+    stem adds its own filter's width less one (the 5x5 SRM filters: 23 -> 27 px for `local`)."""
     trunk = nn.Sequential(*[m for name, m in backbone.named_children() if name not in ("pool", "fc")]) \
         if not isinstance(backbone, TorchvisionResNet) else nn.Sequential(*list(backbone.net.children())[:-2])
     trunk = copy.deepcopy(trunk).eval()
-    x = torch.randn(1, 3, size, size, requires_grad=True)
+    first = next(m for m in trunk.modules() if isinstance(m, nn.Conv2d))
+    x = torch.randn(1, first.in_channels, size, size, requires_grad=True)
     out = trunk(x)
     out[0, :, out.shape[2] // 2, out.shape[3] // 2].sum().backward()
     rows = torch.nonzero(x.grad.abs().sum(dim=(0, 1, 3)) > 0)

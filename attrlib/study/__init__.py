@@ -6,6 +6,8 @@
 - `runner`: `run_study` executes the notebooks with papermill on the project's kernel (`attrlib study`).
 - `checks`: the benchmark checks that train (`strength_sweep`, `checks_table`).
 - `report`: one static HTML report of an executed study (`attrlib report`).
+- `closing`: notebook 11's training of each rotation's chosen arm elsewhere (its own model's oracle, the
+  non-additive and realistic variants: `train_selected`, `same_model_oracle`, `variant_tables`).
 """
 from .runner import StudyError, notebook_kernel, notebooks_in, run_study
 from .session import (STUDY_BENCHMARKS, Knobs, Session, benchmark_spec, checks_apply, is_simulated, matched_variant,

@@ -25,7 +25,7 @@ from ..config import PROFILES
 from ..errors import ConfigError
 from ..reporting.explorer import HEADLESS_ENV
 from ..io import atomic_write_json
-from .session import parse_rotations, profile_rotations, resolve_data
+from .session import resolve_data, resolve_rotations
 
 # The kernel the notebooks are written for (their kernelspec metadata), installed by `make install` into the
 # venv; a study falls back to python3 only when it is missing.
@@ -105,7 +105,7 @@ def run_study(profile: str = "default", data: str = "", heldout: str | Iterable[
         made = [resolve_data(profile, data, progress=progress, variant=v) for v in variants]
     data_root = str(made[0])
     # the rotations, resolved once (the profile's when none are given), passed to every notebook and recorded
-    rotations = parse_rotations(heldout) or profile_rotations(profile, data_root, ())
+    rotations = resolve_rotations(profile, data_root, heldout)
     params = dict(profile=profile, data=data_root, heldout=",".join("+".join(r) for r in rotations),
                   runs=runs, figures=figures,
                   results=results, device=device, threads=int(threads), on_bad=on_bad)

@@ -71,13 +71,27 @@ def profile_rotations(profile: str, root: str | Path, heldout: tuple[str, ...],
         if not found:
             raise ConfigError(f"no subclass of {str(root)!r} can be held out in a rotation (each needs every "
                               "generator to keep a training image, and images of at least two generators)")
-        return tuple((r,) for r in found)
+        # the profile's own held-out subclass first (military vehicles on the benchmark), as under "crossed":
+        # a notebook's first rotation is the one it inspects
+        first = tuple(heldout) or PROFILES[profile].get("config", {}).get("heldout", ("military_vehicle",))
+        first = [first[0]] if len(first) == 1 and first[0] in found else []
+        return tuple((r,) for r in first + [r for r in found if r not in first])
     if spec == "crossed":
         first = tuple(heldout) or PROFILES[profile].get("config", {}).get("heldout", ("military_vehicle",))
         second = choose_val_subclass(frame, first)
         eligible = set(eligible_rotations(frame))
         return (tuple(first),) + (((second,),) if second in eligible and len(first) == 1 else ())
     raise ConfigError(f"profile {profile!r} has rotations={spec!r}; use a tuple of names, 'crossed' or 'all'")
+
+
+def resolve_rotations(profile: str, root: str | Path, heldout: str | Iterable[str]) -> tuple[tuple[str, ...], ...]:
+    """The rotations a notebook's (or `attrlib study`'s) `heldout` means on `root`: "all" or "crossed" (a spec,
+    as a profile's `rotations`), subclass names (`parse_rotations`), or empty (the profile's). The one resolver:
+    the session and the study runner both call it."""
+    spec = heldout.strip() if isinstance(heldout, str) and heldout.strip() in ROTATION_SPECS else None
+    if spec:
+        return profile_rotations(profile, root, (), spec)
+    return parse_rotations(heldout) or profile_rotations(profile, root, ())
 
 
 def parse_heldout(heldout: str | Iterable[str]) -> tuple[str, ...]:
@@ -278,9 +292,7 @@ def session(profile: str = "default", data: str = "", heldout: str | Iterable[st
     if threads:
         torch.set_num_threads(int(threads))
     root = resolve_data(profile, data, progress=progress)
-    spec = heldout.strip() if isinstance(heldout, str) and heldout.strip() in ROTATION_SPECS else None
-    rotations = profile_rotations(profile, root, (), spec) if spec else \
-        (parse_rotations(heldout) or profile_rotations(profile, root, ()))
+    rotations = resolve_rotations(profile, root, heldout)
     present = set(discover(root).frame["subclass"])
     for name in sorted({n for r in rotations for n in r} - present):
         raise ConfigError(f"held-out subclass {name!r} (parameter heldout) does not occur in {str(root)!r}; "

@@ -162,6 +162,7 @@ def training_images_in_order(loader, patches: int) -> torch.utils.data.DataLoade
     training dataset's decoded images."""
     view = copy.copy(loader.dataset)
     view.train = False
+    view.augment = None  # the images themselves, not a random blur or JPEG of them
     view.patches = patches if view.policy == "crop" else 1
     return torch.utils.data.DataLoader(view, batch_size=2 * loader.batch_size, shuffle=False,
                                        collate_fn=loader.collate_fn, num_workers=loader.num_workers)

@@ -1,0 +1,99 @@
+"""What notebook 11 does beyond single calls: train the arm rule (b) picked in each rotation on other data (the
+unbiased twin for its own model's oracle, the non-additive and realistic variants), and compare there.
+
+    configs = arm_configs(arms, seeds_techniques)      # every candidate arm's Config overrides
+    runs = train_selected(choice, configs, profile, seeds, **common)
+    tables = variant_tables(root, choice, configs, profile, seeds, common, n_boot, rotations)
+
+Each rotation keeps its own choice (`evaluation.select_arm`), so nothing trained here was chosen by reading
+the test subclass of the rotation it is scored on.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import pandas as pd
+
+from .. import sweep
+from ..errors import ConfigError
+from ..evaluation import summary_table
+from . import checks
+from .session import unbiased_variant
+
+SELECTED = "selected (rule b)"
+# the named levers a variant is checked on besides the selected arm: the residual transplant and its twin without
+# it (the issue's required check: does transplanting residuals still help where the trace is not additive?)
+CHECKED_ARMS = ("local_srm_rgb_mix", "local_srm_rgb")
+
+
+def arm_configs(arms: Mapping[str, Mapping[str, Any]], techniques: Iterable[str] = ()) -> dict[str, dict]:
+    """The Config overrides of every arm a selection can pick: the notebook's arms and the named techniques."""
+    return {**{k: dict(v) for k, v in arms.items()}, **{name: {"technique": name} for name in techniques if name not in arms}}
+
+
+def _rotations(choice: pd.DataFrame, keep: Iterable[tuple[str, ...]] | None) -> dict[tuple[str, ...], str]:
+    wanted = None if keep is None else {tuple(r) for r in keep}
+    picked = {tuple(r.split("+")): c for r, c in zip(choice["heldout"], choice["chosen"])}
+    missing = [r for r, c in picked.items() if c is None and (wanted is None or r in wanted)]
+    if missing:
+        raise ConfigError(f"no arm was chosen in rotation(s) {missing}: none of them has a validation score; "
+                          "check that the runs predicted their validation subclass (val_subclass)")
+    return {r: c for r, c in picked.items() if wanted is None or r in wanted}
+
+
+def train_selected(choice: pd.DataFrame, configs: Mapping[str, Mapping[str, Any]], profile: str, seeds,
+                   rotations: Iterable[tuple[str, ...]] | None = None, **common: Any) -> list[Path]:
+    """The run folders of the arm chosen in each rotation (of `rotations`, default all of `choice`'s), trained
+    (or reused) with `common` overrides: another data folder trains the same choices there."""
+    common = {k: v for k, v in common.items() if k != "rotations"}
+    by_arm: dict[str, list[tuple[str, ...]]] = {}
+    for rotation, arm in _rotations(choice, rotations).items():
+        if arm not in configs:
+            raise ConfigError(f"the arm {arm!r} chosen in rotation {rotation} has no configuration; "
+                              f"known arms: {', '.join(configs)}")
+        by_arm.setdefault(arm, []).append(rotation)
+    dirs: list[Path] = []
+    for arm, rots in by_arm.items():
+        dirs += sweep.train_many({arm: configs[arm]}, profile, seeds, progress=False, rotations=rots, **common)[arm]
+    return dirs
+
+
+def own_model(config: Mapping[str, Any]) -> dict[str, Any]:
+    """An arm's model (front end, backbone, input policy, augmentation) trained by plain ERM: its oracle's job."""
+    return {"technique": "baseline", **{k: v for k, v in config.items() if k not in ("technique", "technique_params")}}
+
+
+def same_model_oracle(choice: pd.DataFrame, configs: Mapping[str, Mapping[str, Any]], oracle_data: str | Path,
+                      profile: str, seeds, **common: Any) -> list[Path]:
+    """Per rotation, the chosen arm's own model trained by ERM on the unbiased twin: what that model reaches
+    without the bias (its oracle), to set the selected arm's accuracy against."""
+    own = {arm: {**own_model(cfg), "data": str(oracle_data)} for arm, cfg in configs.items()}
+    return train_selected(choice, own, profile, seeds, **common)
+
+
+def variant_tables(root: str | Path, choice: pd.DataFrame, configs: Mapping[str, Mapping[str, Any]], profile: str,
+                   seeds, common: Mapping[str, Any], n_boot: int,
+                   rotations: Iterable[tuple[str, ...]]) -> dict[str, pd.DataFrame]:
+    """`summary_table`s of the baseline, the selected arm (each rotation's own choice) and `CHECKED_ARMS` on the
+    non-additive variant of the benchmark `root` (with its unbiased twin's oracle), over `rotations`, and on the
+    realistic variant (military vehicles only, its one pooled subclass; no oracle there)."""
+    rotations = [tuple(r) for r in rotations]
+    checked = {k: configs[k] for k in CHECKED_ARMS if k in configs}
+    out = {}
+    for label, data, rots, oracle in (
+            ("non-additive", checks.nonadditive_configuration(root), rotations, True),
+            ("realistic", checks.realistic_configuration(root), [("military_vehicle",)], False)):
+        here = dict(common, data=str(data))
+        here.pop("rotations", None)
+        runs = sweep.train_many({"baseline": configs["baseline"], **checked}, profile, seeds, progress=False,
+                                rotations=rots, **here)
+        runs = {"baseline": runs.pop("baseline"), SELECTED: train_selected(choice, configs, profile, seeds, rots,
+                                                                           **here), **runs}
+        reference = None
+        if oracle:
+            reference = {"oracle": sweep.train_many({"oracle": {"technique": "baseline",
+                                                                "data": str(unbiased_variant(data))}},
+                                                    profile, seeds, progress=False, rotations=rots, **here)["oracle"]}
+        out[label] = summary_table(runs, oracle=reference, n_boot=n_boot)
+    return out
