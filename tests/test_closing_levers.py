@@ -103,3 +103,31 @@ def test_jpeg_only_augmentation_never_blurs():
     # with JPEG alone the impulse's neighbourhood keeps a sharp peak more often than with blur as well
     peak = lambda im: float(im[:, 32, 32].float().mean() - im[:, 30, 30].float().mean())
     assert sum(peak(only(x)) for _ in range(30)) > 1.5 * sum(peak(both(x)) for _ in range(30))
+
+
+def test_srm_per_colour_sees_what_the_channel_sum_cancels():
+    from attrlib.models.stems import Stem, stem_channels
+
+    torch.manual_seed(0)
+    pattern = torch.randn(1, 1, 32, 32) * 0.05
+    # a trace that differs per colour channel and sums to zero over them (a colour-coupled noise, say)
+    x = 0.5 + torch.cat([pattern, -pattern, torch.zeros_like(pattern)], dim=1)
+    summed, per_colour = Stem("srm").eval(), Stem("srm_rgb").eval()
+    assert stem_channels("srm_rgb") == 9 and stem_channels("srm") == 3
+    assert float(summed.filter.norm.bias.detach().abs().sum()) == 0  # BatchNorm at init, eval: the residual scaled
+    assert float(summed(x).abs().max()) < 1e-4
+    assert float(per_colour(x).abs().max()) > 0.05
+
+
+def test_the_training_order_view_never_augments(tiny_data):
+    from attrlib.techniques.base import training_images_in_order
+
+    data = load_config_data(Config(data=str(tiny_data), val_subclass="none", image_size=32))
+    config = Config(data=str(tiny_data), image_size=32, val_subclass="none", augment="blur_jpeg", augment_prob=1.0)
+    loader = make_loader(data.split("train"), data, config, train=True, generator=torch.Generator().manual_seed(0))
+    assert loader.dataset.augment is not None
+    view = training_images_in_order(loader, patches=1)
+    assert view.dataset.augment is None
+    first = [next(iter(view))["x"] for _ in range(2)]
+    plain = ImageDataset(data.split("train"), data, size=32, train=False)
+    assert torch.equal(first[0], first[1]) and torch.equal(first[0][0], plain[0]["x"])

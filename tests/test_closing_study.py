@@ -51,15 +51,49 @@ def test_select_arm_averages_seeds_within_a_rotation(tmp_path):
     assert select_arm(runs)["chosen"].tolist() == ["b"]  # a's mean is 0.5
 
 
-def test_training_cost_counts_prepare_and_upstream(tmp_path):
-    runs = {"baseline": [_fake_run(tmp_path, "baseline", "x", 0, 0.5, 0.5, seconds=40.0)],
-            "dfr": [_fake_run(tmp_path, "dfr", "x", 0, 0.5, 0.5, seconds=0.0, technique="dfr", prepare=8.0)],
-            "jtt": [_fake_run(tmp_path, "jtt", "x", 0, 0.5, 0.5, seconds=50.0, technique="jtt", prepare=10.0)]}
+def test_training_cost_counts_prepare_and_the_same_configs_upstream_run(tmp_path):
+    from attrlib.runfolder import run_dir
+
+    runs_root = tmp_path / "runs"
+
+    def run(technique, seconds, prepare=None, **fields):
+        config = Config(data=str(tmp_path), runs=str(runs_root), technique=technique, **fields)
+        folder = run_dir(config)
+        folder.mkdir(parents=True)
+        runfolder.write_config(folder, config)
+        metrics = {"train_seconds": seconds, "steps": 100, "train_images_per_second": 100.0}
+        if prepare is not None:
+            metrics["prepare_seconds"] = prepare
+        runfolder.write_metrics(folder, metrics)
+        return folder
+
+    runs = {"baseline": [run("baseline", 40.0)],
+            "local_srm_rgb": [run("baseline", 30.0, backbone="local", stem="srm_rgb")],
+            "local_srm_rgb_dfr": [run("dfr", 0.0, prepare=8.0, backbone="local", stem="srm_rgb")],
+            "jtt": [run("jtt", 50.0, prepare=10.0)]}
     cost = training_cost(runs).set_index("arm")
     assert cost.loc["baseline", "vs baseline"] == pytest.approx(1.0)
-    assert cost.loc["dfr", "upstream s"] == pytest.approx(40.0)  # dfr starts from the baseline's run
-    assert cost.loc["dfr", "total s"] == pytest.approx(48.0)
-    assert cost.loc["jtt", "vs baseline"] == pytest.approx(60.0 / 40.0)
+    # dfr starts from the ERM run of its own config (the local/srm_rgb model), not from the compact baseline
+    assert cost.loc["local_srm_rgb_dfr", "upstream s"] == pytest.approx(30.0)
+    assert cost.loc["local_srm_rgb_dfr", "total s"] == pytest.approx(38.0)
+    assert cost.loc["jtt", "upstream s"] == 0 and cost.loc["jtt", "vs baseline"] == pytest.approx(60.0 / 40.0)
+
+
+def test_a_run_fitted_in_closed_form_is_scored_by_its_validation_predictions(tmp_path):
+    # dfr and residual_stats take no optimiser step: no scored checkpoint, but their predictions have a valsub
+    closed = tmp_path / "dfr" / "x-0"
+    closed.mkdir(parents=True)
+    runfolder.write_config(closed, Config(data=str(tmp_path), heldout=("x",), technique="dfr"))
+    runfolder.write_metrics(closed, {"selection": {"rule": "last", "step": 0}, "valsub": {"accuracy": 0.8},
+                                     "val": {"accuracy": 0.99}, "heldout": {"accuracy": 0.1}})
+    assert runfolder.selection_score(closed) == (0.8, "valsub")
+    runs = {"a": [_fake_run(tmp_path, "a", "x", 0, score=0.7, test=0.9)], "dfr": [closed]}
+    assert select_arm(runs)["chosen"].tolist() == ["dfr"]
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    runfolder.write_metrics(bare, {"heldout": {"accuracy": 0.5}})
+    score, split = runfolder.selection_score(bare)
+    assert np.isnan(score) and split == ""
 
 
 def _numbers(gap, low, high, target=False):
@@ -92,9 +126,14 @@ def test_stack_summaries_keeps_each_configuration_apart():
                           "difference": [0.0, 0.2], "difference_low": [0.0, 0.1], "difference_high": [0.0, 0.3],
                           "verdict": ["(the baseline)", "w beats baseline"]}, index=["baseline", "w"])
     table.attrs["baseline_accuracy"] = 0.5
-    out = stack_summaries({"non-additive": table, "realistic": table.iloc[:1]})
+    with_gap = table.assign(gap_closed_oracle=[0.0, 0.5], gap_closed_oracle_low=[0.0, 0.2],
+                            gap_closed_oracle_high=[0.0, 0.8])
+    out = stack_summaries({"non-additive": with_gap, "realistic": table.iloc[:1]})
     assert list(out.index) == [("non-additive", "baseline"), ("non-additive", "w"), ("realistic", "baseline")]
     assert "non-additive: baseline 0.500" in out.attrs["caption"]
+    # the realistic variant has no oracle: its gap cell is empty, the non-additive one keeps its gap closed
+    assert out.loc[("non-additive", "w"), "gap closed vs oracle"] == "50 % [20 %, 80 %]"
+    assert out.loc[("realistic", "baseline"), "gap closed vs oracle"] == ""
 
 
 def test_readme_leads_with_notebook_11_when_it_ran(tmp_path):
@@ -134,3 +173,13 @@ def test_the_other_configurations_keep_the_benchmark_and_change_one_thing(tmp_pa
     assert "realistic" in json.loads((realistic / "benchmark.json").read_text())
     with pytest.raises(ValueError, match="biased default variant"):
         checks.nonadditive_configuration(pipeline)
+
+
+def test_every_rotation_resolves_once_with_the_profiles_subclass_first(tiny_data):
+    from attrlib.study.session import resolve_rotations
+
+    every = resolve_rotations("quick", tiny_data, "all")
+    assert every[0] == ("military_vehicle",) and len(every) == len(set(every)) > 1
+    assert resolve_rotations("quick", tiny_data, " all ") == every
+    assert resolve_rotations("quick", tiny_data, "car, horse") == (("car",), ("horse",))
+    assert resolve_rotations("default", tiny_data, "crossed")[0] == ("military_vehicle",)
