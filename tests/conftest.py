@@ -110,3 +110,18 @@ def make_messy_data(root: Path, seed: int = 0) -> Path:
     (root / "png_mixed" / "cat" / "truncated.png").write_bytes(good[: len(good) // 2])
     (root / "jpeg" / "dog" / "notes.jpg").write_text("not an image")
     return root
+
+
+def kill_training_in_epoch(monkeypatch, epoch: int = 2) -> None:
+    """Make the engine's next training raise KeyboardInterrupt as epoch `epoch` (0-based) starts: an
+    interrupted run, checkpointed after the epochs before it."""
+    from attrlib import training
+
+    real = training.engine.train_one_epoch
+
+    def killed(technique, loader, device, current, epochs, progress=True, **kw):
+        if current == epoch:
+            raise KeyboardInterrupt
+        return real(technique, loader, device, current, epochs, progress, **kw)
+
+    monkeypatch.setattr(training.engine, "train_one_epoch", killed)

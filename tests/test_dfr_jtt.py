@@ -11,13 +11,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from attrlib import runfolder, sweep, training
+from attrlib import runfolder, sweep
 from attrlib.config import Config
 from attrlib.data import ImageDataset, collate_patches, load_study_data
 from attrlib.errors import ConfigError
 from attrlib.techniques import build_technique
 from attrlib.techniques.dfr import DFR
 from attrlib.techniques.jtt import JTT
+
+from conftest import kill_training_in_epoch
 
 TIMING = ("train_seconds", "train_images_per_second", "prepare_seconds", "device")
 
@@ -164,15 +166,8 @@ def test_jtt_upweighting_changes_the_loss_and_the_gradient(data):
 def test_a_resumed_jtt_run_keeps_its_error_set(tiny_data, tmp_path, monkeypatch):
     config = _run_config(tiny_data, tmp_path / "whole", steps=12, technique="jtt", technique_params={"id_steps": 4})
     whole = sweep.train(config, progress=False)
-    real = training.engine.train_one_epoch
-
-    def killed_in_epoch_2(technique, loader, device, epoch, epochs, progress=True, **kw):
-        if epoch == 2:
-            raise KeyboardInterrupt
-        return real(technique, loader, device, epoch, epochs, progress, **kw)
-
     config = config.replace(runs=str(tmp_path / "cut"))
-    monkeypatch.setattr(training.engine, "train_one_epoch", killed_in_epoch_2)
+    kill_training_in_epoch(monkeypatch, epoch=2)
     with pytest.raises(KeyboardInterrupt):
         sweep.train(config, progress=False)
     cut = runfolder.run_dir(config)
@@ -181,7 +176,7 @@ def test_a_resumed_jtt_run_keeps_its_error_set(tiny_data, tmp_path, monkeypatch)
     def no_identification(self, loader):
         raise AssertionError("a resumed run identified its error set again")
 
-    monkeypatch.setattr(training.engine, "train_one_epoch", real)
+    monkeypatch.undo()  # training as usual again
     monkeypatch.setattr(JTT, "prepare", no_identification)
     assert sweep.train(config, progress=False) == cut
     errors = [torch.load(r / "checkpoint.pt", weights_only=True)["technique"]["error_set"] for r in (whole, cut)]

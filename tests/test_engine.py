@@ -11,6 +11,8 @@ from attrlib import runfolder, sweep, training
 from attrlib.config import Config
 from attrlib.errors import ConfigError
 
+from conftest import kill_training_in_epoch
+
 TIMING = ("train_seconds", "train_images_per_second", "prepare_seconds", "device")
 
 
@@ -70,21 +72,13 @@ def test_same_seed_gives_identical_metrics_and_a_finished_run_is_reused(tiny_dat
 def test_an_interrupted_run_resumes_to_the_same_metrics(tiny_data, tmp_path, monkeypatch):
     config = _config(tiny_data, tmp_path / "whole", steps=12, technique="group_dro")
     whole = sweep.train(config, progress=False)
-
-    real = training.engine.train_one_epoch
-
-    def killed_in_epoch_2(technique, loader, device, epoch, epochs, progress=True, **kw):
-        if epoch == 2:
-            raise KeyboardInterrupt
-        return real(technique, loader, device, epoch, epochs, progress, **kw)
-
     config = config.replace(runs=str(tmp_path / "cut"))
-    monkeypatch.setattr(training.engine, "train_one_epoch", killed_in_epoch_2)
+    kill_training_in_epoch(monkeypatch, epoch=2)
     with pytest.raises(KeyboardInterrupt):
         sweep.train(config, progress=False)
     cut = runfolder.run_dir(config)
     assert not (cut / "done").exists() and torch.load(cut / "checkpoint.pt", weights_only=True)["epoch"] == 1
-    monkeypatch.setattr(training.engine, "train_one_epoch", real)
+    monkeypatch.undo()  # training as usual again
     assert sweep.train(config, progress=False) == cut
     assert _metrics(cut) == _metrics(whole) and _history(cut) == _history(whole)
 

@@ -32,29 +32,31 @@ class CompactNet(nn.Module):
     (Gragnaniello et al., ICME 2021). Downsampling starts only after the network could read them.
     """
 
-    def __init__(self, width: int = 16, in_channels: int = 3):
+    def __init__(self, width: int = 16, in_channels: int = 3, stages: int = 3):
         super().__init__()
         w = width
         self.stem = nn.Sequential(
             nn.Conv2d(in_channels, w, 3, padding=1, bias=False), nn.BatchNorm2d(w), nn.ReLU(inplace=True),
             nn.Conv2d(w, w, 3, padding=1, bias=False), nn.BatchNorm2d(w), nn.ReLU(inplace=True),
         )
-        self.layer1 = _block(w, 2 * w, stride=2)
-        self.layer2 = _block(2 * w, 4 * w, stride=2)
-        self.layer3 = _block(4 * w, 8 * w, stride=2)
+        self.stages = [f"layer{i + 1}" for i in range(stages)]  # each halves the resolution, doubles the width
+        for i, name in enumerate(self.stages):
+            setattr(self, name, _block(w * 2 ** i, w * 2 ** (i + 1), stride=2))
         self.pool = nn.AdaptiveAvgPool2d(1)
-        self.feature_dim = 8 * w
+        self.feature_dim = w * 2 ** stages
 
     @property
     def cam_layer(self) -> nn.Module:
-        return self.layer3
+        return getattr(self, self.stages[-1])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.layer3(self.layer2(self.layer1(self.stem(x))))
+        x = self.stem(x)
+        for name in self.stages:
+            x = getattr(self, name)(x)
         return torch.flatten(self.pool(x), 1)
 
 
-class LocalNet(nn.Module):
+class LocalNet(CompactNet):
     """The compact network truncated after its second stage: a receptive field of 23 px (27 px behind the 5x5
     SRM stems), averaged over the image.
 
@@ -68,23 +70,7 @@ class LocalNet(nn.Module):
     """
 
     def __init__(self, width: int = 16, in_channels: int = 3):
-        super().__init__()
-        w = width
-        self.stem = nn.Sequential(
-            nn.Conv2d(in_channels, w, 3, padding=1, bias=False), nn.BatchNorm2d(w), nn.ReLU(inplace=True),
-            nn.Conv2d(w, w, 3, padding=1, bias=False), nn.BatchNorm2d(w), nn.ReLU(inplace=True),
-        )
-        self.layer1 = _block(w, 2 * w, stride=2)
-        self.layer2 = _block(2 * w, 4 * w, stride=2)
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.feature_dim = 4 * w
-
-    @property
-    def cam_layer(self) -> nn.Module:
-        return self.layer2
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.flatten(self.pool(self.layer2(self.layer1(self.stem(x)))), 1)
+        super().__init__(width, in_channels, stages=2)
 
 
 def receptive_field(backbone: nn.Module, size: int = 96) -> int:
