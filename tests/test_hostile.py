@@ -131,7 +131,7 @@ def test_a_file_vanishing_mid_training_names_it_and_keeps_the_finished_epochs(ti
     (["--technique", "nope"], "unknown technique 'nope'; valid techniques: baseline, weighted_sampling"),
     (["--technique", "baseline", "--profile", "huge"], "unknown profile 'huge'; valid profiles: quick, default, thorough, paper"),
     (["--technique", "baseline", "--backbone", "vit"], "config field 'backbone' is 'vit'; valid choices: compact, "
-                                                       "resnet18, resnet50"),
+                                                       "local, resnet18, resnet50"),
     (["--technique", "baseline", "--device", "tpu"], "config field 'device' is 'tpu'; valid choices: auto, cpu, cuda, mps"),
     (["--technique", "baseline", "--steps", "-1"], "config field 'steps' is -1; it must be 0 or more"),
     (["--technique", "baseline", "--heldout", "submarine"], "held-out subclass(es) 'submarine' do not occur in folder "),
