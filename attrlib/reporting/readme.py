@@ -90,7 +90,8 @@ def compact_summary(numbers: pd.DataFrame) -> str:
             return ""
         value = _pct(r[column]) if pct else f"{r[column]:.3f}"
         return f"{value} {_interval(r, column, pct)}"
-    refs = [c for c in ("gap_closed_oracle", "gap_closed_matched_oracle", "gap_closed_fine_tuning") if c in numbers]
+    refs = [c for c in ("gap_closed_oracle", "gap_closed_oracle_same_model", "gap_closed_matched_oracle",
+                        "gap_closed_fine_tuning") if c in numbers]
     head = ["technique", "held-out accuracy [95 % CI]", "difference vs baseline [paired 95 % CI]", "verdict",
             *[f"gap closed vs {c[len('gap_closed_'):]}" for c in refs]]
     rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -104,6 +105,8 @@ def compact_summary(numbers: pd.DataFrame) -> str:
 # notebook 11's tables, after its goal and its ablation (which lead the section)
 CLOSING_TABLES = (
     ("11_selection", "Which arm rule (b) picks in each rotation"),
+    ("11_ablation_unexplored", "The ablation without the rotations looked at while the arms were designed"),
+    ("11_rotations", "The selected arm per rotation"),
     ("11_selected_vs_seeds", "The selected arm against the seeds' techniques (difference = technique - selected, paired)"),
     ("11_variants", "On the non-additive and the realistic variants"),
     ("11_robustness", "Robustness of the levers"),
@@ -122,10 +125,12 @@ def closing_section(results: Path) -> list[str]:
     numbers = pd.read_csv(numbers_path, index_col=0)
     rotations = "/".join(map(str, sorted(set(numbers["rotations"])))) if "rotations" in numbers else "?"
     seeds = "/".join(map(str, sorted(set(numbers["seeds"])))) if "seeds" in numbers else "?"
+    selection = results / "11_selection.csv"
+    names = ", ".join(pd.read_csv(selection)["heldout"].astype(str)) if selection.is_file() else "?"
     lines = ["### Closing the gap (notebook 11)", "",
-             f"Mean over {rotations} held-out rotation(s), {seeds} seed(s) per rotation; `selected (rule b)` is "
-             "the arm chosen in each rotation by its validation subclass (`results/11_selection.md`), never by its "
-             "test subclass.", ""]
+             f"Mean over {rotations} held-out rotation(s) ({names}), {seeds} seed(s) per rotation; `selected "
+             "(rule b)` is the arm chosen in each rotation by its validation subclass (`results/11_selection.md`), "
+             "never by its test subclass.", ""]
     if goal.is_file():
         lines += ["#### The goal, criterion by criterion", "", goal.read_text(encoding="utf-8").strip(), ""]
     lines += ["#### Ablation: every arm against the baseline, paired (mean over rotations)", "",
