@@ -22,7 +22,7 @@ import torch
 
 from ..data import Audit, load_image
 from ..evaluation import confusion, runs_llr_scores
-from ..runfolder import generators_of, load_predictions, pooled_predictions
+from ..runfolder import generators_of, load_predictions, pooled_predictions, read_config
 from ..inspection.cam import run_cam_examples
 from .draw import show_image, show_overlay
 
@@ -330,10 +330,14 @@ def cam_grid(images: torch.Tensor, cams: torch.Tensor, pred: Sequence[int], true
 
 
 def run_cam_grid(run_dir: str | os.PathLike, data=None, split: str | None = None, per_generator: int = 1,
-                 target: str = "pred", seed: int = 0) -> plt.Figure:
+                 target: str = "pred", seed: int = 0, label: str | None = None) -> plt.Figure:
     """The CAM grid of one run folder on `per_generator` images of each generator of `split` (default: the
-    run's held-out split), titled with the technique and seed (`attrlib.inspection.run_cam_examples`)."""
+    run's held-out split), titled with `label` (default: the run's technique; an arm of notebook 11 is a
+    technique with other options, e.g. the baseline on another front end), the held-out rotation and the seed
+    (`attrlib.inspection.run_cam_examples`)."""
     ex = run_cam_examples(run_dir, data=data, split=split, per_generator=per_generator, target=target, seed=seed)
+    name = label or ex["technique"]
+    held = "+".join(read_config(run_dir).heldout)
     return cam_grid(ex["x"], ex["cam"], ex["pred"], ex["true"], ex["generators"],
-                    title=f"{ex['technique']}{' (uses target data)' if ex['uses_target_data'] else ''} "
-                          f"(seed {ex['seed']}), {ex['split']} split, CAM of the {ex['target']} generator")
+                    title=f"{name}{' (uses target data)' if ex['uses_target_data'] else ''} "
+                          f"(held out {held}, seed {ex['seed']}), {ex['split']} split, CAM of the {ex['target']} generator")
