@@ -125,3 +125,18 @@ def kill_training_in_epoch(monkeypatch, epoch: int = 2) -> None:
         return real(technique, loader, device, current, epochs, progress, **kw)
 
     monkeypatch.setattr(training.engine, "train_one_epoch", killed)
+
+
+def train_whole_and_interrupted(config, tmp_path, monkeypatch, epoch: int = 2):
+    """Train `config` whole, then again under `tmp_path / "cut"` killed as epoch `epoch` starts: (the whole
+    run's folder, the interrupted config, its folder), the interruption still in place (`monkeypatch.undo()`)."""
+    import pytest as _pytest
+
+    from attrlib import runfolder, sweep
+
+    whole = sweep.train(config, progress=False)
+    cut_config = config.replace(runs=str(tmp_path / "cut"))
+    kill_training_in_epoch(monkeypatch, epoch=epoch)
+    with _pytest.raises(KeyboardInterrupt):
+        sweep.train(cut_config, progress=False)
+    return whole, cut_config, runfolder.run_dir(cut_config)

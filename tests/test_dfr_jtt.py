@@ -19,7 +19,7 @@ from attrlib.techniques import build_technique
 from attrlib.techniques.dfr import DFR
 from attrlib.techniques.jtt import JTT
 
-from conftest import kill_training_in_epoch
+from conftest import train_whole_and_interrupted
 
 TIMING = ("train_seconds", "train_images_per_second", "prepare_seconds", "device")
 
@@ -165,12 +165,7 @@ def test_jtt_upweighting_changes_the_loss_and_the_gradient(data):
 
 def test_a_resumed_jtt_run_keeps_its_error_set(tiny_data, tmp_path, monkeypatch):
     config = _run_config(tiny_data, tmp_path / "whole", steps=12, technique="jtt", technique_params={"id_steps": 4})
-    whole = sweep.train(config, progress=False)
-    config = config.replace(runs=str(tmp_path / "cut"))
-    kill_training_in_epoch(monkeypatch, epoch=2)
-    with pytest.raises(KeyboardInterrupt):
-        sweep.train(config, progress=False)
-    cut = runfolder.run_dir(config)
+    whole, config, cut = train_whole_and_interrupted(config, tmp_path, monkeypatch, epoch=2)
     assert torch.load(cut / "checkpoint.pt", weights_only=True)["epoch"] == 1
 
     def no_identification(self, loader):

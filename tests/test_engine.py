@@ -11,7 +11,7 @@ from attrlib import runfolder, sweep, training
 from attrlib.config import Config
 from attrlib.errors import ConfigError
 
-from conftest import kill_training_in_epoch
+from conftest import train_whole_and_interrupted
 
 TIMING = ("train_seconds", "train_images_per_second", "prepare_seconds", "device")
 
@@ -71,12 +71,7 @@ def test_same_seed_gives_identical_metrics_and_a_finished_run_is_reused(tiny_dat
 
 def test_an_interrupted_run_resumes_to_the_same_metrics(tiny_data, tmp_path, monkeypatch):
     config = _config(tiny_data, tmp_path / "whole", steps=12, technique="group_dro")
-    whole = sweep.train(config, progress=False)
-    config = config.replace(runs=str(tmp_path / "cut"))
-    kill_training_in_epoch(monkeypatch, epoch=2)
-    with pytest.raises(KeyboardInterrupt):
-        sweep.train(config, progress=False)
-    cut = runfolder.run_dir(config)
+    whole, config, cut = train_whole_and_interrupted(config, tmp_path, monkeypatch, epoch=2)
     assert not (cut / "done").exists() and torch.load(cut / "checkpoint.pt", weights_only=True)["epoch"] == 1
     monkeypatch.undo()  # training as usual again
     assert sweep.train(config, progress=False) == cut
