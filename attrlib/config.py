@@ -19,7 +19,7 @@ OPTIMIZERS = ("adam", "sgd")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 ON_BAD = ("raise", "skip")
 SELECTIONS = ("valsub", "val", "last")
-AUGMENTATIONS = ("none", "blur_jpeg", "jpeg")  # attrlib.data.augment (config sits below data: the names are repeated, a test checks they agree)
+AUGMENTATIONS = ("none", "blur_jpeg", "jpeg")  # attrlib.data.augment builds them
 
 
 @dataclass

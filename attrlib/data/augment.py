@@ -19,9 +19,10 @@ import torch
 from PIL import Image
 from torchvision.transforms.v2 import functional as TF
 
+from ..config import AUGMENTATIONS
 from ..errors import ConfigError
 
-AUGMENTATIONS = ("none", "blur_jpeg", "jpeg")
+
 BLUR_SIGMA = (0.0, 3.0)   # Wang et al.'s range, pixels
 JPEG_QUALITY = (30, 100)  # inclusive
 

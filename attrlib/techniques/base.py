@@ -168,6 +168,29 @@ def training_images_in_order(loader, patches: int) -> torch.utils.data.DataLoade
                                        collate_fn=loader.collate_fn, num_workers=loader.num_workers)
 
 
+ABSENT_LOGIT = -1e4  # the logit of a generator a closed-form head never saw: never predicted
+
+
+def linear_head_rows(X: np.ndarray, y: np.ndarray, n_classes: int, make_lr,
+                     sample_weight: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(weight (n_classes, D), bias (n_classes,)) of a logistic regression `make_lr()` fitted on X (N, D) and class
+    indices y, one row per class whatever classes y holds: an absent class gets ABSENT_LOGIT, a single class a
+    constant head, two classes scikit-learn's one row of log-odds (classes[1] against classes[0])."""
+    classes = np.unique(y)
+    weight = np.zeros((n_classes, X.shape[1]))
+    bias = np.full(n_classes, ABSENT_LOGIT)
+    if len(classes) == 1:
+        bias[classes[0]] = 0.0
+        return weight, bias
+    lr = make_lr()
+    lr.fit(X, y, sample_weight=sample_weight)
+    if len(classes) == 2:
+        weight[classes[1]], bias[classes[0]], bias[classes[1]] = lr.coef_[0], 0.0, lr.intercept_[0]
+    else:
+        weight[lr.classes_], bias[lr.classes_] = lr.coef_, lr.intercept_
+    return weight, bias
+
+
 def per_image(values: torch.Tensor, owner: torch.Tensor, mean: bool = True) -> torch.Tensor:
     """Rows of `values` (one per patch) summed, or averaged, per image (`owner`: the image of each patch)."""
     owner = owner.to(values.device)

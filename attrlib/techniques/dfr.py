@@ -31,13 +31,11 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
 from . import register
-from .base import Technique, training_images_in_order
+from .base import Technique, linear_head_rows, training_images_in_order
 from .group_balanced import cell_balanced_weights
 
 # a pure L1 penalty: scikit-learn 1.8 deprecated `penalty` for `l1_ratio`, which before 1.8 acts only with elasticnet
 _L1 = dict(l1_ratio=1.0) if tuple(int(p) for p in sklearn.__version__.split(".")[:2]) >= (1, 8) else dict(penalty="l1")
-# a generator without training images gets this logit: finite, and far below any fitted one
-ABSENT_LOGIT = -1e4
 
 
 @register("dfr")
@@ -100,20 +98,12 @@ class DFR(Technique):
         """Replace the generator head by the weighted L1 logistic regression of generators y (N,) on features
         X (N, D), the scaler folded into the head (logits = W (x - mean) / scale + b)."""
         scaler = StandardScaler().fit(X, sample_weight=weights)
-        classes = np.unique(y)
-        coef = np.zeros((self.n_generators, X.shape[1]))
-        bias = np.full(self.n_generators, ABSENT_LOGIT)
-        if len(classes) == 1:
-            bias[classes[0]] = 0.0
-        else:
-            lr = LogisticRegression(C=float(self.hparams["C"]), solver="saga", max_iter=int(self.hparams["max_iter"]),
-                                    random_state=self.config.seed, **_L1)
-            lr.fit(scaler.transform(X), y, sample_weight=weights)
-            if len(classes) == 2:  # scikit-learn keeps one row: the log-odds of classes[1] against classes[0]
-                coef[classes[1]], bias[classes[0]], bias[classes[1]] = lr.coef_[0], 0.0, lr.intercept_[0]
-            else:
-                coef[lr.classes_], bias[lr.classes_] = lr.coef_, lr.intercept_
-        present = np.isin(np.arange(self.n_generators), classes)
+        coef, bias = linear_head_rows(
+            scaler.transform(X), y, self.n_generators, sample_weight=weights,
+            make_lr=lambda: LogisticRegression(C=float(self.hparams["C"]), solver="saga",
+                                               max_iter=int(self.hparams["max_iter"]), random_state=self.config.seed,
+                                               **_L1))
+        present = np.isin(np.arange(self.n_generators), np.unique(y))
         coef = coef / scaler.scale_
         bias[present] -= coef[present] @ scaler.mean_
         head = self.model.generator_head

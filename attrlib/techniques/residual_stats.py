@@ -33,13 +33,11 @@ from sklearn.preprocessing import StandardScaler
 from torch import nn
 
 from . import register
-from .base import Technique, image_starts, per_image
+from .base import Technique, image_starts, linear_head_rows, per_image
 
 FEATURES = ("rms_r", "rms_g", "rms_b", "corr_rg", "corr_rb", "corr_gb",
             "nyq_diag", "nyq_vert", "nyq_horiz", "quarter_diag", "quarter_vert", "quarter_horiz",
             "high_band", "peak_to_mean", "anisotropy", "kurtosis")
-# an absent generator (no training image) gets this logit: finite, and far below any fitted one
-ABSENT_LOGIT = -1e4
 _EPS = 1e-12
 
 
@@ -162,18 +160,8 @@ class ResidualStats(Technique):
     def fit_features(self, X: np.ndarray, y: np.ndarray) -> None:
         """Fit the scaler and the logistic regression on statistics X (N, 16) and generator indices y (N,)."""
         scaler = StandardScaler().fit(X)
-        classes = np.unique(y)
-        weight = np.zeros((self.n_generators, X.shape[1]))
-        bias = np.full(self.n_generators, ABSENT_LOGIT)
-        if len(classes) == 1:
-            bias[classes[0]] = 0.0
-        else:
-            lr = LogisticRegression(C=float(self.hparams["C"]), max_iter=int(self.hparams["max_iter"]))
-            lr.fit(scaler.transform(X), y)
-            if len(classes) == 2:  # scikit-learn keeps one row: the log-odds of classes[1] against classes[0]
-                weight[classes[1]], bias[classes[0]], bias[classes[1]] = lr.coef_[0], 0.0, lr.intercept_[0]
-            else:
-                weight[lr.classes_], bias[lr.classes_] = lr.coef_, lr.intercept_
+        weight, bias = linear_head_rows(scaler.transform(X), y, self.n_generators, make_lr=lambda: LogisticRegression(
+            C=float(self.hparams["C"]), max_iter=int(self.hparams["max_iter"])))
         m = self.model
         as_tensor = lambda a, like: torch.as_tensor(a, dtype=like.dtype, device=like.device)  # noqa: E731
         m.mean.copy_(as_tensor(scaler.mean_, m.mean))
