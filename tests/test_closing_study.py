@@ -183,3 +183,38 @@ def test_every_rotation_resolves_once_with_the_profiles_subclass_first(tiny_data
     assert resolve_rotations("quick", tiny_data, " all ") == every
     assert resolve_rotations("quick", tiny_data, "car, horse") == (("car",), ("horse",))
     assert resolve_rotations("default", tiny_data, "crossed")[0] == ("military_vehicle",)
+
+
+def test_variant_tables_train_the_rotations_they_are_given_and_each_rotations_own_choice(tmp_path, monkeypatch):
+    """closing_variant_rotations reaches variant_tables as `rotations`: only those are trained on the non-additive
+    variant (the realistic one has military vehicles only), and each with the arm chosen in that rotation."""
+    from attrlib.study import closing
+
+    calls = []
+
+    def fake_train_many(jobs, profile, seeds, progress=True, rotations=None, **common):
+        calls.append((tuple(jobs), [tuple(r) for r in rotations], common["data"]))
+        return {name: [f"{name}:{'+'.join(r)}" for r in rotations] for name in jobs}
+
+    monkeypatch.setattr(closing.sweep, "train_many", fake_train_many)
+    monkeypatch.setattr(closing.checks, "nonadditive_configuration", lambda root: tmp_path / "pipe")
+    monkeypatch.setattr(closing.checks, "realistic_configuration", lambda root: tmp_path / "real")
+    monkeypatch.setattr(closing, "unbiased_variant", lambda root: tmp_path / "pipe-unbiased")
+    monkeypatch.setattr(closing, "summary_table", lambda runs, oracle=None, n_boot=0: (runs, oracle))
+    choice = pd.DataFrame({"heldout": ["military_vehicle", "animal_face", "bed"],
+                           "chosen": ["local_srm_rgb", "local_srm_rgb_mix", "baseline"]})
+    configs = closing.arm_configs({"baseline": {"technique": "baseline"},
+                                   "local_srm_rgb": {"technique": "baseline", "backbone": "local"},
+                                   "local_srm_rgb_mix": {"technique": "residual_mix", "backbone": "local"}})
+    for rotations in ([("military_vehicle",)], [("military_vehicle",), ("animal_face",)]):
+        calls.clear()
+        tables = closing.variant_tables(tmp_path, choice, configs, "quick", (0,), {"rotations": "ignored"}, 10,
+                                        rotations)
+        pipeline = [c for c in calls if c[2] == str(tmp_path / "pipe")]
+        assert {r for c in pipeline for r in c[1]} == set(rotations)
+        runs, oracle = tables["non-additive"]
+        # the selected arm: in each rotation the arm chosen there
+        assert sorted(runs[closing.SELECTED]) == sorted(
+            f"{dict(zip(choice.heldout, choice.chosen))[r[0]]}:{r[0]}" for r in rotations)
+        assert oracle is not None and tables["realistic"][1] is None
+        assert all(c[1] == [("military_vehicle",)] for c in calls if c[2] == str(tmp_path / "real"))

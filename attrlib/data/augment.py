@@ -22,7 +22,6 @@ from torchvision.transforms.v2 import functional as TF
 from ..config import AUGMENTATIONS
 from ..errors import ConfigError
 
-
 BLUR_SIGMA = (0.0, 3.0)   # Wang et al.'s range, pixels
 JPEG_QUALITY = (30, 100)  # inclusive
 
