@@ -10,11 +10,12 @@ STUDY_ARGS ?=
 # JupyterLab refuses to start as root (a container) unless told: only then is --allow-root added
 LAB_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root)
 
-.PHONY: install study report test lab bench clean help
+.PHONY: install study report test test-all lab bench clean help
 
 help:
 	@echo "make study [PROFILE=quick|default|paper] [DATA=DIR]  run the whole study (notebooks, figures, tables)"
-	@echo "make test                                            install if needed and run the test suite"
+	@echo "make test                                            install if needed and run the test suite (what CI runs; not -m slow)"
+	@echo "make test-all                                        the whole suite, the slow tier included (-m slow: see pyproject.toml)"
 	@echo "make report                                          HTML report of the executed study (report/index.html)"
 	@echo "make lab                                             JupyterLab on notebooks/ with the project's kernel"
 	@echo "make bench                                           speed and memory benchmarks (not part of the tests)"
@@ -35,8 +36,13 @@ study: $(STAMP)
 report: $(STAMP)
 	$(VENV)/bin/attrlib report
 
+# CI's tier: every module, every knob-effect, resume and bad-input test; the slow tier (the whole messy-folder
+# study and the like) repeats what this tier covers at a higher cost and runs in `make test-all`
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -m "not slow" --durations=15
+
+test-all: $(STAMP)
+	$(PY) -m pytest -q --durations=15
 
 lab: $(STAMP)
 	$(VENV)/bin/jupyter lab $(LAB_ROOT) notebooks/
