@@ -91,6 +91,7 @@ def measure(backbone: str, bf16: bool, channels_last: bool, batch: int, size: in
                 cpu_seconds_per_step=round(statistics.median(cpu), 4), achieved_gflops=round(achieved, 1),
                 peak_gflops=round(peak, 1), fraction_of_peak=round(achieved / peak, 2),
                 # per CPU second: what time slices taken by other processes do not distort
+                achieved_gflops_cpu=round(achieved_cpu, 1), peak_gflops_cpu=round(peak_cpu, 1),
                 fraction_of_peak_cpu=round(achieved_cpu / peak_cpu, 2))
 
 
