@@ -140,7 +140,7 @@ def fit(config: Config, data: StudyData, run: Path, init_from: Path | None = Non
         if world_size > 1:
             stats.update(world_size=world_size, images=stats["images"] * world_size)
         history.append({"epoch": epoch, "step": done, **stats})
-        if trajectory:
+        if trajectory and epoch in points:  # it changes at scoring points only (not once per epoch of a long run)
             runfolder.write_trajectory(run, trajectory)
         runfolder.write_history(run, history)
         runfolder.write_checkpoint(run, state)
