@@ -154,8 +154,9 @@ PROFILES: dict[str, dict[str, Any]] = {
                   notebook=dict(sweep_strengths="0", n_boot=200, cam_images=24, robustness_images=24,
                                 summary_images=48, cam_per_generator=1, ablation_rotations=1,
                                 second_config=False, closing_variants=False, closing_variant_rotations=1),
-                  # a technique carrying its own budget gets a smoke run's too: fine_tuning's 2,700 steps (the seed's
-                  # 75 epochs) were most of a quick study's training (benchmarks/bench_profile_cost.py)
+                  # a technique carrying its own budget gets a smoke run's too: with the seed's 2,700 steps (75
+                  # epochs) fine_tuning was the quick study's longest run by far (77 s against the baseline's 7 s
+                  # on the shared 2-core machine: docs/cost.md)
                   technique_params=dict(fine_tuning=dict(steps=64))),  # a smoke run
     # the headline on a 2-core CPU in about 15 minutes: two crossed rotations, one seed, bf16 (1.68x faster,
     # held-out -0.011: benchmarks/bench_bf16.py), 5 epochs (390 steps: validation accuracy saturates by epoch
