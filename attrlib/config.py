@@ -147,11 +147,17 @@ PROFILES: dict[str, dict[str, Any]] = {
     # (the config's held-out subclass and its validation subclass, each in turn: two rotations whose test and
     # validation subclasses swap roles) or "all" (every subclass the data allows: `attrlib.data.eligible_rotations`).
     # draws: hyper-parameter draws per technique and rotation (`attrlib.hparams`; 1 = the defaults only).
+    # technique_params (optional): per technique, overrides of its own defaults in this profile (a budget it
+    # carries itself, as fine_tuning does, is not the config's `steps`); a config's technique_params win.
     "quick": dict(seeds=(0,), rotations=("military_vehicle",), draws=1,
                   config=dict(steps=16, batch_size=32, image_size=32),
                   notebook=dict(sweep_strengths="0", n_boot=200, cam_images=24, robustness_images=24,
                                 summary_images=48, cam_per_generator=1, ablation_rotations=1,
-                                second_config=False, closing_variants=False, closing_variant_rotations=1)),  # a smoke run
+                                second_config=False, closing_variants=False, closing_variant_rotations=1),
+                  # a technique carrying its own budget gets a smoke run's too: with the seed's 2,700 steps (75
+                  # epochs) fine_tuning was the quick study's longest run by far (77 s against the baseline's 7 s
+                  # on the shared 2-core machine: docs/cost.md)
+                  technique_params=dict(fine_tuning=dict(steps=64))),  # a smoke run
     # the headline on a 2-core CPU in about 15 minutes: two crossed rotations, one seed, bf16 (1.68x faster,
     # held-out -0.011: benchmarks/bench_bf16.py), 5 epochs (390 steps: validation accuracy saturates by epoch
     # 4-5), 3 scoring points, no benchmark checks (quick and thorough run them), inspection on 96 images per
@@ -178,4 +184,8 @@ def profile(name: str, **overrides: Any) -> tuple[Config, tuple[int, ...]]:
     if name not in PROFILES:
         raise ConfigError(f"unknown profile {name!r}; valid profiles: {', '.join(PROFILES)}")
     p = PROFILES[name]
-    return Config.from_dict({**Config().to_dict(), **p["config"], **overrides}), tuple(p["seeds"])
+    config = Config.from_dict({**Config().to_dict(), **p["config"], **overrides})
+    own = p.get("technique_params", {}).get(config.technique)
+    if own:  # the profile's overrides of this technique's own defaults, under the caller's
+        config = config.replace(technique_params={**own, **config.technique_params})
+    return config, tuple(p["seeds"])

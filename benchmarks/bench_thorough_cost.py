@@ -9,8 +9,8 @@ train_seconds, bf16), scaled to thorough's step budget and by the bf16 speed-up 
     python benchmarks/bench_thorough_cost.py [RUNS_FOLDER]      (default: runs)
 
 Counts, per job and rotation: draws + seeds - 1 runs (the draws train seed 0; the chosen draw's other seeds
-follow). Jobs: every registered technique, the two oracles and notebook 07's four front-end variants on the
-first configuration; every technique and the oracle on the second configuration; the strength-sweep checks.
+follow). Jobs: bench_profile_cost.py's `study_jobs("thorough")` (every notebook's, notebook 11's arms and
+variants included), each priced by the same job's default-study runs where there are some.
 """
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from _lib import emit
+from bench_profile_cost import benchmark_rotations, study_jobs
 
 BF16_SPEEDUP = 1.68  # bench_bf16.py (baseline, 2 seeds x 6 epochs, measured side by side)
 
@@ -40,12 +41,15 @@ def job_label(config: dict) -> str:
     return config["technique"]
 
 
+def _measured_label(label: str) -> str:
+    """bench_profile_cost.py's job label as `job_label` names the same job's runs in a default study."""
+    label = label.split(" (")[0]
+    return {"strength sweep": "baseline", "crop_32px": "crop_half", "resize_32px": "resize_half"}.get(label, label)
+
+
 def main(runs: Path) -> None:
     from attrlib import techniques
     from attrlib.config import PROFILES
-    from attrlib.data import eligible_rotations
-    from attrlib.data.sources import discover
-    from attrlib.study import resolve_data
 
     seconds = defaultdict(list)
     thorough_steps = PROFILES["thorough"]["config"]["steps"]
@@ -61,15 +65,15 @@ def main(runs: Path) -> None:
     per_job = {k: statistics.mean(v) * (1 if k == "residual_stats" else BF16_SPEEDUP) for k, v in seconds.items()}
     fallback = per_job.get("baseline", statistics.mean(per_job.values()))
 
+    # the runs the thorough study trains: bench_profile_cost.py's count (notebooks 01-11), each priced by the same
+    # job's runs in the default study (by its label, else its technique's, else the baseline's)
+    jobs = study_jobs("thorough")
+    n_runs = sum(j["runs"] for j in jobs)
+    cpu = sum(j["runs"] * per_job.get(_measured_label(j["label"]),
+                                      per_job.get(j["config"].technique, fallback)) for j in jobs)
     thorough = PROFILES["thorough"]
-    rotations = len(eligible_rotations(discover(resolve_data("default", progress=False)).frame))
+    rotations = benchmark_rotations()
     per_rotation = thorough["draws"] + len(thorough["seeds"]) - 1
-    first = [*techniques.available(), "oracle", "matched_oracle", "baseline_srm", "baseline_npr", "crop_half",
-             "resize_half"]
-    second = [*techniques.available(), "oracle"]
-    jobs = [(j, rotations * per_rotation) for j in first] + [(j, rotations * per_rotation) for j in second]
-    n_runs = sum(n for _, n in jobs) + 4  # + the strength sweep's points besides the study's own runs
-    cpu = sum(per_job.get(j, fallback) * n for j, n in jobs) + 4 * per_job.get("baseline", fallback)
     emit("thorough profile cost (estimate from a default study's runs)", runs=n_runs, rotations=rotations,
          runs_per_job_and_rotation=per_rotation, train_cpu_hours=round(cpu / 3600, 1),
          wall_hours_on_2_cores=round(cpu / 3600 / 2, 1),

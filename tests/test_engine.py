@@ -92,6 +92,43 @@ def test_fine_tuning_starts_from_the_baseline_and_reports_ft_test(tiny_data, tmp
     assert not torch.equal(base["model.generator_head.weight"], ft["model.generator_head.weight"])
 
 
+def test_the_quick_profile_gives_fine_tuning_a_smoke_runs_budget():
+    from attrlib.config import profile
+
+    quick = profile("quick", technique="fine_tuning")[0]
+    assert quick.technique_params == {"steps": 64}
+    assert profile("quick", technique="baseline")[0].technique_params == {}
+    # the seed's 2,700 steps everywhere else; a config's own parameters win over the profile's
+    assert profile("default", technique="fine_tuning")[0].technique_params == {}
+    assert profile("quick", technique="fine_tuning", technique_params={"steps": 5, "lr": 0.01})[0].technique_params \
+        == {"steps": 5, "lr": 0.01}
+    assert runfolder.run_id(quick) != runfolder.run_id(quick.replace(technique_params={}))
+
+
+def test_the_kept_point_is_predicted_once_and_as_it_would_be_afresh(tiny_data, tmp_path, monkeypatch):
+    """A technique whose prediction is its model's forward pass: val and test go through the model only at the
+    scoring points (the kept point's scores are its predictions), ft_test once after training, and the
+    predictions are those of the kept state predicted again from its checkpoint."""
+    seen = []
+    real = training.engine.predict_log_probs
+
+    def counting(predict, loader, *args, **kwargs):
+        seen.append(len(loader.dataset))
+        return real(predict, loader, *args, **kwargs)
+
+    monkeypatch.setattr(training.engine, "predict_log_probs", counting)
+    run = sweep.train(_config(tiny_data, tmp_path, steps=12, checkpoints=3), progress=False)
+    monkeypatch.undo()
+    n = pd.read_csv(run / "predictions.csv")["split"].value_counts()
+    points = sum("val_accuracy" in h for h in _history(run))
+    assert points == 3 and sum(seen) == points * (n["val"] + n["test"]) + n["ft_test"]
+    loaded = runfolder.load_run(run)
+    again = training.predict_splits(loaded.technique, loaded.data, loaded.config, torch.device("cpu"))
+    (tmp_path / "again").mkdir()
+    runfolder.write_predictions(tmp_path / "again", again)
+    assert (tmp_path / "again" / "predictions.csv").read_bytes() == (run / "predictions.csv").read_bytes()
+
+
 def test_bad_parameters_fail_before_any_work(tiny_data, tmp_path):
     with pytest.raises(ConfigError, match="valid techniques"):
         sweep.train(_config(tiny_data, tmp_path, technique="nope"), progress=False)

@@ -52,10 +52,13 @@ class Technique(nn.Module):
     heldout_split: str = "test"     # the split metrics.json reports as `heldout`
     starts_from: str = ""           # a technique whose finished run (same config, its own defaults) this one starts from
     uses_target_data: bool = False  # derived: trains on images of the held-out subclass (not a fair comparison)
+    predicts_with_model: bool = True  # derived: `predict` is the attribution model's forward pass (neither it nor
+    # `test_inputs` overridden): no gradient at test time, and the engine's scores of the kept state are its predictions
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
         cls.uses_target_data = cls.train_split.startswith("ft_")
+        cls.predicts_with_model = cls.predict is Technique.predict and cls.test_inputs is Technique.test_inputs
 
     def __init__(self, config, generators: list[str], subclasses: list[str]):
         super().__init__()

@@ -23,6 +23,7 @@ from typing import Any
 import copy
 import time
 
+import numpy as np
 import pandas as pd
 import torch
 from tqdm.auto import tqdm
@@ -32,7 +33,7 @@ from ..config import Config
 from ..data import StudyData
 from ..errors import ConfigError, DataError
 from ..io import remove_stale_temporaries
-from ..techniques import Technique, predict_log_probs, predict_probs
+from ..techniques import Technique, predict_log_probs
 from . import distributed
 from .checkpoint import checkpoint_state, load_checkpoint
 from .loop import make_loader, pick_device, seed_everything, train_one_epoch
@@ -77,6 +78,7 @@ def fit(config: Config, data: StudyData, run: Path, init_from: Path | None = Non
             loader = make_loader(frame, data, config, train=False, device=device)
             scorers[split] = (loader, data.labels(loader.dataset.frame)["generator"])
     rule = selection_rule(config.selection, scorers)
+    kept_scores = None  # the kept point's log-probabilities per scored split: its predictions, not computed twice
 
     if main:
         run.mkdir(parents=True, exist_ok=True)
@@ -118,8 +120,9 @@ def fit(config: Config, data: StudyData, run: Path, init_from: Path | None = Non
         distributed.average_buffers(technique)
         if main and epoch in points:
             technique.eval()  # the attribution model itself: cheap, whatever the technique does at test time
+            scores = score_splits(technique.model, scorers, device, technique.n_generators)
             for split, (loader, true) in scorers.items():
-                probs = predict_probs(technique.model, loader, device, technique.n_generators)
+                probs = np.exp(scores[split]).astype(np.float32)
                 stats[f"{split}_accuracy"] = float((probs.argmax(1) == true).mean())
                 if split == "test":
                     trajectory.append(runfolder.prediction_frame(loader.dataset.frame, split, data.generators, probs)
@@ -128,6 +131,7 @@ def fit(config: Config, data: StudyData, run: Path, init_from: Path | None = Non
             if selected is None or score >= selected["score"]:  # ties: the later point
                 selected = dict(rule=rule, epoch=epoch, step=done, score=score,
                                 technique=copy.deepcopy(technique.state_dict()))
+                kept_scores = scores if technique.predicts_with_model else None
             technique.train()
         state = checkpoint_state(technique, epoch, loader_generator)  # every rank: the random states are gathered
         if not main:
@@ -136,7 +140,7 @@ def fit(config: Config, data: StudyData, run: Path, init_from: Path | None = Non
         if world_size > 1:
             stats.update(world_size=world_size, images=stats["images"] * world_size)
         history.append({"epoch": epoch, "step": done, **stats})
-        if trajectory:
+        if trajectory and epoch in points:  # it changes at scoring points only (not once per epoch of a long run)
             runfolder.write_trajectory(run, trajectory)
         runfolder.write_history(run, history)
         runfolder.write_checkpoint(run, state)
@@ -153,7 +157,11 @@ def fit(config: Config, data: StudyData, run: Path, init_from: Path | None = Non
 
     if selected is not None:  # predict with the state the rule kept
         technique.load_state_dict(selected["technique"])
-    predictions = predict_splits(technique, data, config, device)
+    # the scored splits' loaders (their images decoded once) and, when the kept point was scored in this process,
+    # its scores: the same model, state and batches, so the same numbers (a resumed run whose kept point came
+    # before the interruption predicts them again)
+    predictions = predict_splits(technique, data, config, device, loaders={k: v[0] for k, v in scorers.items()},
+                                 known=kept_scores)
     runfolder.write_predictions(run, predictions)
     seconds = sum(h["seconds"] for h in history)
     # the generator shares training drew (the prior the model learned; the LLR charts remove it)
@@ -206,16 +214,34 @@ def start_from(technique: Technique, upstream: Path) -> None:
                           f"{type(err).__name__}: {err}; {advice}") from None
 
 
-def predict_splits(technique: Technique, data: StudyData, config: Config, device: torch.device) -> pd.DataFrame:
-    """predictions.csv rows for every non-empty split of EVAL_SPLITS, with `technique.predict`."""
+def score_splits(model: torch.nn.Module, scorers: dict, device: torch.device, n: int) -> dict[str, np.ndarray]:
+    """Log-probabilities (`predict_log_probs`) of the attribution model on each scored split, under inference mode
+    (no autograd bookkeeping: the model's own forward pass needs none)."""
+    with torch.inference_mode():
+        return {split: predict_log_probs(model, loader, device, n) for split, (loader, _) in scorers.items()}
+
+
+def predict_splits(technique: Technique, data: StudyData, config: Config, device: torch.device,
+                   loaders: dict | None = None, known: dict[str, np.ndarray] | None = None) -> pd.DataFrame:
+    """predictions.csv rows for every non-empty split of EVAL_SPLITS, with `technique.predict`.
+
+    loaders: evaluation loaders already built for some splits (the engine's scorers: not decoded twice);
+    known: log-probabilities of `technique.predict` in its current state already computed for some splits
+    (the scores of the kept point), used as they are. A technique whose prediction is its model's forward pass
+    predicts under inference mode; one that transforms its inputs at test time may need gradients then."""
     technique.eval()
+    loaders, known = loaders or {}, known or {}
     parts = []
     for split in EVAL_SPLITS:
         frame = data.split(split)
         if not len(frame):
             continue
-        loader = make_loader(frame, data, config, train=False, device=device)
-        log_probs = predict_log_probs(technique.predict, loader, device, technique.n_generators)
+        loader = loaders[split] if split in loaders else make_loader(frame, data, config, train=False, device=device)
+        if split in known:
+            log_probs = known[split]
+        else:
+            with torch.inference_mode(technique.predicts_with_model):
+                log_probs = predict_log_probs(technique.predict, loader, device, technique.n_generators)
         # the rows the dataset kept (all of them unless on_bad="skip")
         parts.append(runfolder.prediction_frame(loader.dataset.frame, split, data.generators, log_probs=log_probs))
     if technique.heldout_split not in {p["split"].iat[0] for p in parts}:
