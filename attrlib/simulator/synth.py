@@ -44,7 +44,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import ctypes
-import ctypes.util
+import hashlib
 import json
 import math
 import os
@@ -223,6 +223,16 @@ def synthesize(out: str | os.PathLike = "data/benchmark", scale: float = DEFAULT
     return out
 
 
+def files_digest(root: str | os.PathLike) -> str:
+    """SHA-256 over every file under `root` (images, masks, manifest.csv, benchmark.json): the lines
+    "<relative path> <sha256 of its bytes>", sorted by path. Two folders with the same digest hold the same
+    files, byte for byte: how a faster synthesis is shown to write the same benchmark."""
+    root = Path(root)
+    lines = sorted(f"{p.relative_to(root).as_posix()} {hashlib.sha256(p.read_bytes()).hexdigest()}\n"
+                   for p in root.rglob("*") if p.is_file())
+    return hashlib.sha256("".join(lines).encode()).hexdigest()
+
+
 # ------------------------------------------------------------------------------------------------ internals
 def _check_scale(scale) -> None:
     if not isinstance(scale, (int, float)) or isinstance(scale, bool) or not scale > 0 or not math.isfinite(scale):
@@ -385,8 +395,9 @@ def _keep_freed_memory():
     thousands of tensors of 10-90 MB (a batch of 96-px images in float64, its mirrored FFT input), and that
     churn was half of its CPU time (measured on the default benchmark: 30 of 61 s, all of it system time).
     Afterwards the thresholds are set where glibc's own sliding thresholds end after such a run (32 MB, trim
-    at twice that) and the freed memory is returned. Elsewhere than glibc this does nothing."""
-    libc = ctypes.CDLL(ctypes.util.find_library("c") or None)
+    at twice that) and the freed memory is returned. Elsewhere than glibc (no mallopt, or musl's, which
+    refuses) this does nothing."""
+    libc = ctypes.CDLL(None) if os.name == "posix" else None   # the process's own symbols, libc's among them
     mallopt, trim = getattr(libc, "mallopt", None), getattr(libc, "malloc_trim", None)
     if mallopt is None or trim is None or not mallopt(_M_MMAP_MAX, 0):
         yield
