@@ -14,7 +14,7 @@ import torch
 
 from attrlib.cli import build_parser
 from attrlib.errors import ConfigError
-from attrlib.simulator import DEFAULT_STRENGTH, GENERATORS, content, families, synthesize
+from attrlib.simulator import DEFAULT_STRENGTH, GENERATORS, content, families, files_digest, synthesize
 from attrlib.simulator.families import highpass
 from attrlib.simulator.known import fingerprint_residual, render_content
 from attrlib.study.session import checks_apply, variant_twin
@@ -25,6 +25,8 @@ SIZE = 32
 TINY = dict(scale=1 / 1000, size=16, progress=False)  # 16 px: the calibrations dominate and are cheap there
 # sha256 of families.render over a fixed batch, every family, written by the code before `trace` existed
 TODAY_RENDER_SHA256 = "2719c462f56062a679853be67f59cd9cfb306d00662a0919660108ae2d3b8ab8"
+# files_digest of the TINY pipeline benchmark as the code before the faster synthesis (issue 19) wrote it
+PIPELINE_FILES_SHA256 = "8e9f6b0c04207d8958b62ce7544cc1dd416032cf5e0d03b40432a671d9446785"
 
 
 @pytest.fixture(scope="module")
@@ -144,6 +146,7 @@ def test_synthesize_names_a_bad_trace():
 def test_pipeline_benchmark_same_content_other_images_cached_apart_twins_keep_it(tmp_path):
     add = synthesize(tmp_path / "add", **TINY)
     pipe = synthesize(tmp_path / "pipe", trace="pipeline", **TINY)
+    assert files_digest(pipe) == PIPELINE_FILES_SHA256
     pa = json.loads((add / "benchmark.json").read_text())
     pp = json.loads((pipe / "benchmark.json").read_text())
     assert "trace" not in pa and pp["trace"] == "pipeline"

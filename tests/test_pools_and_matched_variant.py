@@ -11,7 +11,8 @@ from PIL import Image
 
 from attrlib.cli import build_parser
 from attrlib.simulator import (GENERATORS, HELDOUT, SEED002_MATRIX, SEED002_TEST_COUNTS, SUBCLASSES, VARIANTS,
-                               cell_counts, content, families, instance_counts, synthesize)
+                               cell_counts, content, families, files_digest, instance_counts,
+                               synthesize)
 from attrlib.simulator.synth import SPLITS, _stream
 from attrlib.study import matched_variant, resolve_data, unbiased_variant
 
@@ -137,6 +138,14 @@ def test_a_matched_image_is_rendered_by_its_instance(folders):
 
     assert np.array_equal(rendered(inst), got)
     assert not np.array_equal(rendered(sc), got)
+
+
+# files_digest of the matched variant's folder as the code before the faster synthesis (issue 19) wrote it
+MATCHED_FILES_SHA256 = "163ca9c3204a8b06cfba4bf75f12d35fd976894b9b60f833a34590d6ae34d91c"
+
+
+def test_the_matched_variants_files_are_pinned(folders):
+    assert files_digest(folders["matched"]) == MATCHED_FILES_SHA256
 
 
 def test_random_streams_never_coincide_except_the_pools():

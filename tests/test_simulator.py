@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -11,7 +12,7 @@ import torch
 from PIL import Image
 
 from attrlib.simulator import (DEFAULT_STRENGTH, GENERATORS, HELDOUT, SEED002_MATRIX, SEED002_TEST_COUNTS,
-                               SUBCLASSES, cell_counts, synthesize)
+                               SUBCLASSES, cell_counts, files_digest, synthesize)
 from attrlib.simulator import content, families, stats
 from attrlib.errors import ConfigError, DataError
 
@@ -127,6 +128,22 @@ PINNED_SHA256 = {
 def test_default_benchmark_bytes_are_pinned(tiny):
     got = {rel: hashlib.sha256((tiny / rel).read_bytes()).hexdigest() for rel in PINNED_SHA256}
     assert got == PINNED_SHA256
+
+
+# files_digest of the whole tiny benchmark (every image and mask, manifest.csv, benchmark.json) as the code before
+# the faster synthesis (issue 19: shared calibration batch, glibc keeping freed memory) wrote it: a speed-up must
+# not move a single byte. Measured on the default benchmark too: benchmarks/bench_synth.py.
+TINY_FILES_SHA256 = "bc7c76362e6da609b281f6c2a7cd3c2e99707a18a6c1eaf1918d569f02b403e8"
+
+
+def test_every_file_of_the_benchmark_is_pinned(tiny, tmp_path):
+    assert files_digest(tiny) == TINY_FILES_SHA256
+    # the digest sees every file: one byte more in one mask changes it
+    copy = tmp_path / "copy"
+    shutil.copytree(tiny, copy)
+    mask = next((copy / "_masks").rglob("*.png"))
+    mask.write_bytes(mask.read_bytes() + b"\0")
+    assert files_digest(copy) != TINY_FILES_SHA256
 
 
 def test_same_seed_same_bytes_other_seed_other_bytes(tiny, tmp_path):

@@ -513,14 +513,32 @@ def _parts(name: str, c: torch.Tensor, rng: np.random.Generator, instance: str =
 
 
 @functools.lru_cache(maxsize=None)
-def calibration(name: str, size: int, instance: str = "", spread: float = 0.0) -> tuple[float, float]:
-    """(a_g, b_g): RMS of the high-passed deterministic part and of the high-passed noise on a fixed batch
-    of content of every subclass at this image size. Dividing by them makes every family equally loud."""
+def _calibration_content(size: int) -> tuple[torch.Tensor, dict]:
+    """The calibration batch's content at this image size and the state of its random stream after drawing it.
+    The same for every family and cell: drawn once per size, not once per calibrated cell model (the default
+    benchmark calibrates 48: 6 families x 8 subclasses' cells)."""
     rng = np.random.default_rng(20240601)
     # an RMS over pixels: large images need fewer of them (the pixel count of 96 images of 64 px, 2-12 per subclass)
     n = min(CALIBRATION_N, max(2 * len(SUBCLASS_DRAWERS), CALIBRATION_N * 64 * 64 // (size * size)))
     per = n // len(SUBCLASS_DRAWERS)
     c = torch.cat([draw(sc, per, size, rng)[0] for sc in SUBCLASS_DRAWERS])
+    return c, rng.bit_generator.state
+
+
+def _calibration_batch(size: int) -> tuple[torch.Tensor, np.random.Generator]:
+    """The calibration content (shared, not to be modified) and a fresh copy of its stream after the drawing:
+    the family's noise draws continue it."""
+    c, state = _calibration_content(size)
+    bits = np.random.PCG64()
+    bits.state = state
+    return c, np.random.Generator(bits)
+
+
+@functools.lru_cache(maxsize=None)
+def calibration(name: str, size: int, instance: str = "", spread: float = 0.0) -> tuple[float, float]:
+    """(a_g, b_g): RMS of the high-passed deterministic part and of the high-passed noise on a fixed batch
+    of content of every subclass at this image size. Dividing by them makes every family equally loud."""
+    c, rng = _calibration_batch(size)
     det, noise = _parts(name, c, rng, instance, spread)
     a = float(det.pow(2).mean().sqrt())
     b = float(noise.pow(2).mean().sqrt()) if noise is not None else 1.0
@@ -599,10 +617,7 @@ def pipeline_calibration(name: str, size: int, instance: str = "", spread: float
     content's detail, such as guided_diffusion's high-frequency deficit, takes edges out of saturation and
     grows faster than linearly), so kappa is solved at each strength by fixed-point steps from the
     small-signal value 1 / RMS(HP(M T'(h) R_g))."""
-    rng = np.random.default_rng(20240601)
-    n = min(CALIBRATION_N, max(2 * len(SUBCLASS_DRAWERS), CALIBRATION_N * 64 * 64 // (size * size)))
-    per = n // len(SUBCLASS_DRAWERS)
-    c = torch.cat([draw(sc, per, size, rng)[0] for sc in SUBCLASS_DRAWERS])
+    c, rng = _calibration_batch(size)
     r = residual(name, c, rng, instance, spread)
     slope = 1.0 - torch.tanh(highpass(c.double() * 255.0) / PIPELINE_SATURATION).pow(2)   # T'(h)
     kappa = 1.0 / max(float(highpass(luminance_gain(c) * slope * r).pow(2).mean().sqrt()), 1e-12)
