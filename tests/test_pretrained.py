@@ -2,11 +2,13 @@
 size, and `freeze_backbone` trains the heads alone (a linear probe) while fine-tuning moves everything."""
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
 import torch
 
+from attrlib import cli
 from attrlib.config import Config
 from attrlib.data import ImageDataset, load_study_data
 from attrlib.errors import CheckpointError, ConfigError
@@ -14,6 +16,7 @@ from attrlib.models import build_model, load_local_weights
 from attrlib.models.backbones import build_backbone
 from attrlib.models.weights import pretrained_path
 from attrlib.techniques import REGISTRY, build_technique
+from conftest import TINY_HELDOUT
 
 EFFNET = dict(backbone="efficientnet_lite0", pretrained="imagenet")
 
@@ -108,3 +111,24 @@ def test_every_technique_steps_on_frozen_pretrained_features(name, tiny):
     t.eval()
     logits = t.predict(batch["x"])
     assert logits.shape == (len(batch["x"]), data.n_generators) and torch.isfinite(logits).all()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--backbone", "compact", "--pretrained", "imagenet"], "backbone 'compact' has no packaged weights"),
+    (["--backbone", "efficientnet_lite0", "--pretrained", "nowhere.pt"], "pretrained weights 'nowhere.pt' do not exist"),
+])
+def test_wrong_pretrained_weights_fail_before_any_work(tiny_data, tmp_path, capsys, args, message):
+    runs = tmp_path / "runs"
+    rc = cli.main(["train", "--data", str(tiny_data), "--runs", str(runs), "--profile", "quick",
+                   "--heldout", TINY_HELDOUT, "--technique", "baseline", *args])
+    assert rc == 2 and message in capsys.readouterr().err
+    assert not runs.exists()
+
+
+def test_the_cli_trains_a_linear_probe_on_the_packaged_weights(tiny_data, tmp_path, one_torch_thread):
+    runs = tmp_path / "runs"
+    assert cli.main(["train", "--data", str(tiny_data), "--runs", str(runs), "--profile", "quick", "--steps", "1",
+                     "--heldout", TINY_HELDOUT, "--technique", "baseline", "--backbone", "efficientnet_lite0",
+                     "--pretrained", "imagenet", "--freeze-backbone"]) == 0
+    (config,) = [json.loads(p.read_text()) for p in runs.glob("baseline/*/config.json")]
+    assert (config["backbone"], config["pretrained"], config["freeze_backbone"]) == ("efficientnet_lite0", "imagenet", True)

