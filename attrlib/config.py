@@ -28,6 +28,7 @@ class Config:
     data: str = "data/benchmark"        # a folder <root>/<generator>/<subclass>/... or a manifest CSV
     heldout: tuple = ("military_vehicle",)  # subclass(es) never trained on: the distribution shift of seed 002
     val_subclass: str = "auto"          # model selection (b): a subclass also kept out of training, used only to pick checkpoints and hyper-parameters: auto | none | a name
+    unknown_generators: tuple = ()     # open-set protocol: generators left out of training whose images form the `unknown` split (leave-one-generator-out)
     val_fraction: float = 0.2           # share of every training cell kept for validation when the data has no split column
     on_bad: str = "raise"               # an image that cannot be decoded: "raise" (stop, naming it) | "skip" (leave it out, listed)
     input_policy: str = "crop"          # "crop" keeps every pixel (fingerprints survive); "resize" is the seeds' protocol
@@ -64,6 +65,8 @@ class Config:
 
     def __post_init__(self) -> None:
         self.heldout = tuple([self.heldout] if isinstance(self.heldout, str) else self.heldout)
+        self.unknown_generators = tuple([self.unknown_generators] if isinstance(self.unknown_generators, str)
+                                        else self.unknown_generators)
         self.validate()
 
     def validate(self) -> "Config":
@@ -98,6 +101,7 @@ class Config:
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["heldout"] = list(self.heldout)
+        d["unknown_generators"] = list(self.unknown_generators)
         return d
 
     @classmethod
@@ -113,7 +117,10 @@ class Config:
 
     def identity(self) -> dict[str, Any]:
         """The fields that decide what a run computes (its run id is their hash)."""
-        return {k: v for k, v in self.to_dict().items() if k not in self._NOT_IDENTITY}
+        identity = {k: v for k, v in self.to_dict().items() if k not in self._NOT_IDENTITY}
+        if not identity["unknown_generators"]:  # the closed set: runs made before the field existed keep their ids
+            del identity["unknown_generators"]
+        return identity
 
 
 def _choice(name: str, value: Any, valid: tuple) -> None:
