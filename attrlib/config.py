@@ -140,10 +140,13 @@ def _choice(name: str, value: Any, valid: tuple) -> None:
 # second_config: notebook 10 trains every technique again on a second benchmark configuration (another data
 # seed and instance spread) and checks that its conclusions hold there; closing_variants: notebook 11 trains the
 # arm rule (b) selects, the baseline and the oracle again on the non-additive and the realistic variants, on the
-# first `closing_variant_rotations` rotations (0: all; the realistic variant has military vehicles only).
+# first `closing_variant_rotations` rotations (0: all; the realistic variant has military vehicles only);
+# open_world_generators: notebook 12's leave-one-generator-out rotations (the first N generators that can be left
+# out; 0: every one).
 _FULL_NOTEBOOKS = dict(sweep_strengths="0,1", n_boot=1000, cam_images=None, robustness_images=None,
                        summary_images=None, cam_per_generator=2, ablation_rotations=0,
-                       second_config=True, closing_variants=True, closing_variant_rotations=0)
+                       second_config=True, closing_variants=True, closing_variant_rotations=0,
+                       open_world_generators=0)
 
 PROFILES: dict[str, dict[str, Any]] = {
     # budgets in optimiser steps, the same on any data; on each profile's embedded benchmark they are whole
@@ -158,7 +161,8 @@ PROFILES: dict[str, dict[str, Any]] = {
                   config=dict(steps=16, batch_size=32, image_size=32),
                   notebook=dict(sweep_strengths="0", n_boot=200, cam_images=24, robustness_images=24,
                                 summary_images=48, cam_per_generator=1, ablation_rotations=1,
-                                second_config=False, closing_variants=False, closing_variant_rotations=1)),  # a smoke run
+                                second_config=False, closing_variants=False, closing_variant_rotations=1,
+                                open_world_generators=1)),  # a smoke run
     # the headline on a 2-core CPU in about 15 minutes: two crossed rotations, one seed, bf16 (1.68x faster,
     # held-out -0.011: benchmarks/bench_bf16.py), 5 epochs (390 steps: validation accuracy saturates by epoch
     # 4-5), 3 scoring points, no benchmark checks (quick and thorough run them), inspection on 96 images per
@@ -166,7 +170,7 @@ PROFILES: dict[str, dict[str, Any]] = {
     # meant to come from `thorough`.
     "default": dict(seeds=(0,), rotations="crossed", draws=1, config=dict(steps=390, bf16=True, checkpoints=3),
                     notebook=dict(_FULL_NOTEBOOKS, sweep_strengths="", ablation_rotations=1, second_config=False,
-                                  closing_variant_rotations=2,
+                                  closing_variant_rotations=2, open_world_generators=2,
                                   cam_images=96, robustness_images=96, summary_images=96)),
     # what the README's claims come from: every rotation, five seeds, eight hyper-parameter draws per technique
     "thorough": dict(seeds=(0, 1, 2, 3, 4), rotations="all", draws=8, config=dict(steps=468),

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from sklearn.metrics import roc_auc_score
 
 import attrlib
 from attrlib import cli, runfolder, sweep
@@ -16,7 +17,7 @@ from attrlib.config import Config
 from attrlib.data import load_study_data
 from attrlib.errors import DataError
 from attrlib.evaluation import fit_open_set, open_set_frame, open_set_metrics, oscr, predict_columns, threshold_at_frr
-from attrlib.evaluation.openset import SCORES
+from attrlib.evaluation.openset import SCORE_PREFIX, SCORES
 
 from conftest import TINY_CELLS, TINY_HELDOUT, make_messy_data
 
@@ -28,7 +29,7 @@ def open_run(tiny_data, tmp_path_factory):
     """A tiny baseline run trained without UNKNOWN (its images form the `unknown` split)."""
     torch.set_num_threads(1)
     config = Config(data=str(tiny_data), runs=str(tmp_path_factory.mktemp("open_runs")), image_size=32,
-                    batch_size=16, steps=24, val_subclass="none", unknown_generators=(UNKNOWN,))
+                    batch_size=16, steps=40, val_subclass="none", unknown_generators=(UNKNOWN,))
     return sweep.train(config, progress=False)
 
 
@@ -83,6 +84,23 @@ def test_threshold_rejects_the_stated_share_of_known_validation_images(open_run)
             rejected = model.flag(val, s).mean()
             assert frr - 1.0 / n - 1e-9 <= rejected <= frr + 1e-9, (s, frr, rejected)
     assert threshold_at_frr(np.arange(100.0), 0.0) == 99.0  # nothing flagged at a rate of 0
+
+
+def test_left_out_generator_scores_higher_than_known_images_of_the_same_content(open_run):
+    """Images of the generator the run never saw get higher unknown scores than known generators' validation
+    images of the same (seen) subclasses: on average for every score, and the default score (Mahalanobis)
+    ranks them apart (AUROC). Measured: at 24 steps msp and energy still rank the unknown images lower (AUROC
+    0.18-0.61 over two seeds), at 40 higher (0.78-1.0); Mahalanobis 1.0 from 24 steps."""
+    model = fit_open_set(open_run)
+    data = model.run.data
+    known = model.score_frame(data.split("val"))
+    unknown = model.score_frame(data.split("unknown").query("subclass in @data.subclasses"))
+    assert len(unknown) and set(unknown["generator"]) == {UNKNOWN}
+    for s in SCORES:
+        k, u = known[f"{SCORE_PREFIX}{s}"].to_numpy(), unknown[f"{SCORE_PREFIX}{s}"].to_numpy()
+        assert u.mean() > k.mean(), s
+    s = f"{SCORE_PREFIX}mahalanobis"
+    assert roc_auc_score(np.r_[np.zeros(len(known)), np.ones(len(unknown))], np.r_[known[s], unknown[s]]) > 0.9
 
 
 def test_oscr_bounds():
