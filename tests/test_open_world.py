@@ -163,3 +163,13 @@ def test_predict_api_matches_the_runs_own_predictions(open_run, tmp_path):
     assert list(table["generator"]) == list(test["generator"])
     assert np.allclose(table[[f"p_{g}" for g in generators]].to_numpy(),
                        test[[f"p_{g}" for g in generators]].to_numpy(), atol=1e-5)
+
+
+def test_balanced_accuracy_is_scikit_learns_and_counts_a_rejection_as_wrong():
+    from sklearn.metrics import balanced_accuracy_score
+
+    from attrlib.evaluation.openset import balanced_accuracy
+
+    truth, pred = np.array(list("aabbbc")), np.array(list("abbbcc"))
+    assert balanced_accuracy(truth, pred) == pytest.approx(balanced_accuracy_score(truth, pred))
+    assert balanced_accuracy(truth, np.array(["a", "<unknown>", "b", "b", "b", "c"])) == pytest.approx((0.5 + 1 + 1) / 3)

@@ -30,7 +30,7 @@ from .inference import predict, predict_columns, selected_run
 from .llr import LLR_DEFINITION, llr_scores, log_likelihood_ratios, runs_llr_scores, training_prior
 from .metrics import (MACRO_CONVENTION, calibration_error, confusion, expected_calibration_error, per_generator_auc,
                       run_metrics, seed_style_report, shortcut_gap, split_metrics, worst_generator_recall)
-from .openset import (SCORES, OpenSetModel, fit_open_set, open_set_frame, open_set_metrics, open_set_table, oscr,
+from .openset import (SCORES, OpenSetModel, auroc_by_content, by_content_table, fit_open_set, open_set_frame, open_set_metrics, open_set_table, oscr,
                       oscr_curve, threshold_at_frr)
 from .robustness import (Perturbation, clean, down_up, gaussian_blur, jpeg, perturbed_accuracy, robustness_stats,
                          robustness_summary, robustness_table, standard_perturbations)
@@ -42,7 +42,7 @@ from .summary import (conclusions_agree, paired_predictions, recorded_selection,
                       technique_summary)
 
 __all__ = [
-    "SCORES", "OpenSetModel", "fit_open_set", "open_set_frame", "open_set_metrics", "open_set_table", "oscr",
+    "SCORES", "OpenSetModel", "auroc_by_content", "by_content_table", "fit_open_set", "open_set_frame", "open_set_metrics", "open_set_table", "oscr",
     "oscr_curve", "threshold_at_frr", "predict", "predict_columns", "selected_run",
     "rule_accuracies", "runs_without", "select_arm", "selected_runs", "selection_table", "conclusions_agree",
     "CONVENTION", "LLR_DEFINITION", "MACRO_CONVENTION", "PairedComparison", "hierarchical_bootstrap",

@@ -38,7 +38,7 @@ import numpy as np
 import pandas as pd
 import torch
 from sklearn.covariance import LedoitWolf
-from sklearn.metrics import balanced_accuracy_score, roc_auc_score
+from sklearn.metrics import roc_auc_score
 from tqdm.auto import tqdm
 
 from ..data import ImageDataset, collate_patches
@@ -288,19 +288,21 @@ def open_set_metrics(scored: pd.DataFrame, known: np.ndarray, thresholds: dict[s
         row = {"score": s, "auroc": auroc.estimate, "auroc_low": auroc.low, "auroc_high": auroc.high,
                "oscr": area.estimate, "oscr_low": area.low, "oscr_high": area.high,
                "known_images": int(known.sum()), "unknown_images": int((~known).sum()),
-               "accuracy": float(np.mean(pred == truth)), "balanced_accuracy": balanced_accuracy_score(truth, pred)}
+               "accuracy": float(np.mean(pred == truth)), "balanced_accuracy": balanced_accuracy(truth, pred)}
         if thresholds is not None:
             flagged = values > thresholds[s]
             at = np.where(flagged[known], "<unknown>", pred)
             row.update(threshold=thresholds[s], unknown_flagged=float(flagged[~known].mean()),
                        known_rejected=float(flagged[known].mean()), accuracy_at_threshold=float(np.mean(at == truth)),
-                       balanced_accuracy_at_threshold=_balanced(truth, at))
+                       balanced_accuracy_at_threshold=balanced_accuracy(truth, at))
         rows.append(row)
     return pd.DataFrame(rows)
 
 
-def _balanced(truth: np.ndarray, pred: np.ndarray) -> float:
-    """Balanced accuracy over the true classes (mean recall), a prediction outside them counting as wrong."""
+def balanced_accuracy(truth, pred) -> float:
+    """Balanced accuracy over the true classes (mean recall; scikit-learn's balanced_accuracy_score), a prediction
+    outside them ("<unknown>", a generator the images do not hold) counting as wrong, without its warning."""
+    truth, pred = np.asarray(truth), np.asarray(pred)
     return float(np.mean([np.mean(pred[truth == g] == g) for g in np.unique(truth)]))
 
 
@@ -354,3 +356,11 @@ def auroc_by_content(scored: pd.DataFrame, score: str = DEFAULT_SCORE) -> pd.Dat
                                      both[f"{SCORE_PREFIX}{score}"].to_numpy(float))})
     return pd.DataFrame(rows)
 
+
+
+def by_content_table(table: pd.DataFrame, frames: dict[str, pd.DataFrame], score: str = DEFAULT_SCORE) -> pd.DataFrame:
+    """`auroc_by_content` of every run of `open_set_table` (its table and scored frames), with its arm and
+    left-out generator."""
+    return pd.concat([auroc_by_content(frames[r.run], score).assign(arm=r.arm, heldout=r.heldout, unknown=r.unknown,
+                                                                    seed=r.seed)
+                      for r in table[table["score"] == score].itertuples()], ignore_index=True)

@@ -14,11 +14,12 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import balanced_accuracy_score
 
 from .. import sweep
 from ..data import load_study_data
+from ..data.sources import discover
 from ..errors import ConfigError, DataError
+from ..evaluation.openset import balanced_accuracy
 from ..runfolder import load_predictions, read_config
 
 
@@ -74,7 +75,7 @@ def closed_set_comparison(table: pd.DataFrame, closed: Mapping[str, Sequence[str
                 continue
             test = load_predictions(d, "test")
             test = test[~test["generator"].isin(unknown.split("+"))]
-            accuracies.append(balanced_accuracy_score(test["generator"], test["pred"]))
+            accuracies.append(balanced_accuracy(test["generator"], test["pred"]))
         closed_ba = float(np.mean(accuracies)) if accuracies else np.nan
         open_ba = float(group["balanced_accuracy_at_threshold"].mean())
         rows.append({"arm": arm, "heldout": heldout, "unknown": unknown, "score": score,
@@ -86,3 +87,12 @@ def closed_set_comparison(table: pd.DataFrame, closed: Mapping[str, Sequence[str
                             "trained on every generator (closed set), balanced accuracy on the known generators' test "
                             "images (a rejected known counts as wrong); drop = closed - open.")
     return out
+
+
+def generator_folder(root: str | os.PathLike, generator: str) -> str:
+    """The folder holding every image of `generator` in the data at `root` (their common parent): what notebook
+    12 hands to `attrlib.predict` as "a folder of new images"."""
+    paths = discover(root).frame.query("generator == @generator")["path"]
+    if paths.empty:
+        raise DataError(f"no image of generator {generator!r} in {root}")
+    return os.path.commonpath([os.path.dirname(p) for p in paths])
