@@ -86,9 +86,7 @@ def predict(run: str | os.PathLike | OpenSetModel, images: str | os.PathLike, ou
         for start in range(0, len(frame), CHUNK):
             rows = frame.iloc[start:start + CHUNK]
             stub = Unlabelled(on_bad)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", UserWarning)  # skipped files are listed once, below
-                dataset = model.dataset(rows, data=stub, on_bad=on_bad)
+            dataset = model.dataset(rows, data=stub, on_bad=on_bad)  # skipped files are listed once, below
             skipped += stub.skipped
             bar.update(len(rows) - len(dataset))
             parts.append(model.score(model.outputs(dataset, bar=bar)))

@@ -31,6 +31,7 @@ together; `oscr_curve` gives the threshold trade-off the notebook draws.
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -159,8 +160,11 @@ class OpenSetModel:
     def dataset(self, frame: pd.DataFrame, data=None, on_bad: str | None = None) -> ImageDataset:
         """An evaluation `ImageDataset` of rows, with the run's input policy, crop size and patch grid."""
         c = self.run.config
-        return ImageDataset(frame, self.run.data if data is None else data, policy=c.input_policy, size=c.image_size,
-                            train=False, patches=c.test_patches, cache="memory", on_bad=on_bad, progress=False)
+        with warnings.catch_warnings():  # a file the run's data skips was listed when the run was trained
+            warnings.simplefilter("ignore", UserWarning)
+            return ImageDataset(frame, self.run.data if data is None else data, policy=c.input_policy,
+                                size=c.image_size, train=False, patches=c.test_patches, cache="memory", on_bad=on_bad,
+                                progress=False)
 
     def outputs(self, dataset: ImageDataset, bar=None) -> Outputs:
         return model_outputs(self.run.technique, dataset, self.device, self.batch_size, bar=bar)
