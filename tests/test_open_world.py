@@ -173,3 +173,16 @@ def test_balanced_accuracy_is_scikit_learns_and_counts_a_rejection_as_wrong():
     truth, pred = np.array(list("aabbbc")), np.array(list("abbbcc"))
     assert balanced_accuracy(truth, pred) == pytest.approx(balanced_accuracy_score(truth, pred))
     assert balanced_accuracy(truth, np.array(["a", "<unknown>", "b", "b", "b", "c"])) == pytest.approx((0.5 + 1 + 1) / 3)
+
+
+def test_paired_difference_of_a_run_with_itself_is_zero_and_with_a_reversed_score_is_negative(open_run):
+    from attrlib.evaluation import paired_difference
+
+    model = fit_open_set(open_run)
+    scored = open_set_frame(model)
+    same = paired_difference(scored, scored, "auroc", "mahalanobis", n_boot=50)
+    assert same == (0.0, 0.0, 0.0)
+    reversed_ = scored.assign(score_mahalanobis=-scored["score_mahalanobis"])
+    d = paired_difference(reversed_, scored, "auroc", "mahalanobis", n_boot=50)
+    auroc = open_set_metrics(scored, scored["known"].to_numpy(), scores=["mahalanobis"], n_boot=10)["auroc"].iat[0]
+    assert d.estimate == pytest.approx((1 - auroc) - auroc)

@@ -368,3 +368,44 @@ def by_content_table(table: pd.DataFrame, frames: dict[str, pd.DataFrame], score
     return pd.concat([auroc_by_content(frames[r.run], score).assign(arm=r.arm, heldout=r.heldout, unknown=r.unknown,
                                                                     seed=r.seed)
                       for r in table[table["score"] == score].itertuples()], ignore_index=True)
+
+
+def paired_difference(scored: pd.DataFrame, reference: pd.DataFrame, metric: str = "auroc", score: str = DEFAULT_SCORE,
+                      n_boot: int = 200, seed: int = 0, alpha: float = 0.05) -> Interval:
+    """metric (auroc | oscr) of `scored` minus that of `reference` on the same images (two runs of one rotation and
+    left-out generator: `open_set_frame`), with a paired percentile bootstrap: each replicate resamples the
+    images once and scores both runs on them (`stats.bootstrap_ci` with the pair as one prediction)."""
+    fn = {"auroc": _auroc, "oscr": _oscr}[metric]
+    a = scored.set_index("path")
+    b = reference.set_index("path").loc[a.index]
+    codes_a, codes_b = _codes(a, a["known"].to_numpy()), _codes(b, b["known"].to_numpy())
+    column = f"{SCORE_PREFIX}{_check_score(score)}"
+    pair = np.stack([codes_a, codes_b, a[column].to_numpy(float), b[column].to_numpy(float)], axis=1)
+
+    def difference(_, p):
+        return fn(p[:, 0].astype(int), p[:, 2]) - fn(p[:, 1].astype(int), p[:, 3])
+
+    # bootstrap_ci resamples rows of y_pred (N, ...) in step with y_true: the pair travels as one row
+    return bootstrap_ci(np.arange(len(pair)), pair[None], difference, n_boot=n_boot, seed=seed, alpha=alpha)
+
+
+def versus_reference(table: pd.DataFrame, frames: dict[str, pd.DataFrame], reference: str = "baseline",
+                     n_boot: int = 200, seed: int = 0) -> pd.DataFrame:
+    """Every other arm's AUROC and OSCR minus the reference arm's, paired by image within each rotation, left-out
+    generator and seed (`paired_difference`), per score."""
+    rows = []
+    keys = ["heldout", "unknown", "seed", "score"]
+    refs = table[table["arm"] == reference].set_index(keys)["run"]
+    for r in table[table["arm"] != reference].itertuples():
+        key = (r.heldout, r.unknown, r.seed, r.score)
+        if key not in refs.index:
+            continue
+        row = {"arm": r.arm, "heldout": r.heldout, "unknown": r.unknown, "seed": r.seed, "score": r.score}
+        for metric in ("auroc", "oscr"):
+            d = paired_difference(frames[r.run], frames[refs[key]], metric, r.score, n_boot, seed)
+            row.update({f"{metric} - {reference}": d.estimate, f"{metric} low": d.low, f"{metric} high": d.high})
+        rows.append(row)
+    out = pd.DataFrame(rows)
+    out.attrs["caption"] = (f"Each arm minus {reference} on the same images (paired bootstrap over images, 95 %): "
+                            "an interval above 0 says the arm tells unknown generators apart better.")
+    return out
