@@ -9,15 +9,17 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from sklearn.metrics import roc_auc_score
+from sklearn.metrics import balanced_accuracy_score, roc_auc_score
 
 import attrlib
 from attrlib import cli, runfolder, sweep
 from attrlib.config import Config
-from attrlib.data import load_study_data
+from attrlib.data import ImageDataset, collate_patches, load_study_data
 from attrlib.errors import DataError
-from attrlib.evaluation import fit_open_set, open_set_frame, open_set_metrics, oscr, predict_columns, threshold_at_frr
-from attrlib.evaluation.openset import SCORE_PREFIX, SCORES
+from attrlib.evaluation import (fit_open_set, open_set_frame, open_set_metrics, oscr, paired_difference, predict_columns,
+                                threshold_at_frr)
+from attrlib.evaluation.openset import SCORE_PREFIX, SCORES, balanced_accuracy, model_outputs
+from attrlib.techniques import available, build_technique, predict_log_probs
 
 from conftest import TINY_CELLS, TINY_HELDOUT, make_messy_data
 
@@ -166,18 +168,12 @@ def test_predict_api_matches_the_runs_own_predictions(open_run, tmp_path):
 
 
 def test_balanced_accuracy_is_scikit_learns_and_counts_a_rejection_as_wrong():
-    from sklearn.metrics import balanced_accuracy_score
-
-    from attrlib.evaluation.openset import balanced_accuracy
-
     truth, pred = np.array(list("aabbbc")), np.array(list("abbbcc"))
     assert balanced_accuracy(truth, pred) == pytest.approx(balanced_accuracy_score(truth, pred))
     assert balanced_accuracy(truth, np.array(["a", "<unknown>", "b", "b", "b", "c"])) == pytest.approx((0.5 + 1 + 1) / 3)
 
 
 def test_paired_difference_of_a_run_with_itself_is_zero_and_with_a_reversed_score_is_negative(open_run):
-    from attrlib.evaluation import paired_difference
-
     model = fit_open_set(open_run)
     scored = open_set_frame(model)
     same = paired_difference(scored, scored, "auroc", "mahalanobis", n_boot=50)
@@ -186,3 +182,19 @@ def test_paired_difference_of_a_run_with_itself_is_zero_and_with_a_reversed_scor
     d = paired_difference(reversed_, scored, "auroc", "mahalanobis", n_boot=50)
     auroc = open_set_metrics(scored, scored["known"].to_numpy(), scores=["mahalanobis"], n_boot=10)["auroc"].iat[0]
     assert d.estimate == pytest.approx((1 - auroc) - auroc)
+
+
+@pytest.mark.parametrize("name", available())
+def test_model_outputs_of_every_technique_match_its_predictions(name, tiny_data):
+    """Every registered technique: the open-set pass gives the log-probabilities evaluation gives (patches
+    averaged), one energy and one feature row per image (the head's input at its last call)."""
+    torch.manual_seed(0)
+    data = load_study_data(tiny_data, heldout=TINY_HELDOUT)
+    technique = build_technique(Config(technique=name, image_size=16, batch_size=8, steps=1), data).eval()
+    frame = data.split("test").head(6)
+    dataset = ImageDataset(frame, data, size=16, train=False, patches=4)
+    out = model_outputs(technique, dataset, batch_size=4)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=4, collate_fn=collate_patches)
+    expected = predict_log_probs(technique.predict, loader, torch.device("cpu"), technique.n_generators)
+    assert np.allclose(out.log_probs, expected, atol=1e-5)
+    assert out.energy.shape == (6,) and out.features.shape == (6, technique.model.generator_head.in_features)

@@ -94,7 +94,7 @@ def predict(run: str | os.PathLike | OpenSetModel, images: str | os.PathLike, ou
         raise DataError(f"no image of {source.where} could be read ({len(skipped)} skipped); nothing to attribute")
     table = pd.concat(parts, ignore_index=True)
     if labelled:
-        table["generator"] = frame.set_index("path").loc[table["path"], "generator"].to_numpy()
+        table["generator"] = table["path"].map(dict(zip(frame["path"], frame["generator"])))
     flagged = model.flag(table, score)
     metrics = load_metrics(model.run.dir)
     table = table.assign(unknown_score=table[f"{SCORE_PREFIX}{score}"], unknown=flagged,

@@ -40,7 +40,6 @@ import pandas as pd
 import torch
 from sklearn.covariance import LedoitWolf
 from sklearn.metrics import roc_auc_score
-from tqdm.auto import tqdm
 
 from ..data import ImageDataset, collate_patches
 from ..errors import DataError
@@ -70,8 +69,8 @@ class Outputs:
 def model_outputs(technique, dataset: ImageDataset, device: str | torch.device = "cpu", batch_size: int = 64,
                   chunk: int = 256, bar=None) -> Outputs:
     """`Outputs` of `technique.predict` over an `ImageDataset` (in its order). The features are the input of
-    the model's generator head, caught by a forward pre-hook while `predict` runs (so a technique that
-    transforms its test inputs is featurised on what its head sees). bar: a tqdm bar advanced per image."""
+    the model's generator head at its last call while `predict` runs (a forward pre-hook: a technique that
+    transforms its test inputs is featurised on what its head then sees). bar: a tqdm bar advanced per image."""
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate_patches)
     caught: list[torch.Tensor] = []
     hook = technique.model.generator_head.register_forward_pre_hook(lambda _m, args: caught.append(args[0].detach()))
@@ -79,9 +78,15 @@ def model_outputs(technique, dataset: ImageDataset, device: str | torch.device =
     try:
         for batch in loader:
             x = batch["x"]
-            caught.clear()
-            logits = torch.cat([technique.predict(x[i:i + chunk].to(device)).double() for i in range(0, len(x), chunk)])
-            f = torch.cat(caught).float() if caught else technique.model.features(x.to(device)).float()
+            parts, feature_parts = [], []
+            for i in range(0, len(x), chunk):
+                caught.clear()
+                part = x[i:i + chunk].to(device)
+                parts.append(technique.predict(part).double())
+                # the head's last call is the prediction (a test-time attack calls the model before it)
+                feature_parts.append(caught[-1].float() if caught and len(caught[-1]) == len(part)
+                                     else technique.model.features(technique.test_inputs(part)).float())
+            logits, f = torch.cat(parts), torch.cat(feature_parts)
             e = -torch.logsumexp(logits, dim=1)
             owner = batch.get("owner")
             if owner is not None and len(owner) != int(owner[-1]) + 1:
