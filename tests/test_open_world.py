@@ -198,3 +198,32 @@ def test_model_outputs_of_every_technique_match_its_predictions(name, tiny_data)
     expected = predict_log_probs(technique.predict, loader, torch.device("cpu"), technique.n_generators)
     assert np.allclose(out.log_probs, expected, atol=1e-5)
     assert out.energy.shape == (6,) and out.features.shape == (6, technique.model.generator_head.in_features)
+
+
+def test_list_images_reads_folders_and_manifests_with_or_without_labels(messy, tmp_path):
+    from attrlib.data import list_images
+
+    folder = list_images(messy)
+    assert len(folder.frame) == sum(1 for p in messy.rglob("*") if p.suffix in (".png", ".jpg"))
+    assert (folder.frame["generator"] == "").all()
+    (tmp_path / "a.png").write_bytes((messy / "jpeg" / "cat" / "0.jpg").read_bytes())
+    pd.DataFrame({"path": ["a.png", "missing.png"]}).to_csv(tmp_path / "m.csv", index=False)
+    with pytest.raises(DataError, match="missing.png"):
+        list_images(tmp_path / "m.csv")
+    kept = list_images(tmp_path / "m.csv", on_bad="skip")
+    assert list(kept.frame["path"]) == [str(tmp_path / "a.png")] and "missing.png" in kept.skipped[0][0]
+    pd.DataFrame({"file": ["a.png"]}).to_csv(tmp_path / "bad.csv", index=False)
+    with pytest.raises(DataError, match="no 'path' column"):
+        list_images(tmp_path / "bad.csv")
+
+
+def test_selected_run_is_the_arm_rule_b_picks(open_run):
+    """The study form of predict: the arm with the best validation score in the rotation (here scored on val)."""
+    from attrlib.evaluation import selected_run
+
+    config = runfolder.read_config(open_run)
+    other = sweep.train(config.replace(steps=2, seed=1), progress=False)
+    scores = {d: runfolder.selection_score(d)[0] for d in (open_run, other)}
+    assert scores[open_run] != scores[other]
+    best = max(scores, key=scores.get)
+    assert selected_run({"forty_steps": [open_run], "two_steps": [other]}) == best
