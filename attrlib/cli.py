@@ -113,6 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--val-subclass", default=None,
                    help="validation subclass kept out of training for model selection: auto | none | a name "
                         "(default: the profile's, auto)")
+    t.add_argument("--unknown-generators", default="",
+                   help="generators left out of training, comma-separated (the open-set protocol: their images form "
+                        "the `unknown` split that attrlib predict should flag); empty: none")
     t.add_argument("--selection", default=None, choices=("valsub", "val", "last"),
                    help="which scored checkpoint the run keeps (default valsub: rule (b); val: rule (a))")
     t.add_argument("--param", type=_kv, action="append", default=[], metavar="NAME=VALUE",
@@ -232,6 +235,8 @@ def _train(args) -> None:
             overrides[field] = getattr(args, field)
     if args.bf16:
         overrides["bf16"] = True
+    if args.unknown_generators:
+        overrides["unknown_generators"] = tuple(g.strip() for g in args.unknown_generators.split(",") if g.strip())
     if not args.data and int(os.environ.get("WORLD_SIZE", "1")) > 1:
         # every rank would synthesise the benchmark into the same folder at once
         raise ConfigError("under torchrun pass --data: make the benchmark once first (attrlib synth --out DIR) "
