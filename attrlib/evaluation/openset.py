@@ -329,14 +329,15 @@ def open_set_frame(model: OpenSetModel, splits: Sequence[str] = ("test", "unknow
 
 
 def open_set_table(runs: dict[str, Sequence[str | os.PathLike]], frr: float = DEFAULT_FRR, n_boot: int = 200,
-                   device: str = "cpu", seed: int = 0) -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:
+                   device: str = "cpu", seed: int = 0, calibration: str = CALIBRATION_SPLIT
+                   ) -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:
     """(one row per arm, rotation and score: `open_set_metrics` on known test images (unseen content) and the
-    unknown split, thresholds at `frr` on val; the scored frames per run folder) for runs trained with
+    unknown split, thresholds at `frr` on `calibration`; the scored frames per run folder) for runs trained with
     `unknown_generators` (each run: its rotation of held-out subclass and left-out generator(s))."""
     rows, frames = [], {}
     for name, dirs in runs.items():
         for d in dirs:
-            model = fit_open_set(d, frr=frr, device=device)
+            model = fit_open_set(d, frr=frr, calibration=calibration, device=device)
             scored = open_set_frame(model)
             frames[str(d)] = scored
             c = model.run.config
@@ -346,11 +347,12 @@ def open_set_table(runs: dict[str, Sequence[str | os.PathLike]], frr: float = DE
     table = pd.concat(rows, ignore_index=True)
     first = ["arm", "heldout", "unknown", "seed", "score"]
     table = table[first + [c for c in table.columns if c not in first]]
+    where = "in-distribution validation" if calibration == "val" else "the validation subclass"
     table.attrs["caption"] = (
         f"Open-set attribution: known generators on the held-out subclass against left-out generators (all their "
-        f"images); AUROC and OSCR with {int(100 * (1 - 0.05))} % bootstrap intervals over images; thresholds at a "
-        f"{frr:.0%} false-rejection rate on in-distribution validation; accuracy_at_threshold counts a rejected "
-        "known as wrong.")
+        f"images); AUROC and OSCR with 95 % bootstrap intervals over images; thresholds at a "
+        f"{frr:.0%} false-rejection rate on known images of {where}; "
+        "accuracy_at_threshold counts a rejected known as wrong.")
     return table, frames
 
 
