@@ -291,6 +291,7 @@ def open_set_figure(table: pd.DataFrame, frames: Mapping[str, pd.DataFrame], sco
         grid = np.quantile(values, np.linspace(0, 1, 101))
         ax2.plot([(values[known] > t).mean() for t in grid], [(values[~known] > t).mean() for t in grid],
                  lw=1.4, color=line.get_color(), label=row.arm)
+        ax2.plot([(~at[known]).mean()], [(~at[~known]).mean()], "o", color=line.get_color())
     ax.set_xlabel("unknown images accepted (false-positive rate)")
     ax.set_ylabel("known images attributed correctly")
     ax.set_xlim(0, 1), ax.set_ylim(0, 1.02)
@@ -298,7 +299,7 @@ def open_set_figure(table: pd.DataFrame, frames: Mapping[str, pd.DataFrame], sco
     ax2.plot([0, 1], [0, 1], ls=":", color="grey", lw=1)
     ax2.set_xlabel("known test images rejected")
     ax2.set_ylabel("unknown images flagged")
-    ax2.set_title("dot: the threshold chosen on validation", fontsize=8)
+    ax.set_title("dot: the threshold chosen on validation", fontsize=8)
     fig.suptitle(f"{title} ({score})", fontsize=10)
     fig.tight_layout()
     return fig
