@@ -118,10 +118,37 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--val-subclass", default=None,
                    help="validation subclass kept out of training for model selection: auto | none | a name "
                         "(default: the profile's, auto)")
+    t.add_argument("--unknown-generators", default="",
+                   help="generators left out of training, comma-separated (the open-set protocol: their images form "
+                        "the `unknown` split that attrlib predict should flag); empty: none")
     t.add_argument("--selection", default=None, choices=("valsub", "val", "last"),
                    help="which scored checkpoint the run keeps (default valsub: rule (b); val: rule (a))")
     t.add_argument("--param", type=_kv, action="append", default=[], metavar="NAME=VALUE",
                    help="technique hyper-parameter override (repeatable)")
+
+    pr = sub.add_parser("predict", help="attribute new images with a trained run: the generator, every known "
+                        "generator's probability and LLR, and an 'unknown' flag for a generator it never saw",
+                        formatter_class=fmt)
+    pr.add_argument("images", help="a folder of images (any layout) or a manifest CSV with a 'path' column "
+                    "(a 'generator' column, when present, is kept as the truth)")
+    pr.add_argument("--run", required=True, help="a finished run folder (runs/<technique>/<run id>, printed by attrlib train)")
+    pr.add_argument("--out", default="predictions.csv", help="the CSV written (one row per image)")
+    pr.add_argument("--fpr", "--frr", dest="frr", type=float, default=0.05,
+                    help="share of the run's known validation images flagged unknown: it sets the threshold")
+    pr.add_argument("--score", default="msp", choices=("msp", "energy", "mahalanobis"),
+                    help="the open-set score behind `unknown`: 1 - max softmax, energy (-logsumexp of the logits), "
+                         "or the Mahalanobis distance of the features to the known generators' training images")
+    pr.add_argument("--calibration", default="val", choices=("val", "valsub"),
+                    help="the run's split of known images the threshold is chosen on: val (seen content) or valsub "
+                         "(the validation subclass: unseen content, when the run has one)")
+    pr.add_argument("--on-bad", default="raise", choices=("raise", "skip"),
+                    help="an image that cannot be decoded: raise (stop, naming it) or skip (leave it out, listed)")
+    pr.add_argument("--data-root", default="", help="where the run's training data lies now, if it moved (default: "
+                    "the path in its config.json)")
+    pr.add_argument("--device", default="cpu", help="cpu | cuda | mps")
+    pr.add_argument("--batch-size", type=int, default=64, help="images per forward pass")
+    pr.add_argument("--progress", default="auto", choices=("auto", "on", "off"),
+                    help="a progress bar (auto: only on a terminal)")
 
     st = sub.add_parser("study", help="run every numbered notebook with papermill", formatter_class=fmt)
     st.add_argument("--profile", default="default", help="quick | default | thorough | paper")
@@ -216,6 +243,8 @@ def _train(args) -> None:
         overrides["bf16"] = True
     if args.freeze_backbone:
         overrides["freeze_backbone"] = True
+    if args.unknown_generators:
+        overrides["unknown_generators"] = tuple(g.strip() for g in args.unknown_generators.split(",") if g.strip())
     if not args.data and int(os.environ.get("WORLD_SIZE", "1")) > 1:
         # every rank would synthesise the benchmark into the same folder at once
         raise ConfigError("under torchrun pass --data: make the benchmark once first (attrlib synth --out DIR) "
@@ -223,6 +252,19 @@ def _train(args) -> None:
     config, _ = profile(args.profile, **overrides)
     config = config.replace(data=str(resolve_data(args.profile, args.data or "")))
     print(train(config))
+
+
+def _predict(args) -> None:
+    from .evaluation.inference import predict
+
+    table = predict(args.run, args.images, out=args.out, frr=args.frr, score=args.score, on_bad=args.on_bad,
+                    calibration=args.calibration, device=args.device, batch_size=args.batch_size,
+                    progress={"auto": None, "on": True, "off": False}[args.progress],
+                    data_root=args.data_root or None)
+    skipped = table.attrs.get("skipped", [])
+    print(f"{args.out}: {len(table)} image(s), {int(table['unknown'].sum())} flagged unknown "
+          f"({args.score} above {table['threshold'].iat[0]:.4g}: {args.frr:.0%} of the run's known {args.calibration} "
+          f"images)" + (f"; {len(skipped)} skipped" if skipped else ""))
 
 
 def _study(args) -> None:
@@ -260,4 +302,4 @@ def _readme(args) -> int:
 
 
 COMMANDS = {"synth": _synth, "bias-table": _bias_table, "audit": _audit, "techniques": _techniques, "train": _train,
-            "study": _study_guard, "report": _report, "readme": _readme}
+            "predict": _predict, "study": _study_guard, "report": _report, "readme": _readme}

@@ -28,6 +28,7 @@ class Config:
     data: str = "data/benchmark"        # a folder <root>/<generator>/<subclass>/... or a manifest CSV
     heldout: tuple = ("military_vehicle",)  # subclass(es) never trained on: the distribution shift of seed 002
     val_subclass: str = "auto"          # model selection (b): a subclass also kept out of training, used only to pick checkpoints and hyper-parameters: auto | none | a name
+    unknown_generators: tuple = ()     # open-set protocol: generators left out of training whose images form the `unknown` split (leave-one-generator-out)
     val_fraction: float = 0.2           # share of every training cell kept for validation when the data has no split column
     on_bad: str = "raise"               # an image that cannot be decoded: "raise" (stop, naming it) | "skip" (leave it out, listed)
     input_policy: str = "crop"          # "crop" keeps every pixel (fingerprints survive); "resize" is the seeds' protocol
@@ -64,10 +65,13 @@ class Config:
     _NOT_IDENTITY = ("device", "num_workers", "runs")
     # fields added after results existed: at their default they stay out of the identity, so runs made before
     # them keep their run ids (and are reused)
-    _IDENTITY_UNLESS_DEFAULT = {"freeze_backbone": False}
+    # fields added after runs were made: in the identity only when set, so those runs keep their ids
+    _IDENTITY_UNLESS_DEFAULT = {"freeze_backbone": False, "unknown_generators": ()}
 
     def __post_init__(self) -> None:
         self.heldout = tuple([self.heldout] if isinstance(self.heldout, str) else self.heldout)
+        self.unknown_generators = tuple([self.unknown_generators] if isinstance(self.unknown_generators, str)
+                                        else self.unknown_generators)
         self.validate()
 
     def validate(self) -> "Config":
@@ -104,6 +108,7 @@ class Config:
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["heldout"] = list(self.heldout)
+        d["unknown_generators"] = list(self.unknown_generators)
         return d
 
     @classmethod
@@ -120,7 +125,11 @@ class Config:
     def identity(self) -> dict[str, Any]:
         """The fields that decide what a run computes (its run id is their hash)."""
         return {k: v for k, v in self.to_dict().items() if k not in self._NOT_IDENTITY
-                and not (k in self._IDENTITY_UNLESS_DEFAULT and v == self._IDENTITY_UNLESS_DEFAULT[k])}
+                and not (k in self._IDENTITY_UNLESS_DEFAULT and _same(v, self._IDENTITY_UNLESS_DEFAULT[k]))}
+
+
+def _same(value: Any, default: Any) -> bool:
+    return list(value) == list(default) if isinstance(default, tuple) else value == default
 
 
 def _choice(name: str, value: Any, valid: tuple) -> None:
@@ -140,10 +149,13 @@ def _choice(name: str, value: Any, valid: tuple) -> None:
 # second_config: notebook 10 trains every technique again on a second benchmark configuration (another data
 # seed and instance spread) and checks that its conclusions hold there; closing_variants: notebook 11 trains the
 # arm rule (b) selects, the baseline and the oracle again on the non-additive and the realistic variants, on the
-# first `closing_variant_rotations` rotations (0: all; the realistic variant has military vehicles only).
+# first `closing_variant_rotations` rotations (0: all; the realistic variant has military vehicles only);
+# open_world_generators: notebook 12's leave-one-generator-out rotations (the first N generators that can be left
+# out; 0: every one).
 _FULL_NOTEBOOKS = dict(sweep_strengths="0,1", n_boot=1000, cam_images=None, robustness_images=None,
                        summary_images=None, cam_per_generator=2, ablation_rotations=0,
-                       second_config=True, closing_variants=True, closing_variant_rotations=0)
+                       second_config=True, closing_variants=True, closing_variant_rotations=0,
+                       open_world_generators=0)
 
 PROFILES: dict[str, dict[str, Any]] = {
     # budgets in optimiser steps, the same on any data; on each profile's embedded benchmark they are whole
@@ -160,7 +172,8 @@ PROFILES: dict[str, dict[str, Any]] = {
                   config=dict(steps=16, batch_size=32, image_size=32),
                   notebook=dict(sweep_strengths="0", n_boot=200, cam_images=24, robustness_images=24,
                                 summary_images=48, cam_per_generator=1, ablation_rotations=1,
-                                second_config=False, closing_variants=False, closing_variant_rotations=1),
+                                second_config=False, closing_variants=False, closing_variant_rotations=1,
+                                open_world_generators=1),
                   # a technique carrying its own budget gets a smoke run's too: with the seed's 2,700 steps (75
                   # epochs) fine_tuning was the quick study's longest run by far (77 s against the baseline's 7 s
                   # on the shared 2-core machine: docs/cost.md)
@@ -172,7 +185,7 @@ PROFILES: dict[str, dict[str, Any]] = {
     # meant to come from `thorough`.
     "default": dict(seeds=(0,), rotations="crossed", draws=1, config=dict(steps=390, bf16=True, checkpoints=3),
                     notebook=dict(_FULL_NOTEBOOKS, sweep_strengths="", ablation_rotations=1, second_config=False,
-                                  closing_variant_rotations=2,
+                                  closing_variant_rotations=2, open_world_generators=2,
                                   cam_images=96, robustness_images=96, summary_images=96)),
     # what the README's claims come from: every rotation, five seeds, eight hyper-parameter draws per technique
     "thorough": dict(seeds=(0, 1, 2, 3, 4), rotations="all", draws=8, config=dict(steps=468),

@@ -78,15 +78,16 @@ def resolved_val_subclass(config: Config) -> str:
     data's fingerprint; "none" when there is none)."""
     if config.val_subclass != "auto":
         return config.val_subclass
-    return _auto_val_subclass(data_fingerprint(config.data), str(config.data), tuple(config.heldout))
+    return _auto_val_subclass(data_fingerprint(config.data), str(config.data), tuple(config.heldout),
+                              tuple(config.unknown_generators))
 
 
 @functools.lru_cache(maxsize=256)
-def _auto_val_subclass(fingerprint: str, data: str, heldout: tuple[str, ...]) -> str:
+def _auto_val_subclass(fingerprint: str, data: str, heldout: tuple[str, ...], unknown: tuple[str, ...] = ()) -> str:
     """The subclass val_subclass="auto" picks on `data` (cached by the data's fingerprint), or "auto" when the
     data cannot be read here (the run then fails on its data with a clear message, before any work)."""
     try:
-        return val_subclass_of(data, heldout)
+        return val_subclass_of(data, heldout, unknown_generators=unknown)
     except DataError:
         return "auto"
 
@@ -348,7 +349,8 @@ def load_run(run: str | os.PathLike, data: StudyData | None = None, data_root: s
 def _cached_data(config: Config, cache: dict | None) -> StudyData:
     if cache is None:
         return load_config_data(config)
-    key = (os.path.abspath(config.data), tuple(config.heldout), config.val_fraction, config.val_subclass)
+    key = (os.path.abspath(config.data), tuple(config.heldout), config.val_fraction, config.val_subclass,
+           tuple(config.unknown_generators))
     if key not in cache:
         cache[key] = load_config_data(config)
     return cache[key]

@@ -207,6 +207,21 @@ def test_notebooks_08_to_10_outputs(quick_study):
     assert reliance["share_in_mask"].between(0, 1).all() and reliance["mask_area"].between(0, 1).all()
 
 
+def test_notebook_12_open_set_table_has_auroc_and_oscr_with_intervals_for_every_arm(quick_study):
+    res, figs = quick_study["cwd"] / "results", quick_study["cwd"] / "figures"
+    numbers = pd.read_csv(res / "12_open_set_numbers.csv")
+    assert set(numbers["arm"]) == {"baseline", "weighted_sampling", "group_dro"}
+    assert set(numbers["score"]) == {"msp", "energy", "mahalanobis"} and numbers["unknown"].nunique() == 1
+    for metric in ("auroc", "oscr"):
+        assert (numbers[f"{metric}_low"] <= numbers[metric]).all() and (numbers[metric] <= numbers[f"{metric}_high"]).all()
+    assert (numbers["oscr"] <= numbers["accuracy"] + 1e-9).all()
+    assert {"drop", "closed_set_balanced_accuracy"} <= set(pd.read_csv(res / "12_closed_set.csv").columns)
+    assert (figs / "12_open_set_tradeoff.png").is_file()
+    nb = json.loads((quick_study["cwd"] / "runs" / "notebooks" / "12_open_world.ipynb").read_text())
+    shown = "".join(t for c in nb["cells"] for o in c.get("outputs", []) for t in o.get("data", {}).get("text/markdown", []))
+    assert "flagged unknown" in shown  # the predict demonstration ran on a folder
+
+
 def test_the_study_reused_runs_and_trains_nothing_again(quick_study):
     """Every notebook asked the engine for its runs; 04, 06-10 found 02's baseline (and each other's) done.
     Asking again for every technique of the study returns the same folders without training."""
@@ -228,7 +243,8 @@ def test_the_study_reused_runs_and_trains_nothing_again(quick_study):
     assert {p: p.stat().st_mtime_ns for p in (cwd / "runs").glob("*/*/done")} == done
     baselines = [json.loads((p.parent / "config.json").read_text()) for p in (cwd / "runs" / "baseline").glob("*/done")]
     plain = [c for c in baselines if c["stem"] == "none" and c["input_policy"] == "crop" and c["image_size"] == 32
-             and c["backbone"] == "compact" and c.get("augment", "none") == "none"]  # not notebook 11's arms
+             and c["backbone"] == "compact" and c.get("augment", "none") == "none"
+             and not c.get("unknown_generators")]  # not notebook 11's arms, nor notebook 12's left-out generators
     # Runs are keyed by the data's fingerprint, not its path: notebook 01's check on the biased default and
     # 02-10 share one run, the unbiased check and notebook 10's oracle another. One run per data set.
     fingerprints = [data_fingerprint(cwd / c["data"]) for c in plain]

@@ -17,6 +17,7 @@ from .bias import bias_table, format_bias_table
 from .datasets import CACHE_LIMIT_BYTES, POLICIES, ImageDataset, collate_patches, grid_shape, verify_images
 from .fingerprint import data_fingerprint
 from .images import IMAGE_EXTENSIONS, MAX_IMAGE_PIXELS, image_size, is_image_path, load_image, load_mask
+from .sources import list_images
 from .splits import FT_FRACTION, FT_SEED, assign_splits, choose_val_subclass, eligible_rotations
 from .study_data import (SPLIT_NAMES, SPLIT_SEED, StudyData, label_codes, load_config_data, load_study_data,
                          val_subclass_of)
@@ -26,5 +27,5 @@ __all__ = [
     "collate_patches", "grid_shape", "load_study_data", "load_config_data", "label_codes", "data_fingerprint", "StudyData", "SPLIT_SEED", "ImageDataset", "verify_images", "load_image", "load_mask", "image_size",
     "is_image_path", "bias_table", "format_bias_table", "assign_splits", "choose_val_subclass", "eligible_rotations", "val_subclass_of", "IMAGE_EXTENSIONS",
     "MAX_IMAGE_PIXELS", "CACHE_LIMIT_BYTES", "POLICIES", "SPLIT_NAMES", "FT_FRACTION", "FT_SEED",
-    "file_metadata", "shortcut_audit", "Audit", "ShortcutWarning",
+    "list_images", "file_metadata", "shortcut_audit", "Audit", "ShortcutWarning",
 ]

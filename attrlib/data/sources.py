@@ -261,3 +261,55 @@ def read_manifest(csv_path: Path, on_bad: str = "raise") -> Source:
             raise DataError(f"{where}: every row was skipped (no usable file); fix the paths")
     return Source(df[["path", "generator", "subclass", "split", "mask", "instance", "line"]], root, "manifest", where,
                   skipped)
+
+
+def list_images(source: str | os.PathLike, on_bad: str = "raise") -> Source:
+    """The images to attribute, labels optional: every image file under a folder (any layout; folders starting
+    with '_' or '.' are not data), or the rows of a manifest CSV whose `path` column is required and whose
+    `generator` / `subclass`, when present, are kept as the images' known truth ("" otherwise)."""
+    if on_bad not in ("raise", "skip"):
+        raise DataError(f"on_bad is {on_bad!r}; valid choices: raise, skip")
+    p = Path(source).expanduser()
+    if not p.exists():
+        raise DataError(f"images path {p} does not exist; pass a folder of images or a manifest CSV with a 'path' column")
+    if p.is_file():
+        if p.suffix.lower() != ".csv":
+            raise DataError(f"images path {p} is a file but not a .csv manifest; pass a folder of images or a manifest")
+        header = pd.read_csv(p, nrows=0, encoding="utf-8-sig").columns.str.strip().str.lower()
+        if "path" not in header:
+            raise DataError(f"manifest {p} has no 'path' column (columns found: {', '.join(header) or 'none'}); "
+                            "name the image column 'path' (paths relative to the manifest's folder)")
+        if all(c in header for c in REQUIRED_COLUMNS):
+            return read_manifest(p, on_bad)
+        raw = pd.read_csv(p, dtype=str, keep_default_na=False, encoding="utf-8-sig", skip_blank_lines=True)
+        raw.columns = [str(c).strip().lower() for c in raw.columns]
+        root_real, rows, problems, escapes = os.path.realpath(p.parent), [], [], []
+        for i, r in enumerate(raw.to_dict("records")):
+            line, value = i + 2, str(r["path"]).strip()
+            if not value:
+                continue
+            absolute, problem = _resolve_inside(root_real, p.parent, value)
+            if problem:
+                escapes.append(f"line {line}: path {value!r} {problem}")
+            elif not os.path.isfile(absolute) or not is_image_path(absolute):
+                problems.append((absolute, line, f"path {value!r} is not an image file (looked for {absolute})"))
+            else:
+                rows.append((absolute, r.get("generator", ""), r.get("subclass", ""), "", "", "", line))
+        if escapes:
+            raise DataError(format_problem(f"manifest {p}: {len(escapes)} path(s) outside the manifest's folder",
+                                           escapes, "paths must be relative to the manifest's folder and stay inside it"))
+        if problems and on_bad == "raise":
+            raise DataError(format_problem(f"manifest {p}: {len(problems)} row(s) name a file that cannot be used",
+                                           [f"line {ln}: {m}" for _, ln, m in problems],
+                                           "fix the path, restore the file, or use on_bad='skip' to leave these rows out"))
+        frame = pd.DataFrame(rows, columns=["path", "generator", "subclass", "split", "mask", "instance", "line"])
+        return Source(frame, p.parent, "manifest", f"manifest {p}",
+                      [(a, f"manifest {p} line {ln}: {m}") for a, ln, m in problems])
+    root = Path(os.path.abspath(p))
+    rows = [(os.path.join(d, name), "", "", "", "", "", 0) for d, _, names in _walk(root)
+            for name in sorted(names) if not name.startswith(".") and is_image_path(name)]
+    if not rows:
+        raise DataError(f"folder {root} contains no images (extensions {', '.join(IMAGE_EXTENSIONS)}; folders "
+                        "starting with '_' or '.' are ignored)")
+    frame = pd.DataFrame(rows, columns=["path", "generator", "subclass", "split", "mask", "instance", "line"])
+    return Source(frame, root, "folder", f"folder {root}")

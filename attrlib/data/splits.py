@@ -14,6 +14,9 @@
   bias as training (it is the in-distribution check, rule (a)).
 - `ft_split` splits `test` 80/20, stratified by generator, with a seed of its own that does not follow the
   run seed: every technique and every seed is then scored on the same `ft_test` images.
+- `unknown` (the open-set protocol, leave-one-generator-out): every image of a generator left out of training
+  (`unknown_rows`), on seen and unseen content alike; the model never sees that generator, and is asked to
+  say "none of these" for it. The other splits are assigned as if the generator did not exist.
 - Pools of subclasses that are neither held out nor the validation subclass are not used; a training row
   whose `instance` (the cell model that rendered it: the simulator's instance-matched variant) is the held-out
   or validation subclass leaves training too, so a model never sees the generator instance it is tested on.
@@ -199,6 +202,16 @@ def assign_splits(frame: pd.DataFrame, heldout: Iterable[str], val_fraction: flo
         ft[rows.index.to_numpy()] = np.where(rows["path"].isin(chosen), "ft_test", "ft_train")
     df["ft_split"] = ft
     return df
+
+
+def unknown_rows(frame: pd.DataFrame, heldout: Iterable[str]) -> pd.DataFrame:
+    """The `unknown` split: the rows of generators left out of training (the open-set protocol), all of their
+    images except the test pools of subclasses that are not held out (a pool is its subclass's test set only
+    when the subclass is held out, so the unknown split covers the same content as train, val and test)."""
+    heldout = set(heldout)
+    is_pool = frame["split"].isin(POOL_SPLITS)
+    keep = ~is_pool | frame["subclass"].isin(heldout)
+    return frame[keep].assign(split="unknown").reset_index(drop=True)
 
 
 def _where_row(r) -> str:

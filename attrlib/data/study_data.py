@@ -18,11 +18,11 @@ from ..errors import DataError
 from .bias import bias_table as _bias_table
 from .datasets import verify_images
 from .sources import discover
-from .splits import FT_FRACTION, FT_SEED, assign_splits, choose_val_subclass
+from .splits import FT_FRACTION, FT_SEED, assign_splits, choose_val_subclass, unknown_rows
 
 SPLIT_SEED = 0  # the train/val and ft_train/ft_test splits stay fixed across training seeds: seeds vary the model only
 COLUMNS = ("path", "generator", "subclass", "split", "ft_split", "mask", "instance")
-SPLIT_NAMES = ("train", "val", "valsub", "test", "ft_train", "ft_test")
+SPLIT_NAMES = ("train", "val", "valsub", "test", "ft_train", "ft_test", "unknown")
 
 
 class StudyData:
@@ -30,16 +30,18 @@ class StudyData:
 
     def __init__(self, frame: pd.DataFrame, heldout: Sequence[str], root: Path | None = None,
                  source: str = "", skipped: list | None = None, on_bad: str = "raise",
-                 val_subclass: str | None = None) -> None:
+                 val_subclass: str | None = None, unknown_generators: Sequence[str] = ()) -> None:
         frame = frame.assign(instance="") if "instance" not in frame else frame
         self.frame = frame.loc[:, list(COLUMNS)].reset_index(drop=True)
         self.heldout = tuple(heldout)
+        # generators left out of training (split `unknown`): not among `generators`, the classes the model knows
+        self.unknown_generators = tuple(unknown_generators)
         self.val_subclass = val_subclass  # the validation subclass (split `valsub`), or None
         self.root = root
         self.source = source            # "folder <path>" or "manifest <path>", for messages
         self.skipped: list = list(skipped or [])
         self.on_bad = on_bad
-        self.generators: list[str] = sorted(self.frame["generator"].unique())
+        self.generators: list[str] = sorted(set(self.frame["generator"]) - set(self.unknown_generators))
         # the subclasses trained on (the subclass head's classes): not the held-out or validation subclass
         trained = self.frame[self.frame["split"].isin(("train", "val"))]
         self.subclasses: list[str] = sorted(set(trained["subclass"]) - set(self.heldout) - {val_subclass})
@@ -62,15 +64,26 @@ class StudyData:
         return self.frame[self.frame[column] == name].reset_index(drop=True)
 
     def labels(self, frame: pd.DataFrame | None = None) -> dict[str, np.ndarray]:
-        """Integer labels of `frame` rows: generator, subclass (-1 held out) and group (-1 held out)."""
-        return label_codes(self.frame if frame is None else frame, self.generators, self.subclasses)
+        """Integer labels of `frame` rows: generator, subclass (-1 held out) and group (-1 held out); a row of an
+        unknown generator (split `unknown`) has generator and group -1."""
+        frame = self.frame if frame is None else frame
+        unknown = frame["generator"].isin(self.unknown_generators).to_numpy()
+        if not unknown.any():
+            return label_codes(frame, self.generators, self.subclasses)
+        known = label_codes(frame[~unknown], self.generators, self.subclasses)
+        out = {k: np.full(len(frame), -1, dtype=np.int64) for k in known}
+        for k, v in known.items():
+            out[k][~unknown] = v
+        out["subclass"] = frame["subclass"].map(self.subclass_index).fillna(-1).to_numpy(dtype=np.int64)
+        return out
 
     def verified(self, progress: bool | None = None) -> "StudyData":
         """Every image (and mask) decoded once: with on_bad="raise" the first bad files stop it, named; with
         "skip" the study without them, each listed with its reason in `.skipped` (notebook 01 shows them)."""
         good, skipped = verify_images(self.frame, self.on_bad, len(self.frame) > 2000 if progress is None else progress)
         return StudyData(good, self.heldout, root=self.root, source=self.source, skipped=self.skipped + skipped,
-                         on_bad=self.on_bad, val_subclass=self.val_subclass)
+                         on_bad=self.on_bad, val_subclass=self.val_subclass,
+                         unknown_generators=self.unknown_generators)
 
     def bias_table(self, split: str | None = "train") -> pd.DataFrame:
         """Generator x subclass image counts of a split (None or "all": every row), zeros shown.
@@ -89,7 +102,8 @@ class StudyData:
         counts = self.frame["split"].value_counts().to_dict()
         return (f"StudyData({self.source}: {len(self.frame)} images, {self.n_generators} generators, "
                 f"{self.n_subclasses} training subclasses, held out {list(self.heldout)}, validation subclass "
-                f"{self.val_subclass}, splits {counts})")
+                f"{self.val_subclass}, splits {counts}"
+                + (f", unknown generators {list(self.unknown_generators)})" if self.unknown_generators else ")"))
 
 
 def label_codes(frame: pd.DataFrame, generators: Sequence[str], subclasses: Sequence[str]) -> dict[str, np.ndarray]:
@@ -109,7 +123,7 @@ def label_codes(frame: pd.DataFrame, generators: Sequence[str], subclasses: Sequ
 def load_study_data(root: str | os.PathLike, heldout: Iterable[str] | str = ("military_vehicle",),
                     val_fraction: float = 0.2, seed: int = 0, on_bad: str = "raise",
                     ft_fraction: float = FT_FRACTION, ft_seed: int = FT_SEED,
-                    val_subclass: str = "none") -> StudyData:
+                    val_subclass: str = "none", unknown_generators: Iterable[str] = ()) -> StudyData:
     """Discover, validate and split the images of a folder or manifest (no pixel is decoded here).
 
     root: `<root>/<generator>/<subclass>/...` images, a folder with `manifest.csv`, or a manifest CSV path.
@@ -118,18 +132,40 @@ def load_study_data(root: str | os.PathLike, heldout: Iterable[str] | str = ("mi
     on_bad: "raise" (default) or "skip" (leave unusable files out, listed in `.skipped`, with a warning).
     val_subclass: "none" (no validation subclass), "auto" (`splits.choose_val_subclass`: none when no
     subclass qualifies) or a subclass name: kept out of training as the `valsub` split (model selection).
+    unknown_generators: generators left out of training (the open-set protocol): their images form the `unknown`
+    split (`splits.unknown_rows`) and every other split is made as if they did not exist.
     """
     heldout = (heldout,) if isinstance(heldout, str) else tuple(heldout)
+    unknown = (unknown_generators,) if isinstance(unknown_generators, str) else tuple(unknown_generators)
     src = discover(root, on_bad=on_bad)
     warn_near_duplicate_labels(src.frame, src.where)
-    chosen = resolve_val_subclass(src.frame, heldout, val_subclass)
-    frame = assign_splits(src.frame, heldout, val_fraction=val_fraction, seed=seed, where=src.where,
+    known, left_out = split_unknown(src.frame, unknown, src.where)
+    chosen = resolve_val_subclass(known, heldout, val_subclass)
+    frame = assign_splits(known, heldout, val_fraction=val_fraction, seed=seed, where=src.where,
                           ft_fraction=ft_fraction, ft_seed=ft_seed, val_subclass=chosen)
+    if unknown:
+        frame = pd.concat([frame, unknown_rows(left_out, heldout).assign(ft_split="")], ignore_index=True)
     data = StudyData(frame, heldout, root=src.root, source=src.where, skipped=src.skipped, on_bad=on_bad,
-                     val_subclass=chosen)
+                     val_subclass=chosen, unknown_generators=unknown)
     if src.skipped:
         warn_skipped(src.skipped, src.where)
     return data
+
+
+def split_unknown(frame: pd.DataFrame, unknown: Sequence[str], where: str = "the data"
+                  ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(the rows of known generators, the rows of the generators `unknown` leaves out of training); DataError
+    when one of them is not in the data or fewer than two known generators would remain."""
+    present = sorted(frame["generator"].unique())
+    absent = [g for g in unknown if g not in present]
+    if absent:
+        raise DataError(f"unknown generator(s) {absent} (unknown_generators) do not occur in {where}; generators "
+                        f"present: {', '.join(present)}")
+    if len(set(present) - set(unknown)) < 2:
+        raise DataError(f"unknown_generators={list(unknown)} leaves fewer than two known generators in {where}; "
+                        "leave fewer generators out")
+    is_unknown = frame["generator"].isin(unknown)
+    return frame[~is_unknown].reset_index(drop=True), frame[is_unknown].reset_index(drop=True)
 
 
 def resolve_val_subclass(frame: pd.DataFrame, heldout: Sequence[str], val_subclass: str) -> str | None:
@@ -141,11 +177,13 @@ def resolve_val_subclass(frame: pd.DataFrame, heldout: Sequence[str], val_subcla
     return val_subclass
 
 
-def val_subclass_of(root: str | os.PathLike, heldout: Sequence[str], val_subclass: str = "auto") -> str:
+def val_subclass_of(root: str | os.PathLike, heldout: Sequence[str], val_subclass: str = "auto",
+                    unknown_generators: Sequence[str] = ()) -> str:
     """The validation subclass a setting names on the data at `root`, as a name ("none" when there is none):
     what a study passes explicitly to every run of a rotation, so that the oracles trained on the benchmark's
     twins (whose counts differ) leave out the same subclass as the runs they are compared with."""
-    chosen = resolve_val_subclass(discover(root).frame, tuple(heldout), val_subclass)
+    known, _ = split_unknown(discover(root).frame, tuple(unknown_generators), str(root))
+    chosen = resolve_val_subclass(known, tuple(heldout), val_subclass)
     return chosen or "none"
 
 
@@ -153,7 +191,8 @@ def load_config_data(config) -> StudyData:
     """The StudyData a `Config` describes (its data, held-out and validation subclasses, validation share;
     fixed split seed)."""
     return load_study_data(config.data, heldout=config.heldout, val_fraction=config.val_fraction,
-                           seed=SPLIT_SEED, on_bad=config.on_bad, val_subclass=config.val_subclass)
+                           seed=SPLIT_SEED, on_bad=config.on_bad, val_subclass=config.val_subclass,
+                           unknown_generators=config.unknown_generators)
 
 
 def warn_skipped(skipped: list, where: str) -> None:

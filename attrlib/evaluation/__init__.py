@@ -16,6 +16,9 @@ them from these numbers.
     cost        training_cost: seconds per run of every arm, and its ratio to the baseline's
     goal        goal_table: issue 12's criteria (gap closed, no target data, beats the seeds, JPEG 75), measured
     robustness  perturbations (JPEG, blur, down-up resize), robustness_table, robustness_stats, robustness_summary
+    openset     open-set attribution: msp / energy / mahalanobis unknown scores, fit_open_set (thresholds at a
+                false-rejection rate on val), AUROC and OSCR with intervals (open_set_metrics, open_set_table)
+    inference   predict(run, images): attribute new images with a trained run, "unknown" flagged (`attrlib predict`)
     runtime_sweep  radius_sweep, radius_sweep_summary: a test-time attack's radius against random noise of it
     (run folders are read through attrlib.runfolder: load_run, load_predictions, heldout_predictions)
 """
@@ -23,9 +26,12 @@ from ..runfolder import (LoadedRun, generators_of, heldout_predictions, heldout_
                          pooled_predictions)
 from .cost import training_cost
 from .goal import goal_table
+from .inference import predict, predict_columns, selected_run
 from .llr import LLR_DEFINITION, llr_scores, log_likelihood_ratios, runs_llr_scores, training_prior
 from .metrics import (MACRO_CONVENTION, calibration_error, confusion, expected_calibration_error, per_generator_auc,
                       run_metrics, seed_style_report, shortcut_gap, split_metrics, worst_generator_recall)
+from .openset import (SCORES, OpenSetModel, auroc_by_content, by_content_table, fit_open_set, open_set_frame, open_set_metrics, open_set_table, oscr,
+                      oscr_curve, paired_difference, threshold_at_frr, versus_reference)
 from .robustness import (Perturbation, clean, down_up, gaussian_blur, jpeg, perturbed_accuracy, robustness_stats,
                          robustness_summary, robustness_table, standard_perturbations)
 from .runtime_sweep import radius_sweep, radius_sweep_summary, sign_noise
@@ -36,6 +42,8 @@ from .summary import (conclusions_agree, paired_predictions, recorded_selection,
                       technique_summary)
 
 __all__ = [
+    "SCORES", "OpenSetModel", "auroc_by_content", "by_content_table", "fit_open_set", "open_set_frame", "open_set_metrics", "open_set_table", "oscr",
+    "oscr_curve", "threshold_at_frr", "paired_difference", "versus_reference", "predict", "predict_columns", "selected_run",
     "rule_accuracies", "runs_without", "select_arm", "selected_runs", "selection_table", "conclusions_agree",
     "CONVENTION", "LLR_DEFINITION", "MACRO_CONVENTION", "PairedComparison", "hierarchical_bootstrap",
     "log_likelihood_ratios", "paired_bootstrap", "paired_comparison", "rotation_label", "rotation_table",

@@ -16,15 +16,16 @@ never the reverse.
 from ..simulator import SIMULATED_NOTE
 from .draw import show_image, show_overlay
 from .explorer import HEADLESS_ENV, cam_explorer, explain_figure
-from .figures import (bias_heatmap, cam_grid, confusion_figure, confusion_grid, llr_figure,
+from .figures import (open_set_figure, bias_heatmap, cam_grid, confusion_figure, confusion_grid, llr_figure,
                       radius_sweep_figure, robustness_figure, run_cam_grid, runs_llr_figure, sample_grid,
                       shortcut_audit_figure,
                       spectra_figure, sweep_figure)
 from .save import save_fig, save_table
-from .tables import (TARGET_DATA_MARK, format_robustness, format_summary, label_target_data, seed_table,
+from .tables import (TARGET_DATA_MARK, format_open_set, format_robustness, format_summary, label_target_data, seed_table,
                      stack_summaries)
 
 __all__ = [
+    "open_set_figure", "format_open_set",
     "HEADLESS_ENV", "SIMULATED_NOTE", "TARGET_DATA_MARK", "bias_heatmap", "cam_explorer", "cam_grid",
     "confusion_figure", "confusion_grid", "explain_figure", "format_robustness", "format_summary",
     "label_target_data", "llr_figure", "radius_sweep_figure", "robustness_figure", "run_cam_grid", "runs_llr_figure",

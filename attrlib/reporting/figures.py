@@ -21,7 +21,7 @@ import seaborn as sns
 import torch
 
 from ..data import Audit, load_image
-from ..evaluation import confusion, runs_llr_scores
+from ..evaluation import confusion, oscr_curve, runs_llr_scores
 from ..runfolder import generators_of, load_predictions, pooled_predictions, read_config
 from ..inspection.cam import run_cam_examples
 from .draw import show_image, show_overlay
@@ -266,6 +266,41 @@ def robustness_figure(table: pd.DataFrame, title: str = "Held-out accuracy under
     ax.tick_params(axis="x", labelsize=8, rotation=20)
     ax.legend(fontsize=7, ncols=2)
     ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def open_set_figure(table: pd.DataFrame, frames: Mapping[str, pd.DataFrame], score: str = "mahalanobis",
+                    title: str = "Open-set trade-off: known images attributed vs unknown images accepted") -> plt.Figure:
+    """The threshold trade-off of `score` (`evaluation.open_set_table`'s table and scored frames): left, the OSCR
+    curve of each arm's first run (correct-classification rate of known images against the share of unknown
+    images accepted as the threshold moves), the chosen threshold marked; right, the share of known images
+    rejected and of unknown images flagged against the threshold's false-rejection rate on known images."""
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(9.6, 3.8))
+    rows = table[table["score"] == score].drop_duplicates("arm")
+    column = f"score_{score}"
+    for row in rows.itertuples():
+        scored = frames[row.run]
+        known = scored["known"].to_numpy()
+        correct = (scored["pred"] == scored["generator"]).to_numpy()[known]
+        values = scored[column].to_numpy(float)
+        fpr, ccr, _ = oscr_curve(correct, values[known], values[~known])
+        line, = ax.plot(fpr, ccr, lw=1.4, label=f"{row.arm} (OSCR {row.oscr:.2f}, AUROC {row.auroc:.2f})")
+        at = values <= row.threshold
+        ax.plot([at[~known].mean()], [(correct & at[known]).mean()], "o", color=line.get_color())
+        grid = np.quantile(values, np.linspace(0, 1, 101))
+        ax2.plot([(values[known] > t).mean() for t in grid], [(values[~known] > t).mean() for t in grid],
+                 lw=1.4, color=line.get_color(), label=row.arm)
+        ax2.plot([(~at[known]).mean()], [(~at[~known]).mean()], "o", color=line.get_color())
+    ax.set_xlabel("unknown images accepted (false-positive rate)")
+    ax.set_ylabel("known images attributed correctly")
+    ax.set_xlim(0, 1), ax.set_ylim(0, 1.02)
+    ax.legend(fontsize=7)
+    ax2.plot([0, 1], [0, 1], ls=":", color="grey", lw=1)
+    ax2.set_xlabel("known test images rejected")
+    ax2.set_ylabel("unknown images flagged")
+    ax.set_title("dot: the threshold chosen on validation", fontsize=8)
+    fig.suptitle(f"{title} ({score})", fontsize=10)
     fig.tight_layout()
     return fig
 

@@ -176,3 +176,19 @@ def stack_summaries(tables: Mapping[str, pd.DataFrame], level: str = "benchmark"
                             "baseline on the same images (paired), as in the ablation table. Accuracies: "
                             + "; ".join(notes) + ".")
     return out
+
+
+def format_open_set(table: pd.DataFrame) -> pd.DataFrame:
+    """`evaluation.open_set_table` for reading: one row per arm, rotation, left-out generator, seed and score,
+    AUROC and OSCR as "estimate [low, high]", the accuracies at the threshold beside the closed-set ones."""
+    def ci(prefix: str) -> pd.Series:
+        return table.apply(lambda r: f"{r[prefix]:.3f} [{r[prefix + '_low']:.3f}, {r[prefix + '_high']:.3f}]", axis=1)
+
+    out = table[["arm", "heldout", "unknown", "seed", "score"]].copy()
+    out["AUROC"], out["OSCR"] = ci("auroc"), ci("oscr")
+    for column in ("accuracy", "accuracy_at_threshold", "balanced_accuracy", "balanced_accuracy_at_threshold",
+                   "unknown_flagged", "known_rejected"):
+        if column in table:
+            out[column] = table[column].round(3)
+    out.attrs["caption"] = table.attrs.get("caption", "")
+    return out.set_index(["arm", "heldout", "unknown", "seed", "score"])
