@@ -151,6 +151,15 @@ def test_quick_study_runs_every_numbered_notebook(quick_study):
     assert 0 < max(timing["notebooks"].values()) <= timing["seconds"] <= quick_study["seconds"] + 1
     assert timing["heldout"] == "military_vehicle" and timing["started"] <= timing["finished"]
     assert timing["commit"] is None or len(timing["commit"].split("-")[0]) == 40  # run outside the checkout: None
+    # provenance.json beside the results names what produced them, every notebook by this one study
+    prov = json.loads((quick_study["cwd"] / "results" / "provenance.json").read_text())
+    [record] = prov["studies"]
+    assert {"commit", "profile", "data", "data_fingerprint", "seeds", "rotations", "parameters", "settings",
+            "versions", "started", "finished", "notebooks", "status"} <= set(record)
+    assert record["status"] == "finished" and record["profile"] == "quick" and record["commit"] == timing["commit"]
+    assert record["rotations"] == [["military_vehicle"]] and record["seeds"] == [0]
+    assert record["notebooks"] == [f"{n}.ipynb" for n in _numbered()] and record["data_fingerprint"].startswith("benchmark:")
+    assert record["versions"]["torch"] != "unknown" and timing["provenance"].endswith("provenance.json")
 
 
 @pytest.mark.parametrize("name", _numbered())
