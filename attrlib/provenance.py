@@ -145,13 +145,15 @@ def describe(record: Mapping[str, Any]) -> str:
     numbers = sorted({n[:2] for n in record.get("notebooks", [])})
     params = record.get("parameters", {})
     shown = {k: v for k, v in params.items() if k not in ("profile", "data", "heldout", "runs", "figures", "results")}
-    knobs = record.get("settings", {}).get("notebook", {})
+    settings = record.get("settings", {})
+    knobs, config = settings.get("notebook", {}), settings.get("config", {})
     v = record.get("versions", {})
     status = record.get("status", "finished")
     return (f"notebook(s) {', '.join(numbers) or 'none'}: commit `{record.get('commit') or 'unknown (not a git checkout)'}`, "
             f"profile `{record.get('profile')}`, data `{_where(str(record.get('data', '')))}` "
             f"({record.get('data_fingerprint')}), seeds {', '.join(map(str, record.get('seeds', []))) or '?'}, "
             f"rotations {'; '.join('+'.join(r) for r in record.get('rotations', [])) or '?'}, "
-            f"parameters {json.dumps(shown, sort_keys=True)}, notebook knobs {json.dumps(knobs, sort_keys=True)}; "
+            f"parameters {json.dumps(shown, sort_keys=True)}, config overrides {json.dumps(config, sort_keys=True)}, "
+            f"draws {settings.get('draws', '?')}, notebook knobs {json.dumps(knobs, sort_keys=True)}; "
             f"attrlib {v.get('attrlib', '?')}, torch {v.get('torch', '?')}; {record.get('started')} to "
             f"{record.get('finished') or '(not finished)'}" + ("" if status == "finished" else f" **({status})**"))

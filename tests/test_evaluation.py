@@ -155,7 +155,7 @@ def test_a_std_over_one_seed_prints_n_a_not_zero():
     # in the numbers, as aggregate_over_seeds gives it, but one value has no spread to print)
     table = pd.DataFrame({"accuracy": [0.637, 0.701], "accuracy_std": [0.0, 0.041], "accuracy_low": [0.6, 0.65],
                           "accuracy_high": [0.67, 0.75], "seeds": [1, 3], "probe_accuracy": [0.5, 0.4],
-                          "probe_std": [0.0, 0.02], "probe_runs": [1, 3]}, index=["one_seed", "three_seeds"])
+                          "probe_std": [0.0, 0.02], "probe_runs": [1, 3], "probe_chance": 0.25}, index=["one_seed", "three_seeds"])
     text = format_summary(table, digits=3)
     assert text.loc["one_seed", "accuracy"] == "0.637 ± n/a" and text.loc["one_seed", "subclass probe"] == "0.500 ± n/a"
     assert text.loc["three_seeds", "accuracy"] == "0.701 ± 0.041" and text.loc["three_seeds", "subclass probe"] == "0.400 ± 0.020"
