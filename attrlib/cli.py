@@ -180,7 +180,9 @@ def build_parser() -> argparse.ArgumentParser:
     rd.add_argument("--readme", default="README.md", help="the README holding the results markers")
     rd.add_argument("--results", default="results", help="folder of the study's tables")
     rd.add_argument("--timing", default="runs/notebooks/study_timing.json", help="the study's timing record")
-    rd.add_argument("--check", action="store_true", help="write nothing; exit 1 when the README is not current")
+    rd.add_argument("--check", action="store_true",
+                    help="write nothing; exit 1 when the README is not current with the results, or when attrlib/ or "
+                         "notebooks/ changed since the commit its section records (or git does not know that commit)")
     return p
 
 
@@ -294,11 +296,15 @@ def _report(args) -> None:
 
 
 def _readme(args) -> int:
-    from .reporting.readme import update_readme
+    from .reporting.readme import commit_check, update_readme
 
+    code = commit_check(args.readme) if args.check else None
+    for message in (code.messages if code else []):  # before the results' check, which may fail for want of results
+        print(message, flush=True)
     current = update_readme(args.readme, args.results, args.timing, check=args.check)
-    print(f"{args.readme}: " + ("current" if current else "not current" if args.check else "results section rewritten"))
-    return 1 if args.check and not current else 0
+    print(f"{args.readme}: " + ("current" if current else "not current" if args.check else "results section rewritten")
+          + (" with its results" if args.check else ""))
+    return 1 if args.check and not (current and code.ok) else 0
 
 
 COMMANDS = {"synth": _synth, "bias-table": _bias_table, "audit": _audit, "techniques": _techniques, "train": _train,

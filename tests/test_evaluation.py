@@ -150,6 +150,23 @@ def test_aggregate_over_seeds_dicts_and_frames():
 
 
 # --------------------------------------------------------------------------------------------- gap closed
+def test_a_std_over_one_seed_prints_n_a_not_zero():
+    # summary numbers of two techniques: one trained with three seeds, one with a single seed (its std is 0.0
+    # in the numbers, as aggregate_over_seeds gives it, but one value has no spread to print)
+    table = pd.DataFrame({"accuracy": [0.637, 0.701], "accuracy_std": [0.0, 0.041], "accuracy_low": [0.6, 0.65],
+                          "accuracy_high": [0.67, 0.75], "seeds": [1, 3], "probe_accuracy": [0.5, 0.4],
+                          "probe_std": [0.0, 0.02], "probe_runs": [1, 3], "probe_chance": 0.25}, index=["one_seed", "three_seeds"])
+    text = format_summary(table, digits=3)
+    assert text.loc["one_seed", "accuracy"] == "0.637 ± n/a" and text.loc["one_seed", "subclass probe"] == "0.500 ± n/a"
+    assert text.loc["three_seeds", "accuracy"] == "0.701 ± 0.041" and text.loc["three_seeds", "subclass probe"] == "0.400 ± 0.020"
+    assert not text.apply(lambda c: c.astype(str).str.contains("± 0.000")).any().any()
+    # the robustness table: one seed of the baseline, two of the other
+    per_run = pd.DataFrame({"technique": ["baseline", "other", "other"], "heldout": "x", "seed": [0, 0, 1],
+                            "perturbation": "clean", "accuracy": [0.5, 0.6, 0.7], "n": 10})
+    wide = format_robustness(per_run)
+    assert wide.loc["baseline", "clean"] == "0.50 ± n/a" and wide.loc["other", "clean"] == "0.65 ± 0.07"
+
+
 def test_gap_closed_arithmetic_and_undefined_denominator():
     g = gap_closed(0.56, 0.49, 0.91)  # seed 002: adversarial debiasing against its fine-tuning
     assert g.value == pytest.approx(0.07 / 0.42) and g.note == ""
@@ -289,7 +306,7 @@ def test_robustness_table_has_every_row(runs):
     wide = robustness_summary(table)
     assert wide.shape == (2, len(names)) and list(wide.columns) == names
     text = format_robustness(table)
-    assert text.shape == wide.shape and text.loc["baseline", "clean"] == f"{wide.loc['baseline', 'clean']:.2f} ± 0.00"
+    assert text.shape == wide.shape and text.loc["baseline", "clean"] == f"{wide.loc['baseline', 'clean']:.2f} ± n/a"
     assert "mean ± std over 1 run(s)" in text.attrs["caption"]
 
 

@@ -65,3 +65,111 @@ def test_missing_markers_or_results_fail_with_what_to_do(tmp_path):
     readme.write_text(f"{BEGIN}\n{END}\n")
     with pytest.raises(ConfigError, match="run the study first"):
         update_readme(readme, tmp_path / "nothing", tmp_path / "t.json")
+
+
+def _record(commit, notebooks, started="2026-01-01T00:00:00+0000", profile="default", data="data/default"):
+    from attrlib.provenance import study_record
+
+    return study_record(commit=commit, profile=profile, data=data, rotations=[("bed",), ("car", "cat")], seeds=(0, 1),
+                        parameters=dict(profile=profile, device="cpu", threads=1), settings=dict(notebook=dict(n_boot=50)),
+                        notebooks=notebooks, started=started, finished="2026-01-01T01:00:00+0000", status="finished")
+
+
+def test_provenance_is_written_atomically_and_a_later_study_takes_over_its_notebooks(tmp_path):
+    from attrlib.provenance import producer, read_provenance, write_provenance
+
+    results = tmp_path / "results"
+    write_provenance(results, _record("a" * 40, ["01_x.ipynb", "10_results.ipynb", "11_closing.ipynb"]))
+    write_provenance(results, _record("b" * 40, ["11_closing.ipynb"], started="2026-01-02T00:00:00+0000"))
+    prov = read_provenance(results)
+    assert [s["commit"] for s in prov["studies"]] == ["a" * 40, "b" * 40]
+    assert prov["studies"][0]["notebooks"] == ["01_x.ipynb", "10_results.ipynb"]  # 11 is the later study's now
+    assert producer(prov, "10")["commit"] == "a" * 40 and producer(prov, "11")["commit"] == "b" * 40
+    first = prov["studies"][0]
+    assert first["data_fingerprint"].startswith("missing:") and first["seeds"] == [0, 1]  # no such folder here
+    assert first["rotations"] == [["bed"], ["car", "cat"]] and first["versions"]["torch"] != "unknown"
+    # the same study's final record replaces its running one; a study left with no notebook is dropped
+    write_provenance(results, _record("c" * 40, ["01_x.ipynb", "10_results.ipynb", "11_closing.ipynb"],
+                                      started="2026-01-03T00:00:00+0000"))
+    assert [s["commit"] for s in read_provenance(results)["studies"]] == ["c" * 40]
+    assert not list(results.glob("*.tmp*")) and not list(results.glob(".*"))
+    (results / "provenance.json").write_text("{not json")
+    with pytest.raises(ConfigError, match="provenance.json cannot be read"):
+        read_provenance(results)
+
+
+def _results(tmp_path):
+    results = tmp_path / "results"
+    results.mkdir()
+    numbers(0.02, 0.18).to_csv(results / "10_summary_numbers.csv")
+    numbers(0.02, 0.18).to_csv(results / "11_ablation_numbers.csv")
+    return results
+
+
+def test_each_generated_part_names_the_study_that_produced_it(tmp_path):
+    from attrlib.provenance import write_provenance
+    from attrlib.reporting.readme import recorded_commits
+
+    results = _results(tmp_path)
+    readme = tmp_path / "README.md"
+    readme.write_text(f"{BEGIN}\n{END}\n")
+    update_readme(readme, results, tmp_path / "no_timing.json")
+    assert "names no study that ran notebook 11" in readme.read_text() and recorded_commits(readme) == []
+    write_provenance(results, _record("a" * 40, ["10_results.ipynb"]))
+    write_provenance(results, _record("b" * 40 + "-dirty", ["11_closing.ipynb"], profile="claims",
+                                      started="2026-01-02T00:00:00+0000"))
+    assert update_readme(readme, results, tmp_path / "no_timing.json", check=True) is False  # provenance changed it
+    update_readme(readme, results, tmp_path / "no_timing.json")
+    text = readme.read_text()
+    closing, rest = text.split("### The seeds' techniques")
+    assert f"commit `{'b' * 40}-dirty`, profile `claims`" in closing and f"commit `{'a' * 40}`" in rest
+    for part in (closing, rest):
+        assert "data `data/default` (missing:" in part and "seeds 0, 1" in part and "rotations bed; car+cat" in part
+        assert '"device": "cpu"' in part and '"n_boot": 50' in part
+    assert recorded_commits(readme) == ["b" * 40 + "-dirty", "a" * 40]
+    assert str(tmp_path) not in text
+
+
+def _git(repo, *args):
+    import subprocess
+
+    return subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@example.org", *args], cwd=repo,
+                          check=True, capture_output=True, text=True).stdout.strip()
+
+
+def test_readme_check_fails_naming_both_commits_when_the_code_changed_since(tmp_path, capsys):
+    from attrlib.cli import main
+    from attrlib.provenance import write_provenance
+    from attrlib.reporting.readme import commit_check
+
+    repo = tmp_path / "repo"
+    (repo / "attrlib").mkdir(parents=True)
+    (repo / "attrlib" / "x.py").write_text("A = 1\n")
+    (repo / "README.md").write_text(f"# r\n{BEGIN}\n{END}\n")
+    _git(repo, "init", "-q")
+    _git(repo, "add", "-A")
+    _git(repo, "commit", "-qm", "first")
+    first = _git(repo, "rev-parse", "HEAD")
+    results = _results(tmp_path)  # outside the repository, as an ignored results/ would be
+    write_provenance(results, _record(first, ["10_results.ipynb", "11_closing.ipynb"]))
+    readme, timing = repo / "README.md", tmp_path / "no_timing.json"
+    update_readme(readme, results, timing)
+    _git(repo, "commit", "-qam", "the README generated at the first commit")
+    check = commit_check(readme)
+    assert check.ok and "nothing under attrlib/ or notebooks/ changed" in " ".join(check.messages)
+    args = ["readme", "--check", "--readme", str(readme), "--results", str(results), "--timing", str(timing)]
+    assert main(args) == 0
+    (repo / "attrlib" / "x.py").write_text("A = 2\n")  # the code that produced the numbers changes
+    _git(repo, "commit", "-qam", "second")
+    second = _git(repo, "rev-parse", "HEAD")
+    check = commit_check(readme)
+    said = " ".join(check.messages)
+    assert not check.ok and f"generated at commit {first}; HEAD is {second}" in said and "attrlib/x.py" in said
+    capsys.readouterr()
+    assert main(args) == 1  # the results still match the README: the commit alone fails it
+    out = capsys.readouterr().out
+    assert f"HEAD is {second}" in out and "current with its results" in out
+    # a commit git does not know (another clone, a shallow history) is said to be unknown, and fails
+    readme.write_text(readme.read_text().replace(first, "0123456789abcdef" * 2 + "01234567"))
+    check = commit_check(readme)
+    assert not check.ok and "is unknown to git here" in " ".join(check.messages)

@@ -151,6 +151,15 @@ def test_quick_study_runs_every_numbered_notebook(quick_study):
     assert 0 < max(timing["notebooks"].values()) <= timing["seconds"] <= quick_study["seconds"] + 1
     assert timing["heldout"] == "military_vehicle" and timing["started"] <= timing["finished"]
     assert timing["commit"] is None or len(timing["commit"].split("-")[0]) == 40  # run outside the checkout: None
+    # provenance.json beside the results names what produced them, every notebook by this one study
+    prov = json.loads((quick_study["cwd"] / "results" / "provenance.json").read_text())
+    [record] = prov["studies"]
+    assert {"commit", "profile", "data", "data_fingerprint", "seeds", "rotations", "parameters", "settings",
+            "versions", "started", "finished", "notebooks", "status"} <= set(record)
+    assert record["status"] == "finished" and record["profile"] == "quick" and record["commit"] == timing["commit"]
+    assert record["rotations"] == [["military_vehicle"]] and record["seeds"] == [0]
+    assert record["notebooks"] == [f"{n}.ipynb" for n in _numbered()] and record["data_fingerprint"].startswith("benchmark:")
+    assert record["versions"]["torch"] != "unknown" and timing["provenance"].endswith("provenance.json")
 
 
 @pytest.mark.parametrize("name", _numbered())
@@ -334,7 +343,7 @@ def _failing_study(tmp_path, tiny_data, jobs: int, notebooks: dict) -> tuple[Pat
     out = tmp_path / "executed"
     with pytest.raises(StudyError) as err:
         run_study(profile="quick", data=str(tiny_data), notebooks=nbs, out=out, device="cpu", progress=False,
-                  jobs=jobs)
+                  jobs=jobs, results=str(tmp_path / "results"))
     return out, str(err.value)
 
 
@@ -346,6 +355,9 @@ def test_a_failing_notebook_is_named_with_its_cell_and_kept(tmp_path, tiny_data,
     partial = json.loads((out / "01_broken.ipynb").read_text())
     assert any(o.get("output_type") == "error" for c in partial["cells"] for o in c.get("outputs", []))
     assert (out / "00_fine.ipynb").is_file() and not (out / "02_after.ipynb").exists()  # stopped
+    # its provenance says the study failed: no finished study claims results it may have overwritten
+    [record] = json.loads((tmp_path / "results" / "provenance.json").read_text())["studies"]
+    assert record["status"] == "failed" and record["notebooks"] == ["00_fine.ipynb", "01_broken.ipynb", "02_after.ipynb"]
     printed = capsys.readouterr().out
     assert "[1/3] 00_fine.ipynb" in printed and "done in" in printed and "[2/3] 01_broken.ipynb" in printed
 

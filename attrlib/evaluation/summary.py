@@ -235,7 +235,7 @@ def summary_table(runs: Mapping[str, Sequence[str | os.PathLike]], baseline: str
     reference. A reference whose held-out split is not the baseline's (fine_tuning: ft_test) scores every
     technique, the baseline and itself on that split. oracle=None: no gap-closed column (the caption says why).
 
-    probe: `attrlib.inspection.probe_table` (adds probe accuracy, its std and chance); reliance:
+    probe: `attrlib.inspection.probe_table` (adds probe accuracy, its std, its run count and chance); reliance:
     `attrlib.inspection.content_reliance_table`. `table.attrs`: caption, alpha, n_boot, selection, the
     baseline's and each reference's accuracy (`<label>_accuracy`, on the split the reference is compared on).
     `attrlib.reporting.format_summary` writes the cells as text.
@@ -262,10 +262,14 @@ def summary_table(runs: Mapping[str, Sequence[str | os.PathLike]], baseline: str
     table.attrs["baseline_accuracy"] = float(table.loc[baseline, "accuracy"]) if baseline in table.index else np.nan
     table["selection"] = selections = _selections(runs, selection)
     table["note"] = ["; ".join(dict.fromkeys(e["notes"])) for e in compared.values()]
-    joins = ((probe, {"probe_accuracy": "probe_accuracy", "probe_std": "probe_std", "chance": "probe_chance"}),
-             (reliance, {"share_in_mask": "reliance", "share_std": "reliance_std", "mask_area": "mask_area"}))
+    joins = ((probe, {"probe_accuracy": "probe_accuracy", "probe_std": "probe_std", "chance": "probe_chance",
+                      "seeds": "probe_runs"}),
+             (reliance, {"share_in_mask": "reliance", "share_std": "reliance_std", "mask_area": "mask_area",
+                         "seeds": "reliance_runs"}))
     for extra, columns in joins:
         for source, column in ({} if extra is None else columns).items():
+            if column.endswith("_runs") and source not in extra:  # a table without its run count
+                continue
             table[column] = extra[source].reindex(table.index)
     table.attrs.update(alpha=alpha, n_boot=n_boot, selection="/".join(dict.fromkeys(selections)),
                        caption=_caption(table, resolved, baseline, alpha, n_boot, selections))
@@ -277,7 +281,8 @@ def _caption(table, resolved, baseline, alpha, n_boot, selections) -> str:
     rotations = "/".join(map(str, sorted(set(table["rotations"]))))
     level = f"{100 * (1 - alpha):.0f}%"
     parts = [f"Held-out accuracy: mean over {rotations} held-out rotation(s) of the mean ± std over {seeds} seed(s) "
-             f"(sample std, ddof=1); {level} intervals by {CONVENTION} ({n_boot} resamples).",
+             f"(sample std, ddof=1; n/a for a technique with one seed: one value has no spread); {level} intervals "
+             f"by {CONVENTION} ({n_boot} resamples).",
              f"Difference = technique - {baseline}, paired by rotation, seed and image; a technique beats the "
              "baseline only where the interval of the difference excludes 0, else \"not distinguishable\"."]
     if resolved:

@@ -5,7 +5,7 @@ never the reverse.
 
     save     save_fig (PNG and PDF) and save_table (CSV, Markdown, LaTeX): the one writer of each
     tables   seed_table, format_summary, format_robustness, stack_summaries, label_target_data: "mean ± std" over seeds
-             (sample std, ddof=1; 0 for one seed), said in each table's caption
+             (sample std, ddof=1; "± n/a" for one seed), said in each table's caption
     figures  bias_heatmap, sample_grid, spectra_figure, sweep_figure, shortcut_audit_figure, confusion_figure,
              confusion_grid, llr_figure, runs_llr_figure, robustness_figure, radius_sweep_figure, cam_grid,
              run_cam_grid

@@ -1,5 +1,6 @@
 """The study's tables as text: numbers from `attrlib.evaluation`, cells "mean ± std" over seeds (sample std,
-ddof=1; 0 for one seed), said in each table's `attrs["caption"]`. `save_table` writes them.
+ddof=1; "mean ± n/a" for one seed: one value has no spread, and "± 0.00" would claim one), said in each table's
+`attrs["caption"]`. `save_table` writes them.
 
     seed_table          seed 002's per-generator table of one technique over its seeds
     format_summary      `evaluation.summary_table`'s numbers as text cells
@@ -21,14 +22,22 @@ METRICS = ("precision", "recall", "f1", "support")
 TARGET_DATA_MARK = " (target data)"
 
 
-def _pm(mean: float, std: float, digits: int) -> str:
-    return "" if pd.isna(mean) else f"{mean:.{digits}f} ± {std:.{digits}f}"
+ONE_SEED = "n/a for one seed"
+
+
+def _pm(mean: float, std: float, digits: int, n: float | None = None) -> str:
+    """"mean ± std"; "mean ± n/a" when the std is over fewer than two values (n) or undefined (NaN)."""
+    if pd.isna(mean):
+        return ""
+    if pd.isna(std) or (n is not None and not pd.isna(n) and n < 2):
+        return f"{mean:.{digits}f} ± n/a"
+    return f"{mean:.{digits}f} ± {std:.{digits}f}"
 
 
 def seed_table(run_dirs: Sequence[str | os.PathLike], split: str = "heldout", fmt: bool = True,
                digits: int = 2) -> pd.DataFrame:
     """Seed 002's per-technique table over seeds: one row per generator (precision, recall, F1, support),
-    then the macro average and the accuracy; cells "mean ± std" over the runs (sample std; 0 for one run).
+    then the macro average and the accuracy; cells "mean ± std" over the runs (sample std; "± n/a" for one run).
 
     split: "heldout" (each run's own held-out split) or a split name. fmt=False returns the numbers:
     columns (metric, "mean"|"std"). `table.attrs["caption"]` says so.
@@ -49,7 +58,7 @@ def seed_table(run_dirs: Sequence[str | os.PathLike], split: str = "heldout", fm
         rows = load_predictions(d, split)
         reports.append(seed_style_report(rows, generators_of(rows)))
     numbers = aggregate_over_seeds(reports)
-    caption = (f"{split} split, mean ± std over {len(run_dirs)} seed(s) (sample std, ddof=1); the average row: "
+    caption = (f"{split} split, mean ± std over {len(run_dirs)} seed(s) (sample std, ddof=1; {ONE_SEED}); the average row: "
                f"{MACRO_CONVENTION}")
     if not fmt:
         numbers.attrs["caption"] = caption
@@ -58,7 +67,7 @@ def seed_table(run_dirs: Sequence[str | os.PathLike], split: str = "heldout", fm
     for r in numbers.index:
         for c in METRICS:
             mu, sd = numbers.loc[r, (c, "mean")], numbers.loc[r, (c, "std")]
-            out.loc[r, c] = "" if np.isnan(mu) else f"{mu:.0f}" if c == "support" else _pm(mu, sd, digits)
+            out.loc[r, c] = "" if np.isnan(mu) else f"{mu:.0f}" if c == "support" else _pm(mu, sd, digits, len(run_dirs))
     out.index.name = "generator"
     out.attrs["caption"] = caption
     return out
@@ -72,15 +81,17 @@ def label_target_data(runs: Mapping[str, Sequence[str | os.PathLike]]) -> dict[s
 
 
 def format_summary(table: pd.DataFrame, digits: int = 2, alpha: float | None = None) -> pd.DataFrame:
-    """The numbers of `attrlib.evaluation.summary_table` (or `rotation_table`) as text cells: "0.49 ± 0.02",
+    """The numbers of `attrlib.evaluation.summary_table` (or `rotation_table`) as text cells: "0.49 ± 0.02"
+    ("0.49 ± n/a" for a technique with one seed; probe and content reliance: one run),
     "[0.45, 0.53]", and the paired ones with their interval in the cell: "+0.04 [+0.01, +0.07]" (difference
     vs baseline), "17 % [5 %, 30 %]" (gap closed). alpha (the intervals' level; default the table's
     `attrs["alpha"]`, else 0.05) names the interval columns."""
     alpha = table.attrs.get("alpha", 0.05) if alpha is None else alpha
     level = f"{100 * (1 - alpha):.0f}%"
 
-    def pm(mean, std):
-        return _pm(mean, std, digits)
+    def pm(means, stds, counts=None):
+        counts = [None] * len(means) if counts is None else counts
+        return [_pm(m, s, digits, n) for m, s, n in zip(means, stds, counts)]
 
     def ci(lo, hi):
         return "" if pd.isna(lo) else f"[{lo:.{digits}f}, {hi:.{digits}f}]"
@@ -97,9 +108,10 @@ def format_summary(table: pd.DataFrame, digits: int = 2, alpha: float | None = N
         bound = lambda b: "unbounded" if not np.isfinite(b) else f"{100 * b:.0f} %"  # noqa: E731
         return f"{100 * v:.0f} %" + ("" if pd.isna(lo) else f" [{bound(lo)}, {bound(hi)}]")
 
+    seeds = table.get("seeds")  # the std's count: a technique with one seed has no spread to print
     out = pd.DataFrame(index=table.index)
     if "accuracy_std" in table:
-        out["accuracy"] = [pm(m, s) for m, s in zip(table.accuracy, table.accuracy_std)]
+        out["accuracy"] = pm(table.accuracy, table.accuracy_std, seeds)
     else:
         out["accuracy"] = table.accuracy.map(num)
     out[f"accuracy {level} CI"] = [ci(lo, hi) for lo, hi in zip(table.accuracy_low, table.accuracy_high)]
@@ -113,9 +125,9 @@ def format_summary(table: pd.DataFrame, digits: int = 2, alpha: float | None = N
         low, high = table.get(f"{column}_low", table[column] * np.nan), table.get(f"{column}_high", table[column] * np.nan)
         out[label] = [percent(v, lo, hi) for v, lo, hi in zip(table[column], low, high)]
     if "avg_precision" in table:
-        out["avg precision"] = [pm(m, s) for m, s in zip(table.avg_precision, table.avg_precision_std)]
-        out["avg recall"] = [pm(m, s) for m, s in zip(table.avg_recall, table.avg_recall_std)]
-        out["avg F1"] = [pm(m, s) for m, s in zip(table.avg_f1, table.avg_f1_std)]
+        out["avg precision"] = pm(table.avg_precision, table.avg_precision_std, seeds)
+        out["avg recall"] = pm(table.avg_recall, table.avg_recall_std, seeds)
+        out["avg F1"] = pm(table.avg_f1, table.avg_f1_std, seeds)
         out[f"F1 {level} CI"] = [ci(lo, hi) for lo, hi in zip(table.f1_low, table.f1_high)]
         out["val accuracy"] = table.val_accuracy.map(num)
         out["shortcut gap"] = table.shortcut_gap.map(num)
@@ -124,10 +136,10 @@ def format_summary(table: pd.DataFrame, digits: int = 2, alpha: float | None = N
         out["ECE"] = table.ece.map(num)
         out["AUC"] = table.auc.map(num)
     if "probe_accuracy" in table:
-        out["subclass probe"] = [pm(m, s) for m, s in zip(table.probe_accuracy, table.probe_std)]
+        out["subclass probe"] = pm(table.probe_accuracy, table.probe_std, table.get("probe_runs"))
         out["probe chance"] = table.probe_chance.map(num)
     if "reliance" in table:
-        out["CAM share in object"] = [pm(m, s) for m, s in zip(table.reliance, table.reliance_std)]
+        out["CAM share in object"] = pm(table.reliance, table.reliance_std, table.get("reliance_runs"))
         out["object area"] = table.mask_area.map(num)
     for column, label in (("heldout_split", "held-out split"), ("rotations", "rotations"), ("seeds", "seeds"),
                           ("images", "images"), ("selection", "selection")):
@@ -143,15 +155,15 @@ def format_summary(table: pd.DataFrame, digits: int = 2, alpha: float | None = N
 
 def format_robustness(table: pd.DataFrame, digits: int = 2) -> pd.DataFrame:
     """technique x perturbation of `attrlib.evaluation.robustness_table`: "mean ± std" accuracy over seeds
-    (sample std, ddof=1; 0 for one seed)."""
+    (sample std, ddof=1; "± n/a" for one seed)."""
     wide = robustness_stats(table)
     seeds = "/".join(str(int(n)) for n in sorted(set(wide["count"].to_numpy().ravel())))
-    mean, std = wide["mean"], wide["std"].reindex_like(wide["mean"]).fillna(0.0)
-    out = pd.DataFrame([[f"{m:.{digits}f} ± {s:.{digits}f}" for m, s in zip(mean.loc[t], std.loc[t])]
+    mean, std, count = wide["mean"], wide["std"].reindex_like(wide["mean"]), wide["count"].reindex_like(wide["mean"])
+    out = pd.DataFrame([[_pm(m, s, digits, n) for m, s, n in zip(mean.loc[t], std.loc[t], count.loc[t])]
                         for t in mean.index], index=mean.index, columns=[str(c) for c in mean.columns])
     rotations = table["heldout"].nunique() if "heldout" in table else 1
     out.attrs["caption"] = (f"Held-out accuracy under post-processing, mean ± std over {seeds} run(s) ({rotations} "
-                            f"held-out rotation(s) x seeds; sample std, ddof=1); n = {int(table['n'].max())} images "
+                            f"held-out rotation(s) x seeds; sample std, ddof=1; n/a for one run); n = {int(table['n'].max())} images "
                             "per run at most.")
     return out
 

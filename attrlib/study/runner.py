@@ -5,13 +5,14 @@ Notebooks share results only through files (runs/, figures/, results/), so each 
 alone; the runner only passes the same parameters to all of them and stops at the first failure,
 naming the notebook and the cell and keeping the partial executed copy. Each notebook runs on the kernel
 its metadata names (the project's `attrlib` kernel), and the study's record (`study_timing.json`: profile,
-data, commit, times) is what `attrlib.study.report` puts at the top of the HTML report.
+data, commit, times) is what `attrlib.study.report` puts at the top of the HTML report. Beside the results,
+`provenance.json` (`attrlib.provenance`) names the commit, profile, data, seeds, rotations and parameters of
+the study that produced each notebook's results; the README's generated section quotes it.
 """
 from __future__ import annotations
 
 import multiprocessing
 import os
-import subprocess
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
@@ -25,6 +26,7 @@ from ..config import PROFILES
 from ..errors import ConfigError
 from ..reporting.explorer import HEADLESS_ENV
 from ..io import atomic_write_json
+from ..provenance import git_commit, now, study_record, write_provenance
 from .session import resolve_data, resolve_rotations
 
 # The kernel the notebooks are written for (their kernelspec metadata), installed by `make install` into the
@@ -45,17 +47,6 @@ def notebook_kernel(notebook: str | Path, installed: Iterable[str] | None = None
           f"instead. Install the project's kernel with `make install` (or: python -m ipykernel install "
           f"--sys-prefix --name {PROJECT_KERNEL} --display-name \"attrlib (.venv)\").", flush=True)
     return FALLBACK_KERNEL
-
-
-def git_commit(folder: str | Path = ".") -> str | None:
-    """The commit checked out in `folder` (with "-dirty" when tracked files changed), or None outside git."""
-    try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=folder, capture_output=True, text=True, check=True)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=folder,
-                               capture_output=True, text=True, check=True)
-    except (OSError, subprocess.CalledProcessError):
-        return None
-    return head.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
 
 
 def notebooks_in(folder: str | Path) -> list[Path]:
@@ -91,7 +82,7 @@ def run_study(profile: str = "default", data: str = "", heldout: str | Iterable[
     jobs = int(jobs) or min(4, cores)  # 2 cores: 2 notebooks of 1 thread; 8 cores: 4 notebooks of 2 threads
     if jobs > 1 and not threads:
         threads = max(1, cores // jobs)
-    began, started = time.perf_counter(), time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    began, started = time.perf_counter(), now()
     finished_before = len(list(Path(runs).glob("*/*/done")))  # 0: a cold study, every run trained here
     # made once here, not by every notebook; on the embedded benchmark also the oracles' twins (unbiased and
     # instance-matched, which notebooks 01 and 10 read), before notebooks run side by side, `jobs` at a time
@@ -115,21 +106,32 @@ def run_study(profile: str = "default", data: str = "", heldout: str | Iterable[
     jobs = min(jobs, len(todo))
     headless = os.environ.get(HEADLESS_ENV)
     os.environ[HEADLESS_ENV] = "1"  # the kernels inherit it: notebook 08's explorer draws a figure, not widgets
+    # provenance: the notebooks about to run are this study's from now on (a failed or stopped study leaves
+    # its record "running"/"failed", never an older study's claim on results it may have overwritten)
+    record = dict(commit=git_commit(), profile=profile, data=data_root, rotations=rotations, seeds=PROFILES[profile]["seeds"],
+                  parameters=params, settings=PROFILES[profile], notebooks=[nb.name for nb in todo], started=started)
+    write_provenance(results, study_record(**record))
     try:
         timings = _execute_all(todo, out, params, jobs, progress)
+    except BaseException:
+        write_provenance(results, study_record(**record, finished=now(), status="failed"))
+        raise
     finally:
         if headless is None:
             os.environ.pop(HEADLESS_ENV, None)
         else:
             os.environ[HEADLESS_ENV] = headless
     total = time.perf_counter() - began
+    finished = now()
+    provenance = write_provenance(results, study_record(**record, finished=finished, status="finished"))
     # a record of this study's wall time (benchmarks/bench_study.py reports the last default one)
     atomic_write_json(out / "study_timing.json", dict(
-        profile=profile, data=data_root, heldout=params["heldout"], device=device, commit=git_commit(),
+        profile=profile, data=data_root, heldout=params["heldout"], device=device, commit=record["commit"],
         runs=str(runs), figures=str(figures), results=str(results), only=list(only), runs_reused_or_before=finished_before,
         runs_trained=len(list(Path(runs).glob("*/*/done"))) - finished_before, jobs=jobs, threads=int(threads),
         cores=cores, seconds=round(total, 1),
-        notebooks={k: round(v, 1) for k, v in timings.items()}, started=started, finished=time.strftime("%Y-%m-%dT%H:%M:%S%z")))
+        notebooks={k: round(v, 1) for k, v in timings.items()}, started=started, finished=finished,
+        provenance=str(provenance)))
     print(f"study ({profile}): {len(todo)} notebooks in {total / 60:.1f} min", flush=True)
     return [out / nb.name for nb in todo]
 
