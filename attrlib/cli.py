@@ -118,7 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--param", type=_kv, action="append", default=[], metavar="NAME=VALUE",
                    help="technique hyper-parameter override (repeatable)")
 
-    st = sub.add_parser("study", help="run every numbered notebook with papermill", formatter_class=fmt)
+    st = sub.add_parser("study", help="run every numbered notebook with papermill (a finished run is reused: after "
+                        "`attrlib launch` with the same options the notebooks only evaluate)", formatter_class=fmt)
     st.add_argument("--profile", default="default", help="quick | default | thorough | paper")
     st.add_argument("--data", default="", help="your data folder or manifest (default: the embedded benchmark)")
     st.add_argument("--heldout", default="",

@@ -19,6 +19,9 @@ def _metrics(run):
     return {k: v for k, v in runfolder.load_metrics(run).items() if k not in TIMING}
 
 
+# slow: two worker processes start and import torch (about 25 s of the test on a quiet 2-core machine; 100 s
+# measured here at a load average of 11); the runs themselves take seconds
+@pytest.mark.slow
 def test_a_local_dask_cluster_of_two_workers_trains_the_local_runner_s_runs(tiny_data, tmp_path, one_torch_thread):
     """Two techniques x two seeds as Configs, and a searched arm (two draws, then the chosen draw's seed):
     the cluster writes the folders the local runner writes (same ids, same predictions, same metrics)."""
@@ -78,3 +81,23 @@ def test_plan_is_what_train_many_trains(tiny_data, tmp_path, monkeypatch):
     expected = [c for arm in arms for c in arm.draws] + [c for arm in arms for c in arm.runs(1)]
     assert sorted(json.dumps(c.to_dict(), sort_keys=True) for c in trained) == \
         sorted(json.dumps(c.to_dict(), sort_keys=True) for c in expected)
+
+
+def test_launch_dry_run_counts_the_study_s_runs_and_trains_nothing(tiny_data, tmp_path, monkeypatch, capsys):
+    from attrlib import cli, techniques
+    from attrlib.study import closing
+    from attrlib.study.jobs import study_jobs
+
+    monkeypatch.chdir(tmp_path)
+    arms = study_jobs("quick", str(tiny_data))
+    labels = {arm.label for arm in arms}
+    # every technique (02-10), notebook 07's front-end ablation, notebook 11's arms; no oracle on a user's data
+    assert set(techniques.available()) <= labels and set(closing.ARMS) - {"srm"} <= labels
+    assert {"baseline_npr", "crop_16px", "resize_16px"} <= labels and "oracle" not in labels
+    # a run two notebooks ask for is one arm: notebook 11's srm arm is notebook 07's baseline_srm
+    assert len({repr(a.draws[0].to_dict()) for a in arms}) == len(arms)
+    runs, steps = launch.count(arms)
+    assert cli.main(["launch", "--profile", "quick", "--data", str(tiny_data), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert f"{len(arms)} jobs" in out and f"{runs} runs" in out and f"{steps:,} optimiser steps" in out
+    assert not (tmp_path / "runs").exists()
