@@ -6,7 +6,8 @@ A task is `sweep.train(config)`: it checks, locks, reuses or trains one run fold
 (a retried task, two arms sharing a run, a notebook training beside the cluster) trains the run once and
 reuses it. An `sweep.Arm` with several hyper-parameter draws trains its draws first; when they are done, a
 task picks the best (`sweep.best_draw`, the sweep's own rule) and its seeds follow. Nothing else is shared:
-the runs folder must be one folder every worker sees (a shared file system across machines).
+the data and runs folders must be ones every worker sees, at the paths the Configs give (relative paths: start
+the workers in the launcher's folder, on a shared file system across machines).
 
 Dask distributed because one API covers every place the study runs: `LocalCluster` on one machine (the
 default here), `dask scheduler` / `dask worker ADDRESS` across machines, dask-jobqueue on SLURM or PBS,
@@ -15,7 +16,6 @@ exactly our independent runs. (Ray is heavier to install for the same; submitit 
 """
 from __future__ import annotations
 
-import os
 import sys
 import time
 from pathlib import Path
@@ -162,7 +162,6 @@ def _key(config: Config) -> str:
 
 def _train(config: Config, threads: int) -> str:
     torch.set_num_threads(threads)
-    os.environ.setdefault("OMP_NUM_THREADS", str(threads))
     return str(sweep.train(config, progress=False))
 
 
