@@ -19,8 +19,8 @@ def _metrics(run):
     return {k: v for k, v in runfolder.load_metrics(run).items() if k not in TIMING}
 
 
-# slow: measured 103 s here at a load average of 11 on 2 cores, most of it two worker processes starting and
-# importing torch (25 s + 48 s in a separate measurement); the tiny runs themselves take a few seconds
+# slow: measured 52 s and 103 s here (2 shared cores, load average 8 to 12), most of it two worker processes
+# starting and importing torch (25 s + 48 s in a separate measurement); the tiny runs take a few seconds
 @pytest.mark.slow
 def test_a_local_dask_cluster_of_two_workers_trains_the_local_runner_s_runs(tiny_data, tmp_path, one_torch_thread):
     """Two techniques x two seeds as Configs, and a searched arm (two draws, then the chosen draw's seed):
