@@ -150,7 +150,8 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--progress", default="auto", choices=("auto", "on", "off"),
                     help="a progress bar (auto: only on a terminal)")
 
-    st = sub.add_parser("study", help="run every numbered notebook with papermill", formatter_class=fmt)
+    st = sub.add_parser("study", help="run every numbered notebook with papermill (a finished run is reused: after "
+                        "`attrlib launch` with the same options the notebooks only evaluate)", formatter_class=fmt)
     st.add_argument("--profile", default="default", help="quick | default | thorough | paper")
     st.add_argument("--data", default="", help="your data folder or manifest (default: the embedded benchmark)")
     st.add_argument("--heldout", default="",
@@ -166,6 +167,32 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--threads", type=int, default=0,
                     help="torch CPU threads per notebook; 0: the cores divided by jobs (torch's default for one job)")
     st.add_argument("--only", action="append", default=[], help="run only notebooks whose name starts with this (repeatable)")
+
+    la = sub.add_parser("launch", formatter_class=fmt,
+                        help="train every run a study needs as independent jobs on a Dask cluster (this machine's "
+                             "processes, or a scheduler's workers); then `attrlib study` with the same --profile, "
+                             "--data, --heldout and --on-bad finds every run finished and only evaluates",
+                        description="Train the runs the study's notebooks ask for (attrlib.study.jobs: every "
+                                    "technique, oracle and ablation, on every rotation, seed and hyper-parameter "
+                                    "draw) as Dask tasks into ./runs, the folder `attrlib study` reads; then run "
+                                    "`attrlib study` with the same --profile, --data, --heldout and --on-bad: it "
+                                    "finds every run finished and only evaluates (notebook 01's strength sweep and "
+                                    "the runs of the arm notebook 11 chooses are trained there, a few runs). "
+                                    "Across machines, ./runs must be one shared folder.")
+    la.add_argument("--profile", default="default", help="quick | default | thorough | paper")
+    la.add_argument("--data", default="", help="your data folder or manifest (default: the embedded benchmark)")
+    la.add_argument("--heldout", default="", help="the rotations, as `attrlib study --heldout` (default: the profile's)")
+    la.add_argument("--on-bad", default="raise", choices=("raise", "skip"),
+                    help="an image that cannot be decoded: raise (stop, naming it) or skip (leave it out)")
+    la.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
+    la.add_argument("--scheduler", default="",
+                    help="address of a running Dask scheduler (e.g. tcp://host:8786; start workers with `dask "
+                         "worker ADDRESS --nthreads 1`); empty: a local cluster of --workers processes")
+    la.add_argument("--workers", type=int, default=2, help="worker processes of the local cluster (no --scheduler)")
+    la.add_argument("--threads", type=int, default=1, help="torch CPU threads of each run")
+    la.add_argument("--dry-run", action="store_true",
+                    help="print the number of jobs, runs and optimiser steps, train nothing (the benchmark and its "
+                         "variants are still made if missing: the run ids need them)")
 
     r = sub.add_parser("report", help="one static HTML report of the executed notebooks, figures and tables",
                        formatter_class=fmt)
@@ -288,6 +315,23 @@ def _study_guard(args) -> int:
     return 0
 
 
+def _launch(args) -> None:
+    from .launch import count, launch
+    from .study.jobs import study_jobs
+
+    arms = study_jobs(args.profile, args.data, args.heldout, device=args.device, on_bad=args.on_bad)
+    runs, steps = count(arms)
+    print(f"attrlib launch: profile {args.profile}: {len(arms)} jobs (a technique or variant on a rotation), "
+          f"{runs} runs at most (hyper-parameter draws, then the chosen draw's seeds), {steps:,} optimiser steps "
+          "(upstream runs such as fine_tuning's baseline besides)", flush=True)
+    if args.dry_run:
+        return
+    dirs = launch(arms, scheduler=args.scheduler or None, n_workers=args.workers, threads_per_worker=args.threads)
+    print(f"attrlib launch: {len(dirs)} runs finished under runs/; now `attrlib study --profile {args.profile}"
+          + (f" --data {args.data}" if args.data else "") + (f" --heldout {args.heldout}" if args.heldout else "")
+          + "` evaluates them")
+
+
 def _report(args) -> None:
     from .study.report import build_report
 
@@ -308,4 +352,4 @@ def _readme(args) -> int:
 
 
 COMMANDS = {"synth": _synth, "bias-table": _bias_table, "audit": _audit, "techniques": _techniques, "train": _train,
-            "predict": _predict, "study": _study_guard, "report": _report, "readme": _readme}
+            "predict": _predict, "study": _study_guard, "launch": _launch, "report": _report, "readme": _readme}

@@ -4,6 +4,7 @@
     train_seeds("baseline", "default", **overrides) -> [run folders]
     train_many(["baseline", "group_dro"], "default", **common) -> {label: [run folders]}
     search(...) -> the best of a technique's hyper-parameter draws by its model-selection rule
+    plan(...) -> [Arm]: what train_many trains, as independent arms (a job on a rotation: draws, then seeds)
 
 A list of run folders spans the rotations (each a held-out subclass, `rotations=`) times the seeds, rotation
 by rotation; each run's config.json says which rotation and seed it is.
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
@@ -83,6 +85,47 @@ def _train(config: Config, cls: type[techniques.Technique], data: StudyData, run
     return run
 
 
+@dataclass(frozen=True)
+class Arm:
+    """One job (a label and its Config overrides) on one rotation, as the sweep trains it: its hyper-parameter
+    draws, each a Config at the search's seed (one draw: the defaults only), and the seeds the chosen draw then
+    trains (`runs`). Arms are independent of each other: `attrlib.launch` trains them on a cluster."""
+
+    label: str
+    draws: tuple[Config, ...]
+    seeds: tuple[int, ...]
+
+    def runs(self, chosen: int = 0) -> list[Config]:
+        """The seeds' Configs of draw `chosen` (`best_draw` of the draws' run folders; the draw's own seed is
+        the same run, reused)."""
+        return [self.draws[chosen].replace(seed=int(s)) for s in self.seeds]
+
+
+def plan(jobs: Iterable[str] | Mapping[str, Mapping[str, Any]], profile: str = "default",
+         seeds: tuple[int, ...] | list[int] | None = None, rotations: Iterable[Iterable[str] | str] | None = None,
+         draws: int | None = None, **common: Any) -> list[Arm]:
+    """The arms `train_many` trains (same arguments), label by label, rotation by rotation; nothing is trained."""
+    if not isinstance(jobs, Mapping) or not all(isinstance(v, Mapping) for v in jobs.values()):
+        jobs = {name: {"technique": name} for name in jobs}  # names (or techniques.available(): name -> text)
+    if profile not in PROFILES:
+        make_profile(profile)  # raises, listing the valid profiles
+    draws = int(PROFILES[profile].get("draws", 1) if draws is None else draws)
+    if draws < 1:
+        raise ConfigError(f"draws={draws} must be 1 (the defaults only) or more")
+    common = dict(common)
+    held = [common.pop("heldout")] if "heldout" in common else [make_profile(profile)[0].heldout]
+    rotations = [tuple([r] if isinstance(r, str) else r) for r in (rotations or held)]
+    # "auto" picks the validation subclass on the study's data, once per rotation, for every job: an oracle
+    # trained on a twin of the benchmark (other counts) then leaves out the same subclass as the runs it is
+    # compared with
+    study, profile_seeds = make_profile(profile, **common)
+    val_subclass = {r: runfolder.resolved_val_subclass(study.replace(heldout=r)) for r in rotations}
+    seeds = tuple(int(s) for s in (seeds or profile_seeds))
+    return [Arm(label, tuple(_config(profile, common, c, rotation) for c in
+                             candidates({"val_subclass": val_subclass[rotation], **overrides}, draws)), seeds)
+            for label, overrides in jobs.items() for rotation in rotations]
+
+
 def train_many(jobs: Iterable[str] | Mapping[str, Mapping[str, Any]], profile: str = "default",
                seeds: tuple[int, ...] | list[int] | None = None, progress: bool = True,
                rotations: Iterable[Iterable[str] | str] | None = None, draws: int | None = None,
@@ -97,57 +140,48 @@ def train_many(jobs: Iterable[str] | Mapping[str, Mapping[str, Any]], profile: s
     parallel study) are passed over on the first pass and waited for at the end, so this process trains what
     nobody trains yet instead of idling on a lock.
     """
-    if not isinstance(jobs, Mapping) or not all(isinstance(v, Mapping) for v in jobs.values()):
-        jobs = {name: {"technique": name} for name in jobs}  # names (or techniques.available(): name -> text)
-    if profile not in PROFILES:
-        make_profile(profile)  # raises, listing the valid profiles
-    draws = int(PROFILES[profile].get("draws", 1) if draws is None else draws)
-    if draws < 1:
-        raise ConfigError(f"draws={draws} must be 1 (the defaults only) or more")
-    held = [common.pop("heldout")] if "heldout" in common else [make_profile(profile)[0].heldout]
-    rotations = [tuple([r] if isinstance(r, str) else r) for r in (rotations or held)]
-    # "auto" picks the validation subclass on the study's data, once per rotation, for every job: an oracle
-    # trained on a twin of the benchmark (other counts) then leaves out the same subclass as the runs it is
-    # compared with
-    study = make_profile(profile, **common)[0]
-    val_subclass = {r: runfolder.resolved_val_subclass(study.replace(heldout=r)) for r in rotations}
-    configs = {}
-    for label, overrides in jobs.items():
-        configs[label] = []
-        for rotation in rotations:
-            chosen = {"val_subclass": val_subclass[rotation], **overrides}
-            if draws > 1:
-                chosen = search(chosen, profile, rotation, draws, progress=progress, **common)[0]
-            config, profile_seeds = make_profile(profile, **{**common, **chosen, "heldout": rotation})
-            configs[label] += [config.replace(seed=int(s)) for s in (seeds or profile_seeds)]
+    configs: dict[str, list[Config]] = {}
+    for arm in plan(jobs, profile, seeds, rotations, draws, **common):
+        chosen = best_draw([train(c, progress=progress) for c in arm.draws]) if len(arm.draws) > 1 else 0
+        configs.setdefault(arm.label, []).extend(arm.runs(chosen))
     found = {label: [train(c, progress=progress, wait=False) for c in cs] for label, cs in configs.items()}
     return {label: [d if d is not None else train(c, progress=progress) for d, c in zip(found[label], cs)]
             for label, cs in configs.items()}
 
 
-def search(overrides: Mapping[str, Any], profile: str, rotation: Iterable[str], draws: int, seed: int = 0,
-           progress: bool = True, **common: Any) -> tuple[dict[str, Any], list[Path]]:
-    """Train `draws` hyper-parameter draws of one job (`attrlib.hparams.draw`; draw 0 = its defaults) on one
-    rotation with seed `seed`, and return (the overrides of the best draw, every draw's run folder).
-
-    "Best" is the highest `runfolder.selection_score` (accuracy of the run's predictions on the validation
-    subclass, or on in-distribution validation when there is none); ties go to the lower draw, so the
-    defaults win unless a draw does better. The test set is never read.
-    """
+def candidates(overrides: Mapping[str, Any], draws: int) -> list[dict[str, Any]]:
+    """The Config overrides of a job's `draws` hyper-parameter draws (`attrlib.hparams.draw`; draw 0 = its
+    defaults, the overrides themselves)."""
     cls = techniques.get(overrides["technique"])
-    candidates = []
+    found = []
     for d in range(int(draws)):
         extra = hparams.draw(cls, d)
         params = {**overrides.get("technique_params", {}), **extra.pop("technique_params", {})}
-        candidates.append({**overrides, **extra, **({"technique_params": params} if params else {})})
-    dirs = []
-    for candidate in candidates:
-        config = make_profile(profile, **{**common, **candidate, "heldout": tuple(rotation)})[0].replace(seed=seed)
-        dirs.append(train(config, progress=progress))
+        found.append({**overrides, **extra, **({"technique_params": params} if params else {})})
+    return found
+
+
+def best_draw(dirs: list[Path]) -> int:
+    """The index of the best run of a search: the highest `runfolder.selection_score` (accuracy on the
+    validation subclass, or on in-distribution validation when there is none); ties go to the lower draw, so
+    the defaults win unless a draw does better. The test set is never read."""
     scores = [runfolder.selection_score(d)[0] for d in dirs]
     scores = [s if s == s else float("-inf") for s in scores]  # NaN (nothing to score on) never wins
-    best = max(range(len(dirs)), key=lambda i: (scores[i], -i))
-    return candidates[best], dirs
+    return max(range(len(dirs)), key=lambda i: (scores[i], -i))
+
+
+def _config(profile: str, common: Mapping[str, Any], overrides: Mapping[str, Any], rotation: Iterable[str],
+            seed: int = 0) -> Config:
+    return make_profile(profile, **{**common, **overrides, "heldout": tuple(rotation)})[0].replace(seed=seed)
+
+
+def search(overrides: Mapping[str, Any], profile: str, rotation: Iterable[str], draws: int, seed: int = 0,
+           progress: bool = True, **common: Any) -> tuple[dict[str, Any], list[Path]]:
+    """Train `draws` hyper-parameter draws of one job (`candidates`) on one rotation with seed `seed`, and
+    return (the overrides of the best draw by `best_draw`, every draw's run folder)."""
+    found = candidates(overrides, draws)
+    dirs = [train(_config(profile, common, c, rotation, seed), progress=progress) for c in found]
+    return found[best_draw(dirs)], dirs
 
 
 def train_seeds(technique: str, profile: str = "default", seeds: tuple[int, ...] | list[int] | None = None,

@@ -1,7 +1,7 @@
 """What notebook 11 does beyond single calls: train the arm rule (b) picked in each rotation on other data (the
 unbiased twin for its own model's oracle, the non-additive and realistic variants), and compare there.
 
-    configs = arm_configs(arms, seeds_techniques)      # every candidate arm's Config overrides
+    configs = arm_configs(ARMS, SEEDS_TECHNIQUES)      # every candidate arm's Config overrides
     runs = train_selected(choice, configs, profile, seeds, **common)
     tables = variant_tables(root, choice, configs, profile, seeds, common, n_boot, rotations)
 
@@ -22,6 +22,27 @@ from . import checks
 from .session import unbiased_variant
 
 SELECTED = "selected (rule b)"
+# notebook 11's candidate arms (rule (b) picks one per rotation): lives here so that `attrlib launch`
+# (attrlib.study.jobs) trains the same runs the notebook asks for
+FRONT = {"backbone": "local", "stem": "srm_rgb"}  # the 23-px receptive field on the per-colour SRM residuals
+ARMS = {
+    "baseline": {"technique": "baseline"},
+    "residual_stats": {"technique": "residual_stats"},
+    "srm": {"technique": "baseline", "stem": "srm"},
+    "srm_rgb": {"technique": "baseline", "stem": "srm_rgb"},
+    "local": {"technique": "baseline", "backbone": "local"},
+    "residual_mix": {"technique": "residual_mix"},
+    "local_npr": {"technique": "baseline", "backbone": "local", "stem": "npr"},
+    "local_srm": {"technique": "baseline", "backbone": "local", "stem": "srm"},
+    "local_srm_rgb": {"technique": "baseline", **FRONT},
+    "local_srm_rgb_mix": {"technique": "residual_mix", **FRONT},
+    "local_srm_rgb_mix_jpeg": {"technique": "residual_mix", **FRONT, "augment": "jpeg"},
+    "local_srm_rgb_mix_blur_jpeg": {"technique": "residual_mix", **FRONT, "augment": "blur_jpeg"},
+    "local_srm_rgb_dfr": {"technique": "dfr", **FRONT},
+    "local_srm_rgb_jtt": {"technique": "jtt", **FRONT},
+}
+# the techniques the selection also considers, each with its defaults
+SEEDS_TECHNIQUES = ("weighted_sampling", "adversarial_debiasing", "blind_head", "runtime_adversarial", "fine_tuning")
 # the named levers a variant is checked on besides the selected arm: the residual transplant and its twin without
 # it (the issue's required check: does transplanting residuals still help where the trace is not additive?)
 CHECKED_ARMS = ("local_srm_rgb_mix", "local_srm_rgb")

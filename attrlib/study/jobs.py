@@ -1,0 +1,62 @@
+"""Every training run the study's notebooks ask for, as the sweep's arms, without running a notebook: what
+`attrlib launch` trains on a cluster (`attrlib.launch`) so that `attrlib study` then finds them finished.
+
+    study_jobs("thorough") -> [sweep.Arm]   (a job on a rotation: its hyper-parameter draws, then its seeds)
+
+The arms are those of the notebooks' `sweep.train_many` calls, with the notebooks' own arguments (the same
+`session`, so the same run ids): every technique and the two oracles (02-10), notebook 07's front-end
+ablation on its rotations, notebook 10's second configuration, notebook 11's candidate arms and, on the
+non-additive and realistic variants, its baseline, checked arms and oracle. A technique's upstream run
+(fine_tuning's baseline) is trained by `sweep.train` inside its task.
+
+Left to the study (they depend on what it finds, or are not sweeps): notebook 01's strength sweep (a few
+baselines on benchmarks of their own) and, in notebook 11, the runs of the arm rule (b) chooses in each
+rotation on other data (its same-model oracle and the chosen arm on the two variants).
+"""
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+from .. import sweep, techniques
+from . import checks, closing
+from .session import checks_apply, session, unbiased_variant
+
+
+def study_jobs(profile: str = "default", data: str = "", heldout: str | Iterable[str] = "",
+               seeds: Iterable[int] = (), runs: str = "runs", device: str = "auto",
+               on_bad: str = "raise") -> list[sweep.Arm]:
+    """The arms the notebooks of a study with these options train, each once (the options of `attrlib study`;
+    the profile's embedded benchmark and its twins are made when `data` is empty and they are missing)."""
+    s = session(profile=profile, data=data, heldout=heldout, seeds=seeds, runs=runs, device=device, on_bad=on_bad,
+                progress=False)
+    oracle = {"oracle": {"technique": "baseline", "data": str(s.oracle_data)}} if s.oracle_data else {}
+    matched = {"matched_oracle": {"technique": "baseline", "data": str(s.matched_data)}} if s.oracle_data else {}
+    arms = _plan(s, {**{name: {"technique": name} for name in techniques.available()}, **oracle, **matched})
+    half = s.config.image_size // 2  # notebook 07: crop vs resize at half the image size
+    arms += _plan(s, {"baseline_srm": {"technique": "baseline", "stem": "srm"},
+                      "baseline_npr": {"technique": "baseline", "stem": "npr"},
+                      f"crop_{half}px": {"technique": "baseline", "image_size": half},
+                      f"resize_{half}px": {"technique": "baseline", "image_size": half, "input_policy": "resize"}},
+                  rotations=s.rotations[:s.knobs.ablation_rotations or None])
+    configs = closing.arm_configs(closing.ARMS, closing.SEEDS_TECHNIQUES)
+    arms += _plan(s, {**configs, **oracle})  # notebook 11
+    if s.knobs.second_config in (True, "yes") and checks_apply(s.data):  # notebook 10
+        second = checks.second_configuration(s.data)
+        arms += _plan(s, {**{name: {"technique": name} for name in techniques.available()},
+                          "oracle": {"technique": "baseline", "data": str(unbiased_variant(second))}}, data=str(second))
+    if s.knobs.closing_variants in (True, "yes") and checks_apply(s.data):  # notebook 11's variants
+        checked = {k: configs[k] for k in closing.CHECKED_ARMS if k in configs}
+        pipeline = checks.nonadditive_configuration(s.data)
+        arms += _plan(s, {"baseline": configs["baseline"], **checked,
+                          "oracle": {"technique": "baseline", "data": str(unbiased_variant(pipeline))}},
+                      rotations=s.rotations[:s.knobs.closing_variant_rotations or None], data=str(pipeline))
+        arms += _plan(s, {"baseline": configs["baseline"], **checked}, rotations=[("military_vehicle",)],
+                      data=str(checks.realistic_configuration(s.data)))
+    unique: dict[str, sweep.Arm] = {}
+    for arm in arms:
+        unique.setdefault(repr([sorted(c.to_dict().items()) for c in arm.draws] + [arm.seeds]), arm)
+    return list(unique.values())
+
+
+def _plan(s, jobs: dict[str, dict[str, Any]], **overrides: Any) -> list[sweep.Arm]:
+    return sweep.plan(jobs, s.profile, s.seeds, **{**s.common, **overrides})

@@ -1,0 +1,103 @@
+"""The Dask launcher (`attrlib.launch`) against the local runner: the same run folders and the same results."""
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from attrlib import launch, runfolder, sweep
+from attrlib.config import profile
+from attrlib.errors import ConfigError
+
+# measured, not computed: they differ between any two trainings of the same run
+TIMING = ("train_seconds", "train_images_per_second", "prepare_seconds")
+TINY = dict(steps=3, image_size=32, batch_size=16, checkpoints=1)
+
+
+def _metrics(run):
+    return {k: v for k, v in runfolder.load_metrics(run).items() if k not in TIMING}
+
+
+# slow: measured 52 s and 103 s here (2 shared cores, load average 8 to 12), most of it two worker processes
+# starting and importing torch (25 s + 48 s in a separate measurement); the tiny runs take a few seconds
+@pytest.mark.slow
+def test_a_local_dask_cluster_of_two_workers_trains_the_local_runner_s_runs(tiny_data, tmp_path, one_torch_thread):
+    """Two techniques x two seeds as Configs, and a searched arm (two draws, then the chosen draw's seed):
+    the cluster writes the folders the local runner writes (same ids, same predictions, same metrics)."""
+    common = dict(data=str(tiny_data), **TINY)
+    configs = [profile("quick", technique=t, seed=s, runs=str(tmp_path / "cluster"), **common)[0]
+               for t in ("baseline", "weighted_sampling") for s in (0, 1)]
+    arms = sweep.plan({"group_dro": {"technique": "group_dro"}}, "quick", seeds=(0,), draws=2,
+                      runs=str(tmp_path / "cluster"), **common)
+    assert len(arms) == 1 and len(arms[0].draws) == 2
+    cluster = launch.launch([*configs, *arms, configs[0]], n_workers=2, threads_per_worker=1, progress=False)
+
+    local = [sweep.train(c.replace(runs=str(tmp_path / "local")), progress=False) for c in configs]
+    local += sweep.train_many({"group_dro": {"technique": "group_dro"}}, "quick", seeds=(0,), draws=2,
+                              progress=False, runs=str(tmp_path / "local"), **common)["group_dro"]
+    # the Configs once each, and the arm's two draws (seed 0: the chosen draw's seed is one of them)
+    assert len(cluster) == 4 + 2 and len({d.name for d in cluster}) == 6
+    local_ids = {f"{d.parent.name}/{d.name}" for d in (tmp_path / "local").glob("*/*") if d.is_dir()}
+    assert {f"{d.parent.name}/{d.name}" for d in cluster} == local_ids
+    for run in cluster:
+        twin = tmp_path / "local" / run.parent.name / run.name
+        assert runfolder.is_done(run) and runfolder.is_done(twin)
+        assert (run / "predictions.csv").read_bytes() == (twin / "predictions.csv").read_bytes(), run
+        assert _metrics(run) == _metrics(twin), run
+    # the arm's seeds come from the draw the local search chose
+    assert {d.name for d in local[4:]} <= {d.name for d in cluster}
+
+
+def test_count_and_bad_items(tiny_data, tmp_path):
+    config = profile("quick", data=str(tiny_data), runs=str(tmp_path), **TINY)[0]
+    arms = sweep.plan(("baseline", "fine_tuning"), "quick", seeds=(0, 1, 2), draws=3, data=str(tiny_data),
+                      runs=str(tmp_path), **TINY)
+    runs, steps = launch.count([config, config, *arms])
+    # the Config once; per arm: 3 draws at seed 0 + seeds 1 and 2 of the chosen draw
+    assert runs == 1 + 2 * (3 + 2)
+    fine_tuning = launch.run_steps(arms[1].draws[0])
+    assert fine_tuning != TINY["steps"] and steps == 6 * TINY["steps"] + 5 * fine_tuning
+    with pytest.raises(ConfigError, match="Configs or sweep.Arm"):
+        launch.launch(["baseline"], progress=False)
+    with pytest.raises(ConfigError, match="n_workers"):
+        launch.launch([config], n_workers=0, progress=False)
+
+
+def test_plan_is_what_train_many_trains(tiny_data, tmp_path, monkeypatch):
+    """train_many trains exactly plan's arms: its draws, then the chosen draw's seeds."""
+    trained = []
+
+    def fake_train(config, progress=True, wait=True):
+        trained.append(config)
+        return tmp_path / config.technique / str(len(trained))
+
+    monkeypatch.setattr(sweep, "train", fake_train)
+    monkeypatch.setattr(sweep, "best_draw", lambda dirs: 1)
+    kwargs = dict(seeds=(0, 3), draws=2, rotations=[("military_vehicle",), ("car",)], data=str(tiny_data),
+                  runs=str(tmp_path), **TINY)
+    sweep.train_many(("baseline", "group_dro"), "quick", progress=False, **kwargs)
+    arms = sweep.plan(("baseline", "group_dro"), "quick", **kwargs)
+    expected = [c for arm in arms for c in arm.draws] + [c for arm in arms for c in arm.runs(1)]
+    assert sorted(json.dumps(c.to_dict(), sort_keys=True) for c in trained) == \
+        sorted(json.dumps(c.to_dict(), sort_keys=True) for c in expected)
+
+
+def test_launch_dry_run_counts_the_study_s_runs_and_trains_nothing(tiny_data, tmp_path, monkeypatch, capsys):
+    from attrlib import cli, techniques
+    from attrlib.study import closing
+    from attrlib.study.jobs import study_jobs
+
+    monkeypatch.chdir(tmp_path)
+    arms = study_jobs("quick", str(tiny_data))
+    labels = {arm.label for arm in arms}
+    # every technique (02-10), notebook 07's front-end ablation, notebook 11's arms; no oracle on a user's data
+    assert set(techniques.available()) <= labels and set(closing.ARMS) - {"srm"} <= labels
+    assert {"baseline_npr", "crop_16px", "resize_16px"} <= labels and "oracle" not in labels
+    # a run two notebooks ask for is one arm: notebook 11's srm arm is notebook 07's baseline_srm
+    assert len({repr(a.draws[0].to_dict()) for a in arms}) == len(arms)
+    runs, steps = launch.count(arms)
+    assert cli.main(["launch", "--profile", "quick", "--data", str(tiny_data), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert f"{len(arms)} jobs" in out and f"{runs} runs" in out and f"{steps:,} optimiser steps" in out
+    assert not (tmp_path / "runs").exists()
