@@ -15,7 +15,7 @@ from attrlib.data import load_config_data
 from attrlib.errors import ConfigError
 from attrlib.techniques import build_technique, get
 
-from conftest import TINY_CELLS, TINY_GENERATORS, TINY_SUBCLASSES
+from conftest import TINY_ALL_CELLS as TINY_CELLS, TINY_GENERATORS, TINY_SUBCLASSES
 
 
 def _config(tiny_data, runs, **kw) -> Config:

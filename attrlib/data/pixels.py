@@ -1,0 +1,165 @@
+"""What an image's pixels say about its history: a perceptual hash (near-duplicates) and JPEG blockiness.
+
+Real folders hold near-duplicates (one seed rendered twice, quantisation variants of one prompt and seed,
+style-mixing rows of one grid) and lossless files cut from JPEG grids, whose 8x8 block artefacts a model can
+learn instead of the generator's trace. Both are read from the decoded pixels, once per image:
+
+    stats = pixel_statistics(data.frame)        # path, phash, blockiness (cached per file in this process)
+    groups = near_duplicate_groups(stats)       # one group id per row: images within MAX_HASH_DISTANCE bits
+
+- `perceptual_hash`: the DCT pHash (Zauner 2010, as the `imagehash` package computes it): greyscale, resized to
+  32x32, 2-D DCT, the 8x8 lowest frequencies less the DC term (63 bits) compared with their median. A flat
+  image (thumbnail std below FLAT_STD) has no hash: every flat image would otherwise look alike.
+- `blockiness`: JPEG history, with the grid found wherever it lies (a tile cut from a JPEG grid is not
+  aligned to its own 8x8 grid). JPEG quantisation zeroes the high frequencies of each 8x8 block, so the
+  1-D DCT of 8-pixel row segments (and column segments) has little high-frequency energy at the grid's phase
+  and normal energy at the seven others. The score is, per direction, the high-frequency energy of the second
+  lowest phase over that of the lowest, and the smaller of the two directions (a stripe pattern of period 8
+  in one direction is not a JPEG grid): about 1.00 for an image never JPEG-compressed, 1.3 at quality 90,
+  1.8 at 75. A score of at least JPEG_HISTORY counts as JPEG history. On realdev: clean PNG generators
+  have a median of 1.00-1.01, the tiles of JPEG grids 1.26-1.31.
+"""
+from __future__ import annotations
+
+import os
+from typing import Iterable
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+from scipy.fft import dct, dctn
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+
+from ..errors import DataError
+from .images import load_image
+
+HASH_SIZE = 8             # the 8x8 lowest DCT frequencies (63 bits without the DC term)
+HASH_THUMB = 32           # the thumbnail the DCT is taken of
+MAX_HASH_DISTANCE = 6     # bits (of 63) within which two images are near-duplicates: on realdev this joins the
+                          # stable_diffusion Core ML pairs and the sd.cpp quantisation variants, no two unrelated images
+FLAT_STD = 2.0            # grey levels: a thumbnail flatter than this has no meaningful hash
+BLOCK = 8
+HIGH_FREQUENCIES = slice(4, BLOCK)   # the DCT coefficients JPEG quantisation zeroes first
+BLOCKINESS_CROP = 256     # the central crop scored (enough 8x8 segments; bounded cost on large images)
+JPEG_HISTORY = 1.10       # blockiness at or above this: the pixels were JPEG-compressed once
+_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+_CACHE: dict[tuple, tuple] = {}     # (path, size, mtime) -> (hash bits or None, blockiness)
+
+
+def perceptual_hash(image: np.ndarray) -> np.ndarray | None:
+    """63 booleans (the DCT pHash less its DC term) of an HxWx3 uint8 image; None for a flat image."""
+    grey = Image.fromarray(np.ascontiguousarray(image)).convert("L").resize((HASH_THUMB, HASH_THUMB),
+                                                                              Image.Resampling.LANCZOS)
+    thumb = np.asarray(grey, dtype=np.float64)
+    if thumb.std() < FLAT_STD:
+        return None
+    low = dctn(thumb, norm="ortho")[:HASH_SIZE, :HASH_SIZE].ravel()[1:]
+    return low > np.median(low)
+
+
+def _phase_energy(y: np.ndarray, axis: int) -> np.ndarray:
+    """Mean |high-frequency 1-D DCT coefficient| of the 8-pixel segments along `axis`, for each of the 8 phases."""
+    y = np.moveaxis(y, axis, -1)
+    energy = np.empty(BLOCK)
+    for phase in range(BLOCK):
+        k = (y.shape[-1] - phase) // BLOCK
+        segments = y[..., phase:phase + BLOCK * k].reshape(*y.shape[:-1], k, BLOCK)
+        energy[phase] = np.abs(dct(segments, axis=-1, norm="ortho")[..., HIGH_FREQUENCIES]).mean()
+    return energy
+
+
+def blockiness(image: np.ndarray) -> float:
+    """JPEG history of an HxWx3 uint8 image (see the module docstring): ~1.0 clean, >= JPEG_HISTORY compressed.
+    NaN for an image under 2 blocks (16 px) in either direction or without high-frequency content."""
+    h, w = image.shape[:2]
+    if min(h, w) < 2 * BLOCK:
+        return float("nan")
+    top, left = max(0, (h - BLOCKINESS_CROP) // 2), max(0, (w - BLOCKINESS_CROP) // 2)
+    crop = image[top:top + BLOCKINESS_CROP, left:left + BLOCKINESS_CROP]
+    luma = crop.astype(np.float32) @ _LUMA
+    scores = []
+    for axis in (0, 1):
+        lowest, second = np.sort(_phase_energy(luma, axis))[:2]
+        if second <= 1e-6:
+            return float("nan")
+        scores.append(second / max(lowest, 1e-6))
+    return float(min(scores))
+
+
+def _key(path: str) -> tuple:
+    st = os.stat(path)
+    return (os.path.abspath(path), st.st_size, st.st_mtime_ns)
+
+
+def image_statistics(path: str | os.PathLike) -> tuple[np.ndarray | None, float]:
+    """(perceptual hash, blockiness) of one image file, decoded once through `load_image` (DataError naming
+    it when unreadable); cached in this process by path, size and modification time."""
+    path = str(path)
+    key = _key(path)
+    if key not in _CACHE:
+        image = load_image(path)
+        _CACHE[key] = (perceptual_hash(image), blockiness(image))
+    return _CACHE[key]
+
+
+def pixel_statistics(frame: pd.DataFrame, on_bad: str = "raise") -> pd.DataFrame:
+    """Per row of `frame` (a `path` column): `phash` (63 booleans, or None for a flat image) and `blockiness`,
+    and `jpeg_history` (blockiness >= JPEG_HISTORY), in the frame's order. on_bad: "raise" (a DataError naming
+    an unreadable file) or "skip" (no hash and NaN blockiness for it; `verify_images` lists it later)."""
+    hashes, scores = [], []
+    for path in frame["path"]:
+        try:
+            h, b = image_statistics(path)
+        except DataError:
+            if on_bad == "raise":
+                raise
+            h, b = None, float("nan")
+        hashes.append(h)
+        scores.append(b)
+    out = pd.DataFrame({"path": frame["path"].to_numpy(), "phash": hashes, "blockiness": scores},
+                       index=frame.index)
+    out["jpeg_history"] = out["blockiness"] >= JPEG_HISTORY
+    return out
+
+
+def near_duplicate_groups(hashes: Iterable[np.ndarray | None], max_distance: int = MAX_HASH_DISTANCE) -> np.ndarray:
+    """A group id per image (0, 1, ... in order of first appearance): the connected components of "the hashes
+    differ in at most `max_distance` bits". An image without a hash (flat) is a group of its own."""
+    hashes = list(hashes)
+    n = len(hashes)
+    have = [i for i, h in enumerate(hashes) if h is not None]
+    rows, cols = [], []
+    if have:
+        bits = np.stack([hashes[i] for i in have]).astype(np.uint8)
+        packed = np.packbits(bits, axis=1)
+        # Hamming distances by popcount of XOR, in chunks so that memory stays O(chunk x n)
+        table = np.unpackbits(np.arange(256, dtype=np.uint8)[:, None], axis=1).sum(1)
+        for start in range(0, len(have), 512):
+            block = packed[start:start + 512]
+            distance = table[np.bitwise_xor(block[:, None, :], packed[None, :, :])].sum(-1)
+            a, b = np.nonzero(distance <= max_distance)
+            keep = a + start < b
+            rows.extend(np.asarray(have)[a[keep] + start])
+            cols.extend(np.asarray(have)[b[keep]])
+    graph = coo_matrix((np.ones(len(rows)), (rows, cols)), shape=(n, n))
+    _, labels = connected_components(graph, directed=False)
+    # renumber by first appearance, so that ids do not depend on scipy's numbering
+    order = {}
+    return np.array([order.setdefault(label, len(order)) for label in labels], dtype=np.int64)
+
+
+def duplicate_table(frame: pd.DataFrame, groups: np.ndarray) -> pd.DataFrame:
+    """The groups with more than one image: group, images, generators, subclasses, example paths (file names)."""
+    f = frame.assign(_group=groups)
+    sizes = f["_group"].value_counts()
+    rows = []
+    for g in sizes[sizes > 1].index:
+        members = f[f["_group"] == g]
+        rows.append({"group": int(g), "images": len(members),
+                     "generators": ", ".join(sorted(members["generator"].astype(str).unique())),
+                     "subclasses": ", ".join(sorted(members["subclass"].astype(str).unique())),
+                     "examples": ", ".join(os.path.basename(p) for p in members["path"].iloc[:3])
+                     + (", ..." if len(members) > 3 else "")})
+    out = pd.DataFrame(rows, columns=["group", "images", "generators", "subclasses", "examples"])
+    return out.sort_values(["images", "group"], ascending=[False, True]).reset_index(drop=True)
