@@ -154,12 +154,15 @@ def duplicate_table(frame: pd.DataFrame, groups: np.ndarray) -> pd.DataFrame:
     f = frame.assign(_group=groups)
     sizes = f["_group"].value_counts()
     rows = []
-    for g in sizes[sizes > 1].index:
+    for g in sorted(sizes[sizes > 1].index, key=lambda g: (-sizes[g], g)):
         members = f[f["_group"] == g]
-        rows.append({"group": int(g), "images": len(members),
+        names = [_short(os.path.basename(p)) for p in members["path"].iloc[:3]]
+        rows.append({"group": len(rows) + 1, "images": len(members),
                      "generators": ", ".join(sorted(members["generator"].astype(str).unique())),
                      "subclasses": ", ".join(sorted(members["subclass"].astype(str).unique())),
-                     "examples": ", ".join(os.path.basename(p) for p in members["path"].iloc[:3])
-                     + (", ..." if len(members) > 3 else "")})
-    out = pd.DataFrame(rows, columns=["group", "images", "generators", "subclasses", "examples"])
-    return out.sort_values(["images", "group"], ascending=[False, True]).reset_index(drop=True)
+                     "examples": ", ".join(names) + (", ..." if len(members) > 3 else "")})
+    return pd.DataFrame(rows, columns=["group", "images", "generators", "subclasses", "examples"])
+
+
+def _short(name: str, width: int = 48) -> str:
+    return name if len(name) <= width else name[:20] + "..." + name[-(width - 23):]
