@@ -9,7 +9,9 @@ learn instead of the generator's trace. Both are read from the decoded pixels, o
 
 - `perceptual_hash`: the DCT pHash (Zauner 2010, as the `imagehash` package computes it): greyscale, resized to
   32x32, 2-D DCT, the 8x8 lowest frequencies less the DC term (63 bits) compared with their median. A flat
-  image (thumbnail std below FLAT_STD) has no hash: every flat image would otherwise look alike.
+  image (thumbnail std below FLAT_STD) has no hash: every flat image would otherwise look alike. Nor has an
+  image with a side under MIN_HASH_SIDE: its thumbnail is the image itself, whose layout alone (a blob on a
+  background) makes look-alikes of unrelated images (the tests' 32-px folders: 1 pair in 4 within a cell).
 - `blockiness`: JPEG history, with the grid found wherever it lies (a tile cut from a JPEG grid is not
   aligned to its own 8x8 grid). JPEG quantisation zeroes the high frequencies of each 8x8 block, and the
   2-D block's zeros survive in the 1-D DCT of its 8-pixel rows (the transform is separable), so at the grid's
@@ -40,6 +42,7 @@ HASH_THUMB = 32           # the thumbnail the DCT is taken of
 MAX_HASH_DISTANCE = 6     # bits (of 63) within which two images are near-duplicates: on realdev this joins the
                           # stable_diffusion Core ML pairs and the sd.cpp quantisation variants, no two unrelated images
 FLAT_STD = 2.0            # grey levels: a thumbnail flatter than this has no meaningful hash
+MIN_HASH_SIDE = 48        # pixels: a smaller image is not hashed (realdev's smallest images are 64 px)
 BLOCK = 8
 HIGH_FREQUENCIES = slice(4, BLOCK)   # the DCT coefficients JPEG quantisation zeroes first
 BLOCKINESS_CROP = 256     # the central crop scored (enough 8x8 segments; bounded cost on large images)
@@ -51,7 +54,9 @@ _CACHE: dict[tuple, tuple] = {}     # (path, size, mtime) -> (hash bits or None,
 
 
 def perceptual_hash(image: np.ndarray) -> np.ndarray | None:
-    """63 booleans (the DCT pHash less its DC term) of an HxWx3 uint8 image; None for a flat image."""
+    """63 booleans (the DCT pHash less its DC term) of an HxWx3 uint8 image; None for a flat or small image."""
+    if min(image.shape[:2]) < MIN_HASH_SIDE:
+        return None
     grey = Image.fromarray(np.ascontiguousarray(image)).convert("L").resize((HASH_THUMB, HASH_THUMB),
                                                                               Image.Resampling.LANCZOS)
     thumb = np.asarray(grey, dtype=np.float64)
