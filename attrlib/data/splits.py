@@ -89,8 +89,8 @@ def eligible_rotations(frame: pd.DataFrame) -> list[str]:
     """The subclasses that can be held out in a leave-one-subclass-out rotation: at least
     MIN_ROTATION_GENERATORS generators that keep a training image without them have at least MIN_TEST_IMAGES
     test images. A generator left without training images does not count; the rotation runs without it
-    (`assign_splits`). On the embedded benchmark: every subclass (face runs without lsgm, its only training
-    subclass); on realdev: face, scene, animal, other, art."""
+    (`assign_splits`). On the embedded benchmark this admits face, which runs without lsgm (faces are its only
+    training subclass); on realdev: animal, art, face, other, scene."""
     df = frame.copy()
     if "split" not in df:
         df["split"] = ""
