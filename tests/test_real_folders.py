@@ -45,14 +45,14 @@ def save(root, gen, sub, name, a) -> None:
 
 
 def make_duplicates_folder(root, seed: int = 0):
-    """3 generators x subclasses x, y (training) and h (held out); every image has 1-3 near-copies, and one
-    training image of g0 is a near-copy of one of its held-out images."""
+    """3 generators x subclasses x, y (training) and h (held out), 12 images a cell and near-copies of two of
+    them (3 and 2 copies: a third of the images); one training image of g0 is a near-copy of a held-out one."""
     rng = np.random.default_rng(seed)
     for g in ("g0", "g1", "g2"):
         for sub in ("x", "y", "h"):
-            for k in range(5):
+            for k in range(12):
                 base = smooth(rng)
-                for c in range(1 + k % 3):
+                for c in range({0: 3, 1: 2}.get(k, 1)):
                     save(root, g, sub, f"{k}_{c}", near_copy(base, rng))
                 if g == "g0" and sub == "h" and k == 0:
                     save(root, g, "x", "copy_of_h0", near_copy(base, rng))
@@ -73,7 +73,7 @@ def test_near_duplicate_groups_never_straddle_a_split(tmp_path):
     assert data.groups_from == "detected (perceptual hash)"
     f = data.frame
     sizes = f.groupby("duplicate_group").size()
-    assert (sizes > 1).sum() >= 15  # the near-copies were found
+    assert (sizes > 1).sum() == 3 * 3 * 2 and sizes.max() == 3  # the near-copies were found, and only they
     sides = f.groupby("duplicate_group")["split"].nunique()
     assert (sides == 1).all(), f[f.duplicate_group.isin(sides[sides > 1].index)]
     assert set(f.split) == {"train", "val", "test"}  # groups went to validation, too
@@ -91,6 +91,20 @@ def test_near_duplicate_groups_never_straddle_a_split(tmp_path):
     assert (names.groupby("base")["split"].nunique() > 1).any()
 
 
+def test_groups_that_hold_most_of_a_folder_are_look_alikes_and_not_used(tmp_path):
+    rng = np.random.default_rng(4)
+    bases = [smooth(rng) for _ in range(2)]
+    for g in ("g0", "g1", "g2"):
+        for sub in ("x", "y", "h"):
+            for k in range(4):
+                save(tmp_path, g, sub, str(k), near_copy(bases[k % 2], rng))  # one of two layouts, as synthetic content
+    with pytest.warns(UserWarning, match="look-alike content rather than copies"):
+        data = load_study_data(tmp_path, heldout="h")
+    assert data.groups_from.startswith("none (detected groups cover 100%") and len(data.set_aside) == 0
+    with pytest.raises(DataError, match="no training images"):   # asked for: every training image joins a test one
+        load_study_data(tmp_path, heldout="h", groups="detect")
+
+
 def test_a_manifest_group_column_is_used_and_a_contradiction_raises(tmp_path):
     root = make_duplicates_folder(tmp_path / "d")
     # a group per generator and image number over the training subclasses x and y: it spans both
@@ -101,7 +115,7 @@ def test_a_manifest_group_column_is_used_and_a_contradiction_raises(tmp_path):
     data = load_study_data(root, heldout="h", val_fraction=0.4)
     assert data.groups_from == "manifest" and len(data.set_aside) == 0
     training = data.frame[data.frame.split.isin(["train", "val"])]
-    named = training.assign(name=training.path.map(lambda p: p.rsplit("/", 3)[-3] + p.rsplit("/", 1)[-1][0]))
+    named = training.assign(name=training.path.map(lambda p: p.rsplit("/", 3)[-3] + p.rsplit("/", 1)[-1].split("_")[0]))
     assert named.groupby("name")["subclass"].nunique().max() == 2
     assert (named.groupby("name")["split"].nunique() == 1).all() and set(named.split) == {"train", "val"}
     first, second = [i for i, r in enumerate(rows) if r["subclass"] == "x"][:2]

@@ -624,7 +624,8 @@ def _duplicates(data_or_frame) -> pd.DataFrame:
         frame = data_or_frame.reset_index(drop=True)
         if "subclass" not in frame:
             frame = frame.assign(subclass="")
-    return duplicate_table(frame, near_duplicate_groups(pixel_statistics(frame, on_bad="skip")["phash"]))
+    hashes = pixel_statistics(frame, on_bad="skip")["phash"]
+    return duplicate_table(frame, near_duplicate_groups(hashes, within=frame["generator"]))
 
 
 def _verdict(row: dict, chance: float) -> str:

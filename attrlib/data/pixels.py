@@ -130,14 +130,21 @@ def pixel_statistics(frame: pd.DataFrame, on_bad: str = "raise") -> pd.DataFrame
     return out
 
 
-def near_duplicate_groups(hashes: Iterable[np.ndarray | None], max_distance: int = MAX_HASH_DISTANCE) -> np.ndarray:
+def near_duplicate_groups(hashes: Iterable[np.ndarray | None], max_distance: int = MAX_HASH_DISTANCE,
+                          within: Iterable | None = None) -> np.ndarray:
     """A group id per image (0, 1, ... in order of first appearance): the connected components of "the hashes
-    differ in at most `max_distance` bits". An image without a hash (flat) is a group of its own."""
+    differ in at most `max_distance` bits". An image without a hash (flat, small) is a group of its own.
+    within: a label per image (the generator): only images with the same label are joined. A near-duplicate
+    is one generator's output twice (a seed rendered again, a quantised variant); two generators' look-alikes
+    (one prompt, one reference image, a synthetic folder's flat content) leak no label between splits."""
     hashes = list(hashes)
     n = len(hashes)
-    have = [i for i, h in enumerate(hashes) if h is not None]
+    labels = np.zeros(n, dtype=np.int64) if within is None else pd.factorize(pd.Series(list(within)))[0]
     rows, cols = [], []
-    if have:
+    for label in np.unique(labels):
+        have = [i for i, h in enumerate(hashes) if h is not None and labels[i] == label]
+        if not have:
+            continue
         bits = np.stack([hashes[i] for i in have]).astype(np.uint8)
         packed = np.packbits(bits, axis=1)
         # Hamming distances by popcount of XOR, in chunks so that memory stays O(chunk x n)
@@ -150,10 +157,10 @@ def near_duplicate_groups(hashes: Iterable[np.ndarray | None], max_distance: int
             rows.extend(np.asarray(have)[a[keep] + start])
             cols.extend(np.asarray(have)[b[keep]])
     graph = coo_matrix((np.ones(len(rows)), (rows, cols)), shape=(n, n))
-    _, labels = connected_components(graph, directed=False)
+    _, components = connected_components(graph, directed=False)
     # renumber by first appearance, so that ids do not depend on scipy's numbering
-    order = {}
-    return np.array([order.setdefault(label, len(order)) for label in labels], dtype=np.int64)
+    order: dict = {}
+    return np.array([order.setdefault(c, len(order)) for c in components], dtype=np.int64)
 
 
 def duplicate_table(frame: pd.DataFrame, groups: np.ndarray) -> pd.DataFrame:

@@ -26,6 +26,7 @@ SPLIT_SEED = 0  # the train/val and ft_train/ft_test splits stay fixed across tr
 COLUMNS = ("path", "generator", "subclass", "split", "ft_split", "mask", "instance", "duplicate_group")
 ASIDE_COLUMNS = ("path", "generator", "subclass", "duplicate_group", "aside")
 GROUP_SOURCES = ("auto", "manifest", "detect", "none")
+MAX_GROUPED_SHARE = 0.4   # detected groups holding more of the images than this are look-alikes: not used
 BENCHMARK_FILE = "benchmark.json"  # the embedded benchmark's parameters: its images are rendered independently
 SPLIT_NAMES = ("train", "val", "valsub", "test", "ft_train", "ft_test")
 
@@ -166,7 +167,9 @@ def load_study_data(root: str | os.PathLike, heldout: Iterable[str] | str = ("mi
     subclass qualifies) or a subclass name: kept out of training as the `valsub` split (model selection).
     groups: where the near-duplicate groups every split keeps whole come from: "auto" (default: the manifest's
     `group` column when it has one; else the groups detected with a perceptual hash, `pixels`, on any folder
-    but the embedded benchmark, whose images are rendered independently), "manifest", "detect" or "none".
+    but the embedded benchmark, whose images are rendered independently, unless they hold more than
+    MAX_GROUPED_SHARE of the images: then the hash sees look-alike content, not copies, and a warning says
+    so), "manifest", "detect" or "none". `groups_from` says which.
     min_train_images: a generator with fewer training images in this rotation is dropped from it (its test
     images are listed in `.unattributable`, its name in `.dropped_generators`).
     """
@@ -206,8 +209,18 @@ def with_groups(src, groups: str) -> tuple[pd.DataFrame, str]:
         frame["duplicate_group"] = ""
         return frame, "none"
     # an unreadable file gets no hash here: `verified()` or the dataset names it, as without groups
-    ids = near_duplicate_groups(pixel_statistics(frame, on_bad="skip")["phash"])
+    ids = near_duplicate_groups(pixel_statistics(frame, on_bad="skip")["phash"], within=frame["generator"])
     sizes = pd.Series(ids).value_counts()
+    grouped = float((sizes[ids].to_numpy() > 1).mean()) if len(ids) else 0.0
+    if groups == "auto" and grouped > MAX_GROUPED_SHARE:
+        # near-duplicates are the exception in a real folder (realdev: 25 of 650 images); when the hash joins
+        # most of a folder, it measures how alike its content is (a synthetic folder), not copies
+        warnings.warn(f"{src.where}: the perceptual hash finds near-duplicates for {grouped:.0%} of the images, more "
+                      f"than {MAX_GROUPED_SHARE:.0%}: look-alike content rather than copies, so the splits do not use "
+                      "these groups; give the manifest a `group` column if the folder has real near-duplicates",
+                      stacklevel=3)
+        frame["duplicate_group"] = ""
+        return frame, f"none (detected groups cover {grouped:.0%} of the images: look-alikes, not used)"
     frame["duplicate_group"] = [f"near-duplicates {i}" if sizes[i] > 1 else "" for i in ids]
     return frame, "detected (perceptual hash)"
 
