@@ -85,7 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
     a = sub.add_parser("audit", help="shortcut audit: can a generator be told apart by file format, JPEG quality, "
                        "size, aspect, mode or content alone?", formatter_class=fmt)
     a.add_argument("data", help="folder <root>/<generator>/<subclass>/... or manifest CSV")
-    a.add_argument("--heldout", type=_heldout, default=("military_vehicle",), help="held-out subclass(es), comma-separated")
+    a.add_argument("--heldout", type=_heldout, default=(), help="held-out subclass(es), comma-separated (default: "
+                   "the first rotation the data allows, military_vehicle on the benchmark)")
     a.add_argument("--split", default="train", choices=("train", "val", "test", "all"), help="which split to audit")
     a.add_argument("--min-images", type=int, default=20, help="warn on generators with fewer images in the split")
     a.add_argument("--on-bad", default="raise", choices=("raise", "skip"),
@@ -239,13 +240,30 @@ def _bias_table(args) -> None:
 
 
 def _audit(args) -> None:
-    from .data import ShortcutWarning, load_study_data, shortcut_audit
+    from .data import ShortcutWarning, eligible_rotations, load_study_data, shortcut_audit
+    from .data.sources import discover
+    from .data.splits import MIN_ROTATION_GENERATORS, MIN_TEST_IMAGES
 
-    data = load_study_data(args.data, heldout=args.heldout, on_bad=args.on_bad)
+    rotations = eligible_rotations(discover(args.data, on_bad=args.on_bad).frame)
+    heldout = args.heldout
+    if not heldout:
+        if not rotations:
+            raise ConfigError(f"no subclass of {args.data} can be held out (each needs at least "
+                              f"{MIN_ROTATION_GENERATORS} generators with {MIN_TEST_IMAGES} images of it and training "
+                              "images elsewhere); pass --heldout")
+        heldout = ("military_vehicle",) if "military_vehicle" in rotations else (rotations[0],)
+    data = load_study_data(args.data, heldout=heldout, on_bad=args.on_bad)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ShortcutWarning)   # printed in the summary below, not twice
         audit = shortcut_audit(data, split=args.split, min_images=args.min_images)
     print(audit.summary())
+    print(f"\nHeld out: {', '.join(heldout)}. Rotations this data allows (at least {MIN_ROTATION_GENERATORS} "
+          f"generators with {MIN_TEST_IMAGES} test images each and training images elsewhere): "
+          f"{', '.join(rotations) or 'none'}")
+    if len(data.unattributable):
+        print(f"Unattributable test images ({len(data.unattributable)}, generators this rotation runs without):")
+        for row in data.unattributable.itertuples():
+            print(f"  {os.path.relpath(row.path, data.root) if data.root else row.path}")
 
 
 def _techniques(args) -> None:

@@ -76,7 +76,8 @@ def _train(config: Config, cls: type[techniques.Technique], data: StudyData, run
                 if cls.starts_from else None)
     fitted = fit(config, data, run, init_from=upstream, progress=progress)
     if fitted.predictions is not None:  # rank 0 scores and finishes the run
-        metrics = run_metrics(fitted.predictions, data.generators, cls.heldout_split)
+        metrics = run_metrics(fitted.predictions, data.generators, cls.heldout_split,
+                              train_prior=fitted.summary.get("train_prior"))
         metrics.update(technique=config.technique, description=cls.description, run_id=run.name, seed=config.seed,
                        uses_target_data=cls.uses_target_data, **fitted.summary)
         runfolder.write_metrics(run, metrics)

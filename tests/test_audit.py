@@ -126,12 +126,12 @@ def test_audit_warnings_in_plain_words(audit):
 def test_audit_table_and_figure(audit, tmp_path):
     table = audit.table()
     assert list(table.columns) == ["what", "balanced_accuracy", "chance", "verdict"]
-    assert list(table.index) == ["format", "jpeg_quality", "size", "aspect", "mode", "subclass", "metadata"]
+    assert list(table.index) == ["format", "jpeg_quality", "size", "aspect", "mode", "jpeg_history", "subclass", "metadata"]
     assert np.allclose(table.chance, 1 / 5)
     assert table.at["format", "balanced_accuracy"] > 1 / 5 and table.at["format", "verdict"].startswith("shortcut")
     assert table.at["metadata", "balanced_accuracy"] >= table.at["format", "balanced_accuracy"]
     assert all(p.exists() for p in save_table(table, "01_shortcut_audit", tmp_path))
-    assert set(audit.generator_tables()) == {"formats", "jpeg", "sizes", "modes", "subclasses", "recall"}
+    assert set(audit.generator_tables()) == {"formats", "jpeg", "jpeg_history", "sizes", "modes", "subclasses", "recall"}
     fig = shortcut_audit_figure(audit)
     assert len(fig.axes) == 3
     plt.close(fig)

@@ -109,7 +109,7 @@ def test_folder_layout_labels_ignored_folders_and_extensions(tmp_path):
     (root / "sg2" / "horse" / "._000.png").write_bytes(b"\x00\x05\x16\x07")  # macOS resource fork
     data = load_study_data(root)
     f = data.frame
-    assert list(f.columns) == ["path", "generator", "subclass", "split", "ft_split", "mask", "instance"]
+    assert list(f.columns) == ["path", "generator", "subclass", "split", "ft_split", "mask", "instance", "duplicate_group"]
     assert len(f) == sum(CELLS.values()) + 1
     assert all(os.path.isabs(p) for p in f["path"])
     assert data.generators == ["ldm", "sg2"]

@@ -17,7 +17,7 @@ TIMING = ("train_seconds", "train_images_per_second", "prepare_seconds", "device
 
 
 def _config(tiny_data, runs, **kw) -> Config:
-    # 2 epochs of 4 steps; no validation subclass (its selection is tested in test_protocol.py)
+    # 8 steps: an epoch of 5 and a cut one of 3; no validation subclass (its selection is tested in test_protocol.py)
     return Config(**{**dict(data=str(tiny_data), runs=str(runs), image_size=32, batch_size=16, steps=8,
                             val_subclass="none"), **kw})
 
@@ -165,15 +165,15 @@ def test_train_seeds_and_the_reporting_tables(tiny_data, tmp_path):
 
 
 def test_the_budget_is_optimiser_steps_whatever_the_data_size(tiny_data, tmp_path):
-    # 60 training images at batch 16: 4 steps an epoch, so 10 steps are 2 whole epochs and a cut one
-    run = sweep.train(_config(tiny_data, tmp_path, steps=10), progress=False)
+    # 66 training images at batch 16: 5 steps an epoch, so 12 steps are 2 whole epochs and a cut one
+    run = sweep.train(_config(tiny_data, tmp_path, steps=12), progress=False)
     history = _history(run)
-    assert [h["steps"] for h in history] == [4, 4, 2] and [h["step"] for h in history] == [4, 8, 10]
+    assert [h["steps"] for h in history] == [5, 5, 2] and [h["step"] for h in history] == [5, 10, 12]
     m = json.loads((run / "metrics.json").read_text())
-    assert m["steps"] == 10 and m["epochs"] == 3
-    # twice the batch: the same 10 steps take 5 epochs of 2 (the budget does not shrink with the epochs' size)
-    halved = sweep.train(_config(tiny_data, tmp_path, steps=10, batch_size=32), progress=False)
-    assert [h["steps"] for h in _history(halved)] == [2, 2, 2, 2, 2]
+    assert m["steps"] == 12 and m["epochs"] == 3
+    # twice the batch: the same 12 steps take 4 epochs of 3 (the budget does not shrink with the epochs' size)
+    halved = sweep.train(_config(tiny_data, tmp_path, steps=12, batch_size=32), progress=False)
+    assert [h["steps"] for h in _history(halved)] == [3, 3, 3, 3]
 
 
 def test_on_bad_skip_trains_without_a_broken_file_and_raise_names_it(tiny_data, tmp_path):

@@ -251,8 +251,11 @@ def test_load_run_reproduces_the_engines_predictions(runs):
 def test_run_metrics_reproduce_the_runs_metrics_json(runs, name):
     run_dir = runs[name][0]
     written = json.loads((run_dir / "metrics.json").read_text())
-    computed = run_metrics(load_predictions(run_dir), load_run(run_dir).generators, written["heldout"]["split"])
-    assert set(computed) == {k for k, v in written.items() if isinstance(v, dict) and "accuracy" in v}
+    computed = run_metrics(load_predictions(run_dir), load_run(run_dir).generators, written["heldout"]["split"],
+                           train_prior=written["train_prior"])
+    assert set(computed) == {k for k, v in written.items() if isinstance(v, dict) and "accuracy" in v} | {
+        "heldout_balanced_accuracy"}
+    assert set(written["heldout"]["floors"]) == {"majority", "prior"}
     for split, numbers in computed.items():
         assert numbers == written[split], split  # exactly: the same function on the same labels
 

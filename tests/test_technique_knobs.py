@@ -15,7 +15,7 @@ from attrlib.data import load_config_data
 from attrlib.errors import ConfigError
 from attrlib.techniques import build_technique, get
 
-from conftest import TINY_CELLS, TINY_GENERATORS, TINY_SUBCLASSES
+from conftest import TINY_ALL_CELLS as TINY_CELLS, TINY_GENERATORS, TINY_SUBCLASSES
 
 
 def _config(tiny_data, runs, **kw) -> Config:
@@ -79,8 +79,9 @@ def test_history_logs_group_dro_q_and_gradient_reversal_lambda(tiny_data, tmp_pa
         assert {k for k in epoch if k.startswith("q/")} == cells
         assert sum(epoch[k] for k in cells) == pytest.approx(1.0, abs=1e-5)  # an epoch's mean of q is a distribution
     grl = _history(sweep.train(_config(tiny_data, tmp_path, technique="gradient_reversal"), progress=False))
-    assert len(grl) == 2  # two epochs of 4 steps: lambda at progress 1/2 and 1 (Ganin's schedule)
-    assert [h["grl_lambda"] for h in grl] == pytest.approx([2 / (1 + math.exp(-10 * p)) - 1 for p in (0.5, 1.0)])
+    assert len(grl) == 2  # two epochs of the 8 steps: lambda at the share of the budget each ends at (Ganin's schedule)
+    assert 0 < grl[0]["step"] < grl[1]["step"] == 8
+    assert [h["grl_lambda"] for h in grl] == pytest.approx([2 / (1 + math.exp(-10 * h["step"] / 8)) - 1 for h in grl])
 
 
 def test_fine_tuning_takes_seed_002s_steps_at_its_own_batch(tiny_data, tmp_path):

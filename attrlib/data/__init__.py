@@ -8,8 +8,10 @@ model-ready tensors.
 Modules: `images` (safe decoding), `sources` (folder / manifest discovery and validation), `splits`
 (train / val / validation-subclass / test / fine-tuning splits, the rotations a data set allows), `study_data` (`load_study_data`, `StudyData`), `bias` (the bias
 table), `datasets` (`ImageDataset`, input policies, in-memory cache, `verify_images`), `augment` (blur and JPEG
-training augmentation), `audit` (file metadata
-from headers and the shortcut audit: can a generator be told apart by format, size, mode or content alone?).
+training augmentation), `pixels` (what the pixels say of an image's history: a perceptual hash for the
+near-duplicate groups every split keeps whole, JPEG blockiness), `audit` (file metadata
+from headers and the shortcut audit: can a generator be told apart by format, size, mode, JPEG history or
+content alone?).
 """
 from .augment import AUGMENTATIONS, BlurJPEG, build_augment
 from .audit import Audit, ShortcutWarning, file_metadata, shortcut_audit
@@ -17,8 +19,10 @@ from .bias import bias_table, format_bias_table
 from .datasets import CACHE_LIMIT_BYTES, POLICIES, ImageDataset, collate_patches, grid_shape, verify_images
 from .fingerprint import data_fingerprint
 from .images import IMAGE_EXTENSIONS, MAX_IMAGE_PIXELS, image_size, is_image_path, load_image, load_mask
+from .pixels import JPEG_HISTORY, blockiness, near_duplicate_groups, perceptual_hash, pixel_statistics
 from .sources import list_images
-from .splits import FT_FRACTION, FT_SEED, assign_splits, choose_val_subclass, eligible_rotations
+from .splits import (FT_FRACTION, FT_SEED, MIN_ROTATION_GENERATORS, MIN_TEST_IMAGES, MIN_TRAIN_IMAGES, assign_splits,
+                     choose_val_subclass, eligible_rotations)
 from .study_data import (SPLIT_NAMES, SPLIT_SEED, StudyData, label_codes, load_config_data, load_study_data,
                          val_subclass_of)
 
@@ -28,4 +32,6 @@ __all__ = [
     "is_image_path", "bias_table", "format_bias_table", "assign_splits", "choose_val_subclass", "eligible_rotations", "val_subclass_of", "IMAGE_EXTENSIONS",
     "MAX_IMAGE_PIXELS", "CACHE_LIMIT_BYTES", "POLICIES", "SPLIT_NAMES", "FT_FRACTION", "FT_SEED",
     "list_images", "file_metadata", "shortcut_audit", "Audit", "ShortcutWarning",
+    "JPEG_HISTORY", "blockiness", "near_duplicate_groups", "perceptual_hash", "pixel_statistics",
+    "MIN_ROTATION_GENERATORS", "MIN_TEST_IMAGES", "MIN_TRAIN_IMAGES",
 ]

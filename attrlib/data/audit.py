@@ -37,6 +37,7 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from ..errors import DataError
 from .images import _open
+from .pixels import JPEG_HISTORY, duplicate_table, near_duplicate_groups, pixel_statistics
 
 # Below 20 training images a generator is a handful of batches for the model, and its recall is measured in
 # steps of 5 points or more; 20 is also where stratified 5-fold CV still holds 4 of its images per fold.
@@ -57,6 +58,13 @@ PARTIAL_CUE = 0.25
 LEAN_RECALL = 0.6
 LEAN_PRECISION = 0.5
 LEAN_LIFT = 2.0
+# JPEG history (`pixels.blockiness`) is shared by every generator whose files were cut from JPEG grids, so no
+# classifier on it alone tells one of them apart; it is a shortcut all the same (the model separates those
+# generators from the clean ones by it). A generator is flagged when at least HISTORY_SHARE of its lossless
+# files carry JPEG history, and at least HISTORY_LIFT times the share of the other generators' lossless files
+# (on realdev: lightweight_gan, ncsnpp and stylegan2 at 97-100 % against 18-41 %).
+HISTORY_SHARE = 0.6
+HISTORY_LIFT = 2.0
 
 IDENTITY_COLUMNS = ("path", "generator", "subclass", "split")
 METADATA_COLUMNS = ("format", "mode", "bit_depth", "width", "height", "aspect", "file_bytes", "bytes_per_pixel",
@@ -211,6 +219,7 @@ CUES = {
     "size": Cue("width x height", ("size",), ("log_width", "log_height")),
     "aspect": Cue("aspect ratio", ("aspect_ratio",), ("log_aspect",)),
     "mode": Cue("colour mode + bit depth", ("mode_bits",)),
+    "jpeg_history": Cue("JPEG history in lossless files (8x8 blockiness)", ("history",), ("log_blockiness",)),
     "subclass": Cue("content subclass", ("subclass",)),
     "metadata": Cue("format + quality + size + aspect + mode",
                     ("format", "jpeg_setting", "size", "aspect_ratio", "mode_bits"),
@@ -218,10 +227,10 @@ CUES = {
 }
 # How a flagged cue is named in a warning.
 _CUE_WORDS = {"format": "file format", "jpeg_quality": "JPEG quality", "size": "image size", "aspect": "aspect ratio",
-              "mode": "colour mode", "subclass": "content subclass", "metadata": "its file metadata combined"}
+              "mode": "colour mode", "jpeg_history": "JPEG history", "subclass": "content subclass", "metadata": "its file metadata combined"}
 # The column whose values describe a cue in a warning.
 _CUE_COLUMN = {"format": "format", "jpeg_quality": "jpeg_setting", "size": "size", "aspect": "aspect_ratio",
-               "mode": "mode_bits", "subclass": "subclass"}
+               "mode": "mode_bits", "jpeg_history": "history", "subclass": "subclass"}
 
 
 class ShortcutWarning(UserWarning):
@@ -237,6 +246,10 @@ def cue_features(meta: pd.DataFrame) -> pd.DataFrame:
     setting[jpeg] = ("JPEG q" + q[jpeg].astype(int).astype(str) + " " + sampling).str.strip()
     is_jpeg_format = meta["format"].isin(["JPEG", "MPO"])
     setting[is_jpeg_format & ~jpeg] = "JPEG, no quantisation table"
+    block = meta["blockiness"].astype(float) if "blockiness" in meta else pd.Series(np.nan, index=meta.index)
+    history = pd.Series(np.where(block >= JPEG_HISTORY, "JPEG history", "clean"), index=meta.index, dtype=object)
+    history[block.isna()] = "unknown"
+    history[is_jpeg_format] = "JPEG file"
     return pd.DataFrame({
         "format": meta["format"].astype(str),
         "jpeg_setting": setting,
@@ -246,6 +259,8 @@ def cue_features(meta: pd.DataFrame) -> pd.DataFrame:
         "aspect_ratio": [_ratio(w, h) for w, h in zip(meta["width"], meta["height"])],
         "log_aspect": np.log2(meta["aspect"].astype(float)),
         "mode_bits": meta["mode"].astype(str) + " " + meta["bit_depth"].astype(str) + "-bit",
+        "history": history,
+        "log_blockiness": np.log(block.fillna(1.0).clip(lower=1.0)),
         "subclass": meta["subclass"].astype(str) if "subclass" in meta else "",
     }, index=meta.index)
 
@@ -274,7 +289,14 @@ class Audit:
     cues         per cue: what, balanced_accuracy, chance, n_values, n_folds, flagged, leaning, verdict (see `table`)
     recall, precision   generator x cue, of the cross-validated cue-only classifier
     warnings     plain-words warnings (also raised once as one ShortcutWarning)
-    metadata     the `file_metadata` rows audited;  skipped: (path, reason) of files left out
+    metadata     the `file_metadata` rows audited, with `blockiness` and `jpeg_history` (`pixels`)
+    skipped      (path, reason) of files left out
+    history      per generator: lossless images, the share with JPEG history, median blockiness, flagged
+    duplicates   near-duplicate groups (perceptual hash, `pixels.near_duplicate_groups`) among all the images
+                 given (a StudyData: every image of the folder, set-aside ones included): group, images,
+                 generators, subclasses, examples
+    set_aside    what the rotation set aside, in words (`StudyData.set_aside_summary`: dropped generators and
+                 their unattributable test images, near-duplicates kept out of training)
     """
 
     split: str
@@ -291,6 +313,9 @@ class Audit:
     metadata: pd.DataFrame
     min_images: int = MIN_IMAGES
     skipped: list = field(default_factory=list)
+    history: pd.DataFrame = field(default_factory=pd.DataFrame)
+    duplicates: pd.DataFrame = field(default_factory=pd.DataFrame)
+    set_aside: str = ""
 
     @property
     def generators(self) -> list[str]:
@@ -320,8 +345,8 @@ class Audit:
 
     def generator_tables(self) -> dict[str, pd.DataFrame]:
         """The per-generator tables by name (formats, jpeg, sizes, modes, subclasses, recall)."""
-        return {"formats": self.formats, "jpeg": self.jpeg, "sizes": self.sizes, "modes": self.modes,
-                "subclasses": self.subclasses, "recall": self.recall}
+        return {"formats": self.formats, "jpeg": self.jpeg, "jpeg_history": self.history, "sizes": self.sizes,
+                "modes": self.modes, "subclasses": self.subclasses, "recall": self.recall}
 
     def summary(self) -> str:
         """Every table and the warnings as plain text (what `attrlib audit` prints)."""
@@ -333,6 +358,14 @@ class Audit:
                      + self.table().to_string(float_format=lambda v: f"{v:.2f}"))
         for name, t in self.generator_tables().items():
             parts.append(f"\n{name} per generator:\n" + t.to_string(float_format=lambda v: f"{v:.2f}"))
+        if len(self.duplicates):
+            parts.append(f"\nNear-duplicate groups (perceptual hash): {len(self.duplicates)} groups, "
+                         f"{int(self.duplicates['images'].sum())} images; every split keeps a group on one side\n"
+                         + self.duplicates.to_string(index=False))
+        else:
+            parts.append("\nNear-duplicate groups (perceptual hash): none")
+        if self.set_aside:
+            parts.append("\nSet aside by this rotation:\n" + "\n".join(f"- {line}" for line in self.set_aside.splitlines()))
         parts.append("\nWarnings:" if self.warnings else "\nWarnings: none")
         parts.extend(f"- {w}" for w in self.warnings)
         return "\n".join(parts)
@@ -424,6 +457,8 @@ def shortcut_audit(data_or_frame, split: str | None = "train", min_images: int =
     and raised once, together, as a ShortcutWarning.
     """
     frame, split_name, on_bad, skipped = _rows(data_or_frame, split, on_bad)
+    duplicates = _duplicates(data_or_frame)
+    set_aside = data_or_frame.set_aside_summary() if hasattr(data_or_frame, "set_aside_summary") else ""
     if all(c in frame.columns for c in METADATA_COLUMNS):
         meta = frame.reset_index(drop=True)
         skipped += list(frame.attrs.get("skipped", []))
@@ -439,6 +474,9 @@ def shortcut_audit(data_or_frame, split: str | None = "train", min_images: int =
         raise DataError(f"no readable image in split {split_name!r}; nothing to audit")
     if "subclass" not in meta.columns:
         meta["subclass"] = ""
+    if "blockiness" not in meta.columns:   # one decode per image (cached in this process: `pixels`)
+        pixels = pixel_statistics(meta, on_bad="skip")
+        meta["blockiness"], meta["jpeg_history"] = pixels["blockiness"].to_numpy(), pixels["jpeg_history"].to_numpy()
     generators = sorted(meta["generator"].astype(str).unique())
     gen = meta["generator"].astype(str).rename("generator")
     features = cue_features(meta)
@@ -476,6 +514,7 @@ def shortcut_audit(data_or_frame, split: str | None = "train", min_images: int =
     }).reindex(generators)
     for t in (jpeg, sizes):
         t.index.name = "generator"
+    history = _history_table(meta, gen, generators)
 
     # one classifier per cue
     texts: list[str] = []
@@ -503,6 +542,9 @@ def shortcut_audit(data_or_frame, split: str | None = "train", min_images: int =
             row["flagged"] = [g for g in usable if _flag_rule(recall.at[g, name], precision.at[g, name], share[g])]
             row["leaning"] = [g for g in usable if g not in row["flagged"]
                               and _lean_rule(recall.at[g, name], precision.at[g, name], share[g])]
+        if name == "jpeg_history":   # shared by several generators: flagged by its share, not by a classifier
+            row["flagged"] = sorted(set(row["flagged"]) | set(history.index[history["flagged"]]))
+            row["leaning"] = [g for g in row["leaning"] if g not in row["flagged"]]
         row["verdict"] = _verdict(row, chance)
         cue_rows[name] = row
     cues = pd.DataFrame.from_dict(cue_rows, orient="index")
@@ -516,7 +558,14 @@ def shortcut_audit(data_or_frame, split: str | None = "train", min_images: int =
                 f"{_describe(features.loc[others, _CUE_COLUMN[c]])}")
 
     for g in generators:
-        single = [c for c in CUES if c != "metadata" and g in cues.at[c, "flagged"]]
+        if history.at[g, "flagged"]:
+            texts.append(f"{g}'s lossless files carry JPEG history (8x8 block artefacts of an earlier JPEG "
+                         f"compression, median blockiness {history.at[g, 'blockiness_median']:.2f}): "
+                         f"{history.at[g, 'history_share']:.0%} of its {int(history.at[g, 'lossless'])} lossless "
+                         f"{images} against {history.at[g, 'others_share']:.0%} of the other generators'. A model "
+                         "can tell its images from the clean ones by these artefacts instead of its fingerprint.")
+        single = [c for c in CUES if c not in ("metadata", "jpeg_history") and g in cues.at[c, "flagged"]]
+        single += ["jpeg_history"] if g in cues.at["jpeg_history", "flagged"] and not history.at[g, "flagged"] else []
         if single:
             said = "; ".join(f"by {_CUE_WORDS[c]} alone {evidence(g, c)}" for c in single)
             texts.append(f"{g} can be told apart {said}. A model can identify {g} by "
@@ -542,7 +591,41 @@ def shortcut_audit(data_or_frame, split: str | None = "train", min_images: int =
                       + "\n".join(f"- {t}" for t in texts), ShortcutWarning, stacklevel=2)
     return Audit(split=split_name, counts=counts, formats=formats, modes=modes, subclasses=subclasses, jpeg=jpeg,
                  sizes=sizes, cues=cues, recall=recall, precision=precision, warnings=texts, metadata=meta,
-                 min_images=min_images, skipped=skipped)
+                 min_images=min_images, skipped=skipped, history=history, duplicates=duplicates,
+                 set_aside=set_aside)
+
+
+def _history_table(meta: pd.DataFrame, gen: pd.Series, generators: Sequence[str]) -> pd.DataFrame:
+    """Per generator: lossless images (not JPEG files), the share of them with JPEG history, the same share
+    among the other generators' lossless images, median blockiness, and the HISTORY_SHARE / HISTORY_LIFT flag."""
+    lossless = ~meta["format"].isin(["JPEG", "MPO"]) & meta["blockiness"].notna()
+    marked = meta["jpeg_history"].astype(bool) & lossless
+    rows = {}
+    for g in generators:
+        mine = (gen == g).to_numpy()
+        n, n_other = int((lossless & mine).sum()), int((lossless & ~mine).sum())
+        share = float(marked[mine].sum() / n) if n else float("nan")
+        others = float(marked[~mine].sum() / n_other) if n_other else float("nan")
+        rows[g] = {"lossless": n, "history_share": share, "others_share": others,
+                   "blockiness_median": float(meta.loc[lossless & mine, "blockiness"].median()) if n else float("nan"),
+                   "flagged": bool(n >= 2 and share >= HISTORY_SHARE and not others * HISTORY_LIFT > share)}
+    out = pd.DataFrame.from_dict(rows, orient="index")
+    out.index.name = "generator"
+    return out
+
+
+def _duplicates(data_or_frame) -> pd.DataFrame:
+    """The near-duplicate groups among every image given: a StudyData's whole folder (set-aside rows too), or
+    the rows of a frame."""
+    if hasattr(data_or_frame, "set_aside"):
+        columns = ["path", "generator", "subclass"]
+        frame = pd.concat([data_or_frame.frame[columns], data_or_frame.set_aside[columns]], ignore_index=True)
+    else:
+        frame = data_or_frame.reset_index(drop=True)
+        if "subclass" not in frame:
+            frame = frame.assign(subclass="")
+    hashes = pixel_statistics(frame, on_bad="skip")["phash"]
+    return duplicate_table(frame, near_duplicate_groups(hashes, within=frame["generator"]))
 
 
 def _verdict(row: dict, chance: float) -> str:

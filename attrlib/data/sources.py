@@ -12,7 +12,10 @@ Two layouts are read, and the embedded benchmark writes the same ones a user may
   subclass is held out and is not used otherwise (the embedded benchmark renders a pool for every subclass,
   so any subclass can be held out). `instance` names the generator x subclass cell whose model rendered the
   image when it differs from the image's content (the simulator's instance-matched variant); empty means
-  the image's own subclass.
+  the image's own subclass. `group` names a set of near-duplicates (one seed rendered twice, variants of
+  one prompt and seed) that every split keeps on one side; empty means the image is a group of its own.
+  Without the column, `load_study_data` detects the groups itself (`pixels.near_duplicate_groups`). In the
+  frame it is column `duplicate_group` (`group` is the generator x subclass label of `label_codes`).
 
 Only structure is checked here, eagerly and cheaply (no pixel is decoded): every row is validated and the
 first few offenders of each kind are reported together with their CSV line numbers, so one run of the
@@ -34,9 +37,10 @@ from .images import IMAGE_EXTENSIONS, is_image_path
 
 MANIFEST_NAME = "manifest.csv"
 REQUIRED_COLUMNS = ("path", "generator", "subclass")
-OPTIONAL_COLUMNS = ("split", "mask", "instance")
+OPTIONAL_COLUMNS = ("split", "mask", "instance", "group")
 SPLIT_VALUES = ("train", "val", "test", "pool")
 MASKS_DIR = "_masks"
+SOURCE_COLUMNS = ("path", "generator", "subclass", "split", "mask", "instance", "duplicate_group", "line")
 SHOW = 5  # offenders listed per kind of problem; the rest are counted
 
 
@@ -44,11 +48,12 @@ SHOW = 5  # offenders listed per kind of problem; the rest are counted
 class Source:
     """What discovery found: rows (path, generator, subclass, split, mask, instance, line) and the files skipped."""
 
-    frame: pd.DataFrame
+    frame: pd.DataFrame                         # SOURCE_COLUMNS
     root: Path
     kind: str                                   # "folder" | "manifest"
     where: str                                  # how to name the source in messages
     skipped: list = field(default_factory=list)  # (path, reason)
+    has_group: bool = False                     # the manifest has a `group` column (near-duplicate groups)
 
 
 def is_hidden_or_private(name: str) -> bool:
@@ -121,8 +126,8 @@ def scan_folder(root: Path, on_bad: str = "raise") -> Source:
                 continue
             mask_rel = os.path.normpath(os.path.join(*parts, Path(name).stem + ".png"))
             mask = str(mask_root / mask_rel) if mask_rel in masks else ""
-            rows.append((path, parts[0], parts[1], "", mask, "", 0))
-    frame = pd.DataFrame(rows, columns=["path", "generator", "subclass", "split", "mask", "instance", "line"])
+            rows.append((path, parts[0], parts[1], "", mask, "", "", 0))
+    frame = pd.DataFrame(rows, columns=list(SOURCE_COLUMNS))
     skipped = []
     if misplaced:
         reason = "image is not inside a <generator>/<subclass>/ folder, so it has no labels"
@@ -188,6 +193,8 @@ def read_manifest(csv_path: Path, on_bad: str = "raise") -> Source:
         df["mask"] = ""
     if "instance" not in df:
         df["instance"] = ""
+    has_group = "group" in df
+    df["duplicate_group"] = df["group"] if has_group else ""  # `group` in the frame is the label (label_codes)
     df["split_given"] = df["split"]           # as written, for messages
     df["split"] = df["split"].str.lower()     # "Train" is train
 
@@ -259,8 +266,7 @@ def read_manifest(csv_path: Path, on_bad: str = "raise") -> Source:
         df = df[~df["line"].isin(bad_lines)].reset_index(drop=True)
         if df.empty:
             raise DataError(f"{where}: every row was skipped (no usable file); fix the paths")
-    return Source(df[["path", "generator", "subclass", "split", "mask", "instance", "line"]], root, "manifest", where,
-                  skipped)
+    return Source(df[list(SOURCE_COLUMNS)], root, "manifest", where, skipped, has_group)
 
 
 def list_images(source: str | os.PathLike, on_bad: str = "raise") -> Source:
@@ -294,7 +300,7 @@ def list_images(source: str | os.PathLike, on_bad: str = "raise") -> Source:
             elif not os.path.isfile(absolute) or not is_image_path(absolute):
                 problems.append((absolute, line, f"path {value!r} is not an image file (looked for {absolute})"))
             else:
-                rows.append((absolute, r.get("generator", ""), r.get("subclass", ""), "", "", "", line))
+                rows.append((absolute, r.get("generator", ""), r.get("subclass", ""), "", "", "", "", line))
         if escapes:
             raise DataError(format_problem(f"manifest {p}: {len(escapes)} path(s) outside the manifest's folder",
                                            escapes, "paths must be relative to the manifest's folder and stay inside it"))
@@ -302,14 +308,14 @@ def list_images(source: str | os.PathLike, on_bad: str = "raise") -> Source:
             raise DataError(format_problem(f"manifest {p}: {len(problems)} row(s) name a file that cannot be used",
                                            [f"line {ln}: {m}" for _, ln, m in problems],
                                            "fix the path, restore the file, or use on_bad='skip' to leave these rows out"))
-        frame = pd.DataFrame(rows, columns=["path", "generator", "subclass", "split", "mask", "instance", "line"])
+        frame = pd.DataFrame(rows, columns=list(SOURCE_COLUMNS))
         return Source(frame, p.parent, "manifest", f"manifest {p}",
                       [(a, f"manifest {p} line {ln}: {m}") for a, ln, m in problems])
     root = Path(os.path.abspath(p))
-    rows = [(os.path.join(d, name), "", "", "", "", "", 0) for d, _, names in _walk(root)
+    rows = [(os.path.join(d, name), "", "", "", "", "", "", 0) for d, _, names in _walk(root)
             for name in sorted(names) if not name.startswith(".") and is_image_path(name)]
     if not rows:
         raise DataError(f"folder {root} contains no images (extensions {', '.join(IMAGE_EXTENSIONS)}; folders "
                         "starting with '_' or '.' are ignored)")
-    frame = pd.DataFrame(rows, columns=["path", "generator", "subclass", "split", "mask", "instance", "line"])
+    frame = pd.DataFrame(rows, columns=list(SOURCE_COLUMNS))
     return Source(frame, root, "folder", f"folder {root}")

@@ -18,10 +18,16 @@ from ..errors import DataError
 from .bias import bias_table as _bias_table
 from .datasets import verify_images
 from .sources import discover
-from .splits import FT_FRACTION, FT_SEED, assign_splits, choose_val_subclass, unknown_rows
+from .pixels import near_duplicate_groups, pixel_statistics
+from .splits import (ASIDE, FT_FRACTION, FT_SEED, MIN_ROTATION_GENERATORS, MIN_TEST_IMAGES, MIN_TRAIN_IMAGES,
+                     assign_splits, choose_val_subclass, unknown_rows)
 
 SPLIT_SEED = 0  # the train/val and ft_train/ft_test splits stay fixed across training seeds: seeds vary the model only
-COLUMNS = ("path", "generator", "subclass", "split", "ft_split", "mask", "instance")
+COLUMNS = ("path", "generator", "subclass", "split", "ft_split", "mask", "instance", "duplicate_group")
+ASIDE_COLUMNS = ("path", "generator", "subclass", "duplicate_group", "aside")
+GROUP_SOURCES = ("auto", "manifest", "detect", "none")
+MAX_GROUPED_SHARE = 0.4   # detected groups holding more of the images than this are look-alikes: not used
+BENCHMARK_FILE = "benchmark.json"  # the embedded benchmark's parameters: its images are rendered independently
 SPLIT_NAMES = ("train", "val", "valsub", "test", "ft_train", "ft_test", "unknown")
 
 
@@ -30,13 +36,23 @@ class StudyData:
 
     def __init__(self, frame: pd.DataFrame, heldout: Sequence[str], root: Path | None = None,
                  source: str = "", skipped: list | None = None, on_bad: str = "raise",
-                 val_subclass: str | None = None, unknown_generators: Sequence[str] = ()) -> None:
-        frame = frame.assign(instance="") if "instance" not in frame else frame
-        self.frame = frame.loc[:, list(COLUMNS)].reset_index(drop=True)
+                 val_subclass: str | None = None, set_aside: pd.DataFrame | None = None,
+                 groups_from: str = "none", val_subclass_note: str = "",
+                 unknown_generators: Sequence[str] = ()) -> None:
+        for column in ("instance", "duplicate_group"):
+            frame = frame.assign(**{column: ""}) if column not in frame else frame
+        aside = frame["split"] == ASIDE
+        found = frame[aside].assign(aside=frame.get("aside", pd.Series("", index=frame.index))[aside])
+        # the rows this rotation cannot use, each with its reason (unattributable test images among them)
+        self.set_aside = pd.concat([set_aside, found.loc[:, list(ASIDE_COLUMNS)]], ignore_index=True) \
+            if set_aside is not None and len(set_aside) else found.loc[:, list(ASIDE_COLUMNS)].reset_index(drop=True)
+        self.frame = frame.loc[~aside, list(COLUMNS)].reset_index(drop=True)
         self.heldout = tuple(heldout)
         # generators left out of training (split `unknown`): not among `generators`, the classes the model knows
         self.unknown_generators = tuple(unknown_generators)
         self.val_subclass = val_subclass  # the validation subclass (split `valsub`), or None
+        self.val_subclass_note = val_subclass_note  # why there is none, when "auto" found none
+        self.groups_from = groups_from    # where the near-duplicate groups come from: manifest | detected | none
         self.root = root
         self.source = source            # "folder <path>" or "manifest <path>", for messages
         self.skipped: list = list(skipped or [])
@@ -47,6 +63,34 @@ class StudyData:
         self.subclasses: list[str] = sorted(set(trained["subclass"]) - set(self.heldout) - {val_subclass})
         self.generator_index = {g: i for i, g in enumerate(self.generators)}
         self.subclass_index = {s: i for i, s in enumerate(self.subclasses)}
+
+    @property
+    def unattributable(self) -> pd.DataFrame:
+        """Test images of generators this rotation runs without (too few training images), with the reason."""
+        return self.set_aside[self.set_aside["aside"].str.startswith("unattributable")].reset_index(drop=True)
+
+    @property
+    def dropped_generators(self) -> list[str]:
+        """The generators this rotation runs without (no or too few training images once the held-out and
+        validation subclasses leave training)."""
+        dropped = self.set_aside[self.set_aside["aside"].str.contains("the rotation runs without it", regex=False)]
+        return sorted(dropped["generator"].unique())
+
+    def set_aside_summary(self) -> str:
+        """The rows set aside in words: unattributable test images per dropped generator, near-duplicates of
+        test / validation-subclass images kept out of training ("" when none)."""
+        if not len(self.set_aside):
+            return ""
+        lines = []
+        for g in self.dropped_generators:
+            n = int((self.unattributable["generator"] == g).sum())
+            lines.append(f"generator {g!r} dropped from this rotation (no or too few training images): "
+                         f"{n} test image(s) unattributable")
+        leaks = self.set_aside[self.set_aside["aside"].str.startswith("near-duplicate")]
+        if len(leaks):
+            lines.append(f"{len(leaks)} training image(s) kept out of training: a near-duplicate is in the test or "
+                         "validation-subclass split")
+        return "\n".join(lines)
 
     @property
     def n_generators(self) -> int:
@@ -82,7 +126,8 @@ class StudyData:
         "skip" the study without them, each listed with its reason in `.skipped` (notebook 01 shows them)."""
         good, skipped = verify_images(self.frame, self.on_bad, len(self.frame) > 2000 if progress is None else progress)
         return StudyData(good, self.heldout, root=self.root, source=self.source, skipped=self.skipped + skipped,
-                         on_bad=self.on_bad, val_subclass=self.val_subclass,
+                         on_bad=self.on_bad, val_subclass=self.val_subclass, set_aside=self.set_aside,
+                         groups_from=self.groups_from, val_subclass_note=self.val_subclass_note,
                          unknown_generators=self.unknown_generators)
 
     def bias_table(self, split: str | None = "train") -> pd.DataFrame:
@@ -103,7 +148,9 @@ class StudyData:
         return (f"StudyData({self.source}: {len(self.frame)} images, {self.n_generators} generators, "
                 f"{self.n_subclasses} training subclasses, held out {list(self.heldout)}, validation subclass "
                 f"{self.val_subclass}, splits {counts}"
-                + (f", unknown generators {list(self.unknown_generators)})" if self.unknown_generators else ")"))
+                + (f", unknown generators {list(self.unknown_generators)}" if self.unknown_generators else "")
+                + (f", dropped {self.dropped_generators}" if self.dropped_generators else "")
+                + f", groups {self.groups_from})")
 
 
 def label_codes(frame: pd.DataFrame, generators: Sequence[str], subclasses: Sequence[str]) -> dict[str, np.ndarray]:
@@ -123,7 +170,9 @@ def label_codes(frame: pd.DataFrame, generators: Sequence[str], subclasses: Sequ
 def load_study_data(root: str | os.PathLike, heldout: Iterable[str] | str = ("military_vehicle",),
                     val_fraction: float = 0.2, seed: int = 0, on_bad: str = "raise",
                     ft_fraction: float = FT_FRACTION, ft_seed: int = FT_SEED,
-                    val_subclass: str = "none", unknown_generators: Iterable[str] = ()) -> StudyData:
+                    val_subclass: str = "none", unknown_generators: Iterable[str] = (),
+                    groups: str = "auto",
+                    min_train_images: int = MIN_TRAIN_IMAGES) -> StudyData:
     """Discover, validate and split the images of a folder or manifest (no pixel is decoded here).
 
     root: `<root>/<generator>/<subclass>/...` images, a folder with `manifest.csv`, or a manifest CSV path.
@@ -134,19 +183,33 @@ def load_study_data(root: str | os.PathLike, heldout: Iterable[str] | str = ("mi
     subclass qualifies) or a subclass name: kept out of training as the `valsub` split (model selection).
     unknown_generators: generators left out of training (the open-set protocol): their images form the `unknown`
     split (`splits.unknown_rows`) and every other split is made as if they did not exist.
+    groups: where the near-duplicate groups every split keeps whole come from: "auto" (default: the manifest's
+    `group` column when it has one; else the groups detected with a perceptual hash, `pixels`, on any folder
+    but the embedded benchmark, whose images are rendered independently, unless they hold more than
+    MAX_GROUPED_SHARE of the images: then the hash sees look-alike content, not copies, and a warning says
+    so), "manifest", "detect" or "none". `groups_from` says which.
+    min_train_images: a generator with fewer training images in this rotation is dropped from it (its test
+    images are listed in `.unattributable`, its name in `.dropped_generators`).
     """
     heldout = (heldout,) if isinstance(heldout, str) else tuple(heldout)
     unknown = (unknown_generators,) if isinstance(unknown_generators, str) else tuple(unknown_generators)
     src = discover(root, on_bad=on_bad)
     warn_near_duplicate_labels(src.frame, src.where)
-    known, left_out = split_unknown(src.frame, unknown, src.where)
+    frame, groups_from = with_groups(src, groups)
+    known, left_out = split_unknown(frame, unknown, src.where)
     chosen = resolve_val_subclass(known, heldout, val_subclass)
+    note = ""
+    if val_subclass == "auto" and chosen is None:
+        note = (f"no subclass qualifies as validation subclass (it needs at least {MIN_ROTATION_GENERATORS} of the "
+                f"rotation's generators with at least {MIN_TEST_IMAGES} images each, and must leave each of them a "
+                "training image): model selection falls back to rule (a), in-distribution validation")
     frame = assign_splits(known, heldout, val_fraction=val_fraction, seed=seed, where=src.where,
-                          ft_fraction=ft_fraction, ft_seed=ft_seed, val_subclass=chosen)
+                          ft_fraction=ft_fraction, ft_seed=ft_seed, val_subclass=chosen,
+                          min_train_images=min_train_images)
     if unknown:
         frame = pd.concat([frame, unknown_rows(left_out, heldout).assign(ft_split="")], ignore_index=True)
     data = StudyData(frame, heldout, root=src.root, source=src.where, skipped=src.skipped, on_bad=on_bad,
-                     val_subclass=chosen, unknown_generators=unknown)
+                     val_subclass=chosen, groups_from=groups_from, val_subclass_note=note, unknown_generators=unknown)
     if src.skipped:
         warn_skipped(src.skipped, src.where)
     return data
@@ -166,6 +229,38 @@ def split_unknown(frame: pd.DataFrame, unknown: Sequence[str], where: str = "the
                         "leave fewer generators out")
     is_unknown = frame["generator"].isin(unknown)
     return frame[~is_unknown].reset_index(drop=True), frame[is_unknown].reset_index(drop=True)
+
+
+def with_groups(src, groups: str) -> tuple[pd.DataFrame, str]:
+    """(the source's rows with their `group`, where the groups come from: "manifest", "detected (perceptual
+    hash)" or "none"); see `load_study_data`'s `groups`."""
+    if groups not in GROUP_SOURCES:
+        raise DataError(f"groups is {groups!r}; valid choices: {', '.join(GROUP_SOURCES)}")
+    frame = src.frame.copy()
+    if groups in ("auto", "manifest") and src.has_group:
+        return frame, "manifest"
+    if groups == "manifest":
+        raise DataError(f"{src.where} has no 'group' column; add one (rows of a near-duplicate group share a "
+                        "name, empty = the image alone) or use groups='auto' to detect them")
+    benchmark = src.root is not None and (Path(src.root) / BENCHMARK_FILE).is_file()
+    if groups == "none" or (groups == "auto" and benchmark):
+        frame["duplicate_group"] = ""
+        return frame, "none"
+    # an unreadable file gets no hash here: `verified()` or the dataset names it, as without groups
+    ids = near_duplicate_groups(pixel_statistics(frame, on_bad="skip")["phash"], within=frame["generator"])
+    sizes = pd.Series(ids).value_counts()
+    grouped = float((sizes[ids].to_numpy() > 1).mean()) if len(ids) else 0.0
+    if groups == "auto" and grouped > MAX_GROUPED_SHARE:
+        # near-duplicates are the exception in a real folder (realdev: 25 of 650 images); when the hash joins
+        # most of a folder, it measures how alike its content is (a synthetic folder), not copies
+        warnings.warn(f"{src.where}: the perceptual hash finds near-duplicates for {grouped:.0%} of the images, more "
+                      f"than {MAX_GROUPED_SHARE:.0%}: look-alike content rather than copies, so the splits do not use "
+                      "these groups; give the manifest a `group` column if the folder has real near-duplicates",
+                      stacklevel=3)
+        frame["duplicate_group"] = ""
+        return frame, f"none (detected groups cover {grouped:.0%} of the images: look-alikes, not used)"
+    frame["duplicate_group"] = [f"near-duplicates {i}" if sizes[i] > 1 else "" for i in ids]
+    return frame, "detected (perceptual hash)"
 
 
 def resolve_val_subclass(frame: pd.DataFrame, heldout: Sequence[str], val_subclass: str) -> str | None:

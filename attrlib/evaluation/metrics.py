@@ -1,9 +1,12 @@
 """Per-run metrics, from a predictions frame (rows of a run's predictions.csv), with scikit-learn wherever it
 has the metric.
 
-    split_metrics         the metrics of one split as metrics.json holds them (accuracy, macro averages,
-                          per-generator precision/recall/F1/support, confusion counts)
-    run_metrics           every split of a run's predictions, and its held-out split: metrics.json's numbers
+    split_metrics         the metrics of one split as metrics.json holds them (accuracy, balanced accuracy,
+                          macro averages, per-generator precision/recall/F1/support, confusion counts)
+    floors                what predictors that ignore the image score on a split: the majority class of the
+                          split and the training prior's most frequent generator
+    run_metrics           every split of a run's predictions, and its held-out split with its floors:
+                          metrics.json's numbers
     seed_style_report     seed 002's per-generator table: precision, recall, F1, support, average, accuracy
     confusion             counts or row-normalised confusion matrix
     per_generator_auc     one-vs-rest ROC AUC of each generator's probability
@@ -51,7 +54,8 @@ MACRO_CONVENTION = ("macro averages (precision, recall, F1) are over the generat
 
 
 def split_metrics(y_true, y_pred, generators: list[str]) -> dict[str, Any]:
-    """Seed-style metrics with scikit-learn: accuracy, macro averages, per-generator P/R/F1/support, confusion.
+    """Seed-style metrics with scikit-learn: accuracy, balanced accuracy (= macro recall), macro averages,
+    per-generator P/R/F1/support, confusion.
 
     The macro averages are over the generators present in `y_true` (MACRO_CONVENTION): on a user's folder a
     generator without held-out images would otherwise count as recall 0 and drag every macro number down.
@@ -69,6 +73,8 @@ def split_metrics(y_true, y_pred, generators: list[str]) -> dict[str, Any]:
     return {
         "n": int(len(y_true)),
         "accuracy": float(accuracy_score(y_true, y_pred)) if len(y_true) else float("nan"),
+        # mean recall over the generators present: the headline on a real folder, whose test set is imbalanced
+        "balanced_accuracy": macro("recall"),
         "macro_precision": macro("precision"),
         "macro_recall": macro("recall"),
         "macro_f1": macro("f1-score"),
@@ -80,10 +86,33 @@ def split_metrics(y_true, y_pred, generators: list[str]) -> dict[str, Any]:
     }
 
 
-def run_metrics(predictions: pd.DataFrame, generators: Sequence[str], heldout_split: str) -> dict[str, Any]:
+def floors(y_true, generators: Sequence[str], train_prior: Mapping[str, float] | None = None) -> dict[str, dict]:
+    """Accuracy and balanced accuracy of two predictors that ignore the image, the floors a real folder's numbers
+    are read against: `majority` names the split's most frequent generator for every image (on an imbalanced
+    test set its accuracy is far above chance), `prior` names the training prior's most frequent generator
+    (what a model that learnt only the label frequencies does; absent without `train_prior`). Each has its
+    `generator`; ties go to the first in `generators` order."""
+    generators = list(generators)
+    y_true = np.asarray(y_true, dtype=int)
+    out: dict[str, dict] = {}
+    if not len(y_true):
+        return out
+    picks = {"majority": int(np.bincount(y_true, minlength=len(generators)).argmax())}
+    if train_prior:
+        prior = np.array([float(train_prior.get(g, 0.0)) for g in generators])
+        picks["prior"] = int(prior.argmax())
+    for name, k in picks.items():
+        m = split_metrics(y_true, np.full(len(y_true), k), generators)
+        out[name] = {"generator": generators[k], "accuracy": m["accuracy"], "balanced_accuracy": m["balanced_accuracy"]}
+    return out
+
+
+def run_metrics(predictions: pd.DataFrame, generators: Sequence[str], heldout_split: str,
+                train_prior: Mapping[str, float] | None = None) -> dict[str, Any]:
     """The numbers of a run's metrics.json from its predictions (rows of every split): `split_metrics` of each
-    split present (val, test, ft_test in that order, then any other), and `heldout`, the metrics of
-    `heldout_split` with its name."""
+    split present (val, test, ft_test in that order, then any other); `heldout`, the metrics of `heldout_split`
+    with its name and its `floors` (`floors`: majority class, training prior when given); and the headline
+    `heldout_balanced_accuracy` (mean recall over the generators present in the held-out split)."""
     generators = list(generators)
     y_true, y_pred = class_labels(predictions, generators, "run_metrics")
     splits = predictions["split"].to_numpy()
@@ -93,7 +122,10 @@ def run_metrics(predictions: pd.DataFrame, generators: Sequence[str], heldout_sp
     if heldout_split not in metrics:
         raise DataError(f"run_metrics: the predictions have no rows of the held-out split {heldout_split!r}, only of "
                         f"{present}; pass all the rows of the run's predictions.csv and the split it is judged on")
-    metrics["heldout"] = {"split": heldout_split, **metrics[heldout_split]}
+    held = splits == heldout_split
+    metrics["heldout"] = {"split": heldout_split, **metrics[heldout_split],
+                          "floors": floors(y_true[held], generators, train_prior)}
+    metrics["heldout_balanced_accuracy"] = metrics["heldout"]["balanced_accuracy"]
     return metrics
 
 

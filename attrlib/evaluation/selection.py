@@ -39,26 +39,40 @@ def rule_accuracies(run: str | os.PathLike) -> dict[str, float]:
     return out
 
 
+NO_VAL_SUBCLASS = "none: rule (a)"  # a rotation whose data offers no validation subclass (too few generators)
+
+
+def val_subclass_label(run: str | os.PathLike) -> str:
+    """The validation subclass a run was selected on (metrics.json `val_subclass`), or NO_VAL_SUBCLASS: no
+    subclass covered enough generators (`data.choose_val_subclass`), so model selection fell back to rule (a)."""
+    return runfolder.load_metrics(run).get("val_subclass") or NO_VAL_SUBCLASS
+
+
 def selection_table(runs: Mapping[str, Sequence[str | os.PathLike]]) -> pd.DataFrame:
-    """One row per technique and rotation: mean held-out accuracy over seeds under each rule, and the seeds."""
+    """One row per technique and rotation: mean held-out accuracy over seeds under each rule, the seeds, and the
+    validation subclass (`val_subclass_label`: "none: rule (a)" where the rotation has none)."""
     rows = []
     for name, dirs in runs.items():
         for d in dirs:
             config = runfolder.read_config(d)
             rows.append({"technique": name, "heldout": "+".join(config.heldout), "seed": config.seed,
-                         **rule_accuracies(d)})
+                         "val_subclass": val_subclass_label(d), **rule_accuracies(d)})
     frame = pd.DataFrame(rows)
     if frame.empty:
         return frame
     cols = ["val", "valsub", "oracle", "last"]
     table = frame.groupby(["technique", "heldout"], sort=False)[cols].mean()
     table["seeds"] = frame.groupby(["technique", "heldout"], sort=False)["seed"].nunique()
+    table["val_subclass"] = frame.groupby(["technique", "heldout"], sort=False)["val_subclass"].agg(
+        lambda v: "/".join(dict.fromkeys(v)))
     table = table.reset_index()
     table.attrs["caption"] = (
         "Held-out accuracy of the attribution model under each model-selection rule (mean over seeds): (a) val, "
         "best in-distribution validation; (b) valsub, best accuracy on the validation subclass kept out of "
         "training (the rule every other table uses); (c) oracle, best held-out accuracy itself: an upper bound "
-        "that peeks at the test set, not a result; last, the last scoring point.")
+        "that peeks at the test set, not a result; last, the last scoring point. val_subclass: the rotation's "
+        "validation subclass; \"none: rule (a)\" where no subclass covers at least 3 generators, and (b) falls back "
+        "to (a).")
     return table
 
 
@@ -78,9 +92,11 @@ def select_arm(runs: Mapping[str, Sequence[str | os.PathLike]], candidates: Sequ
     names = list(candidates if candidates is not None else runs)
     scores: dict[str, dict[str, list[float]]] = {}
     splits: set[str] = set()
+    valsub: dict[str, str] = {}
     for name in names:
         for d in runs[name]:
             rotation = "+".join(runfolder.read_config(d).heldout)
+            valsub.setdefault(rotation, val_subclass_label(d))
             score, split = runfolder.selection_score(d)
             splits.add(split or "none")
             scores.setdefault(rotation, {}).setdefault(name, []).append(score)
@@ -90,7 +106,7 @@ def select_arm(runs: Mapping[str, Sequence[str | os.PathLike]], candidates: Sequ
         finite = [n for n in names if np.isfinite(means[n])]
         chosen = max(finite, key=lambda n: (means[n], -names.index(n))) if finite else None
         rows.append({"heldout": rotation, "chosen": chosen, "score": means.get(chosen, np.nan),
-                     **{f"score {n}": means[n] for n in names}})
+                     "val_subclass": valsub[rotation], **{f"score {n}": means[n] for n in names}})
     table = pd.DataFrame(rows)
     table.attrs["caption"] = (
         "Arm chosen per held-out rotation by rule (b): the highest mean accuracy (over seeds) of each arm's "

@@ -21,7 +21,7 @@ import pandas as pd
 
 from ..errors import DataError
 from ..runfolder import generators_of, heldout_split, load_metrics, load_predictions, read_config
-from .metrics import MACRO_CONVENTION, calibration_error, class_labels, per_generator_auc, split_metrics
+from .metrics import MACRO_CONVENTION, calibration_error, class_labels, floors, per_generator_auc, split_metrics
 from .stats import (CONVENTION, aggregate_over_seeds, hierarchical_bootstrap, paired_comparison,
                     rotation_label)
 
@@ -64,7 +64,8 @@ def technique_summary(run_dirs: Sequence[str | os.PathLike], n_boot: int = 1000,
     """The numbers of one technique over its runs (seeds, and held-out rotations: config.json's `heldout`).
 
     Per run, on its held-out split: seed 002's macro averages (over the generators present, MACRO_CONVENTION),
-    accuracy, val accuracy, shortcut gap, worst-generator recall, ECE, macro one-vs-rest AUC; each averaged
+    accuracy, balanced accuracy (mean recall over the generators present) and the floors beside it (`floors`:
+    the test set's majority class, the training prior's most frequent generator; accuracy and balanced), val accuracy, shortcut gap, worst-generator recall, ECE, macro one-vs-rest AUC; each averaged
     over the run's rotations per seed, then mean and sample std over seeds. Accuracy and macro F1 also get
     the hierarchical bootstrap interval (`stats.CONVENTION`): `accuracy` is its estimate, the mean over
     rotations of the mean over seeds.
@@ -84,8 +85,14 @@ def technique_summary(run_dirs: Sequence[str | os.PathLike], n_boot: int = 1000,
         worst.append(worst_g)
         val = m.get("val", {}).get("accuracy", np.nan)
         config = read_config(d)
+        floor = floors(y_true, gens, m.get("train_prior"))
         per_run.append({"seed": int(config.seed), "avg_precision": held["macro_precision"],
                         "avg_recall": held["macro_recall"], "avg_f1": held["macro_f1"], "accuracy": held["accuracy"],
+                        "balanced_accuracy": held["balanced_accuracy"],
+                        "majority_accuracy": floor["majority"]["accuracy"],
+                        "majority_balanced_accuracy": floor["majority"]["balanced_accuracy"],
+                        "prior_accuracy": floor.get("prior", {}).get("accuracy", np.nan),
+                        "prior_balanced_accuracy": floor.get("prior", {}).get("balanced_accuracy", np.nan),
                         "val_accuracy": val, "shortcut_gap": val - held["accuracy"],
                         "worst_recall": worst_r, "ece": calibration_error(pred, gens),
                         "auc": float(np.nanmean(per_generator_auc(pred, gens)))})
@@ -100,7 +107,8 @@ def technique_summary(run_dirs: Sequence[str | os.PathLike], n_boot: int = 1000,
     _, acc_ci = hierarchical_bootstrap(inputs, "accuracy", n_boot=n_boot, alpha=alpha, seed=seed)
     _, f1_ci = hierarchical_bootstrap(inputs, "macro_f1", n_classes=len(gens), n_boot=n_boot, alpha=alpha, seed=seed)
     out = {k: float(agg.loc[k, "mean"]) for k in agg.index}
-    out.update({f"{k}_std": float(agg.loc[k, "std"]) for k in ("avg_precision", "avg_recall", "avg_f1", "accuracy")})
+    out.update({f"{k}_std": float(agg.loc[k, "std"])
+                for k in ("avg_precision", "avg_recall", "avg_f1", "accuracy", "balanced_accuracy")})
     out.update(accuracy=acc_ci.estimate, accuracy_low=acc_ci.low, accuracy_high=acc_ci.high,
                f1_low=f1_ci.low, f1_high=f1_ci.high,
                worst_generator=max(set(worst), key=worst.count), heldout_split=metrics[0]["heldout"]["split"],
@@ -219,7 +227,9 @@ def summary_table(runs: Mapping[str, Sequence[str | os.PathLike]], baseline: str
     several held-out rotations).
 
     Columns: held-out accuracy (mean over rotations of the mean over seeds, `accuracy_std` the sample std over
-    seeds, `accuracy_low/high` its hierarchical bootstrap interval: `stats.CONVENTION`), average precision,
+    seeds, `accuracy_low/high` its hierarchical bootstrap interval: `stats.CONVENTION`), balanced accuracy (the
+    headline on an imbalanced real test set; `balanced_accuracy_std`) with its floors (`majority_accuracy`,
+    `majority_balanced_accuracy`, `prior_accuracy`, `prior_balanced_accuracy`: `metrics.floors`), average precision,
     recall and F1 (macro over the generators present, MACRO_CONVENTION; F1 with its interval), `difference`
     = technique - `runs[baseline]` paired by (rotation, seed, image) with `difference_low/high` and `verdict`
     ("<technique> beats <baseline>" only where the interval excludes 0, else "not distinguishable"), gap

@@ -115,6 +115,14 @@ def format_summary(table: pd.DataFrame, digits: int = 2, alpha: float | None = N
     else:
         out["accuracy"] = table.accuracy.map(num)
     out[f"accuracy {level} CI"] = [ci(lo, hi) for lo, hi in zip(table.accuracy_low, table.accuracy_high)]
+    if "balanced_accuracy" in table:
+        out["balanced accuracy"] = [pm(m, s) for m, s in zip(table.balanced_accuracy,
+                                                             table.get("balanced_accuracy_std", table.balanced_accuracy * np.nan))]
+        if "majority_accuracy" in table:   # the floors: a predictor naming one generator for every image
+            out["majority floor (acc / bal)"] = [f"{num(a)} / {num(b)}" for a, b in
+                                                 zip(table.majority_accuracy, table.majority_balanced_accuracy)]
+            out["prior floor (acc / bal)"] = [f"{num(a)} / {num(b)}" if pd.notna(a) else "" for a, b in
+                                              zip(table.prior_accuracy, table.prior_balanced_accuracy)]
     if "difference" in table:
         out["difference vs baseline"] = [diff(v, lo, hi) for v, lo, hi in
                                          zip(table.difference, table.difference_low, table.difference_high)]

@@ -70,8 +70,9 @@ def profile_rotations(profile: str, root: str | Path, heldout: tuple[str, ...],
     if spec == "all":
         found = eligible_rotations(frame)
         if not found:
-            raise ConfigError(f"no subclass of {str(root)!r} can be held out in a rotation (each needs every "
-                              "generator to keep a training image, and images of at least two generators)")
+            raise ConfigError(f"no subclass of {str(root)!r} can be held out in a rotation (each needs at least "
+                              "3 generators that keep training images elsewhere with at least 3 images of it: "
+                              "attrlib.data.eligible_rotations)")
         # the profile's own held-out subclass first (military vehicles on the benchmark), as under "crossed":
         # a notebook's first rotation is the one it inspects
         first = tuple(heldout) or PROFILES[profile].get("config", {}).get("heldout", ("military_vehicle",))
