@@ -25,6 +25,7 @@ from nbconvert import HTMLExporter
 from ..errors import ConfigError
 from ..io import atomic_write_bytes, atomic_write_text
 from .runner import notebooks_in
+from .session import project_path
 
 FIGURE_EXTENSIONS = (".png", ".pdf", ".svg")
 TABLE_EXTENSIONS = (".csv", ".md", ".tex")
@@ -46,7 +47,8 @@ ul.tables { columns: 2; } code { background: #f4f4f4; padding: 0 .2em; }
 def build_report(executed: str | Path = "runs/notebooks", figures: str | Path = "figures",
                  results: str | Path = "results", out: str | Path = "report", show_input: bool = False) -> Path:
     """Build the report of the study whose executed notebooks are in `executed`; return its index.html."""
-    executed, figures, results, out = Path(executed), Path(figures), Path(results), Path(out)
+    # relative folders are the project root's, as the study's (`attrlib.study.session.project_path`)
+    executed, figures, results, out = (project_path(p) for p in (executed, figures, results, out))
     if not executed.is_dir():
         raise ConfigError(f"no executed notebooks: {str(executed)!r} does not exist; run `attrlib study` (or "
                           "`make study`) first, or pass --executed DIR")
