@@ -155,6 +155,48 @@ def test_notebooks_open_on_the_project_kernel_unmodified_and_without_outputs(pat
     assert all(c["outputs"] == [] and c["execution_count"] is None for c in code)
 
 
+def test_the_git_filter_commits_notebooks_without_outputs(tmp_path):
+    """`make filter` (run by `make lab`) installs nbstripout's git filter into the clone; .gitattributes declares
+    it for *.ipynb. A notebook run in JupyterLab (outputs, execution counts) is staged without them, keeping its
+    cells' ids, `git status` stays clean when autosave writes outputs again, and the committed notebooks pass
+    through the filter unchanged (installing it shows no diff)."""
+    import shutil
+
+    import nbformat
+    from nbformat.v4 import new_output
+
+    if not (shutil.which("git") and shutil.which("make")):
+        pytest.skip("needs git and make")
+    repo = tmp_path / "clone"
+    repo.mkdir()
+    git = lambda *args: subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=repo,
+                                       capture_output=True, text=True, check=True).stdout
+    git("init", "-q")
+    shutil.copy(REPO / ".gitattributes", repo / ".gitattributes")
+    venv = Path(sys.executable).parent.parent
+    subprocess.run(["make", "-s", "-f", str(REPO / "Makefile"), "filter", f"VENV={venv}"], cwd=repo, check=True,
+                   capture_output=True)
+    assert "nbstripout" in git("config", "filter.nbstripout.clean")
+    committed = NOTEBOOKS[1]  # 02_baseline, as committed
+    nb = nbformat.read(str(committed), as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    for i, cell in enumerate(code, 1):  # as JupyterLab leaves it after "run all"
+        cell.execution_count = i
+        cell.outputs = [new_output("stream", name="stdout", text="val acc 0.5\n")]
+    path = repo / committed.name
+    nbformat.write(nb, str(path))
+    git("add", ".gitattributes", path.name)
+    staged = json.loads(git("show", f":{path.name}"))
+    staged_code = [c for c in staged["cells"] if c["cell_type"] == "code"]
+    assert all(c["outputs"] == [] and c["execution_count"] is None for c in staged_code)
+    assert [c["id"] for c in staged["cells"]] == [c.id for c in nb.cells]  # --keep-id
+    assert json.loads(path.read_text())["cells"][2]["outputs"]  # the working copy keeps its outputs
+    git("commit", "-q", "-m", "notebook")
+    assert git("show", f"HEAD:{path.name}") == committed.read_text(encoding="utf-8")  # byte for byte
+    nbformat.write(nb, str(path))  # autosave writes the outputs again
+    assert git("status", "--porcelain") == ""
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_every_notebook_has_one_preamble(path):
     """A title, a parameters cell of typed flat literals, ONE setup cell calling session(...), then its own
