@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from pathlib import Path
 
@@ -333,6 +334,59 @@ def test_the_cli_reports_a_failing_study_and_exits_1(tmp_path, tiny_data, capsys
     assert code == 1
     assert "05_broken.ipynb failed in cell" in capsys.readouterr().err
     assert (tmp_path / "runs" / "notebooks" / "05_broken.ipynb").is_file()
+
+
+# a training line ("epoch 3 (step 48): loss 1.2, val acc 0.812, 410 img/s") or a tqdm bar (" 40%|####  | 2/5")
+LOG_OR_BAR = re.compile(r"val acc (?:\d|nan)|\d img/s|\d%\|")
+
+
+def _output_lines(nb: dict) -> list[str]:
+    """Every line a reader sees in a notebook's outputs: streams, and the text/plain and text/html of results."""
+    lines = []
+    for cell in nb["cells"]:
+        for out in cell.get("outputs", []):
+            texts = [out.get("text", "")] + [out.get("data", {}).get(k, "") for k in ("text/plain", "text/html")]
+            for text in texts:
+                lines += ("".join(text) if isinstance(text, list) else text).splitlines()
+    return lines
+
+
+def test_a_notebook_run_from_notebooks_reuses_the_runs_trained_from_the_root(tmp_path, tiny_data, monkeypatch):
+    """JupyterLab's kernel works in notebooks/. Notebook 02 run there (papermill with cwd notebooks/, its folders
+    left at their defaults) reuses the run `attrlib study` trained from the root: no run trained or added,
+    nothing written under notebooks/, its figure and tables rewritten in the root's folders. The study's copy,
+    which trained, shows no training log line and no progress bar."""
+    import shutil
+
+    import papermill as pm
+
+    from attrlib.study import notebook_kernel, run_study
+
+    root = tmp_path / "project"
+    (root / "notebooks").mkdir(parents=True)
+    (root / "pyproject.toml").write_text("[project]\nname = 'scratch'\n")  # the root's marker
+    notebook = Path(shutil.copy(NOTEBOOKS / "02_baseline.ipynb", root / "notebooks"))
+    monkeypatch.delenv("ATTRLIB_ROOT", raising=False)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the kernels inherit these
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p))
+    monkeypatch.chdir(root)
+    run_study(profile="quick", data=str(tiny_data), only=("02",), device="cpu", progress=False, jobs=1)
+    runs = {p: p.stat().st_mtime_ns for p in (root / "runs").glob("*/*/done")}
+    assert runs and all((p.parent / "train.log").is_file() for p in runs)  # the training log's place
+    lines = _output_lines(json.loads((root / "runs" / "notebooks" / "02_baseline.ipynb").read_text()))
+    assert lines and not [line for line in lines if LOG_OR_BAR.search(line)]
+    figure = root / "figures" / "02_baseline_confusion.png"
+    written = figure.stat().st_mtime_ns
+    under_notebooks = sorted((root / "notebooks").rglob("*"))
+
+    monkeypatch.chdir(root / "notebooks")  # as JupyterLab's kernel
+    pm.execute_notebook(str(notebook), str(tmp_path / "lab.ipynb"), parameters=dict(profile="quick",
+                        data=str(tiny_data), device="cpu"), kernel_name=notebook_kernel(notebook),
+                        progress_bar=False, cwd=str(root / "notebooks"))
+    assert {p: p.stat().st_mtime_ns for p in (root / "runs").glob("*/*/done")} == runs  # reused, none added
+    assert sorted(p for p in (root / "runs").glob("*/*") if p.is_dir()) == sorted(p.parent for p in runs)
+    assert sorted((root / "notebooks").rglob("*")) == under_notebooks == [notebook]
+    assert figure.stat().st_mtime_ns > written  # its outputs went to the root's folders
 
 
 # ------------------------------------------------------------------------------------- library pieces
