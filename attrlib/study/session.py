@@ -25,19 +25,24 @@ from __future__ import annotations
 
 import json
 import os
+import sys
+import warnings
 from dataclasses import dataclass, field
 from functools import cached_property
 from inspect import signature
 from pathlib import Path
 from typing import Any, Iterable
 
+import pandas as pd
 import torch
+from IPython import get_ipython
 
 from ..simulator import VARIANTS, synthesize
 from ..config import PROFILES, Config, profile as profile_config
 from ..data import choose_val_subclass, eligible_rotations, val_subclass_of
 from ..data.sources import discover
 from ..errors import ConfigError
+from ..reporting.html import table_html
 from ..simulator import SIMULATED_NOTE
 
 # The embedded benchmark each profile studies when no --data is given. `quick` is small enough for the
@@ -315,13 +320,32 @@ class Session:
         return line + (f"\n\n*{self.note}*" if self.note else "")
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """A warning as a notebook shows it: its category and message, without the path and the source line of
+    the code that raised it (a machine's path in every executed copy and report page)."""
+    print(f"{category.__name__}: {message}", file=file or sys.stderr)
+
+
+def notebook_output() -> None:
+    """In a Jupyter kernel (JupyterLab, papermill, `attrlib study`), make a notebook's visible output its
+    figures, tables and a few lines of text: every displayed DataFrame as `attrlib.reporting.html.table_html`
+    (a narrow headline, the whole table collapsed below it, numbers rounded to what the intervals support),
+    every warning as its category and message. Outside a kernel: nothing. `session` calls it."""
+    shell = get_ipython()
+    if shell is None or not hasattr(shell, "display_formatter"):
+        return
+    warnings.showwarning = _show_warning
+    shell.display_formatter.formatters["text/html"].for_type(pd.DataFrame, table_html)
+
+
 def session(profile: str = "default", data: str = "", heldout: str | Iterable[str] = "",
             seeds: Iterable[int] = (), runs: str = "runs", figures: str = "figures", results: str = "results",
             device: str = "auto", threads: int = 0, on_bad: str = "raise", progress: bool = True,
             **knobs: Any) -> Session:
     """Resolve a notebook's parameters into a `Session` (the shared setup cell of every notebook).
 
-    Relative `data`, `runs`, `figures` and `results` are under the project's root (`project_path`), whatever
+    In a kernel, displayed tables and warnings take the report's form (`notebook_output`). Relative `data`,
+    `runs`, `figures` and `results` are under the project's root (`project_path`), whatever
     the working directory. Makes the profile's embedded benchmark when `data` is empty and it is missing; sets torch's CPU threads
     when `threads` > 0. `knobs` override the profile's notebook settings (`PROFILES[profile]["notebook"]`);
     a knob given as 0, None or "auto" keeps the profile's value. An unknown profile or knob fails and lists
@@ -338,6 +362,7 @@ def session(profile: str = "default", data: str = "", heldout: str | Iterable[st
         raise ConfigError(f"threads={threads} must be 0 (torch's default) or more")
     if threads:
         torch.set_num_threads(int(threads))
+    notebook_output()
     root = resolve_data(profile, data, progress=progress)
     runs, figures, results = (str(project_path(p)) for p in (runs, figures, results))
     rotations = resolve_rotations(profile, root, heldout)
