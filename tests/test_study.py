@@ -252,6 +252,32 @@ def test_the_report_links_every_notebook_figure_and_table(quick_study, tmp_path)
     assert "hl-ipython3" in (out / "notebooks" / "02_baseline.html").read_text(encoding="utf-8")
 
 
+def test_the_report_reads_on_one_screen_without_a_network(quick_study, tmp_path):
+    """Every page of the quick study's report stands alone (nothing fetched from http(s)://), shows no
+    training line, progress bar or machine path, and every table it shows first is narrow: at most
+    HEADLINE_COLUMNS columns or estimated to fit the window, the whole table collapsed below it."""
+    from attrlib.reporting.html import HEADLINE_COLUMNS, MAX_WIDTH_PX
+    from attrlib.study.report import build_report, remote_references
+
+    cwd = quick_study["cwd"]
+    index = build_report(cwd / "runs" / "notebooks", cwd / "figures", cwd / "results", tmp_path / "report")
+    pages = sorted(index.parent.rglob("*.html"))
+    assert len(pages) > len(_numbered())
+    for page in pages:
+        text = page.read_text(encoding="utf-8")
+        assert remote_references(text) == [], page.name
+        if page.parent.name == "notebooks":
+            assert not LOG_OR_BAR.search(text), (page.name, LOG_OR_BAR.search(text).group(0))
+            assert str(cwd) not in text and "ipykernel_" not in text, page.name  # warnings without paths
+        shown = re.sub(r"<details.*?</details>", "", text, flags=re.DOTALL)  # the collapsed full tables
+        for table in re.findall(r"<table class='attr'>.*?</table>", shown, re.DOTALL):
+            rows = [re.findall(r"<t[hd][^>]*>(.*?)</t[hd]>", row, re.DOTALL) for row in table.split("</tr>")[:-1]]
+            widths = [max(len(row[i]) for row in rows if i < len(row)) for i in range(len(rows[0]))]
+            # shown whole beyond HEADLINE_COLUMNS only when it fits (13 px text: 7.5 px a character, 29 px padding)
+            assert len(widths) <= HEADLINE_COLUMNS or sum(7.5 * w + 29 for w in widths) <= MAX_WIDTH_PX, \
+                (page.name, len(widths))
+
+
 def test_the_report_needs_an_executed_study(tmp_path, capsys):
     from attrlib.cli import main
 
@@ -375,6 +401,9 @@ def test_a_notebook_run_from_notebooks_reuses_the_runs_trained_from_the_root(tmp
     assert runs and all((p.parent / "train.log").is_file() for p in runs)  # the training log's place
     lines = _output_lines(json.loads((root / "runs" / "notebooks" / "02_baseline.ipynb").read_text()))
     assert lines and not [line for line in lines if LOG_OR_BAR.search(line)]
+    # its 21-column summary as a narrow headline, the whole table collapsed (attrlib.reporting.html)
+    assert any("<details class='attr-full'>" in line for line in lines) and not any(str(root) in l for l in lines
+                                                                                    if "<" in l)
     figure = root / "figures" / "02_baseline_confusion.png"
     written = figure.stat().st_mtime_ns
     under_notebooks = sorted((root / "notebooks").rglob("*"))

@@ -6,7 +6,8 @@
 
 The one place a table becomes HTML: the report's table pages (`attrlib.study.report`) and every DataFrame a
 notebook displays (`attrlib.study.session` registers `table_html` with IPython) use it, with `TABLE_CSS`.
-A table of at most `HEADLINE_COLUMNS` columns is shown whole. A wider one shows its headline: for the
+A table of at most `HEADLINE_COLUMNS` columns, or narrower than `MAX_WIDTH_PX`, is shown whole. A wider one
+shows its headline: for the
 study's summaries (`attrlib.evaluation.summary_table` numbers, or `reporting.format_summary` text) the
 technique, its accuracy with the interval, the paired difference with the baseline with its interval and
 the verdict; for any other table its first columns. Numbers are rounded to two significant digits of the
@@ -21,7 +22,9 @@ import math
 import numpy as np
 import pandas as pd
 
-HEADLINE_COLUMNS = 6     # columns, the row labels included, of a table shown whole (1,400 px hold them)
+HEADLINE_COLUMNS = 6     # columns, the row labels included, a table always shows whole
+MAX_WIDTH_PX = 1100      # a wider table (estimated: `estimated_width`) shows its headline: a 1,400 px window
+CHAR_PX, CELL_PAD_PX = 7.5, 29  # TABLE_CSS at 13 px: the average width of a character, a cell's padding
 DEFAULT_DIGITS = 3       # decimals of a table without intervals
 
 TABLE_CSS = """
@@ -43,7 +46,7 @@ def interval_digits(low, high, default: int = DEFAULT_DIGITS) -> int:
     half = half[np.isfinite(half) & (half > 0)]
     if not half.size:
         return default
-    return int(min(4, max(1, math.floor(-math.log10(float(np.median(half)))) + 2)))
+    return int(min(4, max(1, 1 - math.floor(math.log10(float(np.median(half)))))))
 
 
 def _interval_pairs(frame: pd.DataFrame) -> list[tuple[str, str, str]]:
@@ -128,6 +131,18 @@ def headline(frame: pd.DataFrame, max_columns: int = HEADLINE_COLUMNS) -> pd.Dat
     return flat[keep]
 
 
+def estimated_width(frame: pd.DataFrame) -> float:
+    """The width in pixels `frame` (row labels as columns, cells as text) takes under TABLE_CSS: per column
+    its longest cell or header (prose columns wrap at 32 em) times a character's width, plus padding."""
+    text = _text_columns(frame)
+    width = 0.0
+    for column in frame.columns:
+        chars = max([len(str(column))] + [len(str(v)) for v in frame[column]])
+        width += min(chars, 55) * CHAR_PX if column in text else chars * CHAR_PX
+        width += CELL_PAD_PX
+    return width
+
+
 def _frame_html(frame: pd.DataFrame) -> str:
     text = _text_columns(frame)
     head = "".join(f"<th{' class=text' if c in text else ''}>{html.escape(str(c))}</th>" for c in frame.columns)
@@ -142,13 +157,13 @@ def _frame_html(frame: pd.DataFrame) -> str:
 
 def table_html(frame: pd.DataFrame, max_columns: int = HEADLINE_COLUMNS, css: bool = True) -> str:
     """`frame` as HTML a reader takes in: whole when it has at most `max_columns` columns (row labels
-    included), else its `headline` and, collapsed below it, the whole table (scrolling sideways inside its
+    included) or fits `MAX_WIDTH_PX`, else its `headline` and, collapsed below it, the whole table (scrolling sideways inside its
     own box, so the page keeps its width). Numbers `rounded`; `css` adds `TABLE_CSS` (a notebook output
     carries its own style)."""
     flat, _ = _flat(frame)
     whole = rounded(flat)
     style = f"<style>{TABLE_CSS}</style>" if css else ""
-    if len(flat.columns) <= max_columns:
+    if len(flat.columns) <= max_columns or estimated_width(whole) <= MAX_WIDTH_PX:
         return style + _frame_html(whole)
     short = headline(frame, max_columns)
     short = rounded(short) if not set(short.columns) - set(flat.columns) else short
