@@ -25,6 +25,7 @@ import pandas as pd
 HEADLINE_COLUMNS = 6     # columns, the row labels included, a table always shows whole
 MAX_WIDTH_PX = 1100      # a wider table (estimated: `estimated_width`) shows its headline: a 1,400 px window
 CHAR_PX, CELL_PAD_PX = 7.5, 29  # TABLE_CSS at 13 px: the average width of a character, a cell's padding
+TEXT_PX = 28 * 13        # a prose column wraps at 28 em
 DEFAULT_DIGITS = 3       # decimals of a table without intervals
 
 TABLE_CSS = """
@@ -33,7 +34,7 @@ table.attr th, table.attr td { padding: .3em .9em; text-align: right; vertical-a
 table.attr th { border-bottom: 1px solid #999; font-weight: 600; }
 table.attr tbody tr:nth-child(even) { background: #f6f6f6; }
 table.attr th:first-child, table.attr td:first-child { text-align: left; }
-table.attr td.text, table.attr th.text { text-align: left; white-space: normal; min-width: 8em; max-width: 32em; }
+table.attr td.text, table.attr th.text { text-align: left; white-space: normal; width: 28em; min-width: 12em; }
 details.attr-full { margin: .2em 0 1.2em; } details.attr-full summary { cursor: pointer; color: #1a5fb4; }
 div.attr-wide { overflow-x: auto; max-width: 100%; }
 """
@@ -80,7 +81,7 @@ def _flat(frame: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
 
 def _text_columns(frame: pd.DataFrame) -> set[str]:
     """Columns of prose (a note, a verdict): left-aligned and wrapped."""
-    return {c for c in frame.columns if frame[c].dtype == object
+    return {c for c in frame.columns if (frame[c].dtype == object or pd.api.types.is_string_dtype(frame[c]))
             and frame[c].astype(str).str.len().max() > 40 and frame[c].astype(str).str.contains(" [a-z]+ ").any()}
 
 
@@ -133,12 +134,12 @@ def headline(frame: pd.DataFrame, max_columns: int = HEADLINE_COLUMNS) -> pd.Dat
 
 def estimated_width(frame: pd.DataFrame) -> float:
     """The width in pixels `frame` (row labels as columns, cells as text) takes under TABLE_CSS: per column
-    its longest cell or header (prose columns wrap at 32 em) times a character's width, plus padding."""
+    its longest cell or header (prose columns wrap at `TEXT_PX`) times a character's width, plus padding."""
     text = _text_columns(frame)
     width = 0.0
     for column in frame.columns:
         chars = max([len(str(column))] + [len(str(v)) for v in frame[column]])
-        width += min(chars, 55) * CHAR_PX if column in text else chars * CHAR_PX
+        width += min(chars * CHAR_PX, TEXT_PX) if column in text else chars * CHAR_PX
         width += CELL_PAD_PX
     return width
 
