@@ -82,7 +82,7 @@ def _flat(frame: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
 def _text_columns(frame: pd.DataFrame) -> set[str]:
     """Columns of prose (a note, a verdict): left-aligned and wrapped."""
     return {c for c in frame.columns if (frame[c].dtype == object or pd.api.types.is_string_dtype(frame[c]))
-            and frame[c].astype(str).str.len().max() > 40 and frame[c].astype(str).str.contains(" [a-z]+ ").any()}
+            and frame[c].astype(str).str.len().max() > 40 and frame[c].astype(str).str.contains(" ").any()}
 
 
 def rounded(frame: pd.DataFrame) -> pd.DataFrame:
