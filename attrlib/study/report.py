@@ -34,7 +34,7 @@ from ..errors import ConfigError
 from ..io import atomic_write_bytes, atomic_write_text
 from ..reporting.html import TABLE_CSS, table_html
 from .runner import notebooks_in
-from .session import project_path
+from .session import project_path, shown_path
 
 FIGURE_EXTENSIONS = (".png", ".pdf", ".svg")
 TABLE_EXTENSIONS = (".csv", ".md", ".tex")
@@ -176,7 +176,8 @@ def _index(timing: dict, pages: list[dict], figures: list[Path], tables: list[Pa
            show_input: bool) -> str:
     e = html.escape
     minutes = f"{timing['seconds'] / 60:.1f} min" if "seconds" in timing else "unknown"
-    facts = [("profile", timing.get("profile", "unknown")), ("data", timing.get("data", "unknown")),
+    data = shown_path(timing["data"]) if timing.get("data") else "unknown"  # the root's data/...: no machine path
+    facts = [("profile", timing.get("profile", "unknown")), ("data", data),
              ("held out", timing.get("heldout", "unknown")), ("device", timing.get("device", "unknown")),
              ("commit", timing.get("commit") or "unknown (not a git checkout, or before the commit was recorded)"),
              ("started", timing.get("started", "unknown")), ("finished", timing.get("finished", "unknown")),
