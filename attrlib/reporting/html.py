@@ -158,9 +158,9 @@ def _frame_html(frame: pd.DataFrame) -> str:
 
 def table_html(frame: pd.DataFrame, max_columns: int = HEADLINE_COLUMNS, css: bool = True) -> str:
     """`frame` as HTML a reader takes in: whole when it has at most `max_columns` columns (row labels
-    included) or fits `MAX_WIDTH_PX`, else its `headline` and, collapsed below it, the whole table (scrolling sideways inside its
-    own box, so the page keeps its width). Numbers `rounded`; `css` adds `TABLE_CSS` (a notebook output
-    carries its own style)."""
+    included) or fits `MAX_WIDTH_PX`, else its `headline` and, collapsed below it, the whole table
+    (scrolling sideways inside its own box, so the page keeps its width). Numbers `rounded`; `css` adds
+    `TABLE_CSS` (a notebook output carries its own style)."""
     flat, _ = _flat(frame)
     whole = rounded(flat)
     style = f"<style>{TABLE_CSS}</style>" if css else ""

@@ -315,8 +315,8 @@ class Session:
     def _repr_markdown_(self) -> str:
         seeds = ", ".join(map(str, self.seeds))
         rotations = "; ".join("+".join(r) for r in self.rotations)
-        line = (f"**Profile** `{self.profile}` · **data** `{shown_path(self.data)}` · **held out (rotations)** {rotations} · "
-                f"**seeds** {seeds} · **device** `{self.device}`")
+        line = (f"**Profile** `{self.profile}` · **data** `{shown_path(self.data)}` · **held out (rotations)** "
+                f"{rotations} · **seeds** {seeds} · **device** `{self.device}`")
         return line + (f"\n\n*{self.note}*" if self.note else "")
 
 
@@ -345,9 +345,9 @@ def session(profile: str = "default", data: str = "", heldout: str | Iterable[st
     """Resolve a notebook's parameters into a `Session` (the shared setup cell of every notebook).
 
     In a kernel, displayed tables and warnings take the report's form (`notebook_output`). Relative `data`,
-    `runs`, `figures` and `results` are under the project's root (`project_path`), whatever
-    the working directory. Makes the profile's embedded benchmark when `data` is empty and it is missing; sets torch's CPU threads
-    when `threads` > 0. `knobs` override the profile's notebook settings (`PROFILES[profile]["notebook"]`);
+    `runs`, `figures` and `results` are under the project's root (`project_path`), whatever the working
+    directory. Makes the profile's embedded benchmark when `data` is empty and it is missing; sets torch's
+    CPU threads when `threads` > 0. `knobs` override the profile's notebook settings (`PROFILES[profile]["notebook"]`);
     a knob given as 0, None or "auto" keeps the profile's value. An unknown profile or knob fails and lists
     the valid ones.
     """
