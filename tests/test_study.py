@@ -433,9 +433,10 @@ def test_resolve_data_unbiased_variant(tmp_path, tiny_data, monkeypatch):
     params = json.loads((twin / "benchmark.json").read_text())
     assert params["variant"] == "unbiased" and params["size"] == 32 and params["scale"] == pytest.approx(1 / 250)
     assert unbiased_variant(twin) == twin
-    monkeypatch.chdir(tmp_path)
+    monkeypatch.chdir(tmp_path)  # no pyproject.toml or .git above it: the project root is the working directory
+    monkeypatch.delenv("ATTRLIB_ROOT", raising=False)
     monkeypatch.setitem(STUDY_BENCHMARKS, "quick", dict(out="bench", scale=1 / 250, size=32))
-    assert resolve_data("quick", variant="unbiased") == Path("bench-unbiased")
+    assert resolve_data("quick", variant="unbiased") == tmp_path.resolve() / "bench-unbiased"
 
 
 def test_gap_closed_against_two_references_and_a_missing_oracle(tiny_data, tmp_path):
