@@ -7,17 +7,19 @@ STAMP  := $(VENV)/.attrlib-installed
 PROFILE ?= default
 DATA   ?=
 STUDY_ARGS ?=
+PORT   ?= 8888
 # JupyterLab refuses to start as root (a container) unless told: only then is --allow-root added
 LAB_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root)
 
-.PHONY: install study report test test-all lab bench clean help
+.PHONY: install study report test test-all lab filter bench clean help
 
 help:
 	@echo "make study [PROFILE=quick|default|paper] [DATA=DIR]  run the whole study (notebooks, figures, tables)"
 	@echo "make test                                            install if needed and run the test suite (what CI runs; not -m slow)"
 	@echo "make test-all                                        the whole suite, the slow tier included (-m slow: see pyproject.toml)"
 	@echo "make report                                          HTML report of the executed study (report/index.html)"
-	@echo "make lab                                             JupyterLab on notebooks/ with the project's kernel"
+	@echo "make lab [PORT=8888]                                 JupyterLab on notebooks/ with the project's kernel"
+	@echo "make filter                                          nbstripout's git filter in this clone (make lab runs it)"
 	@echo "make bench                                           speed and memory benchmarks (not part of the tests)"
 
 $(STAMP): pyproject.toml
@@ -44,8 +46,22 @@ test: $(STAMP)
 test-all: $(STAMP)
 	$(PY) -m pytest -q --durations=15
 
-lab: $(STAMP)
-	$(VENV)/bin/jupyter lab $(LAB_ROOT) notebooks/
+# The kernel works in notebooks/; the notebooks still read and write the root's data/, runs/, figures/ and
+# results/ (attrlib.study.session.project_root), so they reuse the runs of `make study`.
+lab: $(STAMP) filter
+	$(VENV)/bin/jupyter lab $(LAB_ROOT) --port $(PORT) notebooks/
+
+# Committed notebooks stay output-free however they are run: nbstripout's git filter (declared for *.ipynb in
+# .gitattributes) strips outputs from what is staged, in this clone's .git/config only. --keep-id keeps the
+# cells' ids (nbstripout would renumber them: a diff in every notebook). Outside a git checkout: nothing to do.
+NBSTRIPOUT = "$(abspath $(VENV))/bin/python" -m nbstripout --keep-id
+filter:
+	@if git rev-parse --git-dir >/dev/null 2>&1; then \
+	  $(VENV)/bin/nbstripout --install && \
+	  git config filter.nbstripout.clean '$(NBSTRIPOUT)' && \
+	  git config diff.ipynb.textconv '$(NBSTRIPOUT) -t' && \
+	  echo "nbstripout filter installed: notebooks are committed without outputs"; \
+	else echo "not a git checkout: no nbstripout filter to install"; fi
 
 bench: $(STAMP)
 	@ls benchmarks/*.py >/dev/null 2>&1 || { echo "no benchmarks yet (benchmarks/*.py)"; exit 1; }

@@ -3,6 +3,8 @@
     runs/<technique>/<run id>/
         config.json       the Config (`Config.to_dict`)
         history.jsonl     one JSON object per finished epoch (loss, val/valsub/test accuracy at scoring points, timing, ...)
+        train.log         the same, one readable line per epoch (`log_line`): the training log, kept here rather
+                          than in a notebook's output (a terminal shows it as well: `attrlib.progress`)
         checkpoint.pt     technique, optimiser and random states after the last finished epoch, and under
                           `selected` the technique state the run's selection rule kept (what the run stands for)
         predictions.csv   PREDICTION_COLUMNS, then p_<generator> per generator (class index order): the selected state's;
@@ -46,7 +48,8 @@ CONFIG, HISTORY, CHECKPOINT, PREDICTIONS, METRICS, DONE = (
 # the held-out predictions of the attribution model at every scoring point of training (column `step`): the
 # file model-selection rules are applied to after the fact (rule (c), the test-set oracle, needs them all)
 TRAJECTORY = "trajectory.csv"
-FILES = (CONFIG, HISTORY, CHECKPOINT, PREDICTIONS, TRAJECTORY, METRICS, DONE)
+LOG = "train.log"  # history.jsonl as readable lines, rewritten with it
+FILES = (CONFIG, HISTORY, LOG, CHECKPOINT, PREDICTIONS, TRAJECTORY, METRICS, DONE)
 PREDICTION_COLUMNS = ("path", "split", "generator", "subclass", "pred")
 PROBABILITY_PREFIX = "p_"
 LOG_PROBABILITY_PREFIX = "logp_"  # log-probabilities: the LLR needs them unclipped (p_ underflows to 0 in float32)
@@ -113,6 +116,18 @@ def write_config(run: Path, config: Config) -> None:
 def write_history(run: Path, history: list[dict[str, Any]]) -> None:
     # the whole history is rewritten atomically (not appended): a kill leaves the old file or the new one
     atomic_write_text(run / HISTORY, "".join(json.dumps(h, sort_keys=True) + "\n" for h in history))
+    atomic_write_text(run / LOG, "".join(log_line(h) + "\n" for h in history))
+
+
+def log_line(entry: dict[str, Any]) -> str:
+    """One epoch of history.jsonl as a line of train.log: "epoch 3 (step 48): loss 1.2345, val acc 0.812,
+    valsub acc 0.700, test acc 0.530, 410 img/s" (the accuracies of a scoring point only)."""
+    parts = [f"loss {entry['loss']:.4f}"] if "loss" in entry else []
+    parts += [f"{split} acc {entry[f'{split}_accuracy']:.3f}" for split in ("val", "valsub", "test")
+              if f"{split}_accuracy" in entry]
+    if "images_per_second" in entry:
+        parts.append(f"{entry['images_per_second']:.0f} img/s")
+    return f"epoch {entry['epoch'] + 1} (step {entry.get('step', '?')}): " + ", ".join(parts)
 
 
 def write_checkpoint(run: Path, state: dict[str, Any]) -> None:

@@ -59,7 +59,8 @@ def train(config: Config, progress: bool = True, wait: bool = True) -> Path | No
         return _train(config, cls, data, run, progress)
 
     def waiting() -> None:
-        print(f"{config.technique} seed {config.seed}: another process is training {run}; waiting to reuse it",
+        print(f"{config.technique} seed {config.seed}: another process is training run "
+              f"{run.parent.name}/{run.name}; waiting to reuse it",
               file=sys.stderr, flush=True)
 
     with exclusive_lock(runfolder.lock_path(run), on_wait=waiting, blocking=wait) as held:

@@ -36,8 +36,11 @@ def test_run_folder_contents(tiny_data, tmp_path):
     config = _config(tiny_data, tmp_path)
     run = sweep.train(config, progress=False)
     assert run == tmp_path / "baseline" / runfolder.run_id(config)
-    assert {p.name for p in run.iterdir()} == {"config.json", "history.jsonl", "checkpoint.pt", "predictions.csv", "trajectory.csv",
-                                               "metrics.json", "done"}
+    assert {p.name for p in run.iterdir()} == {"config.json", "history.jsonl", "train.log", "checkpoint.pt", "predictions.csv",
+                                               "trajectory.csv", "metrics.json", "done"}
+    # the training log is the run's, not the caller's output: one readable line per epoch of history.jsonl
+    log = (run / "train.log").read_text().splitlines()
+    assert len(log) == 2 and log[1].startswith("epoch 2 (step ") and "val acc " in log[1] and "img/s" in log[1]
     assert runfolder.run_id(Config.from_dict(json.loads((run / "config.json").read_text()))) == runfolder.run_id(config)
     history = _history(run)
     assert [h["epoch"] for h in history] == [0, 1] and all("loss" in h and "val_accuracy" in h for h in history)
@@ -191,3 +194,21 @@ def test_on_bad_skip_trains_without_a_broken_file_and_raise_names_it(tiny_data, 
     assert "broken.png" not in (run / "predictions.csv").read_text()
     with pytest.raises(ConfigError, match="on_bad"):
         _config(root, tmp_path, on_bad="ignore")
+
+
+def test_progress_bars_and_training_lines_show_in_a_terminal_only(capsys, monkeypatch):
+    """attrlib.progress: drawn when stderr is a terminal (or ATTRLIB_PROGRESS=1), never into a captured or
+    kernel stream, where a bar would stay as a stale "0%|" line (the run's train.log keeps the lines)."""
+    from attrlib import progress
+
+    monkeypatch.delenv("ATTRLIB_PROGRESS", raising=False)
+    assert not progress.interactive()  # pytest's capture, like a Jupyter kernel's stream, is no terminal
+    progress.say("epoch 1 (step 16): loss 1.0")
+    assert list(progress.bar(range(3), desc="train", total=3)) == [0, 1, 2]
+    assert capsys.readouterr().err == ""
+    monkeypatch.setenv("ATTRLIB_PROGRESS", "1")
+    progress.say("epoch 1 (step 16): loss 1.0")
+    list(progress.bar(range(3), desc="train", total=3))
+    list(progress.bar(range(3), enabled=False, desc="off", total=3))  # the caller's own switch still holds
+    err = capsys.readouterr().err
+    assert "epoch 1 (step 16)" in err and "train: 100%|" in err and "off" not in err

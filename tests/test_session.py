@@ -19,7 +19,8 @@ REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((REPO / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 
 
-def test_session_resolves_the_parameters_of_a_notebook(tiny_data):
+def test_session_resolves_the_parameters_of_a_notebook(tiny_data, tmp_path, monkeypatch):
+    monkeypatch.setenv("ATTRLIB_ROOT", str(tmp_path))  # relative folders are the project root's
     s = session(profile="quick", data=str(tiny_data), heldout="military_vehicle, car", seeds=[], runs="r",
                 figures="f", results="t", device="cpu", progress=False)
     assert isinstance(s, Session)
@@ -27,9 +28,10 @@ def test_session_resolves_the_parameters_of_a_notebook(tiny_data):
     assert s.data == tiny_data and s.rotations == (("military_vehicle",), ("car",))
     assert s.heldout == ("military_vehicle",)
     assert s.seeds == PROFILES["quick"]["seeds"]  # none given: the profile's
-    assert s.common == dict(data=str(tiny_data), rotations=(("military_vehicle",), ("car",)), runs="r", device="cpu",
-                            on_bad="raise")
-    assert s.config.image_size == PROFILES["quick"]["config"]["image_size"] and s.config.runs == "r"
+    assert s.common == dict(data=str(tiny_data), rotations=(("military_vehicle",), ("car",)),
+                            runs=str(tmp_path / "r"), device="cpu", on_bad="raise")
+    assert (s.figures, s.results) == (str(tmp_path / "f"), str(tmp_path / "t"))
+    assert s.config.image_size == PROFILES["quick"]["config"]["image_size"] and s.config.runs == str(tmp_path / "r")
     assert not s.simulated and s.note == "" and s.oracle_data is None  # the user's data: no unbiased twin
     assert "military_vehicle; car" in s._repr_markdown_()
     # none given: the profile's rotations (quick: the seed's held-out subclass); "a+b": one rotation holding out both
@@ -64,6 +66,44 @@ def test_the_quick_profile_keeps_the_smoke_run_small(tiny_data):
     assert sweep_points(default.sweep_strengths) == []  # the 15-minute default leaves the checks to quick and thorough
     assert sweep_points(thorough.sweep_strengths) == sorted({0.0, 1.0, DEFAULT_STRENGTH})
     assert sweep_points("") == []
+
+
+def test_relative_folders_are_the_project_roots_from_any_working_directory(tiny_data, tmp_path, monkeypatch):
+    """JupyterLab's kernel works in notebooks/, the study in the root: both mean the root's data/, runs/,
+    figures/ and results/ (the nearest folder holding pyproject.toml or .git, or $ATTRLIB_ROOT); a user's
+    absolute paths are kept."""
+    from attrlib.study.session import project_root, resolve_data
+
+    session_module = sys.modules["attrlib.study.session"]  # the module (attrlib.study.session is the function)
+
+    monkeypatch.delenv("ATTRLIB_ROOT", raising=False)
+    root = tmp_path / "project"
+    (root / "notebooks").mkdir(parents=True)
+    (root / "pyproject.toml").write_text("[project]\nname = 'x'\n")
+    (root / "data").symlink_to(tiny_data, target_is_directory=True)
+    monkeypatch.chdir(root / "notebooks")
+    assert project_root() == root.resolve()
+    s = session(profile="quick", data="data", runs="runs", figures="figures", results="results", progress=False)
+    assert s.data == root.resolve() / "data"
+    assert (s.runs, s.figures, s.results) == tuple(str(root.resolve() / n) for n in ("runs", "figures", "results"))
+    assert s.common["runs"] == s.config.runs == s.runs
+    # the profile's embedded benchmark (data empty) is made under the root's data/, not notebooks/data/
+    made = []
+    monkeypatch.setattr(session_module, "synthesize", lambda out, **kw: made.append(Path(out)) or Path(out))
+    resolve_data("quick", "")
+    assert made == [root.resolve() / "data" / "benchmark-quick"]
+    # absolute paths as given, wherever the kernel works
+    absolute = session(profile="quick", data=str(tiny_data), runs=str(tmp_path / "elsewhere"), progress=False)
+    assert absolute.data == tiny_data and absolute.runs == str(tmp_path / "elsewhere")
+    # no marker above: the working directory; ATTRLIB_ROOT overrides both, and must be a folder
+    bare = tmp_path / "bare" / "sub"
+    bare.mkdir(parents=True)
+    assert project_root(bare) == bare.resolve()
+    monkeypatch.setenv("ATTRLIB_ROOT", str(bare))
+    assert project_root() == bare.resolve()
+    monkeypatch.setenv("ATTRLIB_ROOT", str(tmp_path / "missing"))
+    with pytest.raises(ConfigError, match="ATTRLIB_ROOT=.*is not a folder"):
+        project_root()
 
 
 def test_session_fails_on_unknown_profiles_knobs_and_empty_heldout(tiny_data):
@@ -115,6 +155,48 @@ def test_notebooks_open_on_the_project_kernel_unmodified_and_without_outputs(pat
     assert all(c["outputs"] == [] and c["execution_count"] is None for c in code)
 
 
+def test_the_git_filter_commits_notebooks_without_outputs(tmp_path):
+    """`make filter` (run by `make lab`) installs nbstripout's git filter into the clone; .gitattributes declares
+    it for *.ipynb. A notebook run in JupyterLab (outputs, execution counts) is staged without them, keeping its
+    cells' ids, `git status` stays clean when autosave writes outputs again, and the committed notebooks pass
+    through the filter unchanged (installing it shows no diff)."""
+    import shutil
+
+    import nbformat
+    from nbformat.v4 import new_output
+
+    if not (shutil.which("git") and shutil.which("make")):
+        pytest.skip("needs git and make")
+    repo = tmp_path / "clone"
+    repo.mkdir()
+    git = lambda *args: subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=repo,
+                                       capture_output=True, text=True, check=True).stdout
+    git("init", "-q")
+    shutil.copy(REPO / ".gitattributes", repo / ".gitattributes")
+    venv = Path(sys.executable).parent.parent
+    subprocess.run(["make", "-s", "-f", str(REPO / "Makefile"), "filter", f"VENV={venv}"], cwd=repo, check=True,
+                   capture_output=True)
+    assert "nbstripout" in git("config", "filter.nbstripout.clean")
+    committed = NOTEBOOKS[1]  # 02_baseline, as committed
+    nb = nbformat.read(str(committed), as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    for i, cell in enumerate(code, 1):  # as JupyterLab leaves it after "run all"
+        cell.execution_count = i
+        cell.outputs = [new_output("stream", name="stdout", text="val acc 0.5\n")]
+    path = repo / committed.name
+    nbformat.write(nb, str(path))
+    git("add", ".gitattributes", path.name)
+    staged = json.loads(git("show", f":{path.name}"))
+    staged_code = [c for c in staged["cells"] if c["cell_type"] == "code"]
+    assert all(c["outputs"] == [] and c["execution_count"] is None for c in staged_code)
+    assert [c["id"] for c in staged["cells"]] == [c.id for c in nb.cells]  # --keep-id
+    assert json.loads(path.read_text())["cells"][2]["outputs"]  # the working copy keeps its outputs
+    git("commit", "-q", "-m", "notebook")
+    assert git("show", f"HEAD:{path.name}") == committed.read_text(encoding="utf-8")  # byte for byte
+    nbformat.write(nb, str(path))  # autosave writes the outputs again
+    assert git("status", "--porcelain") == ""
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_every_notebook_has_one_preamble(path):
     """A title, a parameters cell of typed flat literals, ONE setup cell calling session(...), then its own
@@ -145,7 +227,10 @@ def test_papermill_lists_every_parameter_with_its_type_and_help(path):
                                text=True, check=True).stdout
         assert 'profile: str (default "default")' in shown and "threads: int (default 0)" in shown
     source = nbformat.read(str(path), as_version=4).cells[1].source
-    assert all(": " in line.split("=")[0] for line in source.splitlines() if line.strip())
+    lines = [line for line in source.splitlines() if line.strip()]
+    assert all(": " in line.split("=")[0] for line in lines if not line.lstrip().startswith("#"))
+    # long help wraps onto comment lines (papermill's help is the first one): nothing to scroll sideways
+    assert max(map(len, lines)) <= 100
 
 
 def test_the_simulation_checks_apply_to_the_default_variant_only(tmp_path, tiny_data):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from pathlib import Path
 
@@ -306,6 +307,32 @@ def test_the_report_links_every_notebook_figure_and_table(quick_study, tmp_path)
     assert "hl-ipython3" in (out / "notebooks" / "02_baseline.html").read_text(encoding="utf-8")
 
 
+def test_the_report_reads_on_one_screen_without_a_network(quick_study, tmp_path):
+    """Every page of the quick study's report stands alone (nothing fetched from http(s)://), shows no
+    training line, progress bar or machine path, and every table it shows first is narrow: at most
+    HEADLINE_COLUMNS columns or estimated to fit the window, the whole table collapsed below it."""
+    from attrlib.reporting.html import HEADLINE_COLUMNS, MAX_WIDTH_PX
+    from attrlib.study.report import build_report, remote_references
+
+    cwd = quick_study["cwd"]
+    index = build_report(cwd / "runs" / "notebooks", cwd / "figures", cwd / "results", tmp_path / "report")
+    pages = sorted(index.parent.rglob("*.html"))
+    assert len(pages) > len(_numbered())
+    for page in pages:
+        text = page.read_text(encoding="utf-8")
+        assert remote_references(text) == [], page.name
+        if page.parent.name == "notebooks":
+            assert not LOG_OR_BAR.search(text), (page.name, LOG_OR_BAR.search(text).group(0))
+            assert str(cwd) not in text and "ipykernel_" not in text, page.name  # warnings without paths
+        shown = re.sub(r"<details.*?</details>", "", text, flags=re.DOTALL)  # the collapsed full tables
+        for table in re.findall(r"<table class='attr'>.*?</table>", shown, re.DOTALL):
+            rows = [re.findall(r"<t[hd][^>]*>(.*?)</t[hd]>", row, re.DOTALL) for row in table.split("</tr>")[:-1]]
+            widths = [max(len(row[i]) for row in rows if i < len(row)) for i in range(len(rows[0]))]
+            # shown whole beyond HEADLINE_COLUMNS only when it fits (13 px text: 7.5 px a character, 29 px padding)
+            assert len(widths) <= HEADLINE_COLUMNS or sum(7.5 * w + 29 for w in widths) <= MAX_WIDTH_PX, \
+                (page.name, len(widths))
+
+
 def test_the_report_needs_an_executed_study(tmp_path, capsys):
     from attrlib.cli import main
 
@@ -393,6 +420,62 @@ def test_the_cli_reports_a_failing_study_and_exits_1(tmp_path, tiny_data, capsys
     assert (tmp_path / "runs" / "notebooks" / "05_broken.ipynb").is_file()
 
 
+# a training line ("epoch 3 (step 48): loss 1.2, val acc 0.812, 410 img/s") or a tqdm bar (" 40%|####  | 2/5")
+LOG_OR_BAR = re.compile(r"val acc (?:\d|nan)|\d img/s|\d%\|")
+
+
+def _output_lines(nb: dict) -> list[str]:
+    """Every line a reader sees in a notebook's outputs: streams, and the text/plain and text/html of results."""
+    lines = []
+    for cell in nb["cells"]:
+        for out in cell.get("outputs", []):
+            texts = [out.get("text", "")] + [out.get("data", {}).get(k, "") for k in ("text/plain", "text/html")]
+            for text in texts:
+                lines += ("".join(text) if isinstance(text, list) else text).splitlines()
+    return lines
+
+
+def test_a_notebook_run_from_notebooks_reuses_the_runs_trained_from_the_root(tmp_path, tiny_data, monkeypatch):
+    """JupyterLab's kernel works in notebooks/. Notebook 02 run there (papermill with cwd notebooks/, its folders
+    left at their defaults) reuses the run `attrlib study` trained from the root: no run trained or added,
+    nothing written under notebooks/, its figure and tables rewritten in the root's folders. The study's copy,
+    which trained, shows no training log line and no progress bar."""
+    import shutil
+
+    import papermill as pm
+
+    from attrlib.study import notebook_kernel, run_study
+
+    root = tmp_path / "project"
+    (root / "notebooks").mkdir(parents=True)
+    (root / "pyproject.toml").write_text("[project]\nname = 'scratch'\n")  # the root's marker
+    notebook = Path(shutil.copy(NOTEBOOKS / "02_baseline.ipynb", root / "notebooks"))
+    monkeypatch.delenv("ATTRLIB_ROOT", raising=False)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the kernels inherit these
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p))
+    monkeypatch.chdir(root)
+    run_study(profile="quick", data=str(tiny_data), only=("02",), device="cpu", progress=False, jobs=1)
+    runs = {p: p.stat().st_mtime_ns for p in (root / "runs").glob("*/*/done")}
+    assert runs and all((p.parent / "train.log").is_file() for p in runs)  # the training log's place
+    lines = _output_lines(json.loads((root / "runs" / "notebooks" / "02_baseline.ipynb").read_text()))
+    assert lines and not [line for line in lines if LOG_OR_BAR.search(line)]
+    # its 21-column summary as a narrow headline, the whole table collapsed (attrlib.reporting.html)
+    assert any("<details class='attr-full'>" in line for line in lines) and not any(str(root) in l for l in lines
+                                                                                    if "<" in l)
+    figure = root / "figures" / "02_baseline_confusion.png"
+    written = figure.stat().st_mtime_ns
+    under_notebooks = sorted((root / "notebooks").rglob("*"))
+
+    monkeypatch.chdir(root / "notebooks")  # as JupyterLab's kernel
+    pm.execute_notebook(str(notebook), str(tmp_path / "lab.ipynb"), parameters=dict(profile="quick",
+                        data=str(tiny_data), device="cpu"), kernel_name=notebook_kernel(notebook),
+                        progress_bar=False, cwd=str(root / "notebooks"))
+    assert {p: p.stat().st_mtime_ns for p in (root / "runs").glob("*/*/done")} == runs  # reused, none added
+    assert sorted(p for p in (root / "runs").glob("*/*") if p.is_dir()) == sorted(p.parent for p in runs)
+    assert sorted((root / "notebooks").rglob("*")) == under_notebooks == [notebook]
+    assert figure.stat().st_mtime_ns > written  # its outputs went to the root's folders
+
+
 # ------------------------------------------------------------------------------------- library pieces
 def test_resolve_data_unbiased_variant(tmp_path, tiny_data, monkeypatch):
     from attrlib.simulator import synthesize
@@ -408,9 +491,10 @@ def test_resolve_data_unbiased_variant(tmp_path, tiny_data, monkeypatch):
     params = json.loads((twin / "benchmark.json").read_text())
     assert params["variant"] == "unbiased" and params["size"] == 32 and params["scale"] == pytest.approx(1 / 250)
     assert unbiased_variant(twin) == twin
-    monkeypatch.chdir(tmp_path)
+    monkeypatch.chdir(tmp_path)  # no pyproject.toml or .git above it: the project root is the working directory
+    monkeypatch.delenv("ATTRLIB_ROOT", raising=False)
     monkeypatch.setitem(STUDY_BENCHMARKS, "quick", dict(out="bench", scale=1 / 250, size=32))
-    assert resolve_data("quick", variant="unbiased") == Path("bench-unbiased")
+    assert resolve_data("quick", variant="unbiased") == tmp_path.resolve() / "bench-unbiased"
 
 
 def test_gap_closed_against_two_references_and_a_missing_oracle(tiny_data, tmp_path):

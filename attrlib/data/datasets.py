@@ -30,9 +30,9 @@ import pandas as pd
 import torch
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
-from tqdm.auto import tqdm
 
 from ..errors import DataError
+from ..progress import bar as progress_bar
 from .images import image_size, load_image, load_mask
 from .sources import format_problem
 
@@ -54,7 +54,7 @@ def _release(size: int) -> None:
 def _progress(iterable, total: int, desc: str, enabled: bool):
     if not enabled:
         return iterable
-    return tqdm(iterable, total=total, desc=desc, unit="img", leave=False)
+    return progress_bar(iterable, True, total=total, desc=desc, unit="img", leave=False)
 
 
 def _read_row(path: str, mask_path: str, with_mask: bool, max_pixels: int | None):

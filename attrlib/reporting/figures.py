@@ -190,7 +190,8 @@ def confusion_grid(runs: Mapping[str, Sequence[str | os.PathLike]], split: str =
     counts, in a grid."""
     names = list(runs)
     rows = max(1, -(-len(names) // cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.8 * rows), squeeze=False)
+    # constrained layout makes room for the figure's title above the panels' own (tight_layout ignores it)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.8 * rows), squeeze=False, layout="constrained")
     for ax, name in zip(axes.flat, names):
         data = _confusion_of_runs(runs[name], split, normalize)
         sns.heatmap(data, annot=True, fmt=".2f" if normalize else "d", cmap="Blues", cbar=False, ax=ax,
@@ -201,7 +202,6 @@ def confusion_grid(runs: Mapping[str, Sequence[str | os.PathLike]], split: str =
         ax.axis("off")
     if title:
         fig.suptitle(title, fontsize=11)
-    fig.tight_layout()
     return fig
 
 

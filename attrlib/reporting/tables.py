@@ -116,8 +116,8 @@ def format_summary(table: pd.DataFrame, digits: int = 2, alpha: float | None = N
         out["accuracy"] = table.accuracy.map(num)
     out[f"accuracy {level} CI"] = [ci(lo, hi) for lo, hi in zip(table.accuracy_low, table.accuracy_high)]
     if "balanced_accuracy" in table:
-        out["balanced accuracy"] = [pm(m, s) for m, s in zip(table.balanced_accuracy,
-                                                             table.get("balanced_accuracy_std", table.balanced_accuracy * np.nan))]
+        out["balanced accuracy"] = pm(table.balanced_accuracy,
+                                      table.get("balanced_accuracy_std", table.balanced_accuracy * np.nan), seeds)
         if "majority_accuracy" in table:   # the floors: a predictor naming one generator for every image
             out["majority floor (acc / bal)"] = [f"{num(a)} / {num(b)}" for a, b in
                                                  zip(table.majority_accuracy, table.majority_balanced_accuracy)]

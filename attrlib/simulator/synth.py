@@ -55,10 +55,10 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
-from tqdm.auto import tqdm
 
 from ..errors import ConfigError, DataError
 from ..io import atomic_write_json
+from ..progress import bar as progress_bar
 from . import content, families, realistic as _realistic
 
 # Bump when a change to content.py or families.py changes the images: it is part of the cache key.
@@ -290,7 +290,7 @@ def _generate(root: Path, params: dict, progress: bool) -> None:
     total = sum(n for split in cells.values() for row in split.values() for n in row.values())
     write_cell = _realistic.write_cell if realistic else _write_cell
     rows, manifest = [], []
-    with tqdm(total=total, desc="synthesising benchmark (simulated)", unit="img", disable=not progress) as bar:
+    with progress_bar(None, progress, total=total, desc="synthesising benchmark (simulated)", unit="img") as bar:
         for split in SPLITS:
             for g in GENERATORS:
                 for (sc, instance), n in cells[split].get(g, {}).items():

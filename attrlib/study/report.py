@@ -8,23 +8,33 @@ every figure (PNG, PDF) and table (CSV, Markdown, LaTeX, and an HTML rendering o
 that links all of them and states the study's profile, data, commit and time (from the runner's
 `study_timing.json`). Every file is written atomically; the report's own subfolders are rebuilt each time,
 so nothing from an earlier study stays behind.
+
+It reads on one screen per page and without a network: a table page shows a narrow headline and the whole
+table collapsed below it (`attrlib.reporting.html.table_html`, as the notebooks' own outputs), and no page
+loads anything from elsewhere: the pages extend nbconvert's lab template without the scripts it takes from a
+CDN (require.js, MathJax, mermaid, the widget manager: the notebooks have no LaTeX, no diagrams and no live
+widgets in a static page); `remote_references` finds anything a page would still fetch.
 """
 from __future__ import annotations
 
 import html
 import json
+import re
 import shutil
 import time
 from itertools import groupby
 from pathlib import Path
 
+import jinja2
 import nbformat
 import pandas as pd
 from nbconvert import HTMLExporter
 
 from ..errors import ConfigError
 from ..io import atomic_write_bytes, atomic_write_text
+from ..reporting.html import TABLE_CSS, table_html
 from .runner import notebooks_in
+from .session import project_path, shown_path
 
 FIGURE_EXTENSIONS = (".png", ".pdf", ".svg")
 TABLE_EXTENSIONS = (".csv", ".md", ".tex")
@@ -40,13 +50,35 @@ ol.notebooks li { margin: .3em 0; } .muted { color: #777; font-size: .9em; }
 .figures img { width: 100%; height: 140px; object-fit: contain; }
 .figures figcaption { font-size: .8em; word-break: break-all; }
 ul.tables { columns: 2; } code { background: #f4f4f4; padding: 0 .2em; }
+""" + TABLE_CSS
+
+# nbconvert's lab template without what it loads from a CDN
+_OFFLINE_TEMPLATE = """{%- extends 'index.html.j2' -%}
+{%- block html_head_js_requirejs -%}{%- endblock html_head_js_requirejs -%}
+{%- block html_head_js_mathjax -%}{%- endblock html_head_js_mathjax -%}
+{%- block html_head_js_mermaidjs -%}{%- endblock html_head_js_mermaidjs -%}
+{%- block jupyter_widgets -%}{%- endblock jupyter_widgets -%}
+"""
+# what a page would fetch from elsewhere: a tag's src/href (script, style sheet, image, frame, media), a CSS
+# url() or @import, a JavaScript import of an http(s):// or protocol-relative address (links to follow are not
+# fetched, nor are addresses in comments)
+_REMOTE = re.compile(r"<(?:script|link|img|iframe|source|embed|object)\b[^>]*\b(?:src|href|data)\s*=\s*[\"']?"
+                     r"(?:https?:)?//[^>]*>|url\(\s*[\"']?(?:https?:)?//[^)]*\)|@import\s+[\"'](?:https?:)?//[^\"']*"
+                     r"|\bimport\s*\(\s*[\"'](?:https?:)?//[^\"']*|\bfrom\s+[\"'](?:https?:)?//[^\"']*", re.IGNORECASE)
+# a notebook page: its tables as the report's (the notebooks' DataFrames already carry it; older pandas HTML too)
+_PAGE_STYLE = TABLE_CSS + """
+.jp-RenderedHTMLCommon table.dataframe td, .jp-RenderedHTMLCommon table.dataframe th { padding: .3em .9em;
+  text-align: right; white-space: nowrap; }
+.jp-OutputArea-output { overflow-x: auto; }
+.jp-RenderedImage img { max-width: 100%; height: auto; }
 """
 
 
 def build_report(executed: str | Path = "runs/notebooks", figures: str | Path = "figures",
                  results: str | Path = "results", out: str | Path = "report", show_input: bool = False) -> Path:
     """Build the report of the study whose executed notebooks are in `executed`; return its index.html."""
-    executed, figures, results, out = Path(executed), Path(figures), Path(results), Path(out)
+    # relative folders are the project root's, as the study's (`attrlib.study.session.project_path`)
+    executed, figures, results, out = (project_path(p) for p in (executed, figures, results, out))
     if not executed.is_dir():
         raise ConfigError(f"no executed notebooks: {str(executed)!r} does not exist; run `attrlib study` (or "
                           "`make study`) first, or pass --executed DIR")
@@ -56,27 +88,51 @@ def build_report(executed: str | Path = "runs/notebooks", figures: str | Path = 
     for sub in ("notebooks", "figures", "results"):  # only the report's own folders are rebuilt
         shutil.rmtree(out / sub, ignore_errors=True)
 
-    exporter = HTMLExporter(template_name="lab", exclude_input=not show_input, exclude_input_prompt=not show_input,
+    exporter = HTMLExporter(template_name="lab", template_file="offline.html.j2",
+                            extra_loaders=[jinja2.DictLoader({"offline.html.j2": _OFFLINE_TEMPLATE})],
+                            exclude_input=not show_input, exclude_input_prompt=not show_input,
                             exclude_output_prompt=True, embed_images=True)
     pages = []
     for nb_path in notebooks:
         nb = nbformat.read(str(nb_path), as_version=4)
+        nb.metadata.pop("widgets", None)  # a widget's saved state needs the widget manager from a CDN
         body, _ = exporter.from_notebook_node(nb, resources={"metadata": {"name": nb_path.stem}})
         page = out / "notebooks" / f"{nb_path.stem}.html"
-        atomic_write_text(page, _with_back_link(body))
+        atomic_write_text(page, _with_back_link(_styled(body)))
         pages.append(dict(page=page.relative_to(out).as_posix(), name=nb_path.name, title=_title(nb, nb_path.stem),
                           errors=_errors(nb), seconds=timing.get("notebooks", {}).get(nb_path.name)))
 
     figure_files = _copy(figures, out / "figures", FIGURE_EXTENSIONS)
     table_files = _copy(results, out / "results", TABLE_EXTENSIONS)
     for csv in [f for f in table_files if f.suffix == ".csv"]:
-        frame = pd.read_csv(csv, keep_default_na=False)
+        frame = pd.read_csv(csv, index_col=0)  # save_table writes the row labels first
+        caption = _caption(csv.with_suffix(".md"))
         atomic_write_text(csv.with_suffix(".html"), _page(csv.stem, f"<h1>{html.escape(csv.stem)}</h1>"
-                          f"<p><a href='../index.html'>report index</a></p>{frame.to_html(index=False, border=0)}"))
+                          f"<p><a href='../index.html'>report index</a> · <a href='{html.escape(csv.name)}'>CSV</a>"
+                          f"</p>{table_html(frame, css=False)}"
+                          + (f"<p class='muted'>{html.escape(caption)}</p>" if caption else "")))
 
     index = out / "index.html"
     atomic_write_text(index, _index(timing, pages, figure_files, table_files, out, show_input))
     return index
+
+
+def _styled(page: str) -> str:
+    """An exported page with the report's table style in its head."""
+    return page.replace("</head>", f"<style>{_PAGE_STYLE}</style>\n</head>", 1)
+
+
+def remote_references(page: str) -> list[str]:
+    """What `page` would fetch from http(s):// when opened (`_REMOTE`): [] for a page that stands alone."""
+    return [m.group(0) for m in _REMOTE.finditer(page)]
+
+
+def _caption(markdown: Path) -> str:
+    """The caption save_table wrote under a Markdown table (its last paragraph not part of the table)."""
+    if not markdown.is_file():
+        return ""
+    last = markdown.read_text(encoding="utf-8").strip().split("\n\n")[-1]
+    return "" if last.lstrip().startswith("|") else last.strip()
 
 
 def _title(nb: nbformat.NotebookNode, fallback: str) -> str:
@@ -120,7 +176,8 @@ def _index(timing: dict, pages: list[dict], figures: list[Path], tables: list[Pa
            show_input: bool) -> str:
     e = html.escape
     minutes = f"{timing['seconds'] / 60:.1f} min" if "seconds" in timing else "unknown"
-    facts = [("profile", timing.get("profile", "unknown")), ("data", timing.get("data", "unknown")),
+    data = shown_path(timing["data"]) if timing.get("data") else "unknown"  # the root's data/...: no machine path
+    facts = [("profile", timing.get("profile", "unknown")), ("data", data),
              ("held out", timing.get("heldout", "unknown")), ("device", timing.get("device", "unknown")),
              ("commit", timing.get("commit") or "unknown (not a git checkout, or before the commit was recorded)"),
              ("started", timing.get("started", "unknown")), ("finished", timing.get("finished", "unknown")),

@@ -27,7 +27,7 @@ from ..errors import ConfigError
 from ..reporting.explorer import HEADLESS_ENV
 from ..io import atomic_write_json
 from ..provenance import git_commit, now, study_record, write_provenance
-from .session import resolve_data, resolve_rotations
+from .session import project_path, resolve_data, resolve_rotations
 
 # The kernel the notebooks are written for (their kernelspec metadata), installed by `make install` into the
 # venv; a study falls back to python3 only when it is missing.
@@ -82,6 +82,8 @@ def run_study(profile: str = "default", data: str = "", heldout: str | Iterable[
     jobs = int(jobs) or min(4, cores)  # 2 cores: 2 notebooks of 1 thread; 8 cores: 4 notebooks of 2 threads
     if jobs > 1 and not threads:
         threads = max(1, cores // jobs)
+    # relative folders are the project root's (as in every notebook's session), wherever this is started
+    runs, figures, results, notebooks, out = (str(project_path(p)) for p in (runs, figures, results, notebooks, out))
     began, started = time.perf_counter(), now()
     finished_before = len(list(Path(runs).glob("*/*/done")))  # 0: a cold study, every run trained here
     # made once here, not by every notebook; on the embedded benchmark also the oracles' twins (unbiased and

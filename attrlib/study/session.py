@@ -12,25 +12,37 @@ seeds, the simulated-benchmark note, the oracles' data (unbiased, matched), and 
 (`s.knobs`: bootstrap resamples, image caps, sweep strengths...), which live in `attrlib.config.PROFILES`
 rather than in `if profile == ...` branches.
 
+Relative paths (data, runs, figures, results, the embedded benchmark's folder) are resolved against the
+project's root (`project_root`: ATTRLIB_ROOT, or the nearest folder above the working directory holding
+pyproject.toml or .git), not against the kernel's working directory: a notebook opened in JupyterLab (whose
+kernel works in notebooks/), run by papermill or by `attrlib study` from the root reads and writes the same
+data/, runs/, figures/ and results/, so it reuses the study's finished runs. Absolute paths are kept as given.
+
 Also here: how a profile's data is found (`resolve_data`, `unbiased_variant`, `matched_variant`, `is_simulated`,
 `benchmark_spec`) and the one parser of a `heldout` string (`parse_heldout`), which the CLI uses too.
 """
 from __future__ import annotations
 
 import json
+import os
+import sys
+import warnings
 from dataclasses import dataclass, field
 from functools import cached_property
 from inspect import signature
 from pathlib import Path
 from typing import Any, Iterable
 
+import pandas as pd
 import torch
+from IPython import get_ipython
 
 from ..simulator import VARIANTS, synthesize
 from ..config import PROFILES, Config, profile as profile_config
 from ..data import choose_val_subclass, eligible_rotations, val_subclass_of
 from ..data.sources import discover
 from ..errors import ConfigError
+from ..reporting.html import table_html
 from ..simulator import SIMULATED_NOTE
 
 # The embedded benchmark each profile studies when no --data is given. `quick` is small enough for the
@@ -43,8 +55,47 @@ STUDY_BENCHMARKS = {
     "paper": dict(out="data/benchmark-paper", scale=1 / 50, size=256),
 }
 
+# The project's root: this variable when set, else the nearest folder holding one of the markers, upwards from
+# the working directory (the repository: notebooks/ is one level below it), else the working directory itself.
+ROOT_ENV = "ATTRLIB_ROOT"
+ROOT_MARKERS = ("pyproject.toml", ".git")
+
 # A knob given as one of these takes the profile's value (a parameters cell's "0: the profile's").
 _PROFILE_VALUE = (None, 0, "auto")
+
+
+def project_root(start: str | Path | None = None) -> Path:
+    """The folder a notebook's relative paths mean: $ATTRLIB_ROOT when set, else the nearest folder at or above
+    `start` (the working directory) that holds pyproject.toml or .git (the repository, also from its notebooks/
+    folder), else `start` itself."""
+    env = os.environ.get(ROOT_ENV, "").strip()
+    if env:
+        root = Path(env).expanduser()
+        if not root.is_dir():
+            raise ConfigError(f"{ROOT_ENV}={env!r} is not a folder; set it to the project's root (the folder "
+                              "holding data/, runs/, figures/, results/) or unset it")
+        return root.resolve()
+    here = Path(start if start is not None else Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if any((folder / marker).exists() for marker in ROOT_MARKERS):
+            return folder
+    return here
+
+
+def project_path(path: str | os.PathLike) -> Path:
+    """`path` as the study means it: an absolute path as given, a relative one under `project_root()`."""
+    path = Path(path).expanduser()
+    return path if path.is_absolute() else project_root() / path
+
+
+def shown_path(path: str | os.PathLike) -> str:
+    """A path as a notebook shows it: relative to the project's root when under it (no machine paths in a
+    report), else as given."""
+    path = Path(path)
+    try:
+        return path.resolve().relative_to(project_root()).as_posix()
+    except ValueError:
+        return str(path)
 
 
 def parse_rotations(heldout: str | Iterable[str]) -> tuple[tuple[str, ...], ...]:
@@ -121,7 +172,7 @@ def resolve_data(profile: str = "default", data: str = "", progress: bool = True
     if variant not in VARIANTS:
         raise ConfigError(f"unknown variant {variant!r}; valid variants: {', '.join(VARIANTS)}")
     if data:
-        path = Path(data)
+        path = project_path(data)
         if not path.exists():
             raise ConfigError(f"data {str(path)!r} does not exist; give a folder <root>/<generator>/<subclass>/... "
                               "or a manifest CSV, or leave data empty for the embedded benchmark")
@@ -129,7 +180,7 @@ def resolve_data(profile: str = "default", data: str = "", progress: bool = True
     if profile not in STUDY_BENCHMARKS:
         raise ConfigError(f"unknown profile {profile!r}; valid profiles: {', '.join(STUDY_BENCHMARKS)}")
     spec = dict(STUDY_BENCHMARKS[profile])
-    out = spec.pop("out") + ("" if variant == "biased" else f"-{variant}")
+    out = project_path(spec.pop("out") + ("" if variant == "biased" else f"-{variant}"))
     return synthesize(out, progress=progress, variant=variant, **spec)
 
 
@@ -220,7 +271,7 @@ class Session:
     rotations: the held-out subclass(es) of every leave-one-subclass-out rotation: the notebook's `heldout`
               ("a, b": two rotations), or the profile's (`PROFILES[...]["rotations"]`) when it gives none.
     seeds:    the training seeds: the notebook's, or the profile's when it gives none.
-    runs, figures, results: where run folders, figures and tables go.
+    runs, figures, results: where run folders, figures and tables go (absolute: `project_path`).
     device, threads: the torch device ("auto": the best available) and CPU threads (0: torch's default).
     config:   the profile's Config with the shared overrides (`common`) applied, e.g. `s.config.image_size`.
     simulated, note: whether `data` is the embedded benchmark, and the note every figure of it carries
@@ -266,9 +317,27 @@ class Session:
     def _repr_markdown_(self) -> str:
         seeds = ", ".join(map(str, self.seeds))
         rotations = "; ".join("+".join(r) for r in self.rotations)
-        line = (f"**Profile** `{self.profile}` · **data** `{self.data}` · **held out (rotations)** {rotations} · "
-                f"**seeds** {seeds} · **device** `{self.device}`")
+        line = (f"**Profile** `{self.profile}` · **data** `{shown_path(self.data)}` · **held out (rotations)** "
+                f"{rotations} · **seeds** {seeds} · **device** `{self.device}`")
         return line + (f"\n\n*{self.note}*" if self.note else "")
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """A warning as a notebook shows it: its category and message, without the path and the source line of
+    the code that raised it (a machine's path in every executed copy and report page)."""
+    print(f"{category.__name__}: {message}", file=file or sys.stderr)
+
+
+def notebook_output() -> None:
+    """In a Jupyter kernel (JupyterLab, papermill, `attrlib study`), make a notebook's visible output its
+    figures, tables and a few lines of text: every displayed DataFrame as `attrlib.reporting.html.table_html`
+    (a narrow headline, the whole table collapsed below it, numbers rounded to what the intervals support),
+    every warning as its category and message. Outside a kernel: nothing. `session` calls it."""
+    shell = get_ipython()
+    if shell is None or not hasattr(shell, "display_formatter"):
+        return
+    warnings.showwarning = _show_warning
+    shell.display_formatter.formatters["text/html"].for_type(pd.DataFrame, table_html)
 
 
 def session(profile: str = "default", data: str = "", heldout: str | Iterable[str] = "",
@@ -277,8 +346,10 @@ def session(profile: str = "default", data: str = "", heldout: str | Iterable[st
             **knobs: Any) -> Session:
     """Resolve a notebook's parameters into a `Session` (the shared setup cell of every notebook).
 
-    Makes the profile's embedded benchmark when `data` is empty and it is missing; sets torch's CPU threads
-    when `threads` > 0. `knobs` override the profile's notebook settings (`PROFILES[profile]["notebook"]`);
+    In a kernel, displayed tables and warnings take the report's form (`notebook_output`). Relative `data`,
+    `runs`, `figures` and `results` are under the project's root (`project_path`), whatever the working
+    directory. Makes the profile's embedded benchmark when `data` is empty and it is missing; sets torch's
+    CPU threads when `threads` > 0. `knobs` override the profile's notebook settings (`PROFILES[profile]["notebook"]`);
     a knob given as 0, None or "auto" keeps the profile's value. An unknown profile or knob fails and lists
     the valid ones.
     """
@@ -293,7 +364,9 @@ def session(profile: str = "default", data: str = "", heldout: str | Iterable[st
         raise ConfigError(f"threads={threads} must be 0 (torch's default) or more")
     if threads:
         torch.set_num_threads(int(threads))
+    notebook_output()
     root = resolve_data(profile, data, progress=progress)
+    runs, figures, results = (str(project_path(p)) for p in (runs, figures, results))
     rotations = resolve_rotations(profile, root, heldout)
     present = set(discover(root).frame["subclass"])
     for name in sorted({n for r in rotations for n in r} - present):

@@ -35,10 +35,10 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
 from ..data import label_codes
 from ..errors import ConfigError
+from ..progress import bar as progress_bar
 from ..models import build_model
 
 
@@ -227,7 +227,7 @@ def predict_log_probs(predict, loader, device: torch.device, n_classes: int, pro
     probability rounds to 0 or 1. `predict` sees at most `chunk` crops at once (a batch of 64 images of 16
     patches would hold the activations of 1,024 crops)."""
     out = []
-    for batch in tqdm(loader, desc=desc, disable=not progress, leave=False):
+    for batch in progress_bar(loader, progress, desc=desc, leave=False):
         x = batch["x"]
         logits = torch.cat([predict(x[i:i + chunk].to(device, non_blocking=True)).double()
                             for i in range(0, len(x), chunk)])

@@ -26,13 +26,13 @@ import time
 import numpy as np
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
 
 from .. import runfolder, techniques
 from ..config import Config
 from ..data import StudyData
 from ..errors import ConfigError, DataError
 from ..io import remove_stale_temporaries
+from ..progress import say
 from ..techniques import Technique, predict_log_probs
 from . import distributed
 from .checkpoint import checkpoint_state, load_checkpoint
@@ -144,10 +144,8 @@ def fit(config: Config, data: StudyData, run: Path, init_from: Path | None = Non
             runfolder.write_trajectory(run, trajectory)
         runfolder.write_history(run, history)
         runfolder.write_checkpoint(run, state)
-        if progress:
-            tqdm.write(f"{config.technique} seed {config.seed} epoch {epoch + 1}/{epochs} (step {done}/{steps}): loss "
-                       f"{stats.get('loss', float('nan')):.4f}, val acc {stats.get('val_accuracy', float('nan')):.3f}, "
-                       f"{stats['images_per_second']:.0f} img/s")
+        # the run's train.log holds the line (written with the history); a terminal shows it, a notebook does not
+        say(f"{config.technique} seed {config.seed} of {epochs} epochs, {runfolder.log_line(history[-1])}", progress)
     if start_epoch == 0 and epochs == 0:  # zero epochs: keep the (initial or upstream) weights all the same
         state = checkpoint_state(technique, -1, loader_generator)
         if main:

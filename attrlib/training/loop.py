@@ -11,11 +11,11 @@ import numpy as np
 import pandas as pd
 import torch
 from torch.utils.data import DataLoader, RandomSampler, WeightedRandomSampler
-from tqdm.auto import tqdm
 
 from ..config import Config
 from ..data import ImageDataset, StudyData, build_augment, collate_patches
 from ..errors import ConfigError
+from ..progress import bar as progress_bar
 from . import distributed
 
 
@@ -85,8 +85,8 @@ def train_one_epoch(technique, loader: DataLoader, device: torch.device, epoch: 
     start = time.perf_counter()
     total = len(loader) if max_steps is None else min(len(loader), max_steps)
     # islice stops before fetching a batch past the budget (a decoded batch of large images is not free)
-    bar = tqdm(itertools.islice(loader, total), desc=f"{technique.name} epoch {epoch + 1}/{epochs}",
-               disable=not progress, leave=False, total=total)
+    bar = progress_bar(itertools.islice(loader, total), progress, desc=f"{technique.name} epoch {epoch + 1}/{epochs}",
+                       leave=False, total=total)
     for batch in bar:
         batch = _to_device(batch, device)
         stats = technique.update(batch)
