@@ -70,7 +70,7 @@ def test_torchrun_two_cpu_processes_train_one_run(tiny_data, tmp_path):
     assert proc.stdout.count(str(run)) == 2 and not proc.stdout.replace(str(run), "").split(), proc.stdout
     assert [p.relative_to(tmp_path / "ddp") for p in (tmp_path / "ddp").glob("*/*")] == [run.relative_to(tmp_path / "ddp")]
     assert {p.name for p in run.iterdir()} == {"config.json", "history.jsonl", "checkpoint.pt", "predictions.csv", "trajectory.csv",
-                                               "metrics.json", "done"}
+                                               "metrics.json", "train.log", "done"}
     metrics = json.loads((run / "metrics.json").read_text())
     history = [json.loads(line) for line in (run / "history.jsonl").read_text().splitlines()]
     assert metrics["world_size"] == 2 and [h["epoch"] for h in history] == list(range(6))

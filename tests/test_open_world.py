@@ -24,6 +24,9 @@ from attrlib.techniques import available, build_technique, predict_log_probs
 from conftest import TINY_CELLS, TINY_HELDOUT, make_messy_data
 
 UNKNOWN = "stylegan3"
+# measured on tiny_data (seeds 0, 1): at 40 steps msp's mean still ranks the unknown images lower on one seed
+# (AUROC 0.74), at 64 steps above (0.96-0.99), at 96 every score separates them (AUROC 1.00 on both seeds)
+STEPS = 96
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +34,7 @@ def open_run(tiny_data, tmp_path_factory):
     """A tiny baseline run trained without UNKNOWN (its images form the `unknown` split)."""
     torch.set_num_threads(1)
     config = Config(data=str(tiny_data), runs=str(tmp_path_factory.mktemp("open_runs")), image_size=32,
-                    batch_size=16, steps=40, val_subclass="none", unknown_generators=(UNKNOWN,))
+                    batch_size=16, steps=STEPS, val_subclass="none", unknown_generators=(UNKNOWN,))
     return sweep.train(config, progress=False)
 
 
@@ -90,9 +93,7 @@ def test_threshold_rejects_the_stated_share_of_known_validation_images(open_run)
 
 def test_left_out_generator_scores_higher_than_known_images_of_the_same_content(open_run):
     """Images of the generator the run never saw get higher unknown scores than known generators' validation
-    images of the same (seen) subclasses: on average for every score, and the default score (Mahalanobis)
-    ranks them apart (AUROC). Measured: at 24 steps msp and energy still rank the unknown images lower (AUROC
-    0.18-0.61 over two seeds), at 40 higher (0.78-1.0); Mahalanobis 1.0 from 24 steps."""
+    images of the same (seen) subclasses: on average and ranked apart (AUROC) for every score (see STEPS)."""
     model = fit_open_set(open_run)
     data = model.run.data
     known = model.score_frame(data.split("val"))
@@ -101,8 +102,7 @@ def test_left_out_generator_scores_higher_than_known_images_of_the_same_content(
     for s in SCORES:
         k, u = known[f"{SCORE_PREFIX}{s}"].to_numpy(), unknown[f"{SCORE_PREFIX}{s}"].to_numpy()
         assert u.mean() > k.mean(), s
-    s = f"{SCORE_PREFIX}mahalanobis"
-    assert roc_auc_score(np.r_[np.zeros(len(known)), np.ones(len(unknown))], np.r_[known[s], unknown[s]]) > 0.9
+        assert roc_auc_score(np.r_[np.zeros(len(k)), np.ones(len(u))], np.r_[k, u]) > 0.9, s
 
 
 def test_oscr_bounds():

@@ -13,9 +13,9 @@
 """
 from .runner import StudyError, notebook_kernel, notebooks_in, run_study
 from .session import (STUDY_BENCHMARKS, Knobs, Session, benchmark_spec, checks_apply, is_simulated, matched_variant,
-                      parse_heldout, resolve_data, session, unbiased_variant)
+                      parse_heldout, resolve_data, session, shown_path, unbiased_variant)
 
 __all__ = ["session", "Session", "Knobs", "parse_heldout", "resolve_data", "unbiased_variant", "matched_variant",
            "is_simulated",
            "benchmark_spec", "checks_apply", "STUDY_BENCHMARKS", "run_study", "StudyError", "notebook_kernel",
-           "notebooks_in"]
+           "notebooks_in", "shown_path"]

@@ -104,6 +104,8 @@ def build_report(executed: str | Path = "runs/notebooks", figures: str | Path = 
 
     figure_files = _copy(figures, out / "figures", FIGURE_EXTENSIONS)
     table_files = _copy(results, out / "results", TABLE_EXTENSIONS)
+    # where the numbers come from (attrlib.provenance): the study's record, linked from the index's facts
+    provenance = _copy(results, out / "results", (".json",))
     for csv in [f for f in table_files if f.suffix == ".csv"]:
         frame = pd.read_csv(csv, index_col=0)  # save_table writes the row labels first
         caption = _caption(csv.with_suffix(".md"))
@@ -113,7 +115,7 @@ def build_report(executed: str | Path = "runs/notebooks", figures: str | Path = 
                           + (f"<p class='muted'>{html.escape(caption)}</p>" if caption else "")))
 
     index = out / "index.html"
-    atomic_write_text(index, _index(timing, pages, figure_files, table_files, out, show_input))
+    atomic_write_text(index, _index(timing, pages, figure_files, table_files, out, show_input, provenance))
     return index
 
 
@@ -173,7 +175,7 @@ def _page(title: str, body: str) -> str:
 
 
 def _index(timing: dict, pages: list[dict], figures: list[Path], tables: list[Path], out: Path,
-           show_input: bool) -> str:
+           show_input: bool, records: list[Path] = ()) -> str:
     e = html.escape
     minutes = f"{timing['seconds'] / 60:.1f} min" if "seconds" in timing else "unknown"
     data = shown_path(timing["data"]) if timing.get("data") else "unknown"  # the root's data/...: no machine path
@@ -189,7 +191,10 @@ def _index(timing: dict, pages: list[dict], figures: list[Path], tables: list[Pa
              f"<p class='muted'>built {e(time.strftime('%Y-%m-%d %H:%M:%S %z'))} by <code>attrlib report</code> "
              f"from the executed notebooks; code cells {'shown' if show_input else 'hidden'}</p>",
              "<table class='facts'>" + "".join(f"<tr><td>{e(k)}</td><td><code>{e(str(v))}</code></td></tr>"
-                                               for k, v in facts) + "</table>",
+                                               for k, v in facts)
+             + "".join(f"<tr><td>provenance</td><td><a href='{e(r.relative_to(out).as_posix())}'>{e(r.name)}</a> "
+                       "(commit, profile, data, seeds, rotations, parameters of each study)</td></tr>" for r in records)
+             + "</table>",
              f"<h2>Notebooks ({len(pages)})</h2><ol class='notebooks'>"]
     for p in pages:
         extra = [f"{p['seconds']:.0f} s" if p["seconds"] is not None else "",
