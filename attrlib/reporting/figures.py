@@ -192,6 +192,10 @@ def confusion_grid(runs: Mapping[str, Sequence[str | os.PathLike]], split: str =
     rows = max(1, -(-len(names) // cols))
     # constrained layout makes room for the figure's title above the panels' own (tight_layout ignores it)
     fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.8 * rows), squeeze=False, layout="constrained")
+    # seaborn's heatmap draws the whole figure once per panel (to rotate overlapping labels): without the layout
+    # engine during those draws, 13 panels build in half the time; the layout is applied when the figure is saved
+    constrained = fig.get_layout_engine()
+    fig.set_layout_engine("none")
     for ax, name in zip(axes.flat, names):
         data = _confusion_of_runs(runs[name], split, normalize)
         sns.heatmap(data, annot=True, fmt=".2f" if normalize else "d", cmap="Blues", cbar=False, ax=ax,
@@ -202,6 +206,7 @@ def confusion_grid(runs: Mapping[str, Sequence[str | os.PathLike]], split: str =
         ax.axis("off")
     if title:
         fig.suptitle(title, fontsize=11)
+    fig.set_layout_engine(constrained)
     return fig
 
 
