@@ -24,9 +24,7 @@ help:
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	# --no-compile: no .pyc for every file of every package at install (26 s of 93 here); a module is compiled
-	# when first imported
-	$(PY) -m pip install -q --no-compile -e ".[dev]"
+	$(PY) -m pip install -q -e ".[dev]"
 	$(PY) -m ipykernel install --sys-prefix --name attrlib --display-name "attrlib (.venv)" >/dev/null
 	touch $(STAMP)
 
