@@ -26,21 +26,10 @@ from _lib import Timer, emit
 import pandas as pd
 import torch
 
-# notebook 11's arms beyond the registered techniques (the same dicts as the notebook's `arms`)
-FRONT = {"backbone": "local", "stem": "srm_rgb"}
-CLOSING_ARMS = {
-    "srm": {"technique": "baseline", "stem": "srm"},
-    "srm_rgb": {"technique": "baseline", "stem": "srm_rgb"},
-    "local": {"technique": "baseline", "backbone": "local"},
-    "local_npr": {"technique": "baseline", "backbone": "local", "stem": "npr"},
-    "local_srm": {"technique": "baseline", "backbone": "local", "stem": "srm"},
-    "local_srm_rgb": {"technique": "baseline", **FRONT},
-    "local_srm_rgb_mix": {"technique": "residual_mix", **FRONT},
-    "local_srm_rgb_mix_jpeg": {"technique": "residual_mix", **FRONT, "augment": "jpeg"},
-    "local_srm_rgb_mix_blur_jpeg": {"technique": "residual_mix", **FRONT, "augment": "blur_jpeg"},
-    "local_srm_rgb_dfr": {"technique": "dfr", **FRONT},
-    "local_srm_rgb_jtt": {"technique": "jtt", **FRONT},
-}
+from attrlib.study.closing import ARMS, FRONT
+
+# notebook 11's arms beyond the registered techniques (those are counted with notebooks 02-10)
+CLOSING_ARMS = {label: arm for label, arm in ARMS.items() if arm != {"technique": label}}
 
 
 def benchmark_rotations() -> int:
