@@ -35,30 +35,27 @@ def make_tiny_data(root: Path, per_cell: int = TINY_PER_CELL, size: int = 32, se
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[0:size, 0:size]
     colours = {s: rng.uniform(0.2, 0.8, 3) for s in (*TINY_SUBCLASSES, TINY_HELDOUT)}
+    def cell(folder: Path, colour: np.ndarray, pattern: np.ndarray, draw: np.random.Generator) -> None:
+        """per_cell images of one generator x subclass cell: its colour, a blob, the generator's pattern, noise."""
+        folder.mkdir(parents=True, exist_ok=True)
+        for k in range(per_cell):
+            cy, cx = draw.integers(8, size - 8, 2)
+            blob = (((yy - cy) ** 2 + (xx - cx) ** 2) < 36).astype(float)[..., None]
+            img = colour + 0.25 * blob + 0.12 * pattern + draw.normal(0, 0.03, (size, size, 3))
+            Image.fromarray((np.clip(img, 0, 1) * 255).astype(np.uint8)).save(folder / f"{k:03d}.png")
+
     for gi, gen in enumerate(TINY_GENERATORS):
         period = 2 + gi % 3
         pattern = (((xx // (1 + gi // 3)) % period == 0).astype(float) - 0.5)[..., None] * rng.uniform(0.5, 1.0, 3)
         for sub in (*TINY_CELLS[gen], TINY_HELDOUT):
-            folder = root / gen / sub
-            folder.mkdir(parents=True, exist_ok=True)
-            for k in range(per_cell):
-                cy, cx = rng.integers(8, size - 8, 2)
-                blob = (((yy - cy) ** 2 + (xx - cx) ** 2) < 36).astype(float)[..., None]
-                img = colours[sub] + 0.25 * blob + 0.12 * pattern + rng.normal(0, 0.03, (size, size, 3))
-                Image.fromarray((np.clip(img, 0, 1) * 255).astype(np.uint8)).save(folder / f"{k:03d}.png")
+            cell(root / gen / sub, colours[sub], pattern, rng)
     late = np.random.default_rng([seed, 1])
     for gen, subs in TINY_LATE_CELLS.items():
         gi = TINY_GENERATORS.index(gen)
         period = 2 + gi % 3
         pattern = (((xx // (1 + gi // 3)) % period == 0).astype(float) - 0.5)[..., None] * late.uniform(0.5, 1.0, 3)
         for sub in subs:
-            folder = root / gen / sub
-            folder.mkdir(parents=True, exist_ok=True)
-            for k in range(per_cell):
-                cy, cx = late.integers(8, size - 8, 2)
-                blob = (((yy - cy) ** 2 + (xx - cx) ** 2) < 36).astype(float)[..., None]
-                img = colours[sub] + 0.25 * blob + 0.12 * pattern + late.normal(0, 0.03, (size, size, 3))
-                Image.fromarray((np.clip(img, 0, 1) * 255).astype(np.uint8)).save(folder / f"{k:03d}.png")
+            cell(root / gen / sub, colours[sub], pattern, late)
     return root
 
 
