@@ -205,7 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     rd = sub.add_parser("readme", help="rewrite the README's results section from the study's result files",
                         formatter_class=fmt)
-    rd.add_argument("--readme", default="README.md", help="the README holding the results markers")
+    rd.add_argument("--readme", default="docs/results.md", help="the page holding the results markers (the README links it)")
     rd.add_argument("--results", default="results", help="folder of the study's tables")
     rd.add_argument("--timing", default="runs/notebooks/study_timing.json", help="the study's timing record")
     rd.add_argument("--check", action="store_true",

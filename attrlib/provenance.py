@@ -58,9 +58,9 @@ def resolve_commit(commit: str, folder: str | Path = ".") -> str | None:
 
 
 def changed_files(old: str, new: str, folder: str | Path = ".", paths: Sequence[str] = CODE_PATHS) -> list[str] | None:
-    """Files under `paths` (relative to `folder`) that differ between commits `old` and `new`; None when git
-    cannot tell (no git, or a commit it does not know)."""
-    out = _git(folder, "diff", "--name-only", old.split("-")[0], new.split("-")[0], "--", *paths)
+    """Files under `paths` (relative to the top of the repository holding `folder`) that differ between commits
+    `old` and `new`; None when git cannot tell (no git, or a commit it does not know)."""
+    out = _git(folder, "diff", "--name-only", old.split("-")[0], new.split("-")[0], "--", *(f":(top){p}" for p in paths))
     return None if out is None else [line for line in out.splitlines() if line]
 
 

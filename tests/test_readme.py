@@ -137,7 +137,8 @@ def _git(repo, *args):
                           check=True, capture_output=True, text=True).stdout.strip()
 
 
-def test_readme_check_fails_naming_both_commits_when_the_code_changed_since(tmp_path, capsys):
+@pytest.mark.parametrize("page", ["README.md", "docs/results.md"])  # the page at the top or in a folder
+def test_readme_check_fails_naming_both_commits_when_the_code_changed_since(tmp_path, capsys, page):
     from attrlib.cli import main
     from attrlib.provenance import write_provenance
     from attrlib.reporting.readme import commit_check
@@ -145,14 +146,15 @@ def test_readme_check_fails_naming_both_commits_when_the_code_changed_since(tmp_
     repo = tmp_path / "repo"
     (repo / "attrlib").mkdir(parents=True)
     (repo / "attrlib" / "x.py").write_text("A = 1\n")
-    (repo / "README.md").write_text(f"# r\n{BEGIN}\n{END}\n")
+    (repo / page).parent.mkdir(parents=True, exist_ok=True)
+    (repo / page).write_text(f"# r\n{BEGIN}\n{END}\n")
     _git(repo, "init", "-q")
     _git(repo, "add", "-A")
     _git(repo, "commit", "-qm", "first")
     first = _git(repo, "rev-parse", "HEAD")
     results = _results(tmp_path)  # outside the repository, as an ignored results/ would be
     write_provenance(results, _record(first, ["10_results.ipynb", "11_closing.ipynb"]))
-    readme, timing = repo / "README.md", tmp_path / "no_timing.json"
+    readme, timing = repo / page, tmp_path / "no_timing.json"
     update_readme(readme, results, timing)
     _git(repo, "commit", "-qam", "the README generated at the first commit")
     check = commit_check(readme)
