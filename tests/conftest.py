@@ -1,4 +1,6 @@
 """Shared fixtures. `tiny_data`: a few hundred 32x32 PNGs in the layout attrlib reads, made once per session.
+`quick_study`: `attrlib study --profile quick` once per session, started in the background as soon as the tests
+that read it are collected (it runs beside the other tests; those tests run last).
 
 Six generators, three training subclasses with a generator x subclass bias (as in seed 002, some cells are
 empty) and one held-out subclass seen by every generator. Each generator adds its own periodic pattern
@@ -6,11 +8,20 @@ empty) and one held-out subclass seen by every generator. Each generator adds it
 """
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
 
 TINY_GENERATORS = ("guided_diffusion", "latent_diffusion", "lsgm", "stylegan2", "stylegan3", "taming_transformers")
 TINY_SUBCLASSES = ("car", "face", "horse")
@@ -154,3 +165,73 @@ def train_whole_and_interrupted(config, tmp_path, monkeypatch, epoch: int = 2):
     with _pytest.raises(KeyboardInterrupt):
         sweep.train(cut_config, progress=False)
     return whole, cut_config, runfolder.run_dir(cut_config)
+
+
+# --------------------------------------------------------------------------------------- the quick study
+class QuickStudy:
+    """`attrlib study --profile quick` in a scratch folder, in a child process started at collection time, so
+    that its notebooks run while the rest of the suite does (the machine's cores are shared by both instead of
+    the suite waiting for the study). The kernels import the attrlib under test (PYTHONPATH) with one torch
+    thread each (OMP_NUM_THREADS=1), as `_run_study` in test_study.py does for the other studies."""
+
+    def __init__(self) -> None:
+        self.cwd = Path(tempfile.mkdtemp(prefix="attrlib-quick-study-"))
+        self.repo_before = repo_outputs()  # what figures/ and results/ of the repository hold before it runs
+        env = {**os.environ, "OMP_NUM_THREADS": "1",
+               "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)}
+        self.log = self.cwd / "study.log"
+        self.start = time.perf_counter()
+        with open(self.log, "wb") as out:
+            self.proc = subprocess.Popen([sys.executable, "-m", "attrlib", "study", "--profile", "quick",
+                                          "--notebooks", str(REPO / "notebooks"), "--device", "cpu"],
+                                         cwd=self.cwd, env=env, stdout=out, stderr=subprocess.STDOUT)
+        self.seconds: float | None = None
+        self.waiter = threading.Thread(target=self._wait, daemon=True)  # its end time, whenever a test asks
+        self.waiter.start()
+
+    def _wait(self) -> None:
+        self.proc.wait()
+        self.seconds = time.perf_counter() - self.start
+
+    def result(self) -> dict:
+        self.waiter.join()
+        (self.cwd / "study_seconds.txt").write_text(f"{self.seconds:.1f}\n")
+        print(f"\nquick study (background): {self.seconds:.0f} s, log {self.log}")
+        return {"cwd": self.cwd, "code": self.proc.returncode, "seconds": self.seconds,
+                "repo_before": self.repo_before, "log": self.log.read_text(errors="replace")}
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def repo_outputs() -> set[Path]:
+    return {p for d in ("figures", "results") if (REPO / d).is_dir() for p in (REPO / d).rglob("*")}
+
+
+_QUICK: list[QuickStudy] = []
+
+
+@pytest.hookimpl(trylast=True)  # after -k / -m deselected theirs: start it only when a test will read it
+def pytest_collection_modifyitems(session, config, items):
+    readers = [item for item in items if "quick_study" in getattr(item, "fixturenames", ())]
+    if not readers or config.option.collectonly:
+        return
+    items[:] = [item for item in items if item not in readers] + readers  # the study's readers last
+    _QUICK.append(QuickStudy())
+
+
+def pytest_sessionfinish(session, exitstatus):
+    for study in _QUICK:
+        study.stop()
+        if exitstatus == 0:
+            shutil.rmtree(study.cwd, ignore_errors=True)  # kept when a test failed: its log and notebooks
+
+
+@pytest.fixture(scope="session")
+def quick_study():
+    """The quick study's folder (cwd), exit code, wall seconds and log, once it has finished."""
+    if not _QUICK:  # collected without the hook (e.g. a plugin reordering): start it now
+        _QUICK.append(QuickStudy())
+    return _QUICK[0].result()

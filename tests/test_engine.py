@@ -167,6 +167,31 @@ def test_train_seeds_and_the_reporting_tables(tiny_data, tmp_path):
     assert {p.suffix for p in written} == {".csv", ".md", ".tex"}
 
 
+def test_show_puts_the_saved_png_in_the_notebook_without_drawing_the_figure_again(tmp_path, monkeypatch):
+    import IPython.display
+    import matplotlib.pyplot as plt
+
+    from attrlib import reporting
+    from attrlib.reporting import save
+
+    shown, draws, plain = [], [], []
+    monkeypatch.setattr(save, "_inline", lambda: True)  # as in a Jupyter kernel with the inline backend
+    monkeypatch.setattr(IPython.display, "display", shown.append)
+    monkeypatch.setattr(plt, "show", lambda: plain.append(1))
+    fig = plt.figure(figsize=(4, 3))
+    fig.add_subplot().plot([0, 1], [1, 0])
+    png, _ = reporting.save_fig(fig, "02_show", tmp_path)
+    fig.canvas.mpl_connect("draw_event", lambda event: draws.append(event))
+    reporting.show(fig)
+    [image] = shown
+    assert image.data == png.read_bytes() and not draws and not plain  # the written bytes, no new drawing
+    assert image.width < 4 * 150 and not plt.fignum_exists(fig.number)  # on screen at 100 dpi; closed
+    unsaved = plt.figure()
+    reporting.show(unsaved)  # never saved: matplotlib's own show
+    assert plain == [1] and len(shown) == 1
+    plt.close(unsaved)
+
+
 def test_the_budget_is_optimiser_steps_whatever_the_data_size(tiny_data, tmp_path):
     # 66 training images at batch 16: 5 steps an epoch, so 12 steps are 2 whole epochs and a cut one
     run = sweep.train(_config(tiny_data, tmp_path, steps=12), progress=False)

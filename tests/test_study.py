@@ -1,11 +1,13 @@
 """The whole study, end to end: `attrlib study --profile quick` executes every numbered notebook once (one
-session fixture, in a temporary working directory, so nothing is written into the repository), and the
+session fixture, conftest.quick_study: started in the background at collection, in a scratch folder, so nothing is
+written into the repository), and the
 assertions below read its executed copies, figures and tables. Also: the runner's failure path, reuse of
 finished runs, and the library pieces the study adds (the unbiased oracle data, gap closed against two
 references, the image hook robustness uses, the fast bootstrap).
 """
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
@@ -15,6 +17,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+
+from conftest import repo_outputs as _repo_outputs  # what figures/ and results/ of the repository hold
 
 pytest.importorskip("papermill")
 
@@ -66,13 +70,6 @@ def _run_study(cwd: Path, *args: str) -> dict:
     (cwd / "study_seconds.txt").write_text(f"{seconds:.1f}\n")
     print(f"\nquick study {' '.join(args)}: {len(_numbered())} notebooks in {seconds:.0f} s")
     return {"cwd": cwd, "code": code, "seconds": seconds}
-
-
-@pytest.fixture(scope="session")
-def quick_study(tmp_path_factory):
-    """`attrlib study --profile quick` once on the quick embedded benchmark and its unbiased twin."""
-    repo_before = _repo_outputs()
-    return {**_run_study(tmp_path_factory.mktemp("quick_study")), "repo_before": repo_before}
 
 
 # the notebooks that read a user's folder file by file: the audit (01) and the first training and its
@@ -137,12 +134,10 @@ def test_every_notebook_runs_on_a_messy_folder(messy_study):
     _no_errors(cwd, _numbered())
 
 
-def _repo_outputs() -> set[Path]:
-    return {p for d in ("figures", "results") if (REPO / d).is_dir() for p in (REPO / d).rglob("*")}
 
 
 def test_quick_study_runs_every_numbered_notebook(quick_study):
-    assert quick_study["code"] == 0
+    assert quick_study["code"] == 0, quick_study["log"][-3000:]
     executed = sorted(p.stem for p in (quick_study["cwd"] / "runs" / "notebooks").glob("*.ipynb"))
     assert executed == _numbered()  # 01 included once it exists
     timing = json.loads((quick_study["cwd"] / "runs" / "notebooks" / "study_timing.json").read_text())
@@ -175,6 +170,11 @@ def test_executed_notebook_has_no_errors_and_its_exports(quick_study, name):
         pngs = {p.stem for p in (cwd / "figures").glob(f"{prefix}*.png")}
         pdfs = {p.stem for p in (cwd / "figures").glob(f"{prefix}*.pdf")}
         assert pngs and pngs == pdfs, f"{name}: figures need PNG and PDF: {pngs ^ pdfs}"
+        # reporting.show put each in the notebook from the bytes written (not drawn a second time)
+        shown = {"".join(o["data"]["image/png"]).replace("\n", "") for c in nb["cells"] for o in c.get("outputs", [])
+                 if "image/png" in o.get("data", {})}
+        for stem in pngs:
+            assert base64.b64encode((cwd / "figures" / f"{stem}.png").read_bytes()).decode() in shown, stem
     if "save_table(" in source:
         stems = {p.stem for p in (cwd / "results").glob(f"{prefix}*")}
         assert stems

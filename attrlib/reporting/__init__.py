@@ -3,7 +3,7 @@ numbers of `attrlib.evaluation` and `attrlib.inspection`, so a notebook can show
 notebook writes `reporting.<name>` for any table or figure. Reporting imports evaluation and inspection,
 never the reverse.
 
-    save     save_fig (PNG and PDF) and save_table (CSV, Markdown, LaTeX): the one writer of each
+    save     save_fig (PNG and PDF) and save_table (CSV, Markdown, LaTeX): the one writer of each; show
     tables   seed_table, format_summary, format_robustness, stack_summaries, label_target_data: "mean ± std" over seeds
              (sample std, ddof=1; "± n/a" for one seed), said in each table's caption
     figures  bias_heatmap, sample_grid, spectra_figure, sweep_figure, shortcut_audit_figure, confusion_figure,
@@ -20,7 +20,7 @@ from .figures import (open_set_figure, bias_heatmap, cam_grid, confusion_figure,
                       radius_sweep_figure, robustness_figure, run_cam_grid, runs_llr_figure, sample_grid,
                       shortcut_audit_figure,
                       spectra_figure, sweep_figure)
-from .save import save_fig, save_table
+from .save import save_fig, save_table, show
 from .tables import (TARGET_DATA_MARK, format_open_set, format_robustness, format_summary, label_target_data, seed_table,
                      stack_summaries)
 
@@ -30,6 +30,6 @@ __all__ = [
     "confusion_figure", "confusion_grid", "explain_figure", "format_robustness", "format_summary",
     "label_target_data", "llr_figure", "radius_sweep_figure", "robustness_figure", "run_cam_grid", "runs_llr_figure",
     "sample_grid",
-    "save_fig", "save_table", "seed_table", "shortcut_audit_figure", "show_image", "show_overlay", "spectra_figure",
+    "save_fig", "save_table", "seed_table", "show", "shortcut_audit_figure", "show_image", "show_overlay", "spectra_figure",
     "stack_summaries", "sweep_figure",
 ]

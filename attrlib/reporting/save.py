@@ -1,9 +1,12 @@
 """The one figure writer (`save_fig`: PNG and PDF) and the one table writer (`save_table`: CSV, Markdown,
-LaTeX) of the project; names are prefixed with the notebook number ("02_confusion")."""
+LaTeX) of the project; names are prefixed with the notebook number ("02_confusion"). `show` puts a saved figure
+in the notebook from the PNG already written (the inline backend would render it a second time)."""
 from __future__ import annotations
 
 import io as _io
 import os
+import struct
+import weakref
 from pathlib import Path
 from typing import Iterable
 
@@ -13,16 +16,51 @@ import pandas as pd
 from ..io import atomic_open, atomic_write_bytes, atomic_write_text
 
 
+# figure -> (PNG bytes, dpi) of its last save_fig, for `show`; a figure closed and collected leaves it
+_SAVED_PNG: "weakref.WeakKeyDictionary[plt.Figure, tuple[bytes, int]]" = weakref.WeakKeyDictionary()
+INLINE_DPI = 100  # the size a shown figure takes on screen: matplotlib's figure.dpi default
+
+
 def save_fig(fig: plt.Figure, name: str, figures_dir: str | os.PathLike = "figures",
              formats: Iterable[str] = ("png", "pdf"), dpi: int = 150) -> list[Path]:
     """The one figure writer: `figures/<name>.png` and `.pdf`, each written atomically. Prefix names with
-    the notebook number (e.g. "02_confusion")."""
+    the notebook number (e.g. "02_confusion"). Notebooks then `show(fig)`."""
     out = []
     for ext in formats:
         buf = _io.BytesIO()
         fig.savefig(buf, format=ext, dpi=dpi, bbox_inches="tight")
         out.append(atomic_write_bytes(Path(figures_dir) / f"{name}.{ext}", buf.getvalue()))
+        if ext == "png":
+            _SAVED_PNG[fig] = (buf.getvalue(), dpi)
     return out
+
+
+def _inline() -> bool:
+    """True in a Jupyter kernel drawing figures inline (papermill's included)."""
+    import matplotlib
+
+    try:
+        from IPython import get_ipython
+    except ImportError:  # pragma: no cover - IPython comes with the notebook extras
+        return False
+    return get_ipython() is not None and "inline" in matplotlib.get_backend()
+
+
+def show(fig: plt.Figure) -> None:
+    """Show a figure in the notebook and close it. A figure `save_fig` wrote is shown from the PNG it wrote, at
+    INLINE_DPI's size on screen: the inline backend would draw it twice more (a tight bounding box, then the
+    image), which for a 13-panel confusion grid or notebook 10's LLR charts is most of a figure's cost. Outside
+    an inline kernel (a script, an interactive backend), or for a figure never saved, this is `plt.show()`."""
+    saved = _SAVED_PNG.get(fig)
+    if saved is None or not _inline():
+        plt.show()
+        return
+    from IPython.display import Image, display
+
+    png, dpi = saved
+    width = struct.unpack(">I", png[16:20])[0]  # the PNG header's IHDR width
+    display(Image(data=png, format="png", width=round(width * INLINE_DPI / dpi)))
+    plt.close(fig)
 
 
 def save_table(table: pd.DataFrame, name: str, results_dir: str | os.PathLike = "results",

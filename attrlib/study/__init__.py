@@ -11,7 +11,6 @@
 - `open_world`: notebook 12's leave-one-generator-out rotations (`unknown_rotations`, `train_open_world`) and
   the open-set runs beside the closed-set ones (`closed_set_comparison`).
 """
-from .runner import StudyError, notebook_kernel, notebooks_in, run_study
 from .session import (STUDY_BENCHMARKS, Knobs, Session, benchmark_spec, checks_apply, is_simulated, matched_variant,
                       parse_heldout, resolve_data, session, shown_path, unbiased_variant)
 
@@ -19,3 +18,16 @@ __all__ = ["session", "Session", "Knobs", "parse_heldout", "resolve_data", "unbi
            "is_simulated",
            "benchmark_spec", "checks_apply", "STUDY_BENCHMARKS", "run_study", "StudyError", "notebook_kernel",
            "notebooks_in", "shown_path"]
+
+# The runner (papermill, nbformat, jupyter_client: nbformat's schema validation pulls in jsonschema's format
+# checkers, seconds of import) is loaded on first use: every notebook imports this package for `session`, and
+# none of them runs the study.
+_RUNNER = ("run_study", "StudyError", "notebook_kernel", "notebooks_in")
+
+
+def __getattr__(name: str):
+    if name in _RUNNER:
+        from . import runner
+
+        return getattr(runner, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
