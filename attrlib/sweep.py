@@ -147,7 +147,8 @@ def train_many(arms: Iterable[str] | Mapping[str, Mapping[str, Any]], profile: s
     """
     configs: dict[str, list[Config]] = {}
     for arm in plan(arms, profile, seeds, rotations, draws, **common):
-        chosen = best_draw([train(c, progress=progress) for c in arm.draws]) if len(arm.draws) > 1 else 0
+        chosen = (best_draw([train(c, progress=progress) for c in arm.draws], arm.draws[0].selection)
+                  if len(arm.draws) > 1 else 0)
         configs.setdefault(arm.label, []).extend(arm.runs(chosen))
     found = {label: [train(c, progress=progress, wait=False) for c in cs] for label, cs in configs.items()}
     return {label: [d if d is not None else train(c, progress=progress) for d, c in zip(found[label], cs)]
@@ -166,12 +167,12 @@ def candidates(overrides: Mapping[str, Any], draws: int) -> list[dict[str, Any]]
     return found
 
 
-def best_draw(dirs: list[Path]) -> int:
-    """The index of the best run of a search: `selection.choose` over each run's score under its own rule
-    (`Config.selection`; rule (b), the validation subclass, by default: `selection.score`); ties go to the
-    lower draw, so the defaults win unless a draw does better; no draw with a score: draw 0. The test set is
-    never read."""
-    chosen = selection.choose({i: rec.score().value for i, rec in enumerate(records.collect(dirs))})
+def best_draw(dirs: list[Path], rule: str = selection.KEPT) -> int:
+    """The index of the best run of a search: `selection.choose` over each run's score under `rule` (the
+    searched Configs' `selection`; rule (b), the validation subclass, by default: `selection.score`), applied
+    to the finished runs (a run trained under another rule is the same run); ties go to the lower draw, so the
+    defaults win unless a draw does better; no draw with a score: draw 0. The test set is never read."""
+    chosen = selection.choose({i: rec.score(rule).value for i, rec in enumerate(records.collect(dirs))})
     return 0 if chosen is None else chosen
 
 
@@ -185,8 +186,9 @@ def search(overrides: Mapping[str, Any], profile: str, rotation: Iterable[str], 
     """Train `draws` hyper-parameter draws of one arm (`candidates`) on one rotation with seed `seed`, and
     return (the overrides of the best draw by `best_draw`, every draw's run folder)."""
     found = candidates(overrides, draws)
-    dirs = [train(_config(profile, common, c, rotation, seed), progress=progress) for c in found]
-    return found[best_draw(dirs)], dirs
+    configs = [_config(profile, common, c, rotation, seed) for c in found]
+    dirs = [train(c, progress=progress) for c in configs]
+    return found[best_draw(dirs, configs[0].selection)], dirs
 
 
 def train_seeds(technique: str, profile: str = "default", seeds: tuple[int, ...] | list[int] | None = None,
