@@ -56,7 +56,8 @@ def test_records_are_read_once_queried_and_scored_under_any_rule(tmp_path):
     assert select_arm(runs)["chosen"].tolist() == ["a", "a"]
     by_val = select_arm(recs, rule="val")
     assert by_val["chosen"].tolist() == ["b", "b"] and by_val["score b"].tolist() == [0.95, 0.95]
-    assert by_val["heldout"].tolist() == ["mv", "x+y"]
+    assert by_val["heldout"].tolist() == ["mv", "x+y"] and "rule(s) val (applied to the finished runs)" in \
+        by_val.attrs["caption"] and "by rule (b):" in select_arm(runs).attrs["caption"]
     assert selected_runs(runs, by_val) == runs["b"]
     assert runs_without(runs, ["x+y"]) == {"a": runs["a"][:2], "b": runs["b"][:2]}
     assert runs_without(runs, [Rotation(["mv"])]) == {"a": runs["a"][2:], "b": runs["b"][2:]}

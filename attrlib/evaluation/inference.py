@@ -31,12 +31,12 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from .. import records
 from ..data import list_images
 from ..errors import DataError
 from ..io import atomic_open
-from .. import records
-from .openset import CALIBRATION_SPLIT, DEFAULT_FRR, DEFAULT_SCORE, SCORE_PREFIX, SCORES, OpenSetModel, fit_open_set
 from ..rotation import Rotation
+from .openset import CALIBRATION_SPLIT, DEFAULT_FRR, DEFAULT_SCORE, SCORE_PREFIX, SCORES, OpenSetModel, fit_open_set
 from .selection import select_arm, selected_runs
 
 CHUNK = 512  # images decoded and scored at once: memory stays bounded on a folder of any size

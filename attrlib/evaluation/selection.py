@@ -75,9 +75,10 @@ def select_arm(runs: Mapping[str, Sequence[str | os.PathLike]] | records_.Record
     The score is `selection.score` under `rule` (default: each run's `Config.selection`, rule (b)): at the kept
     point, the accuracy of each run's own predictions on the validation subclass (so a closed-form technique
     such as dfr, or one that changes its test inputs, is scored as it predicts); under another rule, the
-    recorded accuracy at that rule's point, without training again. The choice is `selection.choose`. Chosen per rotation, as DomainBed selects per test environment: averaging validation scores over rotations
-    would let one rotation's choice read another's test subclass (with the `crossed` rotations, each rotation's
-    validation subclass is the other's test subclass). Ties go to the earlier candidate (the simpler arm, when
+    recorded accuracy at that rule's point, without training again. The choice is `selection.choose`.
+    Chosen per rotation, as DomainBed selects per test environment: averaging validation scores over
+    rotations would let one rotation's choice read another's test subclass (with the `crossed` rotations, each
+    rotation's validation subclass is the other's test subclass). Ties go to the earlier candidate (the simpler arm, when
     candidates are listed from simple to combined). `selected_runs` gives the chosen arms' run folders.
     """
     if candidates is not None and isinstance(runs, Mapping):
@@ -97,8 +98,10 @@ def select_arm(runs: Mapping[str, Sequence[str | os.PathLike]] | records_.Record
         rows.append({"heldout": rotation.key, "chosen": chosen, "score": means.get(chosen, np.nan),
                      "val_subclass": val_subclass_label(in_rotation[0]), **{f"score {n}": means[n] for n in names}})
     table = pd.DataFrame(rows)
+    rules = {rule or r.config.selection for r in recs} - {selection.KEPT}  # the rules asked for
+    applied = "rule (b)" if not rules else f"rule(s) {'/'.join(sorted(rules))} (applied to the finished runs)"
     table.attrs["caption"] = (
-        "Arm chosen per held-out rotation by rule (b): the highest mean accuracy (over seeds) of each arm's "
+        f"Arm chosen per held-out rotation by {applied}: the highest mean accuracy (over seeds) of each arm's "
         "predictions on the rotation's validation subclass; the rotation's test subclass is never read. Ties go "
         f"to the arm listed first. Scored on: {', '.join(sorted(splits))} (valsub: the validation subclass; val: "
         "in-distribution validation, where a rotation has none).")

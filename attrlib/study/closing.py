@@ -17,8 +17,8 @@ import pandas as pd
 
 from .. import sweep
 from ..errors import ConfigError
-from ..rotation import Rotation
 from ..evaluation import summary_table
+from ..rotation import Rotation
 from . import checks
 from .session import unbiased_variant
 
