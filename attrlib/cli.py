@@ -14,6 +14,7 @@ from fractions import Fraction
 
 from .config import AUGMENTATIONS
 from .errors import AttrlibError, ConfigError
+from .selection import SELECTABLE
 
 
 def _scale(text: str) -> float:
@@ -122,8 +123,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--unknown-generators", default="",
                    help="generators left out of training, comma-separated (the open-set protocol: their images form "
                         "the `unknown` split that attrlib predict should flag); empty: none")
-    t.add_argument("--selection", default=None, choices=("valsub", "val", "last"),
-                   help="which scored checkpoint the run keeps (default valsub: rule (b); val: rule (a))")
+    t.add_argument("--selection", default=None, choices=SELECTABLE,
+                   help="the rule the run's score is read under (default valsub: rule (b); val: rule (a)); every "
+                        "rule applies to a finished run, which is reused")
     t.add_argument("--param", type=_kv, action="append", default=[], metavar="NAME=VALUE",
                    help="technique hyper-parameter override (repeatable)")
 

@@ -3,6 +3,7 @@
 Read it like nanoGPT's config block: each field is an option a notebook's `parameters` cell or the CLI
 may override. Options are data; behaviour lives in the technique modules. A run's identity is the hash of
 the fields that change its result (`identity`, hashed by `attrlib.runfolder.run_id`), so a finished run is found again and reused.
+`heldout` is a `attrlib.rotation.Rotation`; the model-selection rules are `attrlib.selection`'s.
 """
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import ConfigError
+from .rotation import Rotation
+from .selection import SELECTABLE as SELECTIONS
 
 BACKBONES = ("compact", "local", "resnet18", "resnet50", "efficientnet_lite0")
 STEMS = ("none", "srm", "srm_rgb", "npr")
@@ -18,7 +21,6 @@ INPUT_POLICIES = ("crop", "resize")
 OPTIMIZERS = ("adam", "sgd")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 ON_BAD = ("raise", "skip")
-SELECTIONS = ("valsub", "val", "last")
 AUGMENTATIONS = ("none", "blur_jpeg", "jpeg")  # attrlib.data.augment builds them
 
 
@@ -54,7 +56,7 @@ class Config:
     bf16: bool = False                  # bf16 autocast for the backbone body; the input stem stays float32
     seed: int = 0
     # --- model selection (DomainBed's rules; the test set never chooses) ---
-    selection: str = "valsub"           # which scored checkpoint a run keeps: valsub (rule b; val when there is no validation subclass) | val (rule a) | last
+    selection: str = "valsub"           # the rule a run's results are read under (attrlib.selection): valsub (rule b; val when there is no validation subclass) | val (rule a) | last; every rule's point is recorded, so not part of a run's identity
     checkpoints: int = 5                # times a run is scored during training (epoch ends, evenly spread; the last epoch always)
     # --- execution (not part of a run's identity) ---
     device: str = "auto"                # auto picks cuda, then mps, then cpu
@@ -62,14 +64,17 @@ class Config:
     runs: str = "runs"                  # where run folders live
 
     # fields that do not change what a run computes
-    _NOT_IDENTITY = ("device", "num_workers", "runs")
+    # (`selection` too: a run records every scoring point and the engine keeps rule (b)'s, whatever the rule a
+    # reader applies; `attrlib.runfolder.run_id` hashes it at its default so that run ids made when it was part of
+    # the identity stay the same)
+    _NOT_IDENTITY = ("device", "num_workers", "runs", "selection")
     # fields added after results existed: at their default they stay out of the identity, so runs made before
     # them keep their run ids (and are reused)
     # fields added after runs were made: in the identity only when set, so those runs keep their ids
     _IDENTITY_UNLESS_DEFAULT = {"freeze_backbone": False, "unknown_generators": ()}
 
     def __post_init__(self) -> None:
-        self.heldout = tuple([self.heldout] if isinstance(self.heldout, str) else self.heldout)
+        self.heldout = Rotation(self.heldout)
         self.unknown_generators = tuple([self.unknown_generators] if isinstance(self.unknown_generators, str)
                                         else self.unknown_generators)
         self.validate()

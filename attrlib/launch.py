@@ -108,7 +108,8 @@ def _run(client: Client, items: list[Config | sweep.Arm], threads: int, progress
         else:
             for config in item.draws:
                 submit(config)
-            choice = client.submit(_choose, [futures[_key(c)] for c in item.draws], pure=False, retries=RETRIES,
+            choice = client.submit(_choose, [futures[_key(c)] for c in item.draws], item.draws[0].selection,
+                                   pure=False, retries=RETRIES,
                                    key=f"choose-{item.label}-{len(arms)}")
             arms[choice.key] = item
             pending.add(choice)
@@ -165,5 +166,5 @@ def _train(config: Config, threads: int) -> str:
     return str(sweep.train(config, progress=False))
 
 
-def _choose(dirs: list[str]) -> int:
-    return sweep.best_draw([Path(d) for d in dirs])
+def _choose(dirs: list[str], rule: str) -> int:
+    return sweep.best_draw([Path(d) for d in dirs], rule)

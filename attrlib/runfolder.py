@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from . import techniques
+from . import selection, techniques
 from .config import Config
 from .data import StudyData, data_fingerprint, load_config_data, val_subclass_of
 from .errors import CheckpointError, ConfigError, DataError
@@ -69,7 +69,10 @@ def run_id(config: Config) -> str:
         hparams = {**techniques.get(config.technique).defaults, **config.technique_params}
     except ConfigError:  # an unknown technique: the sweep names the valid ones before any run folder is made
         hparams = dict(config.technique_params)
-    identity = {**config.identity(), "data": data_fingerprint(config.data), "hparams": hparams,
+    # `selection` left the identity (a rule is applied to a finished run's recorded points, `attrlib.selection`);
+    # its slot keeps the value every run was hashed with before, so existing run ids stay the same and are reused
+    identity = {**config.identity(), "selection": selection.KEPT, "data": data_fingerprint(config.data),
+                "hparams": hparams,
                 "results_version": RESULTS_VERSION,
                 "val_subclass": resolved_val_subclass(config)}  # "auto" and the subclass it picks: one run
     blob = json.dumps(identity, sort_keys=True, default=str)
@@ -97,6 +100,13 @@ def _auto_val_subclass(fingerprint: str, data: str, heldout: tuple[str, ...], un
 
 def run_dir(config: Config) -> Path:
     return Path(config.runs) / config.technique / run_id(config)
+
+
+def upstream_config(config: Config) -> Config | None:
+    """The Config of the run `config`'s run starts from (its technique's `starts_from`: fine_tuning and dfr from
+    the baseline of the same config), None when it starts from nothing. The sweep trains it, records find it."""
+    starts_from = techniques.get(config.technique).starts_from
+    return config.replace(technique=starts_from, technique_params={}) if starts_from else None
 
 
 def lock_path(run: Path) -> Path:
@@ -224,20 +234,6 @@ def load_metrics(run: str | os.PathLike) -> dict:
     if not path.is_file():
         raise CheckpointError(f"{path} does not exist; the run did not finish (train it with attrlib.sweep.train)")
     return json.loads(path.read_text())
-
-
-def selection_score(run: str | os.PathLike) -> tuple[float, str]:
-    """(score, split) by which model selection compares finished runs: accuracy on the validation subclass
-    (rule b) of the predictions the run stands for (metrics.json's `valsub`, from `technique.predict` with the
-    kept state: also a technique fitted in closed form, with no scored checkpoint, or one that transforms its
-    test inputs), else on in-distribution validation (rule a) when the data has no validation subclass; NaN
-    and "" when neither was predicted. Never the test split."""
-    metrics = load_metrics(run)
-    for split in ("valsub", "val"):
-        value = metrics.get(split)
-        if isinstance(value, dict) and "accuracy" in value:
-            return float(value["accuracy"]), split
-    return float("nan"), ""
 
 
 def generators_of(frame: pd.DataFrame) -> list[str]:

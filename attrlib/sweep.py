@@ -4,7 +4,9 @@
     train_seeds("baseline", "default", **overrides) -> [run folders]
     train_many(["baseline", "group_dro"], "default", **common) -> {label: [run folders]}
     search(...) -> the best of a technique's hyper-parameter draws by its model-selection rule
-    plan(...) -> [Arm]: what train_many trains, as independent arms (a job on a rotation: draws, then seeds)
+    plan(...) -> [Arm]: what train_many trains, as independent items (an arm on a rotation: draws, then seeds)
+
+An arm is a label and the Config overrides it stands for (a technique, or a technique with other options).
 
 A list of run folders spans the rotations (each a held-out subclass, `rotations=`) times the seeds, rotation
 by rotation; each run's config.json says which rotation and seed it is.
@@ -22,13 +24,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from . import hparams, runfolder, techniques
+from . import hparams, records, runfolder, selection, techniques
 from .config import PROFILES, Config, profile as make_profile
 from .data import StudyData, load_config_data
 from .errors import ConfigError
 from .evaluation.metrics import run_metrics
 from .io import exclusive_lock
 from .models import check_pretrained
+from .rotation import Rotation
 from .training import distributed, fit, pick_device
 
 
@@ -73,8 +76,8 @@ def train(config: Config, progress: bool = True, wait: bool = True) -> Path | No
 
 def _train(config: Config, cls: type[techniques.Technique], data: StudyData, run: Path, progress: bool) -> Path:
     # the run this one starts from (fine_tuning: the baseline of the same config), trained or reused first
-    upstream = (train(config.replace(technique=cls.starts_from, technique_params={}), progress=progress)
-                if cls.starts_from else None)
+    upstream_config = runfolder.upstream_config(config)
+    upstream = train(upstream_config, progress=progress) if upstream_config is not None else None
     fitted = fit(config, data, run, init_from=upstream, progress=progress)
     if fitted.predictions is not None:  # rank 0 scores and finishes the run
         metrics = run_metrics(fitted.predictions, data.generators, cls.heldout_split,
@@ -89,7 +92,7 @@ def _train(config: Config, cls: type[techniques.Technique], data: StudyData, run
 
 @dataclass(frozen=True)
 class Arm:
-    """One job (a label and its Config overrides) on one rotation, as the sweep trains it: its hyper-parameter
+    """One arm (a label and its Config overrides) on one rotation, as the sweep trains it: its hyper-parameter
     draws, each a Config at the search's seed (one draw: the defaults only), and the seeds the chosen draw then
     trains (`runs`). Arms are independent of each other: `attrlib.launch` trains them on a cluster."""
 
@@ -103,12 +106,12 @@ class Arm:
         return [self.draws[chosen].replace(seed=int(s)) for s in self.seeds]
 
 
-def plan(jobs: Iterable[str] | Mapping[str, Mapping[str, Any]], profile: str = "default",
+def plan(arms: Iterable[str] | Mapping[str, Mapping[str, Any]], profile: str = "default",
          seeds: tuple[int, ...] | list[int] | None = None, rotations: Iterable[Iterable[str] | str] | None = None,
          draws: int | None = None, **common: Any) -> list[Arm]:
     """The arms `train_many` trains (same arguments), label by label, rotation by rotation; nothing is trained."""
-    if not isinstance(jobs, Mapping) or not all(isinstance(v, Mapping) for v in jobs.values()):
-        jobs = {name: {"technique": name} for name in jobs}  # names (or techniques.available(): name -> text)
+    if not isinstance(arms, Mapping) or not all(isinstance(v, Mapping) for v in arms.values()):
+        arms = {name: {"technique": name} for name in arms}  # names (or techniques.available(): name -> text)
     if profile not in PROFILES:
         make_profile(profile)  # raises, listing the valid profiles
     draws = int(PROFILES[profile].get("draws", 1) if draws is None else draws)
@@ -116,25 +119,25 @@ def plan(jobs: Iterable[str] | Mapping[str, Mapping[str, Any]], profile: str = "
         raise ConfigError(f"draws={draws} must be 1 (the defaults only) or more")
     common = dict(common)
     held = [common.pop("heldout")] if "heldout" in common else [make_profile(profile)[0].heldout]
-    rotations = [tuple([r] if isinstance(r, str) else r) for r in (rotations or held)]
+    rotations = [Rotation([r] if isinstance(r, str) else r) for r in (rotations or held)]
     # "auto" picks the validation subclass on the study's data, once per rotation, for every job: an oracle
     # trained on a twin of the benchmark (other counts) then leaves out the same subclass as the runs it is
-    # compared with
+    # compared with; each rotation is a `Rotation` from here down (its Configs' `heldout`)
     study, profile_seeds = make_profile(profile, **common)
     val_subclass = {r: runfolder.resolved_val_subclass(study.replace(heldout=r)) for r in rotations}
     seeds = tuple(int(s) for s in (seeds or profile_seeds))
     return [Arm(label, tuple(_config(profile, common, c, rotation) for c in
                              candidates({"val_subclass": val_subclass[rotation], **overrides}, draws)), seeds)
-            for label, overrides in jobs.items() for rotation in rotations]
+            for label, overrides in arms.items() for rotation in rotations]
 
 
-def train_many(jobs: Iterable[str] | Mapping[str, Mapping[str, Any]], profile: str = "default",
+def train_many(arms: Iterable[str] | Mapping[str, Mapping[str, Any]], profile: str = "default",
                seeds: tuple[int, ...] | list[int] | None = None, progress: bool = True,
                rotations: Iterable[Iterable[str] | str] | None = None, draws: int | None = None,
                **common: Any) -> dict[str, list[Path]]:
-    """Train (or reuse) several techniques for every rotation and seed: {label: run folders, rotation-major}.
+    """Train (or reuse) several arms for every rotation and seed: {label: run folders, rotation-major}.
 
-    jobs: technique names, or {label: Config overrides including "technique"} (e.g. a stem variant of the
+    arms: technique names, or {label: Config overrides including "technique"} (e.g. a stem variant of the
     baseline). rotations: the held-out subclass(es) of each rotation (default: the `heldout` of `common` or
     the profile's: one rotation). draws: hyper-parameter draws searched per rotation before the seeds are
     trained (`search`; default: the profile's `draws`, 1 = the defaults only). common: overrides for all
@@ -143,8 +146,9 @@ def train_many(jobs: Iterable[str] | Mapping[str, Mapping[str, Any]], profile: s
     nobody trains yet instead of idling on a lock.
     """
     configs: dict[str, list[Config]] = {}
-    for arm in plan(jobs, profile, seeds, rotations, draws, **common):
-        chosen = best_draw([train(c, progress=progress) for c in arm.draws]) if len(arm.draws) > 1 else 0
+    for arm in plan(arms, profile, seeds, rotations, draws, **common):
+        chosen = (best_draw([train(c, progress=progress) for c in arm.draws], arm.draws[0].selection)
+                  if len(arm.draws) > 1 else 0)
         configs.setdefault(arm.label, []).extend(arm.runs(chosen))
     found = {label: [train(c, progress=progress, wait=False) for c in cs] for label, cs in configs.items()}
     return {label: [d if d is not None else train(c, progress=progress) for d, c in zip(found[label], cs)]
@@ -152,7 +156,7 @@ def train_many(jobs: Iterable[str] | Mapping[str, Mapping[str, Any]], profile: s
 
 
 def candidates(overrides: Mapping[str, Any], draws: int) -> list[dict[str, Any]]:
-    """The Config overrides of a job's `draws` hyper-parameter draws (`attrlib.hparams.draw`; draw 0 = its
+    """The Config overrides of an arm's `draws` hyper-parameter draws (`attrlib.hparams.draw`; draw 0 = its
     defaults, the overrides themselves)."""
     cls = techniques.get(overrides["technique"])
     found = []
@@ -163,13 +167,13 @@ def candidates(overrides: Mapping[str, Any], draws: int) -> list[dict[str, Any]]
     return found
 
 
-def best_draw(dirs: list[Path]) -> int:
-    """The index of the best run of a search: the highest `runfolder.selection_score` (accuracy on the
-    validation subclass, or on in-distribution validation when there is none); ties go to the lower draw, so
-    the defaults win unless a draw does better. The test set is never read."""
-    scores = [runfolder.selection_score(d)[0] for d in dirs]
-    scores = [s if s == s else float("-inf") for s in scores]  # NaN (nothing to score on) never wins
-    return max(range(len(dirs)), key=lambda i: (scores[i], -i))
+def best_draw(dirs: list[Path], rule: str = selection.KEPT) -> int:
+    """The index of the best run of a search: `selection.choose` over each run's score under `rule` (the
+    searched Configs' `selection`; rule (b), the validation subclass, by default: `selection.score`), applied
+    to the finished runs (a run trained under another rule is the same run); ties go to the lower draw, so the
+    defaults win unless a draw does better; no draw with a score: draw 0. The test set is never read."""
+    chosen = selection.choose({i: rec.score(rule).value for i, rec in enumerate(records.collect(dirs))})
+    return 0 if chosen is None else chosen
 
 
 def _config(profile: str, common: Mapping[str, Any], overrides: Mapping[str, Any], rotation: Iterable[str],
@@ -179,11 +183,12 @@ def _config(profile: str, common: Mapping[str, Any], overrides: Mapping[str, Any
 
 def search(overrides: Mapping[str, Any], profile: str, rotation: Iterable[str], draws: int, seed: int = 0,
            progress: bool = True, **common: Any) -> tuple[dict[str, Any], list[Path]]:
-    """Train `draws` hyper-parameter draws of one job (`candidates`) on one rotation with seed `seed`, and
+    """Train `draws` hyper-parameter draws of one arm (`candidates`) on one rotation with seed `seed`, and
     return (the overrides of the best draw by `best_draw`, every draw's run folder)."""
     found = candidates(overrides, draws)
-    dirs = [train(_config(profile, common, c, rotation, seed), progress=progress) for c in found]
-    return found[best_draw(dirs)], dirs
+    configs = [_config(profile, common, c, rotation, seed) for c in found]
+    dirs = [train(c, progress=progress) for c in configs]
+    return found[best_draw(dirs, configs[0].selection)], dirs
 
 
 def train_seeds(technique: str, profile: str = "default", seeds: tuple[int, ...] | list[int] | None = None,

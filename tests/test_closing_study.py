@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from attrlib import runfolder
+from attrlib import records, runfolder
 from attrlib.config import Config
 from attrlib.evaluation import goal_table, select_arm, selected_runs, training_cost
 from attrlib.reporting import readme, stack_summaries
@@ -86,13 +86,14 @@ def test_a_run_fitted_in_closed_form_is_scored_by_its_validation_predictions(tmp
     runfolder.write_config(closed, Config(data=str(tmp_path), heldout=("x",), technique="dfr"))
     runfolder.write_metrics(closed, {"selection": {"rule": "last", "step": 0}, "valsub": {"accuracy": 0.8},
                                      "val": {"accuracy": 0.99}, "heldout": {"accuracy": 0.1}})
-    assert runfolder.selection_score(closed) == (0.8, "valsub")
+    assert records.read(closed).score()[:2] == (0.8, "valsub")
     runs = {"a": [_fake_run(tmp_path, "a", "x", 0, score=0.7, test=0.9)], "dfr": [closed]}
     assert select_arm(runs)["chosen"].tolist() == ["dfr"]
-    bare = tmp_path / "bare"
-    bare.mkdir()
+    bare = tmp_path / "baseline" / "bare"
+    bare.mkdir(parents=True)
+    runfolder.write_config(bare, Config(data=str(tmp_path), heldout=("x",)))
     runfolder.write_metrics(bare, {"heldout": {"accuracy": 0.5}})
-    score, split = runfolder.selection_score(bare)
+    score, split = records.read(bare).score()[:2]
     assert np.isnan(score) and split == ""
 
 

@@ -73,7 +73,7 @@ def test_plan_is_what_train_many_trains(tiny_data, tmp_path, monkeypatch):
         return tmp_path / config.technique / str(len(trained))
 
     monkeypatch.setattr(sweep, "train", fake_train)
-    monkeypatch.setattr(sweep, "best_draw", lambda dirs: 1)
+    monkeypatch.setattr(sweep, "best_draw", lambda dirs, rule: 1)
     kwargs = dict(seeds=(0, 3), draws=2, rotations=[("military_vehicle",), ("car",)], data=str(tiny_data),
                   runs=str(tmp_path), **TINY)
     sweep.train_many(("baseline", "group_dro"), "quick", progress=False, **kwargs)

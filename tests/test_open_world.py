@@ -12,7 +12,7 @@ import torch
 from sklearn.metrics import balanced_accuracy_score, roc_auc_score
 
 import attrlib
-from attrlib import cli, runfolder, sweep
+from attrlib import cli, records, runfolder, sweep
 from attrlib.config import Config
 from attrlib.data import ImageDataset, collate_patches, load_study_data
 from attrlib.errors import DataError
@@ -223,7 +223,7 @@ def test_selected_run_is_the_arm_rule_b_picks(open_run):
 
     config = runfolder.read_config(open_run)
     other = sweep.train(config.replace(steps=2, seed=1), progress=False)
-    scores = {d: runfolder.selection_score(d)[0] for d in (open_run, other)}
+    scores = {d: records.read(d).score().value for d in (open_run, other)}
     assert scores[open_run] != scores[other]
     best = max(scores, key=scores.get)
     assert selected_run({"forty_steps": [open_run], "two_steps": [other]}) == best

@@ -7,11 +7,11 @@ import json
 import pandas as pd
 import pytest
 
-from attrlib import hparams, runfolder, sweep, techniques
+from attrlib import hparams, records, runfolder, selection, sweep, techniques
 from attrlib.config import Config
 from attrlib.data import assign_splits, choose_val_subclass, eligible_rotations, load_study_data
 from attrlib.errors import ConfigError, DataError
-from attrlib.training.engine import scoring_epochs, selection_rule
+from attrlib.training.engine import scoring_epochs
 
 # generator -> training subclasses (lsgm has only face: face can never be held out)
 CELLS = {"g1": ("face", "horse"), "g2": ("face",), "g3": ("car", "face", "horse")}
@@ -77,8 +77,8 @@ def test_scoring_epochs_spread_evenly_and_always_include_the_last():
     assert scoring_epochs(6, 5) == {1, 2, 3, 4, 5}
     assert scoring_epochs(3, 5) == {0, 1, 2}
     assert scoring_epochs(10, 1) == {9} and scoring_epochs(0, 5) == set()
-    assert selection_rule("valsub", {"val": 1}) == "val" and selection_rule("valsub", {}) == "last"
-    assert selection_rule("valsub", {"valsub": 1, "val": 1}) == "valsub"
+    assert selection.applicable("valsub", {"val": 1}) == "val" and selection.applicable("valsub", {}) == "last"
+    assert selection.applicable("valsub", {"valsub": 1, "val": 1}) == "valsub"
 
 
 def _config(tiny_data, runs, **kw) -> Config:
@@ -117,17 +117,55 @@ def test_a_run_is_scored_during_training_and_predicts_with_the_state_its_rule_ke
     assert not data.split("train")["subclass"].eq("car").any() and set(data.split("valsub")["subclass"]) == {"car"}
 
 
-def test_the_selection_knob_changes_which_state_a_run_keeps(tiny_data, tmp_path):
-    last = runfolder.load_metrics(sweep.train(_config(tiny_data, tmp_path, selection="last"), progress=False))
-    assert last["selection"]["rule"] == "last" and last["selection"]["step"] == 12
-    run = sweep.train(_config(tiny_data, tmp_path, selection="val"), progress=False)
-    val = runfolder.load_metrics(run)
-    history = [json.loads(line) for line in (run / "history.jsonl").read_text().splitlines()]
-    assert val["selection"]["rule"] == "val"
-    assert val["selection"]["score"] == max(h["val_accuracy"] for h in history if "val_accuracy" in h)
-    # the metrics of the run are those of the state it kept: rule val's point, not necessarily the last
-    kept = [h for h in history if h.get("val_accuracy") == val["selection"]["score"]][-1]
-    assert val["selection"]["step"] == kept["step"]
+def test_a_new_rule_applies_to_a_finished_run_without_training_again(tiny_data, tmp_path, monkeypatch):
+    run = sweep.train(_config(tiny_data, tmp_path), progress=False)
+    done = (run / "done").read_text()
+    # Config.selection is not part of a run's identity: asking for another rule finds the same run, trains nothing
+    monkeypatch.setattr(sweep, "fit", lambda *a, **k: pytest.fail("a new rule must not train again"))
+    for rule in ("val", "last"):
+        assert sweep.train(_config(tiny_data, tmp_path, selection=rule), progress=False) == run
+        assert runfolder.run_id(_config(tiny_data, tmp_path, selection=rule)) == run.name
+    assert (run / "done").read_text() == done
+    rec = records.read(run)
+    scored = [h for h in rec.history if "test_accuracy" in h]
+    kept = rec.metrics["selection"]
+    assert kept["rule"] == "valsub"   # the engine keeps rule (b)'s point whatever the rule
+    # rule (b), the run's own: the kept point, scored by the run's predictions (metrics.json)
+    own = rec.score()
+    assert own.kept and own.step == kept["step"] and own.value == rec.metrics["valsub"]["accuracy"]
+    # rule (a) on the finished run: the point of best validation accuracy (ties: the later), from the history
+    best = max(h["val_accuracy"] for h in scored)
+    at = [h for h in scored if h["val_accuracy"] == best][-1]
+    val = rec.score("val")
+    assert (val.rule, val.split, val.step) == ("val", "val", at["step"])
+    assert val.value == (rec.metrics["val"]["accuracy"] if val.kept else at["val_accuracy"])
+    assert rec.score("last").step == scored[-1]["step"]
+    # a record read under a Config.selection is scored by that rule
+    other = records.Record(rec.arm, rec.folder, rec.config.replace(selection="val"), rec.metrics, rec.history)
+    assert other.score() == val
+    with pytest.raises(ValueError, match="oracle"):
+        rec.score("oracle")
+
+
+def test_the_rule_asked_for_decides_the_point_and_the_choice():
+    from types import SimpleNamespace
+
+    history = [{"step": 4, "val_accuracy": 0.9, "valsub_accuracy": 0.5, "test_accuracy": 0.3},
+               {"step": 8, "val_accuracy": 0.7, "valsub_accuracy": 0.6, "test_accuracy": 0.4}]
+    a = SimpleNamespace(history=history, metrics={"selection": {"rule": "valsub", "step": 8},
+                                                  "valsub": {"accuracy": 0.65}, "val": {"accuracy": 0.7}})
+    assert selection.score(a, "valsub") == (0.65, "valsub", "valsub", 8, True)   # the run's own predictions
+    assert selection.score(a, "val") == (0.9, "val", "val", 4, False)           # the recorded point of rule (a)
+    assert selection.score(a, "last")[:4] == (0.65, "valsub", "last", 8)
+    flat = [{"step": 4, "val_accuracy": 0.8, "valsub_accuracy": 0.7, "test_accuracy": 0.9}]
+    b = SimpleNamespace(history=flat, metrics={"selection": {"rule": "valsub", "step": 4},
+                                               "valsub": {"accuracy": 0.7}, "val": {"accuracy": 0.8}})
+    scores = lambda rule: {name: selection.score(r, rule).value for name, r in (("a", a), ("b", b))}
+    assert selection.choose(scores("valsub")) == "b" and selection.choose(scores("val")) == "a"
+    assert selection.heldout_accuracy(history, "oracle") == 0.4 and selection.heldout_accuracy(history, "val") == 0.3
+    # ties go to the candidate listed first; NaN never wins; nothing scored: None
+    assert selection.choose({"x": 0.5, "y": 0.5}) == "x" and selection.choose({"x": float("nan"), "y": 0.1}) == "y"
+    assert selection.choose({"x": float("nan")}) is None
 
 
 def test_rotations_expand_rotation_major_and_each_run_holds_out_its_subclass(tiny_data, tmp_path):
@@ -158,7 +196,7 @@ def test_search_keeps_the_draw_with_the_best_selection_score_never_the_test_scor
         m = real(run)
         # draw 1 is best by the selection rule, draw 2 by the test set: the search must take draw 1
         lr = runfolder.read_config(run).lr
-        # the search scores a run by its own validation-subclass predictions (runfolder.selection_score)
+        # the search scores a run by its own validation-subclass predictions (selection.score)
         m["valsub"] = {"accuracy": scores.setdefault(lr, [0.5, 0.9, 0.1][len(scores)])}
         m["heldout"]["accuracy"] = [0.1, 0.2, 0.99][list(scores).index(lr)]
         return m

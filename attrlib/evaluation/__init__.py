@@ -12,7 +12,8 @@ them from these numbers.
     summary     per technique over its runs: paired_predictions, technique_summary, summary_table, rotation_table,
                 recorded_selection
     selection   model-selection rules side by side (rule_accuracies, selection_table); the arm rule (b) picks
-                per rotation (select_arm, selected_runs); runs_without (leave rotations out)
+                per rotation (select_arm, selected_runs); runs_without (leave rotations out). The rules, a run's
+                score under one and the one `choose` live in attrlib.selection
     cost        training_cost: seconds per run of every arm, and its ratio to the baseline's
     goal        goal_table: issue 12's criteria (gap closed, no target data, beats the seeds, JPEG 75), measured
     robustness  perturbations (JPEG, blur, down-up resize), robustness_table, robustness_stats, robustness_summary
@@ -20,7 +21,8 @@ them from these numbers.
                 false-rejection rate on val), AUROC and OSCR with intervals (open_set_metrics, open_set_table)
     inference   predict(run, images): attribute new images with a trained run, "unknown" flagged (`attrlib predict`)
     runtime_sweep  radius_sweep, radius_sweep_summary: a test-time attack's radius against random noise of it
-    (run folders are read through attrlib.runfolder: load_run, load_predictions, heldout_predictions)
+    (run folders are read as records, attrlib.records, and predictions through attrlib.runfolder: load_run,
+    load_predictions, heldout_predictions)
 """
 from ..runfolder import (LoadedRun, generators_of, heldout_predictions, heldout_split, load_predictions, load_run,
                          pooled_predictions)

@@ -15,9 +15,8 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from .. import techniques
+from .. import records
 from ..errors import CheckpointError
-from ..runfolder import load_metrics, read_config, run_dir
 
 
 def training_cost(runs: Mapping[str, Sequence[str | os.PathLike]], baseline: str = "baseline") -> pd.DataFrame:
@@ -29,17 +28,14 @@ def training_cost(runs: Mapping[str, Sequence[str | os.PathLike]], baseline: str
     `prepare s` is the work before the first step (a closed-form fit, an identification model), absent (0) on
     a run that was resumed."""
     rows = []
-    for name, dirs in runs.items():
-        metrics = [load_metrics(d) for d in dirs]
-        config = read_config(dirs[0])
-        starts_from = techniques.get(config.technique).starts_from
-        upstream = [_own_seconds(read_config(d).replace(technique=starts_from, technique_params={}))
-                    for d in dirs] if starts_from else [0.0]
-        rows.append({"arm": name, "technique": config.technique, "runs": len(dirs),
+    for name, recs in records.collect(runs).by_arm().items():
+        metrics = [r.metrics for r in recs]
+        upstream = [_own_seconds(r.upstream) for r in recs] if recs[0].upstream is not None else [0.0]
+        rows.append({"arm": name, "technique": recs[0].technique, "runs": len(recs),
                      "steps": int(np.mean([m.get("steps", 0) for m in metrics])),
                      "train s": float(np.mean([m.get("train_seconds", np.nan) for m in metrics])),
                      "prepare s": float(np.mean([m.get("prepare_seconds", 0.0) for m in metrics])),
-                     "starts from": starts_from or "",
+                     "starts from": recs[0].starts_from,
                      "img/s": float(np.mean([m.get("train_images_per_second", np.nan) for m in metrics])),
                      "upstream s": float(np.mean(upstream))})
     table = pd.DataFrame(rows)
@@ -58,10 +54,10 @@ def training_cost(runs: Mapping[str, Sequence[str | os.PathLike]], baseline: str
     return table
 
 
-def _own_seconds(config) -> float:
-    """Training plus prepare seconds of the finished run `config` describes (NaN when it is not there)."""
+def _own_seconds(folder) -> float:
+    """Training plus prepare seconds of the finished run folder (NaN when it is not there)."""
     try:
-        m = load_metrics(run_dir(config))
+        m = records.read(folder).metrics
     except CheckpointError:
         return float("nan")
     return float(m.get("train_seconds", np.nan)) + float(m.get("prepare_seconds", 0.0))

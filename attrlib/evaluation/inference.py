@@ -31,10 +31,11 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from .. import records
 from ..data import list_images
 from ..errors import DataError
 from ..io import atomic_open
-from ..runfolder import load_metrics
+from ..rotation import Rotation
 from .openset import CALIBRATION_SPLIT, DEFAULT_FRR, DEFAULT_SCORE, SCORE_PREFIX, SCORES, OpenSetModel, fit_open_set
 from .selection import select_arm, selected_runs
 
@@ -96,7 +97,7 @@ def predict(run: str | os.PathLike | OpenSetModel, images: str | os.PathLike, ou
     if labelled:
         table["generator"] = table["path"].map(dict(zip(frame["path"], frame["generator"])))
     flagged = model.flag(table, score)
-    metrics = load_metrics(model.run.dir)
+    metrics = records.read(model.run.dir).metrics
     table = table.assign(unknown_score=table[f"{SCORE_PREFIX}{score}"], unknown=flagged,
                          threshold=model.thresholds[score], score=score, frr=model.frr,
                          calibration=model.calibration, run_id=model.run.dir.name, run=str(model.run.dir),
@@ -121,12 +122,13 @@ def write_predict_table(path: str | os.PathLike, table: pd.DataFrame) -> Path:
 
 def selected_run(runs: Mapping[str, Sequence[str | os.PathLike]], rotation: str | None = None, seed: int = 0) -> Path:
     """The run folder `predict` uses for a finished study's arms (label -> run folders): the arm rule (b) selects
-    (`selection.select_arm`) in `rotation` (its held-out subclasses joined by "+"; default the first), seed `seed`."""
+    (`selection.select_arm`) in `rotation` (a Rotation or its key "a+b"; default the first), seed `seed`."""
+    runs = records.collect(runs)
     choice = select_arm(runs)
     if rotation is not None:
-        choice = choice[choice["heldout"] == rotation]
+        choice = choice[choice["heldout"] == Rotation(rotation).key]
         if choice.empty:
             raise DataError(f"no rotation {rotation!r} among the study's runs; rotations: {sorted(select_arm(runs)['heldout'])}")
     dirs = selected_runs(runs, choice.head(1))
-    from_seed = [d for d in dirs if load_metrics(d).get("seed", 0) == seed] or dirs
+    from_seed = [r.folder for r in runs.filter(lambda r: r.folder in dirs) if r.metrics.get("seed", 0) == seed] or dirs
     return Path(from_seed[0])

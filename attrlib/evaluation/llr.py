@@ -23,11 +23,10 @@ import numpy as np
 import pandas as pd
 from scipy.special import logsumexp
 
-from .. import techniques
+from .. import records, techniques
 from ..data import load_config_data
 from ..errors import ConfigError, DataError
-from ..runfolder import (check_prediction_frame, generators_of, load_metrics, load_predictions, log_probabilities,
-                         read_config)
+from ..runfolder import check_prediction_frame, generators_of, load_predictions, log_probabilities
 
 LLR_DEFINITION = ("LLR_g(x) = log p(x|g) - log p(x|not g), p(x|not g) the mean of p(x|h) over the other generators "
                   "(weighted equally); from the predicted log-probabilities with the training prior removed "
@@ -96,10 +95,11 @@ def training_prior(run: str | os.PathLike) -> tuple[dict[str, float], str]:
     """The generator shares a run's model was trained on, and a note: `train_prior` of its metrics.json (the
     engine records it), else recomputed from its data and technique (`Technique.training_prior` on its train
     split) for a run made before it was recorded; when that data cannot be read, uniform, and the note says so."""
-    recorded = load_metrics(run).get("train_prior")
+    record = records.read(run)
+    recorded = record.metrics.get("train_prior")
     if recorded:
         return {g: float(v) for g, v in recorded.items()}, ""
-    config = read_config(run)
+    config = record.config
     try:
         data = load_config_data(config)
         technique = techniques.build_technique(config, data)

@@ -344,7 +344,7 @@ def open_set_table(runs: dict[str, Sequence[str | os.PathLike]], frr: float = DE
             frames[str(d)] = scored
             c = model.run.config
             table = open_set_metrics(scored, scored["known"].to_numpy(), model.thresholds, n_boot=n_boot, seed=seed)
-            rows.append(table.assign(arm=name, heldout="+".join(c.heldout), unknown="+".join(c.unknown_generators),
+            rows.append(table.assign(arm=name, heldout=c.heldout.key, unknown="+".join(c.unknown_generators),
                                      seed=c.seed, run=str(d)))
     table = pd.concat(rows, ignore_index=True)
     first = ["arm", "heldout", "unknown", "seed", "score"]

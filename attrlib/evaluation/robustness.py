@@ -115,7 +115,7 @@ def robustness_table(runs: Mapping[str, Sequence[str | os.PathLike]], data=None,
     for name, run, frame in iter_runs(runs, data, split, max_images):
         acc = perturbed_accuracy(run.technique, frame, run.data, perturbations, run.config.input_policy,
                                  run.config.image_size, batch_size, patches=run.config.test_patches)
-        parts.append(acc.assign(technique=name, heldout="+".join(run.config.heldout), seed=run.seed))
+        parts.append(acc.assign(technique=name, heldout=run.config.heldout.key, seed=run.seed))
     table = pd.concat(parts, ignore_index=True)[["technique", "heldout", "seed", "perturbation", "accuracy", "n"]]
     order = [p.name for p in perturbations]
     table["perturbation"] = pd.Categorical(table["perturbation"], categories=order, ordered=True)

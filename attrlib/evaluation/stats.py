@@ -23,8 +23,10 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import accuracy_score, f1_score
 
+from .. import records
 from ..errors import DataError
-from ..runfolder import PREDICTIONS, heldout_split, load_predictions, read_config
+from ..rotation import Rotation
+from ..runfolder import PREDICTIONS, heldout_split, load_predictions
 
 
 # --------------------------------------------------------------------------------------------- over seeds
@@ -426,25 +428,25 @@ def paired_bootstrap(technique: Mapping[str, np.ndarray], baseline: Mapping[str,
 
 # --------------------------------------------------------------------------------------------- from run folders
 def rotation_label(heldout: Sequence[str]) -> str:
-    """The name of a rotation: its held-out subclass(es), sorted, comma-separated."""
-    return ",".join(sorted(heldout))
+    """The name of a rotation: its key (`attrlib.rotation.Rotation.key`, "a+b")."""
+    return Rotation(heldout).key
 
 
 def _runs_by_rotation(run_dirs: Sequence[str | os.PathLike], what: str) -> dict[str, dict[int, Path]]:
-    """rotation -> seed -> run folder, from each run's config.json (`heldout`, `seed`)."""
+    """rotation key -> seed -> run folder, from the runs' records (`heldout`, `seed`)."""
     out: dict[str, dict[int, Path]] = {}
-    for d in run_dirs:
-        config = read_config(d)
-        seeds = out.setdefault(rotation_label(config.heldout), {})
-        if int(config.seed) in seeds:
-            raise DataError(f"{what}: runs {seeds[int(config.seed)]} and {d} are both seed {config.seed} of rotation "
-                            f"{rotation_label(config.heldout)!r}; pass one run per (held-out subclass, seed)")
-        seeds[int(config.seed)] = Path(d)
+    for rotation, recs in records.collect(list(run_dirs)).by_rotation().items():
+        seeds = out.setdefault(rotation.key, {})
+        for r in recs:
+            if r.seed in seeds:
+                raise DataError(f"{what}: runs {seeds[r.seed]} and {r.folder} are both seed {r.seed} of rotation "
+                                f"{rotation.key!r}; pass one run per (held-out subclass, seed)")
+            seeds[r.seed] = r.folder
     return out
 
 
 def _data_root(run: Path) -> Path:
-    data = Path(read_config(run).data)
+    data = Path(records.read(run).config.data)
     return data.parent if data.suffix.lower() == ".csv" else data
 
 

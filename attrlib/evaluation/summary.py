@@ -19,17 +19,14 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from .. import records, selection as selection_rules
 from ..errors import DataError
-from ..runfolder import generators_of, heldout_split, load_metrics, load_predictions, read_config
+from ..runfolder import generators_of, heldout_split, load_predictions
 from .metrics import MACRO_CONVENTION, calibration_error, class_labels, floors, per_generator_auc, split_metrics
-from .stats import (CONVENTION, aggregate_over_seeds, hierarchical_bootstrap, paired_comparison,
-                    rotation_label)
+from .stats import (CONVENTION, aggregate_over_seeds, hierarchical_bootstrap, paired_comparison)
 
 # what each checkpoint-selection rule a run records means (metrics.json `selection.rule`; runs made before the
-# engine scored checkpoints used the last epoch)
-SELECTION_RULES = {"last": "the last epoch", "val": "rule (a), best in-distribution validation accuracy",
-                   "valsub": "rule (b), best accuracy on the validation subclass kept out of training",
-                   "oracle": "rule (c), best held-out accuracy: an upper bound that peeks at the test set"}
+# engine scored checkpoints used the last epoch): `attrlib.selection.MEANING`
 
 
 def paired_predictions(run_dirs: Sequence[str | os.PathLike], generators: Sequence[str] | None = None
@@ -53,10 +50,7 @@ def paired_predictions(run_dirs: Sequence[str | os.PathLike], generators: Sequen
 
 
 def _by_rotation(run_dirs: Sequence[str | os.PathLike]) -> dict[str, list]:
-    out: dict[str, list] = {}
-    for d in run_dirs:
-        out.setdefault(rotation_label(read_config(d).heldout), []).append(d)
-    return out
+    return records.collect(list(run_dirs)).folders_by_rotation()
 
 
 def technique_summary(run_dirs: Sequence[str | os.PathLike], n_boot: int = 1000, alpha: float = 0.05,
@@ -72,9 +66,10 @@ def technique_summary(run_dirs: Sequence[str | os.PathLike], n_boot: int = 1000,
     """
     if not len(run_dirs):
         raise ValueError("technique_summary needs at least one run folder")
-    metrics = [load_metrics(d) for d in run_dirs]
+    recs = records.collect(list(run_dirs))
+    metrics = [r.metrics for r in recs]
     per_run, worst = [], []
-    for d, m in zip(run_dirs, metrics):
+    for d, r, m in zip(run_dirs, recs, metrics):
         pred = load_predictions(d, m["heldout"]["split"])
         gens = generators_of(pred)
         y_true, y_pred = class_labels(pred, gens, str(d))
@@ -84,9 +79,8 @@ def technique_summary(run_dirs: Sequence[str | os.PathLike], n_boot: int = 1000,
         worst_r = recalls[worst_g]
         worst.append(worst_g)
         val = m.get("val", {}).get("accuracy", np.nan)
-        config = read_config(d)
         floor = floors(y_true, gens, m.get("train_prior"))
-        per_run.append({"seed": int(config.seed), "avg_precision": held["macro_precision"],
+        per_run.append({"seed": r.seed, "avg_precision": held["macro_precision"],
                         "avg_recall": held["macro_recall"], "avg_f1": held["macro_f1"], "accuracy": held["accuracy"],
                         "balanced_accuracy": held["balanced_accuracy"],
                         "majority_accuracy": floor["majority"]["accuracy"],
@@ -201,8 +195,8 @@ def recorded_selection(run_dirs: Sequence[str | os.PathLike]) -> str:
     """The checkpoint-selection rule the runs' predictions come from, as their metrics.json record it
     (`selection.rule`; "last" for runs made before selection existed); several: joined with "/"."""
     rules = []
-    for d in run_dirs:
-        chosen = load_metrics(d).get("selection")
+    for r in records.collect(list(run_dirs)):
+        chosen = r.metrics.get("selection")
         rules.append(chosen.get("rule", "last") if isinstance(chosen, Mapping) else str(chosen or "last"))
     return "/".join(dict.fromkeys(rules))
 
@@ -215,7 +209,7 @@ def _selection_text(selections: Sequence[str]) -> str:
     names = list(dict.fromkeys(selections))
     if len(names) > 1:
         return "Checkpoint selection rules differ between techniques: see the selection column."
-    meaning = SELECTION_RULES.get(names[0], "")
+    meaning = selection_rules.MEANING.get(names[0], "")
     return f"Checkpoint selection rule: {names[0]}" + (f" ({meaning})" if meaning else "") + "."
 
 

@@ -22,7 +22,8 @@ import torch
 
 from ..data import Audit, load_image
 from ..evaluation import confusion, oscr_curve, runs_llr_scores
-from ..runfolder import generators_of, load_predictions, pooled_predictions, read_config
+from .. import records
+from ..runfolder import generators_of, load_predictions, pooled_predictions
 from ..inspection.cam import run_cam_examples
 from .draw import show_image, show_overlay
 
@@ -385,7 +386,7 @@ def run_cam_grid(run_dir: str | os.PathLike, data=None, split: str | None = None
     (`attrlib.inspection.run_cam_examples`)."""
     ex = run_cam_examples(run_dir, data=data, split=split, per_generator=per_generator, target=target, seed=seed)
     name = label or ex["technique"]
-    held = "+".join(read_config(run_dir).heldout)
+    held = records.read(run_dir).rotation
     return cam_grid(ex["x"], ex["cam"], ex["pred"], ex["true"], ex["generators"],
                     title=f"{name}{' (uses target data)' if ex['uses_target_data'] else ''} "
                           f"(held out {held}, seed {ex['seed']}), {ex['split']} split, CAM of the {ex['target']} generator")

@@ -15,8 +15,9 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from .. import records
 from ..evaluation import MACRO_CONVENTION, aggregate_over_seeds, robustness_stats, seed_style_report
-from ..runfolder import generators_of, load_metrics, load_predictions, read_config
+from ..runfolder import generators_of, load_predictions
 
 METRICS = ("precision", "recall", "f1", "support")
 TARGET_DATA_MARK = " (target data)"
@@ -44,9 +45,8 @@ def seed_table(run_dirs: Sequence[str | os.PathLike], split: str = "heldout", fm
     """
     if not len(run_dirs):
         raise ValueError("seed_table needs at least one run folder")
-    rotations: dict[str, list] = {}
-    for d in run_dirs:  # runs of several held-out rotations: one block per rotation, over its own seeds
-        rotations.setdefault("+".join(read_config(d).heldout), []).append(d)
+    # runs of several held-out rotations: one block per rotation, over its own seeds
+    rotations = records.collect(list(run_dirs)).folders_by_rotation()
     if len(rotations) > 1:
         blocks = {r: seed_table(dirs, split, fmt, digits) for r, dirs in rotations.items()}
         out = pd.concat(blocks, names=["held out"])
@@ -76,8 +76,8 @@ def seed_table(run_dirs: Sequence[str | os.PathLike], split: str = "heldout", fm
 def label_target_data(runs: Mapping[str, Sequence[str | os.PathLike]]) -> dict[str, list]:
     """The same runs, with TARGET_DATA_MARK added to the name of every technique that trains on target data
     (its runs' metrics.json say `uses_target_data`), so every table and figure keyed by name marks it."""
-    return {name + (TARGET_DATA_MARK if any(load_metrics(d).get("uses_target_data") for d in dirs) else ""): list(dirs)
-            for name, dirs in runs.items()}
+    return {name + (TARGET_DATA_MARK if any(r.metrics.get("uses_target_data") for r in records.collect(list(dirs)))
+                    else ""): list(dirs) for name, dirs in runs.items()}
 
 
 def format_summary(table: pd.DataFrame, digits: int = 2, alpha: float | None = None) -> pd.DataFrame:

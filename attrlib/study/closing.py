@@ -18,6 +18,7 @@ import pandas as pd
 from .. import sweep
 from ..errors import ConfigError
 from ..evaluation import summary_table
+from ..rotation import Rotation
 from . import checks
 from .session import unbiased_variant
 
@@ -55,7 +56,7 @@ def arm_configs(arms: Mapping[str, Mapping[str, Any]], techniques: Iterable[str]
 
 def _rotations(choice: pd.DataFrame, keep: Iterable[tuple[str, ...]] | None) -> dict[tuple[str, ...], str]:
     wanted = None if keep is None else {tuple(r) for r in keep}
-    picked = {tuple(r.split("+")): c for r, c in zip(choice["heldout"], choice["chosen"])}
+    picked = {Rotation.parse(r): c for r, c in zip(choice["heldout"], choice["chosen"])}
     missing = [r for r, c in picked.items() if c is None and (wanted is None or r in wanted)]
     if missing:
         raise ConfigError(f"no arm was chosen in rotation(s) {missing}: none of them has a validation score; "

@@ -15,12 +15,13 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from .. import sweep
+from .. import records, sweep
 from ..data import load_study_data
 from ..data.sources import discover
 from ..errors import ConfigError, DataError
 from ..evaluation.openset import balanced_accuracy
-from ..runfolder import load_predictions, read_config
+from ..rotation import Rotation
+from ..runfolder import load_predictions
 
 
 def unknown_rotations(root: str | os.PathLike, heldout: Sequence[str], n: int = 0,
@@ -69,11 +70,10 @@ def closed_set_comparison(table: pd.DataFrame, closed: Mapping[str, Sequence[str
     part = table[table["score"] == score]
     for (arm, heldout, unknown), group in part.groupby(["arm", "heldout", "unknown"], sort=False):
         accuracies = []
-        for d in closed.get(arm, []):
-            config = read_config(d)
-            if "+".join(config.heldout) != heldout or int(config.seed) not in set(group["seed"]):
+        for r in records.collect(list(closed.get(arm, []))):
+            if r.rotation != Rotation.parse(heldout) or r.seed not in set(group["seed"]):
                 continue
-            test = load_predictions(d, "test")
+            test = load_predictions(r.folder, "test")
             test = test[~test["generator"].isin(unknown.split("+"))]
             accuracies.append(balanced_accuracy(test["generator"], test["pred"]))
         closed_ba = float(np.mean(accuracies)) if accuracies else np.nan

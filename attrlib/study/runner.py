@@ -27,6 +27,7 @@ from ..errors import ConfigError
 from ..reporting.explorer import HEADLESS_ENV
 from ..io import atomic_write_json
 from ..provenance import git_commit, now, study_record, write_provenance
+from ..rotation import rotations_text
 from .session import project_path, resolve_data, resolve_rotations
 
 # The kernel the notebooks are written for (their kernelspec metadata), installed by `make install` into the
@@ -99,7 +100,7 @@ def run_study(profile: str = "default", data: str = "", heldout: str | Iterable[
     data_root = str(made[0])
     # the rotations, resolved once (the profile's when none are given), passed to every notebook and recorded
     rotations = resolve_rotations(profile, data_root, heldout)
-    params = dict(profile=profile, data=data_root, heldout=",".join("+".join(r) for r in rotations),
+    params = dict(profile=profile, data=data_root, heldout=rotations_text(rotations),
                   runs=runs, figures=figures,
                   results=results, device=device, threads=int(threads), on_bad=on_bad)
     todo = [nb for nb in notebooks_in(notebooks) if not only or nb.name.startswith(tuple(only))]

@@ -41,8 +41,10 @@ from ..simulator import VARIANTS, synthesize
 from ..config import PROFILES, Config, profile as profile_config
 from ..data import choose_val_subclass, eligible_rotations, val_subclass_of
 from ..data.sources import discover
+from .. import rotation
 from ..errors import ConfigError
 from ..reporting.html import table_html
+from ..rotation import Rotation
 from ..simulator import SIMULATED_NOTE
 
 # The embedded benchmark each profile studies when no --data is given. `quick` is small enough for the
@@ -101,9 +103,7 @@ def shown_path(path: str | os.PathLike) -> str:
 def parse_rotations(heldout: str | Iterable[str]) -> tuple[tuple[str, ...], ...]:
     """Rotations from a notebook's `heldout`: "a, b" is two rotations (a held out, then b), "a+b" one rotation
     holding out both; an iterable of names is one rotation per name. Empty: () (the profile's rotations)."""
-    items = heldout.split(",") if isinstance(heldout, str) else list(heldout)
-    rotations = tuple(tuple(p.strip() for p in str(item).split("+") if p.strip()) for item in items)
-    return tuple(r for r in rotations if r)
+    return rotation.parse_rotations(heldout)
 
 
 ROTATION_SPECS = ("all", "crossed")  # a notebook's `heldout` may name one instead of subclasses
@@ -316,7 +316,7 @@ class Session:
 
     def _repr_markdown_(self) -> str:
         seeds = ", ".join(map(str, self.seeds))
-        rotations = "; ".join("+".join(r) for r in self.rotations)
+        rotations = "; ".join(Rotation(r).key for r in self.rotations)
         line = (f"**Profile** `{self.profile}` · **data** `{shown_path(self.data)}` · **held out (rotations)** "
                 f"{rotations} · **seeds** {seeds} · **device** `{self.device}`")
         return line + (f"\n\n*{self.note}*" if self.note else "")

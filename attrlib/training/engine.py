@@ -8,11 +8,12 @@ reuse, upstream runs and metrics belong to the sweep (`attrlib.sweep`), which is
 folder with a checkpoint resumes after its last finished epoch with the optimiser and random states it had,
 so its predictions equal an uninterrupted run's (on the CPU, at the same thread count).
 
-Model selection (DomainBed's three rules, `config.selection`): at `config.checkpoints` epoch ends the attribution
-model is scored on `val` (rule a: in-distribution), on `valsub` (rule b: the validation subclass, kept out of
-training) and on `test`; the test predictions of every point go to trajectory.csv, so rule (c), the test-set
-oracle, can be shown as an upper bound after the fact, but the test set never chooses. The run keeps the
-state of the best point under its rule (ties: the later point) and predicts with it; metrics.json says which.
+Model selection (the rules: `attrlib.selection`): at `config.checkpoints` epoch ends the attribution model is
+scored on `val` (rule a: in-distribution), on `valsub` (rule b: the validation subclass, kept out of training)
+and on `test`; every point's scores go to history.jsonl and its test predictions to trajectory.csv, so any rule
+(rule (c), the test-set oracle, as an upper bound) applies after the fact, and the test set never chooses. The
+run keeps the state of the best point under `selection.KEPT` (rule b, whatever `config.selection` a reader
+applies later; ties: the later point) and predicts with it; metrics.json says which.
 """
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .. import runfolder, techniques
+from .. import runfolder, selection, techniques
 from ..config import Config
 from ..data import StudyData
 from ..errors import ConfigError, DataError
@@ -40,7 +41,6 @@ from .loop import make_loader, pick_device, seed_everything, train_one_epoch
 
 EVAL_SPLITS = ("val", "valsub", "test", "ft_test")  # predicted after training when not empty
 SCORED_SPLITS = ("val", "valsub", "test")   # scored at each scoring point: rule (a), rule (b), and the trajectory
-RULE_SPLIT = {"val": "val", "valsub": "valsub"}
 
 
 @dataclass
@@ -77,7 +77,7 @@ def fit(config: Config, data: StudyData, run: Path, init_from: Path | None = Non
         if len(frame):
             loader = make_loader(frame, data, config, train=False, device=device)
             scorers[split] = (loader, data.labels(loader.dataset.frame)["generator"])
-    rule = selection_rule(config.selection, scorers)
+    rule = selection.applicable(selection.KEPT, scorers)
     kept_scores = None  # the kept point's log-probabilities per scored split: its predictions, not computed twice
 
     if main:
@@ -127,8 +127,8 @@ def fit(config: Config, data: StudyData, run: Path, init_from: Path | None = Non
                 if split == "test":
                     trajectory.append(runfolder.prediction_frame(loader.dataset.frame, split, data.generators, probs)
                                       .assign(step=done))
-            score = 0.0 if rule == "last" else stats[f"{RULE_SPLIT[rule]}_accuracy"]
-            if selected is None or score >= selected["score"]:  # ties: the later point
+            score = 0.0 if rule == "last" else stats[selection.RULES[rule]]
+            if selection.better(score, selected):
                 selected = dict(rule=rule, epoch=epoch, step=done, score=score,
                                 technique=copy.deepcopy(technique.state_dict()))
                 kept_scores = scores if technique.predicts_with_model else None
@@ -166,7 +166,7 @@ def fit(config: Config, data: StudyData, run: Path, init_from: Path | None = Non
     prior = technique.training_prior(train_loader.dataset.frame)
     choice = {k: v for k, v in (selected or {}).items() if k != "technique"}
     summary = dict(hparams=technique.hparams, steps=steps, epochs=epochs, device=str(device),
-                   selection=dict(requested=config.selection, **(choice or dict(rule="last", step=steps))),
+                   selection=dict(requested=selection.KEPT, **(choice or dict(rule="last", step=steps))),
                    val_subclass=data.val_subclass,
                    train_prior={g: float(v) for g, v in zip(data.generators, prior)},
                    **({"world_size": world_size} if world_size > 1 else {}),
@@ -176,16 +176,6 @@ def fit(config: Config, data: StudyData, run: Path, init_from: Path | None = Non
                    **({"prepare_seconds": prepare_seconds} if prepare_seconds is not None else {}),
                    train_images_per_second=round(sum(h["images"] for h in history) / max(seconds, 1e-9), 1))
     return Fitted(run, technique, predictions, summary)
-
-
-def selection_rule(requested: str, scorers: dict) -> str:
-    """The rule a run can apply: the requested one when its split is there; valsub falls back to val, val to
-    last (no validation images at all)."""
-    if requested == "valsub" and "valsub" not in scorers:
-        requested = "val"
-    if requested == "val" and "val" not in scorers:
-        requested = "last"
-    return requested
 
 
 def scoring_epochs(epochs: int, n: int) -> set[int]:
