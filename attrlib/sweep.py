@@ -73,8 +73,8 @@ def train(config: Config, progress: bool = True, wait: bool = True) -> Path | No
 
 def _train(config: Config, cls: type[techniques.Technique], data: StudyData, run: Path, progress: bool) -> Path:
     # the run this one starts from (fine_tuning: the baseline of the same config), trained or reused first
-    upstream = (train(config.replace(technique=cls.starts_from, technique_params={}), progress=progress)
-                if cls.starts_from else None)
+    upstream = cls.upstream(config)
+    upstream = train(upstream, progress=progress) if upstream is not None else None
     fitted = fit(config, data, run, init_from=upstream, progress=progress)
     if fitted.predictions is not None:  # rank 0 scores and finishes the run
         metrics = run_metrics(fitted.predictions, data.generators, cls.heldout_split,

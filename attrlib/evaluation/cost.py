@@ -23,18 +23,18 @@ from ..runfolder import load_metrics, read_config, run_dir
 def training_cost(runs: Mapping[str, Sequence[str | os.PathLike]], baseline: str = "baseline") -> pd.DataFrame:
     """Mean training cost per run of every arm; `vs baseline` = its total over the baseline's (NaN without one).
 
-    `upstream s` is the mean seconds of the finished run an arm's technique starts from (`Technique.starts_from`:
+    `upstream s` is the mean seconds of the finished run an arm's technique starts from (`Technique.upstream`:
     fine_tuning and dfr start from the baseline of their own config, e.g. dfr on the local/srm_rgb model from
-    that model's ERM run), since a study that trains the arm alone pays for that run too;
+    that model's ERM run; jtt from that ERM run cut to `id_steps`, its identification model), since a study that trains the arm alone pays for that run too;
     `prepare s` is the work before the first step (a closed-form fit, an identification model), absent (0) on
     a run that was resumed."""
     rows = []
     for name, dirs in runs.items():
         metrics = [load_metrics(d) for d in dirs]
         config = read_config(dirs[0])
-        starts_from = techniques.get(config.technique).starts_from
-        upstream = [_own_seconds(read_config(d).replace(technique=starts_from, technique_params={}))
-                    for d in dirs] if starts_from else [0.0]
+        cls = techniques.get(config.technique)
+        starts_from = cls.starts_from
+        upstream = [_own_seconds(cls.upstream(read_config(d))) for d in dirs] if starts_from else [0.0]
         rows.append({"arm": name, "technique": config.technique, "runs": len(dirs),
                      "steps": int(np.mean([m.get("steps", 0) for m in metrics])),
                      "train s": float(np.mean([m.get("train_seconds", np.nan) for m in metrics])),

@@ -202,11 +202,13 @@ def _resumed_trajectory(run: Path, history: list[dict]) -> list[pd.DataFrame]:
 
 
 def start_from(technique: Technique, upstream: Path) -> None:
-    """Load the trained technique of a finished run (its checkpoint's `technique` state) into `technique`."""
+    """Give `technique` the trained state of a finished run (`Technique.start_from`): the state its selection rule
+    kept, or its last step's (`Technique.from_upstream`)."""
     advice = "delete that run folder so that it is trained again"
     state = runfolder.read_checkpoint(upstream, f"{technique.starts_from or 'upstream'} checkpoint", advice)
     try:
-        technique.load_state_dict(runfolder.trained_state(state))
+        last = technique.from_upstream == "last"
+        technique.start_from(state["technique"] if last else runfolder.trained_state(state))
     except (KeyError, TypeError, RuntimeError) as err:
         raise ConfigError(f"cannot start {technique.name!r} from {str(upstream / runfolder.CHECKPOINT)!r}: "
                           f"{type(err).__name__}: {err}; {advice}") from None
