@@ -67,10 +67,8 @@ def check_benchmark(data_dir: str | os.PathLike, variant: str, strength: float, 
                   instance_spread=float(instance_spread), generator_version=GENERATOR_VERSION)
     for root in reuse:
         try:
-            made = read_benchmark(root)
+            made = read_benchmark(root) or {}  # {}: not a benchmark folder, never a match
         except DataError:
-            continue
-        if made is None:
             continue
         # the realistic variant and the pipeline trace have the same parameters but other images: never a
         # check's benchmark
@@ -200,7 +198,8 @@ def second_configuration(root: str | os.PathLike, progress: bool = False) -> Pat
 
 def _biased_default_params(root: str | os.PathLike, what: str) -> dict:
     params = read_benchmark(root)
-    if params is None or "realistic" in params or params.get("variant", "biased") != "biased" or params.get("trace", "additive") != "additive":
+    if (params is None or "realistic" in params or params.get("variant", "biased") != "biased"
+            or params.get("trace", "additive") != "additive"):
         raise ValueError(f"{root} is not the embedded benchmark's biased default variant; the {what} is made "
                          "from that one")
     return params
