@@ -25,8 +25,9 @@ def training_cost(runs: Mapping[str, Sequence[str | os.PathLike]], baseline: str
 
     `upstream s` is the mean seconds of the finished run an arm's technique starts from (`Technique.upstream`:
     fine_tuning and dfr start from the baseline of their own config, e.g. dfr on the local/srm_rgb model from
-    that model's ERM run; jtt from that ERM run cut to `id_steps`, its identification model), since a study that trains the arm alone pays for that run too;
-    `prepare s` is the work before the first step (a closed-form fit, an identification model), absent (0) on
+    that model's ERM run; jtt from that ERM run cut to `id_steps`, its identification model), since a study
+    that trains the arm alone pays for that run too;
+    `prepare s` is the work before the first step (a closed-form fit, JTT's error set), absent (0) on
     a run that was resumed."""
     rows = []
     for name, dirs in runs.items():

@@ -171,7 +171,7 @@ def fit(config: Config, data: StudyData, run: Path, init_from: Path | None = Non
                    train_prior={g: float(v) for g, v in zip(data.generators, prior)},
                    **({"world_size": world_size} if world_size > 1 else {}),
                    train_seconds=round(seconds, 3),
-                   # the one-off work before the first step (a closed-form fit, JTT's identification model);
+                   # the one-off work before the first step (a closed-form fit, JTT's error set);
                    # absent on a resumed run, which does not repeat it
                    **({"prepare_seconds": prepare_seconds} if prepare_seconds is not None else {}),
                    train_images_per_second=round(sum(h["images"] for h in history) / max(seconds, 1e-9), 1))
