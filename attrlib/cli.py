@@ -12,7 +12,7 @@ import sys
 import warnings
 from fractions import Fraction
 
-from .config import AUGMENTATIONS
+from .config import AUGMENTATIONS, HELDOUT, profile_heldout
 from .errors import AttrlibError, ConfigError
 from .selection import SELECTABLE
 
@@ -80,14 +80,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser("bias-table", help="generator x subclass counts of a data folder or manifest", formatter_class=fmt)
     b.add_argument("data", help="folder <root>/<generator>/<subclass>/... or manifest CSV")
-    b.add_argument("--heldout", type=_heldout, default=("military_vehicle",), help="held-out subclass(es), comma-separated")
+    b.add_argument("--heldout", type=_heldout, default=profile_heldout("default"),
+                   help="held-out subclass(es), comma-separated (default: the default profile's, "
+                        f"{', '.join(profile_heldout('default'))})")
     b.add_argument("--split", default="train", choices=("train", "val", "test", "all"), help="which split to count")
 
     a = sub.add_parser("audit", help="shortcut audit: can a generator be told apart by file format, JPEG quality, "
                        "size, aspect, mode or content alone?", formatter_class=fmt)
     a.add_argument("data", help="folder <root>/<generator>/<subclass>/... or manifest CSV")
     a.add_argument("--heldout", type=_heldout, default=(), help="held-out subclass(es), comma-separated (default: "
-                   "the first rotation the data allows, military_vehicle on the benchmark)")
+                   f"the first rotation the data allows, {', '.join(HELDOUT)} on the benchmark)")
     a.add_argument("--split", default="train", choices=("train", "val", "test", "all"), help="which split to audit")
     a.add_argument("--min-images", type=int, default=20, help="warn on generators with fewer images in the split")
     a.add_argument("--on-bad", default="raise", choices=("raise", "skip"),
@@ -103,7 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--steps", type=int, default=None, help="override the profile's optimiser-step budget (default: the profile's; fine_tuning's own budget: --param steps=N)")
     t.add_argument("--runs", default="runs", help="folder of run folders")
     t.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
-    t.add_argument("--heldout", type=_heldout, default=("military_vehicle",), help="held-out subclass(es), comma-separated")
+    t.add_argument("--heldout", type=_heldout, default=None,
+                   help="held-out subclass(es), comma-separated (default: the profile's held-out subclass)")
     t.add_argument("--backbone", default=None, help="override the profile's backbone: compact | local (23-px receptive field) | resnet18 | resnet50 | efficientnet_lite0")
     t.add_argument("--pretrained", default=None,
                    help="backbone weights (default: none, random): a local file, or imagenet (the weights inside the "
@@ -160,7 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--heldout", default="",
                     help="the rotations: held-out subclasses, comma-separated, one rotation each ('a+b': one "
                          "rotation holding out both), or all (every subclass the data allows) or crossed; default: "
-                         "the profile's (default: military_vehicle and its validation subclass, crossed; thorough: all)")
+                         f"the profile's (default: {', '.join(HELDOUT)} and its validation subclass, crossed; thorough: all)")
     st.add_argument("--on-bad", default="raise", choices=("raise", "skip"),
                     help="an image that cannot be decoded: raise (stop, naming it) or skip (leave it out; notebook 01 lists it)")
     st.add_argument("--notebooks", default="notebooks", help="folder of NN_name.ipynb notebooks")
@@ -253,7 +256,8 @@ def _audit(args) -> None:
             raise ConfigError(f"no subclass of {args.data} can be held out (each needs at least "
                               f"{MIN_ROTATION_GENERATORS} generators with {MIN_TEST_IMAGES} images of it and training "
                               "images elsewhere); pass --heldout")
-        heldout = ("military_vehicle",) if "military_vehicle" in rotations else (rotations[0],)
+        first = profile_heldout("default")  # the benchmark's held-out subclass when this data allows it
+        heldout = first if set(first) <= set(rotations) else (rotations[0],)
     data = load_study_data(args.data, heldout=heldout, on_bad=args.on_bad)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ShortcutWarning)   # printed in the summary below, not twice
@@ -283,9 +287,9 @@ def _train(args) -> None:
     from .study.session import resolve_data
 
     overrides = dict(technique=args.technique, seed=args.seed, runs=args.runs, device=args.device,
-                     heldout=args.heldout, technique_params=dict(args.param))
-    for field in ("steps", "backbone", "pretrained", "stem", "input_policy", "batch_size", "val_subclass", "selection",
-                  "augment"):
+                     technique_params=dict(args.param))
+    for field in ("heldout", "steps", "backbone", "pretrained", "stem", "input_policy", "batch_size", "val_subclass",
+                  "selection", "augment"):
         if getattr(args, field) is not None:
             overrides[field] = getattr(args, field)
     if args.bf16:
@@ -360,7 +364,7 @@ def _report(args) -> None:
 
 
 def _readme(args) -> int:
-    from .reporting.readme import commit_check, update_readme
+    from .study.readme import commit_check, update_readme
 
     code = commit_check(args.readme) if args.check else None
     for message in (code.messages if code else []):  # before the results' check, which may fail for want of results

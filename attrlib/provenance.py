@@ -4,7 +4,7 @@ about it (which commit is checked out, what changed since the one that produced 
     results/provenance.json    written by `attrlib.study.runner.run_study` at the start and the end of a study;
                                one record per study run, each naming the notebooks whose results it produced
                                (a later study that re-runs some notebooks takes them over; a record left with
-                               none is dropped). Read by `attrlib.reporting.readme`.
+                               none is dropped). Read by `attrlib.study.readme`.
 
 A record: commit (with "-dirty" when tracked files had changed), status (running / finished / failed),
 profile, data and its `data_fingerprint`, rotations, seeds, the notebooks' parameters and the profile's

@@ -103,10 +103,10 @@ def run_dir(config: Config) -> Path:
 
 
 def upstream_config(config: Config) -> Config | None:
-    """The Config of the run `config`'s run starts from (its technique's `starts_from`: fine_tuning and dfr from
-    the baseline of the same config), None when it starts from nothing. The sweep trains it, records find it."""
-    starts_from = techniques.get(config.technique).starts_from
-    return config.replace(technique=starts_from, technique_params={}) if starts_from else None
+    """The Config of the run `config`'s run starts from (its technique's `upstream`: fine_tuning and dfr from the
+    baseline of the same config, jtt from the baseline cut to its identification steps), None when it starts from
+    nothing. The sweep trains it, records and the cost table find it."""
+    return techniques.get(config.technique).upstream(config)
 
 
 def lock_path(run: Path) -> Path:

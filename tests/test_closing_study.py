@@ -10,8 +10,10 @@ import pytest
 
 from attrlib import records, runfolder
 from attrlib.config import Config
-from attrlib.evaluation import goal_table, select_arm, selected_runs, training_cost
-from attrlib.reporting import readme, stack_summaries
+from attrlib.evaluation import select_arm, selected_runs, training_cost
+from attrlib.reporting import stack_summaries
+from attrlib.study import readme
+from attrlib.study.goal import goal_table
 
 
 def _fake_run(root: Path, name: str, heldout: str, seed: int, score: float, test: float, seconds: float = 10.0,
@@ -71,12 +73,14 @@ def test_training_cost_counts_prepare_and_the_same_configs_upstream_run(tmp_path
             "local_srm_rgb": [run("baseline", 30.0, backbone="local", stem="srm_rgb")],
             "local_srm_rgb_dfr": [run("dfr", 0.0, prepare=8.0, backbone="local", stem="srm_rgb")],
             "jtt": [run("jtt", 50.0, prepare=10.0)]}
+    run("baseline", 5.0, steps=78)  # jtt's identification model: the baseline's run cut to its id_steps (78)
     cost = training_cost(runs).set_index("arm")
     assert cost.loc["baseline", "vs baseline"] == pytest.approx(1.0)
     # dfr starts from the ERM run of its own config (the local/srm_rgb model), not from the compact baseline
     assert cost.loc["local_srm_rgb_dfr", "upstream s"] == pytest.approx(30.0)
     assert cost.loc["local_srm_rgb_dfr", "total s"] == pytest.approx(38.0)
-    assert cost.loc["jtt", "upstream s"] == 0 and cost.loc["jtt", "vs baseline"] == pytest.approx(60.0 / 40.0)
+    assert cost.loc["jtt", "upstream s"] == pytest.approx(5.0)
+    assert cost.loc["jtt", "vs baseline"] == pytest.approx(65.0 / 40.0)
 
 
 def test_a_run_fitted_in_closed_form_is_scored_by_its_validation_predictions(tmp_path):

@@ -55,14 +55,20 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_torchrun_two_cpu_processes_train_one_run(tiny_data, tmp_path):
+def _torchrun(script_text: str, tiny_data, tmp_path, timeout: int = 120) -> subprocess.CompletedProcess:
+    """`script_text` run by two CPU processes under torchrun with (data, runs folder, held-out subclass)."""
     script = tmp_path / "train.py"
-    script.write_text(SCRIPT)
+    script.write_text(script_text)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
                            f"--master_port={_free_port()}", str(script), str(tiny_data), str(tmp_path / "ddp"),
-                           TINY_HELDOUT], env=env, capture_output=True, text=True, timeout=120)
+                           TINY_HELDOUT], env=env, capture_output=True, text=True, timeout=timeout)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+def test_torchrun_two_cpu_processes_train_one_run(tiny_data, tmp_path):
+    proc = _torchrun(SCRIPT, tiny_data, tmp_path)
     config = Config(data=str(tiny_data), runs=str(tmp_path / "ddp"), heldout=TINY_HELDOUT, technique="weighted_sampling",
                     image_size=32, batch_size=8, steps=48, device="cpu", val_subclass="none")
     run = runfolder.run_dir(config)
@@ -84,3 +90,27 @@ def test_torchrun_two_cpu_processes_train_one_run(tiny_data, tmp_path):
     chance = 1 / len(metrics["val"]["per_generator"])
     assert metrics["val"]["accuracy"] > 2 * chance, (metrics["val"]["accuracy"], single["val"]["accuracy"])
     assert metrics["val"]["accuracy"] > single["val"]["accuracy"] - 0.25
+
+
+JTT_SCRIPT = """
+import sys
+from attrlib import sweep
+from attrlib.config import Config
+print(sweep.train(Config(data=sys.argv[1], runs=sys.argv[2], heldout=sys.argv[3], technique="jtt",
+                          technique_params={"id_steps": 16}, image_size=32, batch_size=8, steps=16, device="cpu",
+                          val_subclass="none"), progress=False))
+"""
+
+
+def test_torchrun_trains_jtts_identification_model_as_a_run_of_its_own(tiny_data, tmp_path):
+    """JTT's identification model is the baseline's run cut to id_steps: under torchrun both ranks train it
+    together (the engine's multi-process path), then the final run from its errors."""
+    _torchrun(JTT_SCRIPT, tiny_data, tmp_path, timeout=180)
+    config = Config(data=str(tiny_data), runs=str(tmp_path / "ddp"), heldout=TINY_HELDOUT, technique="jtt",
+                    technique_params={"id_steps": 16}, image_size=32, batch_size=8, steps=16, device="cpu",
+                    val_subclass="none")
+    identification = runfolder.run_dir(config.replace(technique="baseline", technique_params={}))
+    for run in (identification, runfolder.run_dir(config)):
+        assert (run / "done").exists() and json.loads((run / "metrics.json").read_text())["world_size"] == 2
+    errors = torch.load(runfolder.run_dir(config) / "checkpoint.pt", weights_only=True)["technique"]["error_set"]
+    assert 0 < int(errors.sum()) < len(errors)

@@ -120,15 +120,31 @@ def test_dfr_head_does_not_follow_a_cells_size():
 
 # --- JTT ---
 
-def test_jtt_short_identification_finds_errors(data):
-    torch.manual_seed(0)
+def test_jtt_identification_model_is_the_baselines_run_cut_to_id_steps(tiny_data, tmp_path, data):
+    config = _run_config(tiny_data, tmp_path, technique="jtt", technique_params={"id_steps": 3, "upweight": 20.0})
+    run = sweep.train(config, progress=False)
+    upstream = runfolder.run_dir(config.replace(technique="baseline", technique_params={}, steps=3))
+    assert runfolder.run_dir(JTT.upstream(config)) == upstream and (upstream / "done").exists()
+    # trained by the engine like any run (its history, checkpoint, lock and resume): 3 steps
+    assert json.loads((upstream / "metrics.json").read_text())["steps"] == 3 and _history(upstream)[-1]["step"] == 3
+    last = torch.load(upstream / "checkpoint.pt", weights_only=True)["technique"]
+    t = build_technique(config, data)
+    before = {k: v.clone() for k, v in t.model.state_dict().items()}
+    loader = _loader(data.split("train"), data)
+    t.start_from(last)  # the identification model's weights after its last step
+    t.prepare(loader)
+    assert all(torch.equal(v, t.model.state_dict()[k]) for k, v in before.items())  # the final model: from scratch
+    assert t.error_set.shape == (len(loader.dataset),) and 0 < int(t.error_set.sum()) < len(loader.dataset)
+    assert torch.equal(t.error_set, torch.load(run / "checkpoint.pt", weights_only=True)["technique"]["error_set"])
+    with pytest.raises(ConfigError, match="identification model"):  # built outside the sweep: no upstream run
+        build_technique(config, data).prepare(loader)
+
+
+def test_jtt_upweights_its_error_set(data):
     t = build_technique(Config(technique="jtt", image_size=32, technique_params={"id_steps": 3, "upweight": 20.0}),
                         data)
-    before = {k: v.clone() for k, v in t.model.state_dict().items()}
     loader = _loader(data.split("train"), data, shuffle=True)
-    t.prepare(loader)
-    assert t.error_set.shape == (len(loader.dataset),) and 0 < int(t.error_set.sum()) < len(loader.dataset)
-    assert all(torch.equal(v, t.model.state_dict()[k]) for k, v in before.items())  # the final model: from scratch
+    t.error_set = (torch.arange(len(loader.dataset)) % 4 == 0).to(torch.uint8)
     w = t.row_weights()
     assert torch.isclose(w.mean(), torch.tensor(1.0))
     assert torch.allclose(w[t.error_set.bool()] / w[~t.error_set.bool()][0], torch.tensor(20.0))
@@ -180,8 +196,24 @@ def test_a_resumed_jtt_run_keeps_its_error_set(tiny_data, tmp_path, monkeypatch)
     assert {h["error_set"] for h in _history(cut)} == {float(errors[0].sum())}
 
 
-def test_jtt_parameters_are_checked(data):
+def test_an_interrupted_identification_run_resumes_to_the_same_jtt_run(tiny_data, tmp_path, monkeypatch):
+    # 12 identification steps: 3 epochs of 5 steps (the last cut short), the kill comes in its third
+    config = _run_config(tiny_data, tmp_path / "whole", technique="jtt", technique_params={"id_steps": 12})
+    whole, config, cut = train_whole_and_interrupted(config, tmp_path, monkeypatch, epoch=2)
+    identification = runfolder.run_dir(JTT.upstream(config))
+    assert torch.load(identification / "checkpoint.pt", weights_only=True)["epoch"] == 1 and not cut.exists()
+    monkeypatch.undo()
+    assert sweep.train(config, progress=False) == cut
+    assert _history(identification) == _history(runfolder.run_dir(JTT.upstream(config.replace(runs=str(tmp_path / "whole")))))
+    assert _metrics(cut) == _metrics(whole) and _history(cut) == _history(whole)
+    assert (cut / "predictions.csv").read_bytes() == (whole / "predictions.csv").read_bytes()
+
+
+def test_jtt_parameters_are_checked(data, tiny_data, tmp_path):
     with pytest.raises(ConfigError, match="id_steps"):
         build_technique(Config(technique="jtt", technique_params={"id_steps": 0}), data)
     with pytest.raises(ConfigError, match="upweight"):
         build_technique(Config(technique="jtt", technique_params={"upweight": -1.0}), data)
+    with pytest.raises(ConfigError, match="id_steps"):  # before any work: no identification run trained either
+        sweep.train(_run_config(tiny_data, tmp_path, technique="jtt", technique_params={"id_steps": 0}), progress=False)
+    assert not any(tmp_path.iterdir())

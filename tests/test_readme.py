@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from attrlib.errors import ConfigError
-from attrlib.reporting.readme import BEGIN, END, claims, update_readme
+from attrlib.study.readme import BEGIN, END, claims, update_readme
 
 
 def numbers(low: float, high: float) -> pd.DataFrame:
@@ -108,7 +108,7 @@ def _results(tmp_path):
 
 def test_each_generated_part_names_the_study_that_produced_it(tmp_path):
     from attrlib.provenance import write_provenance
-    from attrlib.reporting.readme import recorded_commits
+    from attrlib.study.readme import recorded_commits
 
     results = _results(tmp_path)
     readme = tmp_path / "README.md"
@@ -141,7 +141,7 @@ def _git(repo, *args):
 def test_readme_check_fails_naming_both_commits_when_the_code_changed_since(tmp_path, capsys, page):
     from attrlib.cli import main
     from attrlib.provenance import write_provenance
-    from attrlib.reporting.readme import commit_check
+    from attrlib.study.readme import commit_check
 
     repo = tmp_path / "repo"
     (repo / "attrlib").mkdir(parents=True)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from attrlib.config import PROFILES
-from attrlib.errors import ConfigError
+from attrlib.errors import ConfigError, DataError
 from attrlib.study import Session, parse_heldout, session
 from attrlib.study.session import parse_rotations
 
@@ -127,6 +127,19 @@ def test_one_parser_of_heldout_for_notebooks_and_cli():
     assert build_parser().parse_args(["bias-table", "x", "--heldout", "a,b"]).heldout == ("a", "b")
 
 
+def test_the_default_heldout_subclass_comes_from_the_profile(monkeypatch):
+    from attrlib.cli import build_parser
+    from attrlib.config import Config, HELDOUT, profile, profile_heldout
+
+    assert Config().heldout == HELDOUT == profile_heldout("default") == profile("paper")[0].heldout
+    assert build_parser().parse_args(["bias-table", "x"]).heldout == HELDOUT
+    assert build_parser().parse_args(["train", "--technique", "baseline"]).heldout is None  # the profile's
+    monkeypatch.setitem(PROFILES["quick"], "config", {**PROFILES["quick"]["config"], "heldout": ("car",)})
+    assert profile_heldout("quick") == ("car",) == profile("quick")[0].heldout
+    with pytest.raises(ConfigError, match="unknown profile"):
+        profile_heldout("nope")
+
+
 def test_attrlib_stays_light_and_offers_session_lazily():
     code = ("import sys, attrlib; assert 'torch' not in sys.modules; "
             "from attrlib import session; assert 'torch' in sys.modules; print(session.__module__)")
@@ -234,7 +247,7 @@ def test_papermill_lists_every_parameter_with_its_type_and_help(path):
 
 
 def test_the_simulation_checks_apply_to_the_default_variant_only(tmp_path, tiny_data):
-    from attrlib.errors import ConfigError
+    from attrlib.errors import ConfigError, DataError
     from attrlib.study import benchmark_spec, checks_apply
 
     default = tmp_path / "default"
@@ -244,5 +257,10 @@ def test_the_simulation_checks_apply_to_the_default_variant_only(tmp_path, tiny_
     realistic.mkdir()
     (realistic / "benchmark.json").write_text('{"scale": 0.004, "size": 32, "realistic": {}}')
     assert checks_apply(default) and not checks_apply(realistic) and not checks_apply(tiny_data)
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "benchmark.json").write_text('{"scale": 0.0')  # the simulator's one reader names the file
+    with pytest.raises(DataError, match=r"broken/benchmark.json cannot be read as the simulator's parameters"):
+        checks_apply(broken)
     with pytest.raises(ConfigError, match="realistic variant's checks"):
         benchmark_spec("quick", realistic)

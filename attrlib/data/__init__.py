@@ -1,7 +1,7 @@
 """The data layer: a folder or manifest of images (the benchmark's or a user's) to labelled, split,
 model-ready tensors.
 
-    data = load_study_data("data/benchmark", heldout=("military_vehicle",))
+    data = load_study_data("data/benchmark", heldout=config.heldout)
     print(format_bias_table(data.bias_table()))
     train = ImageDataset(data.split("train"), data, policy="crop", size=64, train=True)
 

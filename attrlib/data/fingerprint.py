@@ -14,6 +14,18 @@ from pathlib import Path
 
 from .images import is_image_path
 
+BENCHMARK_FILE = "benchmark.json"  # the simulator's parameters in a benchmark folder (it writes and parses the file)
+
+
+def benchmark_file(root: str | os.PathLike | None) -> Path | None:
+    """The simulator's parameter file of the data folder `root`, or None when `root` is not a benchmark folder
+    (a user's folder, a manifest). The data layer only hashes it and tests for it; `attrlib.simulator.read_benchmark`
+    parses it."""
+    if root is None:
+        return None
+    path = Path(root) / BENCHMARK_FILE
+    return path if path.is_file() else None
+
 
 def data_fingerprint(data: str | os.PathLike) -> str:
     path = Path(data).expanduser()
@@ -32,8 +44,8 @@ def _fingerprint(path: str, stamp: int) -> str:
     if root.is_file():                       # a manifest CSV given directly
         h.update(root.read_bytes())
         root = root.parent
-    elif (root / "benchmark.json").is_file():
-        h.update((root / "benchmark.json").read_bytes())
+    elif benchmark_file(root) is not None:
+        h.update(benchmark_file(root).read_bytes())
         return "benchmark:" + h.hexdigest()[:16]
     elif (root / "manifest.csv").is_file():
         h.update((root / "manifest.csv").read_bytes())

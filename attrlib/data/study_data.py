@@ -14,9 +14,11 @@ from typing import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
+from ..config import HELDOUT
 from ..errors import DataError
 from .bias import bias_table as _bias_table
 from .datasets import verify_images
+from .fingerprint import benchmark_file
 from .sources import discover
 from .pixels import near_duplicate_groups, pixel_statistics
 from .splits import (ASIDE, FT_FRACTION, FT_SEED, MIN_ROTATION_GENERATORS, MIN_TEST_IMAGES, MIN_TRAIN_IMAGES,
@@ -27,7 +29,6 @@ COLUMNS = ("path", "generator", "subclass", "split", "ft_split", "mask", "instan
 ASIDE_COLUMNS = ("path", "generator", "subclass", "duplicate_group", "aside")
 GROUP_SOURCES = ("auto", "manifest", "detect", "none")
 MAX_GROUPED_SHARE = 0.4   # detected groups holding more of the images than this are look-alikes: not used
-BENCHMARK_FILE = "benchmark.json"  # the embedded benchmark's parameters: its images are rendered independently
 SPLIT_NAMES = ("train", "val", "valsub", "test", "ft_train", "ft_test", "unknown")
 
 
@@ -167,7 +168,7 @@ def label_codes(frame: pd.DataFrame, generators: Sequence[str], subclasses: Sequ
     return {"generator": gen, "subclass": sub, "group": group}
 
 
-def load_study_data(root: str | os.PathLike, heldout: Iterable[str] | str = ("military_vehicle",),
+def load_study_data(root: str | os.PathLike, heldout: Iterable[str] | str = HELDOUT,
                     val_fraction: float = 0.2, seed: int = 0, on_bad: str = "raise",
                     ft_fraction: float = FT_FRACTION, ft_seed: int = FT_SEED,
                     val_subclass: str = "none", unknown_generators: Iterable[str] = (),
@@ -242,7 +243,7 @@ def with_groups(src, groups: str) -> tuple[pd.DataFrame, str]:
     if groups == "manifest":
         raise DataError(f"{src.where} has no 'group' column; add one (rows of a near-duplicate group share a "
                         "name, empty = the image alone) or use groups='auto' to detect them")
-    benchmark = src.root is not None and (Path(src.root) / BENCHMARK_FILE).is_file()
+    benchmark = benchmark_file(src.root) is not None  # the embedded benchmark: its images are rendered independently
     if groups == "none" or (groups == "auto" and benchmark):
         frame["duplicate_group"] = ""
         return frame, "none"

@@ -15,7 +15,6 @@ them from these numbers.
                 per rotation (select_arm, selected_runs); runs_without (leave rotations out). The rules, a run's
                 score under one and the one `choose` live in attrlib.selection
     cost        training_cost: seconds per run of every arm, and its ratio to the baseline's
-    goal        goal_table: issue 12's criteria (gap closed, no target data, beats the seeds, JPEG 75), measured
     robustness  perturbations (JPEG, blur, down-up resize), robustness_table, robustness_stats, robustness_summary
     openset     open-set attribution: msp / energy / mahalanobis unknown scores, fit_open_set (thresholds at a
                 false-rejection rate on val), AUROC and OSCR with intervals (open_set_metrics, open_set_table)
@@ -27,7 +26,6 @@ them from these numbers.
 from ..runfolder import (LoadedRun, generators_of, heldout_predictions, heldout_split, load_predictions, load_run,
                          pooled_predictions)
 from .cost import training_cost
-from .goal import goal_table
 from .inference import predict, predict_columns, selected_run
 from .llr import LLR_DEFINITION, llr_scores, log_likelihood_ratios, runs_llr_scores, training_prior
 from .metrics import (MACRO_CONVENTION, calibration_error, confusion, expected_calibration_error, per_generator_auc,
@@ -57,5 +55,5 @@ __all__ = [
     "pooled_predictions", "radius_sweep", "radius_sweep_summary", "robustness_stats", "robustness_summary",
     "robustness_table", "run_metrics",
     "seed_style_report", "shortcut_gap", "sign_noise", "split_metrics", "standard_perturbations",
-    "summary_table", "technique_summary", "training_cost", "goal_table", "worst_generator_recall",
+    "summary_table", "technique_summary", "training_cost", "worst_generator_recall",
 ]

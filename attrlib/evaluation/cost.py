@@ -22,10 +22,11 @@ from ..errors import CheckpointError
 def training_cost(runs: Mapping[str, Sequence[str | os.PathLike]], baseline: str = "baseline") -> pd.DataFrame:
     """Mean training cost per run of every arm; `vs baseline` = its total over the baseline's (NaN without one).
 
-    `upstream s` is the mean seconds of the finished run an arm's technique starts from (`Technique.starts_from`:
+    `upstream s` is the mean seconds of the finished run an arm's technique starts from (`Technique.upstream`:
     fine_tuning and dfr start from the baseline of their own config, e.g. dfr on the local/srm_rgb model from
-    that model's ERM run), since a study that trains the arm alone pays for that run too;
-    `prepare s` is the work before the first step (a closed-form fit, an identification model), absent (0) on
+    that model's ERM run; jtt from that ERM run cut to `id_steps`, its identification model), since a study
+    that trains the arm alone pays for that run too;
+    `prepare s` is the work before the first step (a closed-form fit, JTT's error set), absent (0) on
     a run that was resumed."""
     rows = []
     for name, recs in records.collect(runs).by_arm().items():

@@ -2,7 +2,7 @@
 `ImageDataset` reads like any other (same decoding, crop or resize, patch grid).
 
     with tempfile.TemporaryDirectory() as folder:
-        frame = known_images(params, ["military_vehicle"], generators, n=30, folder=folder)
+        frame = known_images(params, list(run.config.heldout), generators, n=30, folder=folder)
         ds = ImageDataset(frame, run.data, ..., with_mask=True)
 
 Each content subclass gets n clean images, and the *same* clean images are rendered through every generator

@@ -10,11 +10,11 @@ the image statistics behind the checks that make the simulation trustworthy (`st
 image from a real generator.
 """
 from .synth import (DEFAULT_STRENGTH, GENERATOR_VERSION, GENERATORS, HELDOUT, SEED002_MATRIX, SEED002_TEST_COUNTS,
-                    SUBCLASSES, VARIANTS, cell_counts, files_digest, instance_counts, synthesize)
+                    SUBCLASSES, VARIANTS, cell_counts, files_digest, instance_counts, read_benchmark, synthesize)
 
 # every table and figure made on this benchmark says so
 SIMULATED_NOTE = "simulated benchmark (not real generator images)"
 
 __all__ = ["SIMULATED_NOTE", "DEFAULT_STRENGTH", "GENERATOR_VERSION", "GENERATORS", "HELDOUT", "SEED002_MATRIX",
            "SEED002_TEST_COUNTS", "SUBCLASSES", "VARIANTS", "cell_counts", "files_digest", "instance_counts",
-           "synthesize"]
+           "read_benchmark", "synthesize"]

@@ -18,18 +18,17 @@ which `fingerprint_residual` and `fingerprint_energy` subtract when given the be
 """
 from __future__ import annotations
 
-import json
 import os
 import zlib
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import torch
 
+from ..data.fingerprint import benchmark_file
 from ..errors import DataError
 from . import content, families
-from .synth import GENERATOR_VERSION
+from .synth import GENERATOR_VERSION, read_benchmark
 
 # First key of every stream drawn here: keeps these draws apart from synth's per-cell streams (5 or 6 keys
 # starting with the benchmark seed), so a fresh render never repeats a benchmark image.
@@ -46,17 +45,12 @@ def benchmark_params(root: str | os.PathLike | None) -> dict | None:
     renders cannot stand in for its images: a user's folder (no benchmark.json) or the realistic variant (its
     files are re-encoded and resized per generator). A benchmark.json of another generator version raises:
     fresh renders would not follow that folder's distribution."""
-    if root is None:
-        return None
-    path = Path(root) / "benchmark.json"
-    if not path.is_file():
-        return None
-    params = json.loads(path.read_text(encoding="utf-8"))
-    if not params.get("simulated") or "realistic" in params:
+    params = read_benchmark(root)
+    if params is None or not params.get("simulated") or "realistic" in params:
         return None
     if params.get("generator_version") != GENERATOR_VERSION:
-        raise DataError(f"{path} was written by simulator {params.get('generator_version')!r}, this code renders "
-                        f"{GENERATOR_VERSION!r}: fresh renders would not match its images; synthesise the benchmark "
+        raise DataError(f"{benchmark_file(root)} was written by simulator {params.get('generator_version')!r}, this "
+                        f"code renders {GENERATOR_VERSION!r}: fresh renders would not match its images; synthesise the benchmark "
                         "again (attrlib.simulator.synthesize(..., force=True))")
     return params
 

@@ -56,6 +56,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ..data.fingerprint import BENCHMARK_FILE, benchmark_file
 from ..errors import ConfigError, DataError
 from ..io import atomic_write_json
 from ..progress import bar as progress_bar
@@ -207,7 +208,7 @@ def synthesize(out: str | os.PathLike = "data/benchmark", scale: float = DEFAULT
     out = Path(out)
     if not force and _cached(out, params):
         return out
-    if out.exists() and any(out.iterdir()) and not (out / "benchmark.json").exists():
+    if out.exists() and any(out.iterdir()) and not (out / BENCHMARK_FILE).exists():
         raise DataError(f"{out} exists and is not a benchmark folder (no benchmark.json); refusing to replace it. "
                         "Choose another --out or remove the folder.")
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -273,10 +274,28 @@ def _params(scale, size, strength, seed, variant, instance_spread=0.0, trace="ad
     return params
 
 
+def read_benchmark(root: str | os.PathLike | None) -> dict | None:
+    """The parameters `synthesize` wrote to the benchmark folder `root` (its benchmark.json), or None when `root`
+    is not a benchmark folder (a user's folder or manifest). The one reader of the file."""
+    path = benchmark_file(root)
+    if path is None:
+        return None
+    try:
+        params = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise DataError(f"{path} cannot be read as the simulator's parameters ({e}); synthesise the benchmark "
+                        "again (attrlib synth --force, or remove the folder)") from None
+    if not isinstance(params, dict):
+        raise DataError(f"{path} holds no parameter object; synthesise the benchmark again (attrlib synth --force)")
+    return params
+
+
 def _cached(out: Path, params: dict) -> bool:
     try:
-        stored = json.loads((out / "benchmark.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        stored = read_benchmark(out)
+    except DataError:
+        return False
+    if stored is None:
         return False
     # a realistic folder never stands in for the default benchmark (params without "realistic") or vice versa,
     # nor a pipeline folder for an additive one (params without "trace")
@@ -324,7 +343,7 @@ def _generate(root: Path, params: dict, progress: bool) -> None:
         note += ("; non-additive trace: each image's high band passed through its family's pipeline "
                  "(attrlib.simulator.families.pipeline_image)")
     counts = cell_counts(params["scale"], params["variant"], realistic)
-    atomic_write_json(root / "benchmark.json", {**params, "note": note, "counts": counts, "n_images": total, **extra})
+    atomic_write_json(root / BENCHMARK_FILE, {**params, "note": note, "counts": counts, "n_images": total, **extra})
 
 
 def _stream(seed: int, variant: str, split: str, g: str, sc: str, instance: str, realistic: bool) -> list[int]:

@@ -30,10 +30,11 @@ from typing import Iterable
 import numpy as np
 import pandas as pd
 
-from ..simulator import DEFAULT_STRENGTH, GENERATOR_VERSION, synthesize
+from ..simulator import DEFAULT_STRENGTH, GENERATOR_VERSION, HELDOUT, read_benchmark, synthesize
 from ..simulator.stats import pixel_stats, thumbnail_check
 from ..simulator.synth import DEFAULT_INSTANCE_SPREAD
 from ..config import Config
+from ..errors import DataError
 from ..sweep import train
 
 # Thresholds of the issue. Chance for 6 generators is 1/6; 0.25 leaves room for the noise of 176 test images.
@@ -66,8 +67,8 @@ def check_benchmark(data_dir: str | os.PathLike, variant: str, strength: float, 
                   instance_spread=float(instance_spread), generator_version=GENERATOR_VERSION)
     for root in reuse:
         try:
-            made = json.loads((Path(root) / "benchmark.json").read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+            made = read_benchmark(root) or {}  # {}: not a benchmark folder, never a match
+        except DataError:
             continue
         # the realistic variant and the pipeline trace have the same parameters but other images: never a
         # check's benchmark
@@ -196,8 +197,9 @@ def second_configuration(root: str | os.PathLike, progress: bool = False) -> Pat
 
 
 def _biased_default_params(root: str | os.PathLike, what: str) -> dict:
-    params = json.loads((Path(root) / "benchmark.json").read_text(encoding="utf-8"))
-    if "realistic" in params or params.get("variant", "biased") != "biased" or params.get("trace", "additive") != "additive":
+    params = read_benchmark(root)
+    if (params is None or "realistic" in params or params.get("variant", "biased") != "biased"
+            or params.get("trace", "additive") != "additive"):
         raise ValueError(f"{root} is not the embedded benchmark's biased default variant; the {what} is made "
                          "from that one")
     return params
@@ -216,10 +218,15 @@ def nonadditive_configuration(root: str | os.PathLike, progress: bool = False) -
                       progress=progress)
 
 
+# the realistic variant's one rotation: only the simulator's held-out subclass is pooled there
+REALISTIC_ROTATIONS = (HELDOUT,)
+
+
 def realistic_configuration(root: str | os.PathLike, progress: bool = False) -> Path:
     """The realistic variant (`attrlib.simulator.realistic`: per-generator sizes and formats, unequal counts, a
     held-out subclass some generators lack) at the scale, crop size, strength and seed of `root`, synthesised
-    in `<root>-realistic` if missing. Only military vehicles are pooled there: its one rotation."""
+    in `<root>-realistic` if missing. Only military vehicles are pooled there: its one rotation
+    (`REALISTIC_ROTATIONS`)."""
     params = _biased_default_params(root, "realistic variant")
     return synthesize(Path(root).parent / f"{Path(root).name}-realistic", scale=params["scale"], size=params["size"],
                       strength=params["strength"], seed=int(params["seed"]),

@@ -15,14 +15,14 @@ from typing import Any, Iterable, Mapping
 
 import pandas as pd
 
-from .. import sweep
+from .. import sweep, techniques
 from ..errors import ConfigError
 from ..evaluation import summary_table
 from ..rotation import Rotation
 from . import checks
 from .session import unbiased_variant
 
-SELECTED = "selected (rule b)"
+SELECTED = "selected (rule b)"  # the label of each rotation's chosen arm in every table of notebook 11
 # notebook 11's candidate arms (rule (b) picks one per rotation): lives here so that `attrlib launch`
 # (attrlib.study.jobs) trains the same runs the notebook asks for
 FRONT = {"backbone": "local", "stem": "srm_rgb"}  # the 23-px receptive field on the per-colour SRM residuals
@@ -47,6 +47,15 @@ SEEDS_TECHNIQUES = ("weighted_sampling", "adversarial_debiasing", "blind_head", 
 # the named levers a variant is checked on besides the selected arm: the residual transplant and its twin without
 # it (the issue's required check: does transplanting residuals still help where the trace is not additive?)
 CHECKED_ARMS = ("local_srm_rgb_mix", "local_srm_rgb")
+# the seeds' techniques the selection chooses among and the selected arm must beat: those that use no target data
+COMPETITORS = tuple(n for n in SEEDS_TECHNIQUES if not techniques.get(n).uses_target_data)
+
+
+def robustness_arms(winner: str) -> list[str]:
+    """The arms whose robustness notebook 11 measures beside the selected one, each once: the baseline, the
+    per-colour SRM front end, the first rotation's `winner`, and the mixing arms with JPEG and blur + JPEG."""
+    return list(dict.fromkeys(["baseline", "local_srm_rgb", winner, "local_srm_rgb_mix_jpeg",
+                               "local_srm_rgb_mix_blur_jpeg"]))
 
 
 def arm_configs(arms: Mapping[str, Mapping[str, Any]], techniques: Iterable[str] = ()) -> dict[str, dict]:
@@ -105,7 +114,7 @@ def variant_tables(root: str | Path, choice: pd.DataFrame, configs: Mapping[str,
     out = {}
     for label, data, rots, oracle in (
             ("non-additive", checks.nonadditive_configuration(root), rotations, True),
-            ("realistic", checks.realistic_configuration(root), [("military_vehicle",)], False)):
+            ("realistic", checks.realistic_configuration(root), list(checks.REALISTIC_ROTATIONS), False)):
         here = dict(common, data=str(data))
         here.pop("rotations", None)
         runs = sweep.train_many({"baseline": configs["baseline"], **checked}, profile, seeds, progress=False,

@@ -50,7 +50,7 @@ def study_jobs(profile: str = "default", data: str = "", heldout: str | Iterable
         arms += _plan(s, {"baseline": configs["baseline"], **checked,
                           "oracle": {"technique": "baseline", "data": str(unbiased_variant(pipeline))}},
                       rotations=s.rotations[:s.knobs.closing_variant_rotations or None], data=str(pipeline))
-        arms += _plan(s, {"baseline": configs["baseline"], **checked}, rotations=[("military_vehicle",)],
+        arms += _plan(s, {"baseline": configs["baseline"], **checked}, rotations=list(checks.REALISTIC_ROTATIONS),
                       data=str(checks.realistic_configuration(s.data)))
     unique: dict[str, sweep.Arm] = {}
     for arm in arms:

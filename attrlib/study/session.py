@@ -23,7 +23,6 @@ Also here: how a profile's data is found (`resolve_data`, `unbiased_variant`, `m
 """
 from __future__ import annotations
 
-import json
 import os
 import sys
 import warnings
@@ -37,8 +36,8 @@ import pandas as pd
 import torch
 from IPython import get_ipython
 
-from ..simulator import VARIANTS, synthesize
-from ..config import PROFILES, Config, profile as profile_config
+from ..simulator import VARIANTS, read_benchmark, synthesize
+from ..config import PROFILES, Config, profile as profile_config, profile_heldout
 from ..data import choose_val_subclass, eligible_rotations, val_subclass_of
 from ..data.sources import discover
 from .. import rotation
@@ -114,7 +113,7 @@ def profile_rotations(profile: str, root: str | Path, heldout: tuple[str, ...],
     """The rotations a profile runs on `root` (its `rotations`: names, "crossed" or "all"; `spec` instead of the
     profile's, when given)."""
     if spec is None:
-        spec = PROFILES[profile].get("rotations", (heldout[0],) if heldout else ("military_vehicle",))
+        spec = PROFILES[profile].get("rotations", (heldout[0],) if heldout else profile_heldout(profile))
     if not isinstance(spec, str):
         return tuple((r,) for r in spec)
     frame = discover(root).frame
@@ -126,11 +125,11 @@ def profile_rotations(profile: str, root: str | Path, heldout: tuple[str, ...],
                               "attrlib.data.eligible_rotations)")
         # the profile's own held-out subclass first (military vehicles on the benchmark), as under "crossed":
         # a notebook's first rotation is the one it inspects
-        first = tuple(heldout) or PROFILES[profile].get("config", {}).get("heldout", ("military_vehicle",))
+        first = tuple(heldout) or profile_heldout(profile)
         first = [first[0]] if len(first) == 1 and first[0] in found else []
         return tuple((r,) for r in first + [r for r in found if r not in first])
     if spec == "crossed":
-        first = tuple(heldout) or PROFILES[profile].get("config", {}).get("heldout", ("military_vehicle",))
+        first = tuple(heldout) or profile_heldout(profile)
         second = choose_val_subclass(frame, first)
         eligible = set(eligible_rotations(frame))
         return (tuple(first),) + (((second,),) if second in eligible and len(first) == 1 else ())
@@ -148,14 +147,14 @@ def resolve_rotations(profile: str, root: str | Path, heldout: str | Iterable[st
 
 
 def parse_heldout(heldout: str | Iterable[str]) -> tuple[str, ...]:
-    """The held-out subclasses from "military_vehicle" or "a, b" (or an iterable of names): a tuple of names.
+    """The held-out subclasses from "a" or "a, b" (or an iterable of names): a tuple of names.
 
     The one parser of `heldout`: notebooks (through `session`), `attrlib study` and the CLI use it."""
     names = heldout.split(",") if isinstance(heldout, str) else list(heldout)
     parsed = tuple(str(n).strip() for n in names if str(n).strip())
     if not parsed:
         raise ConfigError(f"heldout {heldout!r} names no subclass; give one or more, comma-separated "
-                          "(e.g. military_vehicle)")
+                          f"(e.g. {', '.join(Config.heldout)})")
     return parsed
 
 
@@ -199,9 +198,9 @@ def variant_twin(root: str | Path, variant: str) -> Path | None:
     """The `variant` twin of an embedded benchmark folder: `<root>-<variant>` made with the same parameters if
     missing (`root` itself when it is that variant), or None for data that is not the embedded benchmark."""
     root = Path(root)
-    if not is_simulated(root):
+    params = read_benchmark(root)
+    if params is None:
         return None
-    params = json.loads((root / "benchmark.json").read_text(encoding="utf-8"))
     own = params.get("variant", "biased")
     if own == variant:
         return root
@@ -214,7 +213,7 @@ def variant_twin(root: str | Path, variant: str) -> Path | None:
 
 def is_simulated(root: str | Path) -> bool:
     """True when `root` is the embedded benchmark (it carries the simulator's benchmark.json)."""
-    return (Path(root) / "benchmark.json").is_file()
+    return read_benchmark(root) is not None
 
 
 def checks_apply(root: str | Path) -> bool:
@@ -222,10 +221,8 @@ def checks_apply(root: str | Path) -> bool:
     benchmark's default variant. Not on real data (no strength knob) nor on the realistic variant (its checks
     are the default variant's: it changes the files, not the fingerprints), nor on the non-additive trace (the
     checks' benchmarks are additive: their numbers would not describe it)."""
-    if not is_simulated(root):
-        return False
-    params = json.loads((Path(root) / "benchmark.json").read_text(encoding="utf-8"))
-    return "realistic" not in params and "trace" not in params
+    params = read_benchmark(root)
+    return params is not None and "realistic" not in params and "trace" not in params
 
 
 def benchmark_spec(profile: str, root: str | Path, **execution) -> dict:
@@ -239,7 +236,7 @@ def benchmark_spec(profile: str, root: str | Path, **execution) -> dict:
         raise ConfigError(f"{str(root)!r} is not the embedded benchmark's default variant: the simulation checks "
                           "need its strength knob (real data has none; the realistic variant's checks are the "
                           "default variant's, run them with data empty)")
-    params = json.loads((Path(root) / "benchmark.json").read_text(encoding="utf-8"))
+    params = read_benchmark(root)
     # the study's benchmark and its unbiased twin are the sweep's points at the default strength: reused, not
     # made again (and their runs are the baseline's and the oracle's seed 0: reused as well)
     reuse = [str(p) for p in (Path(root), unbiased_variant(Path(root))) if p is not None and p.is_dir()]
@@ -267,7 +264,7 @@ class Session:
 
     profile:  the profile's name (quick | default | thorough | paper).
     data:     the data root: the user's folder or manifest, or the profile's embedded benchmark.
-    heldout:  the held-out subclasses of the first rotation (the seed's: military_vehicle on the benchmark).
+    heldout:  the held-out subclasses of the first rotation (the seed's: `config.HELDOUT` on the benchmark).
     rotations: the held-out subclass(es) of every leave-one-subclass-out rotation: the notebook's `heldout`
               ("a, b": two rotations), or the profile's (`PROFILES[...]["rotations"]`) when it gives none.
     seeds:    the training seeds: the notebook's, or the profile's when it gives none.

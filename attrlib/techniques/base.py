@@ -16,12 +16,17 @@ What the engine needs, and nothing more:
                                         run (not on resume; under torchrun rank 0's result is kept); the
                                         default does nothing. A technique fitted in closed form fits here and
                                         its `steps` is 0 (residual_stats' logistic regression)
+    upstream(config) -> Config | None   the run this one needs finished first (the sweep trains or reuses it):
+                                        by default `starts_from`'s run of the same config, its own defaults
+    start_from(state)                   what this run takes from that run's technique state (`from_upstream`:
+                                        the state its selection rule kept, or its last step's): by default its
+                                        weights, as this technique's own
 
 and data, not hooks: `defaults` (its hyper-parameters; `steps` and `batch_size` among them override the
 config's budget and training batch size), `search_space` (the ranges a hyper-parameter search draws from:
 `attrlib.hparams`), `dual_head`, `train_split` / `heldout_split` (which split it trains on and is judged on; training on a
 split of the held-out subclass marks it `uses_target_data`), `starts_from` (the technique whose finished run
-of the same config it starts from). `test_inputs(x)` is the one optional override: a technique that
+of the same config it starts from), `from_upstream`. `test_inputs(x)` is the one optional override: a technique that
 transforms images at test time (a test-time attack, a purification) says what the model then sees, so CAMs
 explain that. Adding a technique is one new module with one `@register`-ed class.
 """
@@ -51,6 +56,7 @@ class Technique(nn.Module):
     train_split: str = "train"      # the split the engine trains on
     heldout_split: str = "test"     # the split metrics.json reports as `heldout`
     starts_from: str = ""           # a technique whose finished run (same config, its own defaults) this one starts from
+    from_upstream: str = "kept"     # which state of that run `start_from` gets: "kept" (its selection rule's) | "last"
     uses_target_data: bool = False  # derived: trains on images of the held-out subclass (not a fair comparison)
     predicts_with_model: bool = True  # derived: `predict` is the attribution model's forward pass (neither it nor
     # `test_inputs` overridden): no gradient at test time, and the engine's scores of the kept state are its predictions
@@ -142,6 +148,17 @@ class Technique(nn.Module):
 
     def predict(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(self.test_inputs(x))
+
+    @classmethod
+    def upstream(cls, config):
+        """The Config of the run this technique's run starts from (trained or reused first by the sweep), or
+        None: `starts_from`'s run of the same config with that technique's own defaults."""
+        return config.replace(technique=cls.starts_from, technique_params={}) if cls.starts_from else None
+
+    def start_from(self, state: dict[str, torch.Tensor]) -> None:
+        """Take what this run needs from its upstream run's technique state (the engine reads it from that run's
+        checkpoint, as `from_upstream` says): by default its weights, loaded as this technique's own."""
+        self.load_state_dict(state)
 
     def prepare(self, loader) -> None:
         """One pass of work before the first optimiser step (the engine calls it once per fresh run with the

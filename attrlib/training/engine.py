@@ -171,7 +171,7 @@ def fit(config: Config, data: StudyData, run: Path, init_from: Path | None = Non
                    train_prior={g: float(v) for g, v in zip(data.generators, prior)},
                    **({"world_size": world_size} if world_size > 1 else {}),
                    train_seconds=round(seconds, 3),
-                   # the one-off work before the first step (a closed-form fit, JTT's identification model);
+                   # the one-off work before the first step (a closed-form fit, JTT's error set);
                    # absent on a resumed run, which does not repeat it
                    **({"prepare_seconds": prepare_seconds} if prepare_seconds is not None else {}),
                    train_images_per_second=round(sum(h["images"] for h in history) / max(seconds, 1e-9), 1))
@@ -192,11 +192,13 @@ def _resumed_trajectory(run: Path, history: list[dict]) -> list[pd.DataFrame]:
 
 
 def start_from(technique: Technique, upstream: Path) -> None:
-    """Load the trained technique of a finished run (its checkpoint's `technique` state) into `technique`."""
+    """Give `technique` the trained state of a finished run (`Technique.start_from`): the state its selection rule
+    kept, or its last step's (`Technique.from_upstream`)."""
     advice = "delete that run folder so that it is trained again"
     state = runfolder.read_checkpoint(upstream, f"{technique.starts_from or 'upstream'} checkpoint", advice)
     try:
-        technique.load_state_dict(runfolder.trained_state(state))
+        last = technique.from_upstream == "last"
+        technique.start_from(state["technique"] if last else runfolder.trained_state(state))
     except (KeyError, TypeError, RuntimeError) as err:
         raise ConfigError(f"cannot start {technique.name!r} from {str(upstream / runfolder.CHECKPOINT)!r}: "
                           f"{type(err).__name__}: {err}; {advice}") from None
