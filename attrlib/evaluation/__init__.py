@@ -13,6 +13,7 @@ them from these numbers.
                 recorded_selection
     selection   model-selection rules side by side (rule_accuracies, selection_table); the arm rule (b) picks
                 per rotation (select_arm, selected_runs); runs_without (leave rotations out)
+    bias_gap    bias_gap_table: per model, biased minus its own reference (oracle or target-data reference)
     cost        training_cost: seconds per run of every arm, and its ratio to the baseline's
     goal        goal_table: issue 12's criteria (gap closed, no target data, beats the seeds, JPEG 75), measured
     robustness  perturbations (JPEG, blur, down-up resize), robustness_table, robustness_stats, robustness_summary
@@ -24,6 +25,7 @@ them from these numbers.
 """
 from ..runfolder import (LoadedRun, generators_of, heldout_predictions, heldout_split, load_predictions, load_run,
                          pooled_predictions)
+from .bias_gap import bias_gap_table
 from .cost import training_cost
 from .goal import goal_table
 from .inference import predict, predict_columns, selected_run
@@ -55,5 +57,5 @@ __all__ = [
     "pooled_predictions", "radius_sweep", "radius_sweep_summary", "robustness_stats", "robustness_summary",
     "robustness_table", "run_metrics",
     "seed_style_report", "shortcut_gap", "sign_noise", "split_metrics", "standard_perturbations",
-    "summary_table", "technique_summary", "training_cost", "goal_table", "worst_generator_recall",
+    "summary_table", "technique_summary", "training_cost", "bias_gap_table", "goal_table", "worst_generator_recall",
 ]
