@@ -275,7 +275,7 @@ def _audit(args) -> None:
 def _techniques(args) -> None:
     from .techniques import available
 
-    items = available()
+    items = available(references=True)
     width = max(map(len, items))
     for name, description in items.items():
         print(f"{name:<{width}}  {description}")

@@ -36,9 +36,12 @@ class LaunchError(AttrlibError):
 
 
 def run_steps(config: Config) -> int:
-    """The optimiser steps a run trains: its technique's own `steps` (fine_tuning's), else the config's."""
-    own = {**techniques.get(config.technique).defaults, **config.technique_params}
-    return int(own.get("steps", config.steps))
+    """The optimiser steps a run trains: its technique's own `steps` (fine_tuning's), else the config's; a
+    cross-fitted technique's assembled run (target_reference) trains its `folds` fold runs."""
+    cls = techniques.get(config.technique)
+    own = {**cls.defaults, **config.technique_params}
+    folds = int(own["folds"]) if cls.cross_fit and own["fold"] < 0 else 1
+    return folds * int(own.get("steps", config.steps))
 
 
 def count(items: Iterable[Config | sweep.Arm]) -> tuple[int, int]:

@@ -303,6 +303,23 @@ def pooled_predictions(runs: Sequence[str | os.PathLike], split: str = "heldout"
     return pd.concat([load_predictions(d, split) for d in runs], ignore_index=True)
 
 
+def cross_fitted_predictions(folds: Sequence[str | os.PathLike], split: str = "test",
+                             subsets: Mapping[str, Sequence[str]] | None = None) -> pd.DataFrame:
+    """The `split` rows of a cross-fitted technique's fold runs, concatenated: each image once (scored by the
+    fold that held it out); raises DataError if two folds scored the same image. subsets: split name -> paths
+    of `split` (ft_test: the part of the held-out subclass fine_tuning is judged on), whose rows are repeated
+    under that name, so the run is scored on every split the other arms are compared on."""
+    frame = pooled_predictions(folds, split)
+    twice = frame["path"][frame["path"].duplicated()]
+    if len(twice):
+        raise DataError(f"cross-fitted folds {[str(f) for f in folds]} scored {len(twice)} image(s) more than once "
+                        f"(e.g. {twice.iat[0]!r}); every held-out image belongs to one fold: train the folds of one "
+                        "config again")
+    parts = [frame] + [frame[frame["path"].isin(set(paths))].assign(split=name)
+                       for name, paths in (subsets or {}).items() if len(paths)]
+    return pd.concat(parts, ignore_index=True)
+
+
 # --- a finished run back as objects ---
 @dataclass
 class LoadedRun:

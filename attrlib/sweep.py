@@ -75,6 +75,9 @@ def train(config: Config, progress: bool = True, wait: bool = True) -> Path | No
 
 
 def _train(config: Config, cls: type[techniques.Technique], data: StudyData, run: Path, progress: bool) -> Path:
+    params = {**cls.defaults, **config.technique_params}
+    if cls.cross_fit and params["fold"] < 0:
+        return _assemble_folds(config, cls, data, run, params, progress)
     # the run this one starts from (fine_tuning: the baseline of the same config), trained or reused first
     upstream_config = runfolder.upstream_config(config)
     upstream = train(upstream_config, progress=progress) if upstream_config is not None else None
@@ -87,6 +90,34 @@ def _train(config: Config, cls: type[techniques.Technique], data: StudyData, run
         runfolder.write_metrics(run, metrics)
         runfolder.mark_done(run)
     distributed.barrier()
+    return run
+
+
+def _assemble_folds(config: Config, cls: type[techniques.Technique], data: StudyData, run: Path,
+                    params: dict[str, Any], progress: bool) -> Path:
+    """A cross-fitted technique's run (the target-data reference): its `folds` fold runs trained or reused, their
+    held-out predictions concatenated into one predictions.csv (each image once, scored by the fold that held
+    it out), scored as one run; metrics.json lists the fold runs (`folds`) and their mean training prior."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise ConfigError(f"{config.technique!r} assembles its fold runs in one process; train it without torchrun "
+                          "(or train each fold, technique_params fold=0..folds-1, under torchrun first)")
+    folds = [train(config.replace(technique_params={**config.technique_params, "fold": i}), progress=progress)
+             for i in range(int(params["folds"]))]
+    predictions = runfolder.cross_fitted_predictions(folds, cls.heldout_split,
+                                                     {"ft_test": list(data.split("ft_test")["path"])})
+    fold_metrics = [runfolder.load_metrics(f) for f in folds]
+    prior = {g: sum(m["train_prior"][g] for m in fold_metrics) / len(folds) for g in data.generators}
+    run.mkdir(parents=True, exist_ok=True)
+    runfolder.write_config(run, config)
+    runfolder.write_predictions(run, predictions)
+    metrics = run_metrics(predictions, data.generators, cls.heldout_split, train_prior=prior)
+    metrics.update(technique=config.technique, description=cls.description, run_id=run.name, seed=config.seed,
+                   uses_target_data=cls.uses_target_data, hparams=params, selection=fold_metrics[0].get("selection"),
+                   val_subclass=data.val_subclass, train_prior=prior,
+                   folds=[f"{f.parent.name}/{f.name}" for f in folds],
+                   train_seconds=round(sum(m.get("train_seconds", 0.0) for m in fold_metrics), 3))
+    runfolder.write_metrics(run, metrics)
+    runfolder.mark_done(run)
     return run
 
 

@@ -215,6 +215,51 @@ def assign_splits(frame: pd.DataFrame, heldout: Iterable[str], val_fraction: flo
     return df
 
 
+REF_SEED = 0  # the target-data reference's folds: fixed, independent of the run seed (like FT_SEED)
+
+
+def cross_fit_folds(test: pd.DataFrame, folds: int, seed: int = REF_SEED) -> np.ndarray:
+    """The fold (0..folds-1) of each row of `test` for the target-data reference (issue 17): the held-out
+    images cut into `folds` parts, near-duplicate groups (`duplicate_group`) whole, stratified by generator
+    (per generator its groups in a random order, each to the fold that holds fewest of that generator's
+    images, then fewest images). Depends on (seed, generator, sorted group keys) only, like every split."""
+    if int(folds) < 2:
+        raise DataError(f"folds={folds!r}: cross-fitting needs at least 2 folds (each image scored by a model "
+                        "trained on the others)")
+    folds = int(folds)
+    keys = _group_keys(test).to_numpy(dtype=str)
+    out = np.full(len(test), -1, dtype=np.int64)
+    total = np.zeros(folds, dtype=np.int64)
+    generators = test["generator"].to_numpy(dtype=str)
+    for g in sorted(set(generators)):
+        mine = generators == g
+        units, sizes = np.unique(keys[mine], return_counts=True)
+        held = np.zeros(folds, dtype=np.int64)
+        for i in _rng(seed, "ref", g).permutation(len(units)):
+            fold = min(range(folds), key=lambda f: (held[f], total[f], f))
+            out[keys == units[i]] = fold
+            held[fold] += sizes[i]
+            total[fold] += sizes[i]
+    return out
+
+
+def cross_fit_frame(frame: pd.DataFrame, fold: int, folds: int, seed: int = REF_SEED) -> pd.DataFrame:
+    """The splits one fold of the target-data reference trains and is scored on: the held-out images
+    (`test`) of the other folds join `train`, the fold's own stay `test`; `ft_split` is cleared (the
+    fine-tuning split does not apply). A near-duplicate group is in one fold, so a fold's model never
+    sees an image of its own test groups."""
+    if not 0 <= int(fold) < int(folds):
+        raise DataError(f"fold={fold!r} is not one of the {folds} folds (0..{int(folds) - 1})")
+    df = frame.copy()
+    test = (df["split"] == "test").to_numpy()
+    assigned = cross_fit_folds(df[test], folds, seed)
+    other = np.zeros(len(df), dtype=bool)
+    other[np.flatnonzero(test)[assigned != int(fold)]] = True
+    df.loc[other, "split"] = "train"
+    df["ft_split"] = ""
+    return df
+
+
 def unknown_rows(frame: pd.DataFrame, heldout: Iterable[str]) -> pd.DataFrame:
     """The `unknown` split: the rows of generators left out of training (the open-set protocol), all of their
     images except the test pools of subclasses that are not held out (a pool is its subclass's test set only

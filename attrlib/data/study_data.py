@@ -22,7 +22,7 @@ from .fingerprint import benchmark_file
 from .sources import discover
 from .pixels import near_duplicate_groups, pixel_statistics
 from .splits import (ASIDE, FT_FRACTION, FT_SEED, MIN_ROTATION_GENERATORS, MIN_TEST_IMAGES, MIN_TRAIN_IMAGES,
-                     assign_splits, choose_val_subclass, unknown_rows)
+                     assign_splits, choose_val_subclass, cross_fit_frame, unknown_rows)
 
 SPLIT_SEED = 0  # the train/val and ft_train/ft_test splits stay fixed across training seeds: seeds vary the model only
 COLUMNS = ("path", "generator", "subclass", "split", "ft_split", "mask", "instance", "duplicate_group")
@@ -130,6 +130,14 @@ class StudyData:
                          on_bad=self.on_bad, val_subclass=self.val_subclass, set_aside=self.set_aside,
                          groups_from=self.groups_from, val_subclass_note=self.val_subclass_note,
                          unknown_generators=self.unknown_generators)
+
+    def cross_fit(self, fold: int, folds: int) -> "StudyData":
+        """Fold `fold` of `folds` of the target-data reference (`splits.cross_fit_frame`): the same study with
+        the other folds' held-out images in `train` and only this fold's in `test`; labels unchanged."""
+        return StudyData(cross_fit_frame(self.frame, fold, folds), self.heldout, root=self.root, source=self.source,
+                         skipped=self.skipped, on_bad=self.on_bad, val_subclass=self.val_subclass,
+                         set_aside=self.set_aside, groups_from=self.groups_from,
+                         val_subclass_note=self.val_subclass_note, unknown_generators=self.unknown_generators)
 
     def bias_table(self, split: str | None = "train") -> pd.DataFrame:
         """Generator x subclass image counts of a split (None or "all": every row), zeros shown.

@@ -14,6 +14,7 @@ them from these numbers.
     selection   model-selection rules side by side (rule_accuracies, selection_table); the arm rule (b) picks
                 per rotation (select_arm, selected_runs); runs_without (leave rotations out). The rules, a run's
                 score under one and the one `choose` live in attrlib.selection
+    bias_gap    bias_gap_table: per model, biased minus its own reference (oracle or target-data reference)
     cost        training_cost: seconds per run of every arm, and its ratio to the baseline's
     robustness  perturbations (JPEG, blur, down-up resize), robustness_table, robustness_stats, robustness_summary
     openset     open-set attribution: msp / energy / mahalanobis unknown scores, fit_open_set (thresholds at a
@@ -25,6 +26,7 @@ them from these numbers.
 """
 from ..runfolder import (LoadedRun, generators_of, heldout_predictions, heldout_split, load_predictions, load_run,
                          pooled_predictions)
+from .bias_gap import bias_gap_table
 from .cost import training_cost
 from .inference import predict, predict_columns, selected_run
 from .llr import LLR_DEFINITION, llr_scores, log_likelihood_ratios, runs_llr_scores, training_prior
@@ -55,5 +57,5 @@ __all__ = [
     "pooled_predictions", "radius_sweep", "radius_sweep_summary", "robustness_stats", "robustness_summary",
     "robustness_table", "run_metrics",
     "seed_style_report", "shortcut_gap", "sign_noise", "split_metrics", "standard_perturbations",
-    "summary_table", "technique_summary", "training_cost", "worst_generator_recall",
+    "summary_table", "technique_summary", "training_cost", "bias_gap_table", "worst_generator_recall",
 ]

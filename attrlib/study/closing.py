@@ -3,6 +3,7 @@ unbiased twin for its own model's oracle, the non-additive and realistic variant
 
     configs = arm_configs(ARMS, SEEDS_TECHNIQUES)      # every candidate arm's Config overrides
     runs = train_selected(choice, configs, profile, seeds, **common)
+    references = sweep.train_many(reference_jobs(oracle_data=twin), profile, seeds, **common)  # each model's references
     tables = variant_tables(root, choice, configs, profile, seeds, common, n_boot, rotations)
 
 Each rotation keeps its own choice (`evaluation.select_arm`), so nothing trained here was chosen by reading
@@ -44,6 +45,8 @@ ARMS = {
 }
 # the techniques the selection also considers, each with its defaults
 SEEDS_TECHNIQUES = ("weighted_sampling", "adversarial_debiasing", "blind_head", "runtime_adversarial", "fine_tuning")
+# the models whose per-model bias gap notebook 11 reports (issue 17 §6): each against its own reference
+BIAS_GAP_MODELS = ("baseline", "local_srm_rgb")
 # the named levers a variant is checked on besides the selected arm: the residual transplant and its twin without
 # it (the issue's required check: does transplanting residuals still help where the trace is not additive?)
 CHECKED_ARMS = ("local_srm_rgb_mix", "local_srm_rgb")
@@ -93,6 +96,32 @@ def train_selected(choice: pd.DataFrame, configs: Mapping[str, Mapping[str, Any]
 def own_model(config: Mapping[str, Any]) -> dict[str, Any]:
     """An arm's model (front end, backbone, input policy, augmentation) trained by plain ERM: its oracle's job."""
     return {"technique": "baseline", **{k: v for k, v in config.items() if k not in ("technique", "technique_params")}}
+
+
+def reference_jobs(models: Iterable[str] = BIAS_GAP_MODELS, oracle_data: str | Path | None = None) -> dict[str, dict]:
+    """Per model (a key of ARMS): its target-data reference, `<model> target_reference` (that model by ERM trained
+    with the held-out subclass, cross-fitted: the `target_reference` technique), and, where the data has an
+    unbiased twin, its oracle, `<model> oracle` (that model by ERM on the twin). "baseline target_reference" is
+    notebook 10's target-data reference too (the same run)."""
+    jobs = {}
+    for name in models:
+        model = own_model(ARMS[name])
+        jobs[f"{name} target_reference"] = {**model, "technique": "target_reference"}
+        if oracle_data:
+            jobs[f"{name} oracle"] = {**model, "data": str(oracle_data)}
+    return jobs
+
+
+def bias_gap_models(runs: Mapping[str, list], references: Mapping[str, list],
+                    models: Iterable[str] = BIAS_GAP_MODELS) -> dict[str, tuple[list, list]]:
+    """`evaluation.bias_gap_table`'s input: "<model> vs target-data reference" and, where trained, "<model> vs
+    unbiased oracle", each (the model's biased runs, its reference's runs) from `reference_jobs`' runs."""
+    out = {}
+    for name in models:
+        for key, word in (("target_reference", "target-data reference"), ("oracle", "unbiased oracle")):
+            if references.get(f"{name} {key}"):
+                out[f"{name} vs {word}"] = (list(runs[name]), list(references[f"{name} {key}"]))
+    return out
 
 
 def same_model_oracle(choice: pd.DataFrame, configs: Mapping[str, Mapping[str, Any]], oracle_data: str | Path,

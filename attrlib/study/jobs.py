@@ -39,7 +39,7 @@ def study_jobs(profile: str = "default", data: str = "", heldout: str | Iterable
                       f"resize_{half}px": {"technique": "baseline", "image_size": half, "input_policy": "resize"}},
                   rotations=s.rotations[:s.knobs.ablation_rotations or None])
     configs = closing.arm_configs(closing.ARMS, closing.SEEDS_TECHNIQUES)
-    arms += _plan(s, {**configs, **oracle})  # notebook 11
+    arms += _plan(s, {**configs, **oracle, **closing.reference_jobs(oracle_data=s.oracle_data)})  # notebooks 10-11
     if s.knobs.second_config in (True, "yes") and checks_apply(s.data):  # notebook 10
         second = checks.second_configuration(s.data)
         arms += _plan(s, {**{name: {"technique": name} for name in techniques.available()},

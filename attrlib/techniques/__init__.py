@@ -29,9 +29,11 @@ def get(name: str) -> type[Technique]:
     return REGISTRY[name]
 
 
-def available() -> dict[str, str]:
-    """name -> one-line description, in registration order."""
-    return {name: cls.description for name, cls in REGISTRY.items()}
+def available(references: bool = False) -> dict[str, str]:
+    """name -> one-line description, in registration order: the techniques a study compares; references=True
+    adds the references assembled from cross-fitted fold runs (`target_reference`: no single model to inspect,
+    so the notebooks that inspect every technique leave it out and notebooks 10-11 train it as a reference)."""
+    return {name: cls.description for name, cls in REGISTRY.items() if references or not cls.cross_fit}
 
 
 def build_technique(config, data) -> Technique:

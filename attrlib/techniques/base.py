@@ -26,7 +26,8 @@ and data, not hooks: `defaults` (its hyper-parameters; `steps` and `batch_size` 
 config's budget and training batch size), `search_space` (the ranges a hyper-parameter search draws from:
 `attrlib.hparams`), `dual_head`, `train_split` / `heldout_split` (which split it trains on and is judged on; training on a
 split of the held-out subclass marks it `uses_target_data`), `starts_from` (the technique whose finished run
-of the same config it starts from), `from_upstream`. `test_inputs(x)` is the one optional override: a technique that
+of the same config it starts from), `from_upstream`, `cross_fit` (its run is assembled from cross-fitted fold runs over the
+held-out images: the target-data reference). `test_inputs(x)` is the one optional override: a technique that
 transforms images at test time (a test-time attack, a purification) says what the model then sees, so CAMs
 explain that. Adding a technique is one new module with one `@register`-ed class.
 """
@@ -57,13 +58,15 @@ class Technique(nn.Module):
     heldout_split: str = "test"     # the split metrics.json reports as `heldout`
     starts_from: str = ""           # a technique whose finished run (same config, its own defaults) this one starts from
     from_upstream: str = "kept"     # which state of that run `start_from` gets: "kept" (its selection rule's) | "last"
+    cross_fit: bool = False         # its run is assembled from `folds` runs, run `fold` trained on
+    #                                 `data.cross_fit(fold, folds)` (the held-out images of the other folds in train)
     uses_target_data: bool = False  # derived: trains on images of the held-out subclass (not a fair comparison)
     predicts_with_model: bool = True  # derived: `predict` is the attribution model's forward pass (neither it nor
     # `test_inputs` overridden): no gradient at test time, and the engine's scores of the kept state are its predictions
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
-        cls.uses_target_data = cls.train_split.startswith("ft_")
+        cls.uses_target_data = cls.train_split.startswith("ft_") or cls.cross_fit
         cls.predicts_with_model = cls.predict is Technique.predict and cls.test_inputs is Technique.test_inputs
 
     def __init__(self, config, generators: list[str], subclasses: list[str]):

@@ -64,6 +64,8 @@ def fit(config: Config, data: StudyData, run: Path, init_from: Path | None = Non
 
     seed_everything(config.seed)
     technique = techniques.build_technique(config, data)
+    if technique.cross_fit:  # one fold of a cross-fitted technique: the other folds' held-out images train it
+        data = data.cross_fit(technique.hparams["fold"], technique.hparams["folds"])
     if init_from is not None:
         start_from(technique, Path(init_from))
     technique.to(device)
