@@ -105,7 +105,8 @@ def test_predict_study_refuses_what_it_cannot_name(study, tiny_data, tmp_path, c
     assert "--study" in capsys.readouterr().err
     # an unfinished study: its notebook 11 still running
     running = _study(tmp_path / "running", tiny_data, "11_closing_the_gap.ipynb", status="running")
-    with pytest.raises(ConfigError, match=r"provenance\.json: the study that runs notebook 11 is running"):
+    with pytest.raises(ConfigError, match=r"provenance\.json: the study that runs notebook 11 has not finished "
+                                          r"\(status 'running'"):
         selected.study_model(running.parent)
     # notebook 11 finished but its selection table is gone
     finished = _study(tmp_path / "no_table", tiny_data, "11_closing_the_gap.ipynb")

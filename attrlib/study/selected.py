@@ -59,8 +59,8 @@ def results_folder(study: str | os.PathLike) -> Path:
 
 def _finished(record: Mapping[str, Any] | None, notebook: str, where: Path) -> Mapping[str, Any] | None:
     if record is not None and record.get("status", "finished") != "finished":
-        raise ConfigError(f"{where}: the study that runs notebook {notebook} is {record.get('status')} (started "
-                          f"{record.get('started')}), so its selection is not final; wait for it to finish, or "
+        raise ConfigError(f"{where}: the study that runs notebook {notebook} has not finished (status "
+                          f"{record.get('status')!r}, started {record.get('started')}), so its selection is not final; wait for it to finish, or "
                           "re-run it (attrlib study), before predicting with the model it selects")
     return record
 
