@@ -174,7 +174,7 @@ PROFILES: dict[str, dict[str, Any]] = {
                   notebook=dict(sweep_strengths="0", n_boot=200, cam_images=24, robustness_images=24,
                                 summary_images=48, cam_per_generator=1, ablation_rotations=1,
                                 second_config=False, closing_variants=False, closing_variant_rotations=1,
-                                open_world_generators=1, open_world_arms="local_srm_rgb"),
+                                open_world_generators=1, open_world_arms="residual_stats"),
                   # a technique carrying its own budget gets a smoke run's too: with the seed's 2,700 steps (75
                   # epochs) fine_tuning was the quick study's longest run by far (77 s against the baseline's 7 s
                   # on the shared 2-core machine: docs/cost.md)

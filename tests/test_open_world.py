@@ -230,9 +230,10 @@ def test_selected_run_is_the_arm_rule_b_picks(open_run):
 
 
 def test_pooled_comparison_over_rotations_and_seeds(open_run):
-    """The arm-level table: with one rotation and one seed its intervals are the per-run ones (the same bootstrap
+    """The arm-level table: with one rotation and one seed its intervals are stats.bootstrap_ci's (the same
     draws); a second seed with the same scores leaves it unchanged; a reversed score is worse by (1 - a) - a."""
-    from attrlib.evaluation import pooled_versus_reference
+    from attrlib.evaluation import bootstrap_ci, pooled_versus_reference
+    from attrlib.evaluation.openset import _auroc, _pair
 
     scored = open_set_frame(fit_open_set(open_run))
     reversed_ = scored.assign(score_mahalanobis=-scored["score_mahalanobis"])
@@ -240,7 +241,10 @@ def test_pooled_comparison_over_rotations_and_seeds(open_run):
     rows = [dict(arm=arm, heldout=TINY_HELDOUT, unknown=UNKNOWN, seed=0, score="mahalanobis", run=run)
             for arm, run in (("baseline", "a"), ("reversed", "b"))]
     one = pooled_versus_reference(pd.DataFrame(rows), frames, n_boot=50).set_index("arm")
-    d = paired_difference(reversed_, scored, "auroc", "mahalanobis", n_boot=50)
+    pair = _pair(reversed_, scored, "mahalanobis")  # the pair as one prediction: stats.bootstrap_ci's replicates
+    d = bootstrap_ci(np.arange(len(pair)), pair[None], lambda _, p: _auroc(p[:, 0].astype(int), p[:, 2])
+                     - _auroc(p[:, 1].astype(int), p[:, 3]), n_boot=50)
+    assert tuple(paired_difference(reversed_, scored, "auroc", "mahalanobis", n_boot=50)) == pytest.approx(tuple(d))
     assert tuple(one.loc["reversed", ["auroc - baseline", "auroc - baseline low", "auroc - baseline high"]]) == \
         pytest.approx(tuple(d))
     own = open_set_metrics(scored, scored["known"].to_numpy(), scores=["mahalanobis"], n_boot=50).iloc[0]
@@ -264,8 +268,8 @@ def test_open_world_jobs_add_notebook_11s_arms_as_the_profile_says():
     assert open_world_jobs(techniques) == {"baseline": {"technique": "baseline"},
                                            "weighted_sampling": {"technique": "weighted_sampling"}}
     quick = open_world_jobs(techniques, PROFILES["quick"]["notebook"]["open_world_arms"])
-    assert list(quick) == ["baseline", "weighted_sampling", "local_srm_rgb"]
-    assert quick["local_srm_rgb"] == ARMS["local_srm_rgb"]
+    assert list(quick) == ["baseline", "weighted_sampling", "residual_stats"]
+    assert quick["residual_stats"] == ARMS["residual_stats"]
     default = open_world_jobs(techniques, PROFILES["default"]["notebook"]["open_world_arms"])
     assert len(default) == len(quick) + 1
     every = open_world_jobs(techniques, PROFILES["thorough"]["notebook"]["open_world_arms"])

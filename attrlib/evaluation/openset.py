@@ -401,15 +401,12 @@ def paired_difference(scored: pd.DataFrame, reference: pd.DataFrame, metric: str
                       n_boot: int = 200, seed: int = 0, alpha: float = 0.05) -> Interval:
     """metric (auroc | oscr) of `scored` minus that of `reference` on the same images (two runs of one rotation and
     left-out generator: `open_set_frame`), with a paired percentile bootstrap: each replicate resamples the
-    images once and scores both runs on them (`stats.bootstrap_ci` with the pair as one prediction)."""
-    fn = _METRICS[metric]
-    pair = _pair(scored, reference, score)
-
-    def difference(_, p):
-        return fn(p[:, 0].astype(int), p[:, 2]) - fn(p[:, 1].astype(int), p[:, 3])
-
-    # bootstrap_ci resamples rows of y_pred (N, ...) in step with y_true: the pair travels as one row
-    return bootstrap_ci(np.arange(len(pair)), pair[None], difference, n_boot=n_boot, seed=seed, alpha=alpha)
+    images once and scores both runs on them (the draws of `stats.bootstrap_ci`, all replicates scored at once)."""
+    pairs = {("", ""): [_pair(scored, reference, score)]}
+    n = len(pairs[("", "")][0])
+    draws = {("", ""): np.random.default_rng(seed).integers(0, n, (n_boot, n))}  # stats.bootstrap_ci's draws
+    low, high = np.nanquantile(_pooled(pairs, metric, draws)[:, 1], [alpha / 2, 1 - alpha / 2])
+    return Interval(float(_pooled(pairs, metric)[0, 1]), float(low), float(high))
 
 
 def versus_reference(table: pd.DataFrame, frames: dict[str, pd.DataFrame], reference: str = "baseline",
@@ -434,16 +431,31 @@ def versus_reference(table: pd.DataFrame, frames: dict[str, pd.DataFrame], refer
     return out
 
 
-def _pooled(strata: dict[tuple[str, str], list[np.ndarray]], fn, draw: dict | None = None) -> np.ndarray:
-    """(metric of the arm, metric of the arm - the reference's) of `_pair`s grouped by rotation, on the images of
-    `draw` (rotation -> resampled row indices; None: all): the mean over each rotation's seeds, then over rotations."""
+def _resampled(metric: str, codes: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """metric of every row of (B, N) resampled image codes and scores: AUROC from the rows' ranks at once."""
+    if metric == "auroc":
+        unknown = codes == _UNKNOWN
+        n_unknown, n_known = unknown.sum(1), (~unknown).sum(1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            auc = ((rankdata(scores, axis=1) * unknown).sum(1) - n_unknown * (n_unknown + 1) / 2) / (n_unknown * n_known)
+        return np.where((n_unknown > 0) & (n_known > 0), auc, np.nan)
+    return np.array([_METRICS[metric](c, v) for c, v in zip(codes, scores)])
+
+
+def _pooled(strata: dict[tuple[str, str], list[np.ndarray]], metric: str, draws: dict | None = None) -> np.ndarray:
+    """(B, 2): (metric of the arm, metric of the arm - the reference's) of `_pair`s grouped by rotation, on the
+    images of `draws` (rotation -> (B, N) resampled row indices; None: all images, B = 1): the mean over each
+    rotation's seeds, then over rotations. A pair of a run with itself is scored once."""
     per_rotation = []
     for rotation, pairs in strata.items():
+        idx = np.arange(len(pairs[0]))[None] if draws is None else draws[rotation]
         per_seed = []
         for p in pairs:
-            p = p if draw is None else p[draw[rotation]]
-            a, b = fn(p[:, 0].astype(int), p[:, 2]), fn(p[:, 1].astype(int), p[:, 3])
-            per_seed.append((a, a - b))
+            codes, scores = p[:, :2].astype(int)[idx], p[:, 2:][idx]  # (B, N, 2)
+            a = _resampled(metric, codes[..., 0], scores[..., 0])
+            same = np.array_equal(p[:, 0], p[:, 1]) and np.array_equal(p[:, 2], p[:, 3])
+            b = a if same else _resampled(metric, codes[..., 1], scores[..., 1])
+            per_seed.append(np.stack([a, a - b], axis=1))
         per_rotation.append(np.mean(per_seed, axis=0))
     return np.mean(per_rotation, axis=0)
 
@@ -472,11 +484,10 @@ def pooled_versus_reference(table: pd.DataFrame, frames: dict[str, pd.DataFrame]
             continue
         row = {"arm": arm, "score": score, "rotations": len(strata), "runs": sum(map(len, strata.values()))}
         sizes = {rotation: len(pairs[0]) for rotation, pairs in strata.items()}
-        for metric, fn in _METRICS.items():
+        for metric in _METRICS:
             rng = np.random.default_rng(seed)  # the same resamples for every arm, score and metric
-            point = _pooled(strata, fn)
-            reps = np.array([_pooled(strata, fn, {r: rng.integers(0, n, n) for r, n in sizes.items()})
-                             for _ in range(n_boot)])
+            point = _pooled(strata, metric)[0]
+            reps = _pooled(strata, metric, {r: rng.integers(0, n, (n_boot, n)) for r, n in sizes.items()})
             low, high = np.nanquantile(reps, [alpha / 2, 1 - alpha / 2], axis=0)
             row.update({metric: point[0], f"{metric}_low": low[0], f"{metric}_high": high[0]})
             if arm != reference:

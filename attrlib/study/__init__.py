@@ -8,8 +8,10 @@
 - `report`: one static HTML report of an executed study (`attrlib report`).
 - `closing`: notebook 11's training of each rotation's chosen arm elsewhere (its own model's oracle, the
   non-additive and realistic variants: `train_selected`, `same_model_oracle`, `variant_tables`).
-- `open_world`: notebook 12's leave-one-generator-out rotations (`unknown_rotations`, `train_open_world`) and
-  the open-set runs beside the closed-set ones (`closed_set_comparison`).
+- `open_world`: notebook 12's leave-one-generator-out rotations (`unknown_rotations`, `train_open_world`), its
+  jobs (`open_world_jobs`: techniques and notebook 11's arms) and the open-set runs beside the closed-set ones
+  (`closed_set_comparison`).
+- `selected`: the model a finished study selected (`study_model`) and `attrlib.predict` (`--run` or `--study`).
 """
 from .runner import StudyError, notebook_kernel, notebooks_in, run_study
 from .session import (STUDY_BENCHMARKS, Knobs, Session, benchmark_spec, checks_apply, is_simulated, matched_variant,
