@@ -278,6 +278,19 @@ def test_open_world_jobs_add_notebook_11s_arms_as_the_profile_says():
         open_world_jobs(techniques, "local_cnn")
 
 
+def test_launch_s_copy_of_notebook_12_s_techniques_is_the_notebook_s_default():
+    import ast
+    import json
+
+    from attrlib.study.open_world import TECHNIQUES
+
+    notebook = Path(__file__).resolve().parents[1] / "notebooks" / "12_open_world.ipynb"
+    cell = next(c for c in json.loads(notebook.read_text())["cells"] if "parameters" in c["metadata"].get("tags", []))
+    defaults = {n.target.id: ast.literal_eval(n.value) for n in ast.parse("".join(cell["source"])).body
+                if isinstance(n, ast.AnnAssign)}
+    assert defaults["techniques"] == TECHNIQUES
+
+
 def test_auroc_from_ranks_is_scikit_learns():
     from attrlib.evaluation.openset import _UNKNOWN, _auroc
 

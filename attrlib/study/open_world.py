@@ -51,6 +51,11 @@ def unknown_rotations(root: str | os.PathLike, heldout: Sequence[str], n: int = 
     return usable
 
 
+# the techniques notebook 12 trains without each left-out generator: its `techniques` parameter's default (a
+# notebook's parameters cell holds literals; `attrlib launch` reads this copy, tests check the two agree)
+TECHNIQUES = "baseline,weighted_sampling,group_dro"
+
+
 def open_world_jobs(techniques: str | Iterable[str], arms: str | Iterable[str] = "") -> dict[str, dict[str, Any]]:
     """Notebook 12's jobs ({label: Config overrides}): the named techniques, then notebook 11's arms
     (`closing.ARMS`) named in `arms` (comma-separated names, or "all"; a label among the techniques is kept once)."""
