@@ -137,7 +137,13 @@ def build_parser() -> argparse.ArgumentParser:
                         formatter_class=fmt)
     pr.add_argument("images", help="a folder of images (any layout) or a manifest CSV with a 'path' column "
                     "(a 'generator' column, when present, is kept as the truth)")
-    pr.add_argument("--run", required=True, help="a finished run folder (runs/<technique>/<run id>, printed by attrlib train)")
+    model = pr.add_mutually_exclusive_group(required=True)
+    model.add_argument("--run", help="a finished run folder (runs/<technique>/<run id>, printed by attrlib train)")
+    model.add_argument("--study", help="a finished study's folder (where attrlib study ran, or its results/): the arm "
+                       "it selected by rule (b) (results/11_selection.csv), one rotation and seed of it")
+    pr.add_argument("--rotation", default=None, help="with --study: the rotation's held-out subclass(es) ('a' or "
+                    "'a+b'); none: the study's first")
+    pr.add_argument("--seed", type=int, default=None, help="with --study: the seed; none: the study's first")
     pr.add_argument("--out", default="predictions.csv", help="the CSV written (one row per image)")
     pr.add_argument("--fpr", "--frr", dest="frr", type=float, default=0.05,
                     help="share of the run's known validation images flagged unknown: it sets the threshold")
@@ -308,13 +314,20 @@ def _train(args) -> None:
 
 
 def _predict(args) -> None:
-    from .evaluation.inference import predict
+    from .study.selected import predict
 
-    table = predict(args.run, args.images, out=args.out, frr=args.frr, score=args.score, on_bad=args.on_bad,
+    if args.run and (args.rotation is not None or args.seed is not None):
+        raise ConfigError("--rotation and --seed choose among a study's runs: use them with --study, not --run")
+    table = predict(args.run, args.images, out=args.out, study=args.study, rotation=args.rotation, seed=args.seed,
+                    frr=args.frr, score=args.score, on_bad=args.on_bad,
                     calibration=args.calibration, device=args.device, batch_size=args.batch_size,
                     progress={"auto": None, "on": True, "off": False}[args.progress],
                     data_root=args.data_root or None)
     skipped = table.attrs.get("skipped", [])
+    about = table.attrs["provenance"]
+    print(f"model: {about['run']} (commit {about['commit'] or 'not recorded'})"
+          + (f", selected by the study in {about['study']['study']}: arm {about['study']['arm']}, rotation "
+             f"{about['study']['rotation']}, seed {about['study']['seed']}" if "study" in about else ""))
     print(f"{args.out}: {len(table)} image(s), {int(table['unknown'].sum())} flagged unknown "
           f"({args.score} above {table['threshold'].iat[0]:.4g}: {args.frr:.0%} of the run's known {args.calibration} "
           f"images)" + (f"; {len(skipped)} skipped" if skipped else ""))

@@ -158,11 +158,12 @@ def _choice(name: str, value: Any, valid: tuple) -> None:
 # arm rule (b) selects, the baseline and the oracle again on the non-additive and the realistic variants, on the
 # first `closing_variant_rotations` rotations (0: all; the realistic variant has military vehicles only);
 # open_world_generators: notebook 12's leave-one-generator-out rotations (the first N generators that can be left
-# out; 0: every one).
+# out; 0: every one); open_world_arms: notebook 11's arms (attrlib.study.closing.ARMS) notebook 12 also trains
+# without each of them, comma-separated, or "all".
 _FULL_NOTEBOOKS = dict(sweep_strengths="0,1", n_boot=1000, cam_images=None, robustness_images=None,
                        summary_images=None, cam_per_generator=2, ablation_rotations=0,
                        second_config=True, closing_variants=True, closing_variant_rotations=0,
-                       open_world_generators=0)
+                       open_world_generators=0, open_world_arms="all")
 
 PROFILES: dict[str, dict[str, Any]] = {
     # budgets in optimiser steps, the same on any data; on each profile's embedded benchmark they are whole
@@ -180,7 +181,7 @@ PROFILES: dict[str, dict[str, Any]] = {
                   notebook=dict(sweep_strengths="0", n_boot=200, cam_images=24, robustness_images=24,
                                 summary_images=48, cam_per_generator=1, ablation_rotations=1,
                                 second_config=False, closing_variants=False, closing_variant_rotations=1,
-                                open_world_generators=1),
+                                open_world_generators=1, open_world_arms="residual_stats"),
                   # a technique carrying its own budget gets a smoke run's too: with the seed's 2,700 steps (75
                   # epochs) fine_tuning was the quick study's longest run by far (77 s against the baseline's 7 s
                   # on the shared 2-core machine: docs/cost.md)
@@ -194,6 +195,7 @@ PROFILES: dict[str, dict[str, Any]] = {
     "default": dict(seeds=(0,), rotations="crossed", draws=1, config=dict(steps=390, bf16=True, checkpoints=3),
                     notebook=dict(_FULL_NOTEBOOKS, sweep_strengths="", ablation_rotations=1, second_config=False,
                                   closing_variant_rotations=2, open_world_generators=2,
+                                  open_world_arms="local_srm_rgb,local_srm_rgb_mix",  # "all": 11 arms x 4 runs more
                                   cam_images=96, robustness_images=96, summary_images=96)),
     # what the README's claims come from: every rotation, five seeds, eight hyper-parameter draws per technique
     "thorough": dict(seeds=(0, 1, 2, 3, 4), rotations="all", draws=8, config=dict(steps=468),

@@ -130,7 +130,7 @@ def _run(client: Client, items: list[Config | sweep.Arm], threads: int, progress
         if progress:
             c = configs[future.key]
             print(f"[{done}/{len(futures)} runs, {time.perf_counter() - began:.0f} s] {c.technique} seed {c.seed} "
-                  f"held out {'+'.join(c.heldout)}: {future.result()}", file=sys.stderr, flush=True)
+                  f"held out {c.heldout.key}: {future.result()}", file=sys.stderr, flush=True)
     trained = [c for item in items for c in ([item] if isinstance(item, Config) else
                                              _unique([*item.draws, *item.runs(chosen.get(id(item), 0))]))]
     return [Path(futures[_key(c)].result()) for c in _unique(trained)]
@@ -148,7 +148,7 @@ def _failure(future, configs: dict[str, Config], arms: dict[str, sweep.Arm]) -> 
         what = f"choosing the draw of {arms[future.key].label}"
     else:
         c = configs[future.key]
-        what = f"{c.technique} seed {c.seed} held out {'+'.join(c.heldout)}"
+        what = f"{c.technique} seed {c.seed} held out {c.heldout.key}"
     try:
         future.result()
     except Exception as err:  # the worker's exception, raised again here

@@ -50,6 +50,13 @@ def git_commit(folder: str | Path = ".") -> str | None:
     return head.strip() + ("-dirty" if dirty.strip() else "")
 
 
+def code_commit() -> str:
+    """The commit of the attrlib code running now (`git_commit` of the package's folder), "" when it is not a git
+    checkout (an installed wheel): what metrics.json records as the commit that trained a run, and what
+    `attrlib predict` names beside it as the commit that predicted."""
+    return git_commit(Path(__file__).resolve().parent) or ""
+
+
 def resolve_commit(commit: str, folder: str | Path = ".") -> str | None:
     """The full hash of `commit` (a full or abbreviated hash, "-dirty" ignored) in the repository at `folder`;
     None when git does not know it there (another clone, a shallow history) or there is no git."""

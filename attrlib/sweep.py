@@ -32,6 +32,7 @@ from .evaluation.metrics import run_metrics
 from .io import exclusive_lock
 from .models import check_pretrained
 from .rotation import Rotation
+from .provenance import code_commit
 from .training import distributed, fit, pick_device
 
 
@@ -86,7 +87,7 @@ def _train(config: Config, cls: type[techniques.Technique], data: StudyData, run
         metrics = run_metrics(fitted.predictions, data.generators, cls.heldout_split,
                               train_prior=fitted.summary.get("train_prior"))
         metrics.update(technique=config.technique, description=cls.description, run_id=run.name, seed=config.seed,
-                       uses_target_data=cls.uses_target_data, **fitted.summary)
+                       uses_target_data=cls.uses_target_data, commit=code_commit(), **fitted.summary)
         runfolder.write_metrics(run, metrics)
         runfolder.mark_done(run)
     distributed.barrier()
@@ -184,6 +185,27 @@ def train_many(arms: Iterable[str] | Mapping[str, Mapping[str, Any]], profile: s
     found = {label: [train(c, progress=progress, wait=False) for c in cs] for label, cs in configs.items()}
     return {label: [d if d is not None else train(c, progress=progress) for d, c in zip(found[label], cs)]
             for label, cs in configs.items()}
+
+
+def finished(jobs: Iterable[str] | Mapping[str, Mapping[str, Any]], profile: str = "default",
+             seeds: tuple[int, ...] | list[int] | None = None, rotations: Iterable[Iterable[str] | str] | None = None,
+             draws: int | None = None, **common: Any) -> dict[str, list[Path]]:
+    """The run folders `train_many` (same arguments) returns, found without training anything (a finished
+    study's runs, e.g. for `attrlib predict --study`); a run that is missing or unfinished raises ConfigError
+    naming its folder."""
+    def done(config: Config) -> Path:
+        run = runfolder.run_dir(config)
+        if not runfolder.is_done(run):
+            raise ConfigError(f"{run}: the {config.technique} run of rotation {config.heldout.key}, seed "
+                              f"{config.seed} is not finished; train it first (attrlib study, or attrlib launch "
+                              "with the study's options) or check that runs/ and the data are where the study had them")
+        return run
+
+    found: dict[str, list[Path]] = {}
+    for arm in plan(jobs, profile, seeds, rotations, draws, **common):
+        chosen = best_draw([done(c) for c in arm.draws]) if len(arm.draws) > 1 else 0
+        found.setdefault(arm.label, []).extend(done(c) for c in arm.runs(chosen))
+    return found
 
 
 def candidates(overrides: Mapping[str, Any], draws: int) -> list[dict[str, Any]]:

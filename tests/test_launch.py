@@ -94,6 +94,14 @@ def test_launch_dry_run_counts_the_study_s_runs_and_trains_nothing(tiny_data, tm
     # every technique (02-10), notebook 07's front-end ablation, notebook 11's arms; no oracle on a user's data
     assert set(techniques.available()) <= labels and set(closing.ARMS) - {"srm"} <= labels
     assert {"baseline_npr", "crop_16px", "resize_16px"} <= labels and "oracle" not in labels
+    # notebook 12: its techniques and the profile's arms of notebook 11, without the first generator it can leave out
+    from attrlib.config import PROFILES
+    from attrlib.study import open_world
+
+    left_out = {a.label: a.draws[0].unknown_generators for a in arms if a.draws[0].unknown_generators}
+    assert set(left_out) == set(open_world.open_world_jobs(open_world.TECHNIQUES,
+                                                           PROFILES["quick"]["notebook"]["open_world_arms"]))
+    assert set(left_out.values()) == {tuple(open_world.unknown_rotations(tiny_data, ("military_vehicle",), 1))}
     # a run two notebooks ask for is one arm: notebook 11's srm arm is notebook 07's baseline_srm
     assert len({repr(a.draws[0].to_dict()) for a in arms}) == len(arms)
     runs, steps = launch.count(arms)

@@ -227,3 +227,76 @@ def test_selected_run_is_the_arm_rule_b_picks(open_run):
     assert scores[open_run] != scores[other]
     best = max(scores, key=scores.get)
     assert selected_run({"forty_steps": [open_run], "two_steps": [other]}) == best
+
+
+def test_pooled_comparison_over_rotations_and_seeds(open_run):
+    """The arm-level table: with one rotation and one seed its intervals are stats.bootstrap_ci's (the same
+    draws); a second seed with the same scores leaves it unchanged; a reversed score is worse by (1 - a) - a."""
+    from attrlib.evaluation import bootstrap_ci, pooled_versus_reference
+    from attrlib.evaluation.openset import _auroc, _pair
+
+    scored = open_set_frame(fit_open_set(open_run))
+    reversed_ = scored.assign(score_mahalanobis=-scored["score_mahalanobis"])
+    frames = {"a": scored, "b": reversed_}
+    rows = [dict(arm=arm, heldout=TINY_HELDOUT, unknown=UNKNOWN, seed=0, score="mahalanobis", run=run)
+            for arm, run in (("baseline", "a"), ("reversed", "b"))]
+    one = pooled_versus_reference(pd.DataFrame(rows), frames, n_boot=50).set_index("arm")
+    pair = _pair(reversed_, scored, "mahalanobis")  # the pair as one prediction: stats.bootstrap_ci's replicates
+    d = bootstrap_ci(np.arange(len(pair)), pair[None], lambda _, p: _auroc(p[:, 0].astype(int), p[:, 2])
+                     - _auroc(p[:, 1].astype(int), p[:, 3]), n_boot=50)
+    assert tuple(paired_difference(reversed_, scored, "auroc", "mahalanobis", n_boot=50)) == pytest.approx(tuple(d))
+    assert tuple(one.loc["reversed", ["auroc - baseline", "auroc - baseline low", "auroc - baseline high"]]) == \
+        pytest.approx(tuple(d))
+    own = open_set_metrics(scored, scored["known"].to_numpy(), scores=["mahalanobis"], n_boot=50).iloc[0]
+    for metric in ("auroc", "oscr"):
+        assert tuple(one.loc["baseline", [metric, f"{metric}_low", f"{metric}_high"]]) == pytest.approx(
+            (own[metric], own[f"{metric}_low"], own[f"{metric}_high"]))
+    assert np.isnan(one.loc["baseline"].get("auroc - baseline", np.nan))  # the reference: no difference
+    two = pooled_versus_reference(pd.DataFrame(rows + [dict(r, seed=1) for r in rows]), frames, n_boot=50)
+    assert two.set_index("arm")["runs"].tolist() == [2, 2]
+    assert np.allclose(two.drop(columns="runs").select_dtypes(float).to_numpy(),
+                       one.reset_index().drop(columns="runs").select_dtypes(float).to_numpy(), equal_nan=True)
+
+
+def test_open_world_jobs_add_notebook_11s_arms_as_the_profile_says():
+    from attrlib.config import PROFILES
+    from attrlib.errors import ConfigError
+    from attrlib.study.closing import ARMS
+    from attrlib.study.open_world import open_world_jobs
+
+    techniques = "baseline,weighted_sampling"
+    assert open_world_jobs(techniques) == {"baseline": {"technique": "baseline"},
+                                           "weighted_sampling": {"technique": "weighted_sampling"}}
+    quick = open_world_jobs(techniques, PROFILES["quick"]["notebook"]["open_world_arms"])
+    assert list(quick) == ["baseline", "weighted_sampling", "residual_stats"]
+    assert quick["residual_stats"] == ARMS["residual_stats"]
+    default = open_world_jobs(techniques, PROFILES["default"]["notebook"]["open_world_arms"])
+    assert len(default) == len(quick) + 1
+    every = open_world_jobs(techniques, PROFILES["thorough"]["notebook"]["open_world_arms"])
+    assert list(every) == ["baseline", "weighted_sampling", *[a for a in ARMS if a != "baseline"]]
+    with pytest.raises(ConfigError, match="unknown arm.*local_srm_rgb_mix"):
+        open_world_jobs(techniques, "local_cnn")
+
+
+def test_launch_s_copy_of_notebook_12_s_techniques_is_the_notebook_s_default():
+    import ast
+    import json
+
+    from attrlib.study.open_world import TECHNIQUES
+
+    notebook = Path(__file__).resolve().parents[1] / "notebooks" / "12_open_world.ipynb"
+    cell = next(c for c in json.loads(notebook.read_text())["cells"] if "parameters" in c["metadata"].get("tags", []))
+    defaults = {n.target.id: ast.literal_eval(n.value) for n in ast.parse("".join(cell["source"])).body
+                if isinstance(n, ast.AnnAssign)}
+    assert defaults["techniques"] == TECHNIQUES
+
+
+def test_auroc_from_ranks_is_scikit_learns():
+    from attrlib.evaluation.openset import _UNKNOWN, _auroc
+
+    rng = np.random.default_rng(0)
+    for n in (4, 37, 200):
+        codes = np.r_[_UNKNOWN, 2, rng.integers(0, 3, n)]
+        for scores in (rng.normal(size=n + 2), rng.integers(0, 4, n + 2).astype(float)):  # with ties, too
+            assert _auroc(codes, scores) == pytest.approx(roc_auc_score(codes == _UNKNOWN, scores), abs=1e-12)
+    assert np.isnan(_auroc(np.full(5, _UNKNOWN), np.arange(5.0)))

@@ -219,8 +219,19 @@ def test_notebooks_08_to_10_outputs(quick_study):
 
 def test_notebook_12_open_set_table_has_auroc_and_oscr_with_intervals_for_every_arm(quick_study):
     res, figs = quick_study["cwd"] / "results", quick_study["cwd"] / "figures"
+    from attrlib.config import PROFILES
+
     numbers = pd.read_csv(res / "12_open_set_numbers.csv")
-    assert set(numbers["arm"]) == {"baseline", "weighted_sampling", "group_dro"}
+    # the notebook's techniques and the quick profile's one arm of notebook 11 (open_world_arms)
+    closing_arm = PROFILES["quick"]["notebook"]["open_world_arms"]
+    assert set(numbers["arm"]) == {"baseline", "weighted_sampling", "group_dro", closing_arm}
+    arms = pd.read_csv(res / "12_arms.csv")  # over rotations and seeds, paired against the baseline
+    assert set(arms["arm"]) == set(numbers["arm"]) and set(arms["score"]) == set(numbers["score"])
+    for metric in ("auroc", "oscr"):
+        assert (arms[f"{metric}_low"] <= arms[metric]).all() and (arms[metric] <= arms[f"{metric}_high"]).all()
+        other = arms[arms["arm"] != "baseline"]
+        assert other[f"{metric} - baseline low"].notna().all() and (
+            other[f"{metric} - baseline low"] <= other[f"{metric} - baseline high"]).all()
     assert set(numbers["score"]) == {"msp", "energy", "mahalanobis"} and numbers["unknown"].nunique() == 1
     for metric in ("auroc", "oscr"):
         assert (numbers[f"{metric}_low"] <= numbers[metric]).all() and (numbers[metric] <= numbers[f"{metric}_high"]).all()
@@ -230,6 +241,31 @@ def test_notebook_12_open_set_table_has_auroc_and_oscr_with_intervals_for_every_
     nb = json.loads((quick_study["cwd"] / "runs" / "notebooks" / "12_open_world.ipynb").read_text())
     shown = "".join(t for c in nb["cells"] for o in c.get("outputs", []) for t in o.get("data", {}).get("text/markdown", []))
     assert "flagged unknown" in shown  # the predict demonstration ran on a folder
+
+
+def test_predict_with_the_model_the_quick_study_selected(quick_study, tmp_path):
+    """`attrlib predict --study` on the study's folder: notebook 11's choice in its first rotation, seed 0, with
+    that run's id and the commit that trained it in every row."""
+    from attrlib import runfolder
+    from attrlib.cli import main
+    from attrlib.provenance import git_commit
+    from attrlib.study import closing
+
+    cwd = quick_study["cwd"]
+    choice = pd.read_csv(cwd / "results" / "11_selection.csv", index_col=0)
+    images = next(p for p in sorted((cwd / "data" / "benchmark-quick").iterdir()) if p.is_dir() and p.name[0] not in "._")
+    out = tmp_path / "predictions.csv"
+    assert main(["predict", "--study", str(cwd), str(images), "--out", str(out), "--progress", "off"]) == 0
+    table = pd.read_csv(out, dtype={"commit": str})
+    assert len(table) == sum(1 for p in images.rglob("*.png"))
+    run = Path(table["run"].iat[0])
+    config = runfolder.read_config(run)
+    arm = closing.arm_configs(closing.ARMS, closing.SEEDS_TECHNIQUES)[choice["chosen"].iat[0]]
+    assert "+".join(config.heldout) == choice["heldout"].iat[0] and config.seed == 0
+    assert all(getattr(config, k) == v for k, v in arm.items()) and not config.unknown_generators
+    assert (table["run_id"] == run.name).all() and (table["commit"] == git_commit(REPO)).all()
+    about = json.loads(out.with_suffix(".provenance.json").read_text())
+    assert about["study"]["arm"] == choice["chosen"].iat[0] and about["commit"] == git_commit(REPO)
 
 
 def test_the_study_reused_runs_and_trains_nothing_again(quick_study):

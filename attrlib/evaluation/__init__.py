@@ -33,7 +33,7 @@ from .llr import LLR_DEFINITION, llr_scores, log_likelihood_ratios, runs_llr_sco
 from .metrics import (MACRO_CONVENTION, calibration_error, confusion, expected_calibration_error, per_generator_auc,
                       run_metrics, seed_style_report, shortcut_gap, split_metrics, worst_generator_recall)
 from .openset import (SCORES, OpenSetModel, auroc_by_content, by_content_table, fit_open_set, open_set_frame, open_set_metrics, open_set_table, oscr,
-                      oscr_curve, paired_difference, threshold_at_frr, versus_reference)
+                      oscr_curve, paired_difference, pooled_versus_reference, threshold_at_frr, versus_reference)
 from .robustness import (Perturbation, clean, down_up, gaussian_blur, jpeg, perturbed_accuracy, robustness_stats,
                          robustness_summary, robustness_table, standard_perturbations)
 from .runtime_sweep import radius_sweep, radius_sweep_summary, sign_noise
@@ -45,7 +45,7 @@ from .summary import (conclusions_agree, paired_predictions, recorded_selection,
 
 __all__ = [
     "SCORES", "OpenSetModel", "auroc_by_content", "by_content_table", "fit_open_set", "open_set_frame", "open_set_metrics", "open_set_table", "oscr",
-    "oscr_curve", "threshold_at_frr", "paired_difference", "versus_reference", "predict", "predict_columns", "selected_run",
+    "oscr_curve", "threshold_at_frr", "paired_difference", "versus_reference", "pooled_versus_reference", "predict", "predict_columns", "selected_run",
     "rule_accuracies", "runs_without", "select_arm", "selected_runs", "selection_table", "conclusions_agree",
     "CONVENTION", "LLR_DEFINITION", "MACRO_CONVENTION", "PairedComparison", "hierarchical_bootstrap",
     "log_likelihood_ratios", "paired_bootstrap", "paired_comparison", "rotation_label", "rotation_table",

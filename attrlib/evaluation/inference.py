@@ -17,7 +17,12 @@ patch grid, patch log-probabilities averaged). The CSV it writes has PREDICT_COL
     unknown              unknown_score above the threshold: "none of these generators"
     score_<name>         every open-set score (`openset.SCORES`)
     threshold, score, frr, calibration   how `unknown` was decided
-    run_id, run, technique, commit       provenance (commit: as recorded in the run's metrics.json, else "")
+    run_id, run, technique, commit       provenance (commit: the code that trained the run, metrics.json's
+                                         `commit`; "" for a run trained outside git or before it was recorded)
+
+Beside the CSV, `<name>.provenance.json` (`provenance_path`) records the same run and commit, the commit of the
+code that predicted (`provenance.code_commit`), the images, the threshold and, for `attrlib predict --study`,
+which study chose the run and how (`origin`).
 """
 from __future__ import annotations
 
@@ -34,8 +39,9 @@ from tqdm.auto import tqdm
 from .. import records
 from ..data import list_images
 from ..errors import DataError
-from ..io import atomic_open
 from ..rotation import Rotation
+from ..io import atomic_open, atomic_write_json
+from ..provenance import code_commit, now
 from .openset import CALIBRATION_SPLIT, DEFAULT_FRR, DEFAULT_SCORE, SCORE_PREFIX, SCORES, OpenSetModel, fit_open_set
 from .selection import select_arm, selected_runs
 
@@ -64,14 +70,17 @@ def predict_columns(generators: Sequence[str], labelled: bool = False) -> list[s
 def predict(run: str | os.PathLike | OpenSetModel, images: str | os.PathLike, out: str | os.PathLike | None = None,
             frr: float = DEFAULT_FRR, score: str = DEFAULT_SCORE, on_bad: str = "raise",
             calibration: str = CALIBRATION_SPLIT, device: str = "cpu", batch_size: int = 64,
-            progress: bool | None = None, data_root: str | os.PathLike | None = None) -> pd.DataFrame:
+            progress: bool | None = None, data_root: str | os.PathLike | None = None,
+            origin: Mapping[str, object] | None = None) -> pd.DataFrame:
     """Attribute every image of a folder (any layout) or manifest (a `path` column; `generator`, when given, is
     kept as the truth) with a finished run, and flag those of no known generator (module docstring).
 
     run: a run folder, or an `OpenSetModel` (`fit_open_set`) to reuse across calls. frr: the share of known
     validation images flagged unknown (the threshold). score: msp | energy | mahalanobis. on_bad: "raise" (stop,
     naming the bad files) or "skip" (leave them out; listed in `table.attrs["skipped"]`). progress: a bar (None:
-    only on a terminal). data_root: where the run's training data lies now, if it moved. out: the CSV to write.
+    only on a terminal). data_root: where the run's training data lies now, if it moved. out: the CSV to write,
+    with its provenance beside it (`provenance_path`). origin: how the run was chosen, for that record (the study
+    form: `attrlib.study.selected`).
     """
     if score not in SCORES:
         raise DataError(f"unknown open-set score {score!r}; valid: {', '.join(SCORES)}")
@@ -103,7 +112,11 @@ def predict(run: str | os.PathLike | OpenSetModel, images: str | os.PathLike, ou
                          calibration=model.calibration, run_id=model.run.dir.name, run=str(model.run.dir),
                          technique=model.run.name, commit=str(metrics.get("commit", "")))
     table = table[predict_columns(model.generators, labelled)]
-    table.attrs.update(skipped=skipped, notes=list(model.notes), source=source.where)
+    table.attrs.update(skipped=skipped, notes=list(model.notes), source=source.where, provenance=dict(
+        run=str(model.run.dir), run_id=model.run.dir.name, technique=model.run.name, commit=table["commit"].iat[0],
+        predict_commit=code_commit(), images=str(source.where), n_images=len(table), skipped=len(skipped),
+        score=score, threshold=float(model.thresholds[score]), frr=model.frr, calibration=model.calibration,
+        written=now(), **(origin or {})))
     if skipped:
         warnings.warn(f"predict: skipped {len(skipped)} unusable file(s) of {source.where}: "
                       + "; ".join(f"{p}: {r}" for p, r in skipped[:3]) + ("; ..." if len(skipped) > 3 else ""),
@@ -113,10 +126,17 @@ def predict(run: str | os.PathLike | OpenSetModel, images: str | os.PathLike, ou
     return table
 
 
+def provenance_path(path: str | os.PathLike) -> Path:
+    """Where the provenance of a predict CSV lies: beside it, `<name>.provenance.json`."""
+    return Path(path).with_suffix(".provenance.json")
+
+
 def write_predict_table(path: str | os.PathLike, table: pd.DataFrame) -> Path:
-    """The table as a CSV, written atomically."""
+    """The table as a CSV, and its `attrs["provenance"]` beside it (`provenance_path`), each written atomically."""
     with atomic_open(path, "w", encoding="utf-8", newline="") as fh:
         table.to_csv(fh, index=False)
+    if "provenance" in table.attrs:
+        atomic_write_json(provenance_path(path), table.attrs["provenance"])
     return Path(path)
 
 

@@ -12,8 +12,10 @@
 - `goal`: issue 12's criteria, each judged from the measured tables (`goal_table`).
 - `readme`: the results section of docs/results.md from the notebooks' tables and the study's timing
   (`attrlib readme`).
-- `open_world`: notebook 12's leave-one-generator-out rotations (`unknown_rotations`, `train_open_world`) and
-  the open-set runs beside the closed-set ones (`closed_set_comparison`).
+- `open_world`: notebook 12's leave-one-generator-out rotations (`unknown_rotations`, `train_open_world`), its
+  jobs (`open_world_jobs`: techniques and notebook 11's arms) and the open-set runs beside the closed-set ones
+  (`closed_set_comparison`).
+- `selected`: the model a finished study selected (`study_model`) and `attrlib.predict` (`--run` or `--study`).
 """
 from .goal import goal_table
 from .session import (STUDY_BENCHMARKS, Knobs, Session, benchmark_spec, checks_apply, is_simulated, matched_variant,

@@ -6,7 +6,8 @@
 The arms are those of the notebooks' `sweep.train_many` calls, with the notebooks' own arguments (the same
 `session`, so the same run ids): every technique and the two oracles (02-10), notebook 07's front-end
 ablation on its rotations, notebook 10's second configuration, notebook 11's candidate arms and, on the
-non-additive and realistic variants, its baseline, checked arms and oracle. A technique's upstream run
+non-additive and realistic variants, its baseline, checked arms and oracle, and notebook 12's arms without each
+left-out generator (its default `techniques` and the profile's `open_world_arms`). A technique's upstream run
 (fine_tuning's baseline) is trained by `sweep.train` inside its task.
 
 Left to the study (they depend on what it finds, or are not sweeps): notebook 01's strength sweep (a few
@@ -18,7 +19,7 @@ from __future__ import annotations
 from typing import Any, Iterable
 
 from .. import sweep, techniques
-from . import checks, closing
+from . import checks, closing, open_world
 from .session import checks_apply, session, unbiased_variant
 
 
@@ -52,6 +53,9 @@ def study_jobs(profile: str = "default", data: str = "", heldout: str | Iterable
                       rotations=s.rotations[:s.knobs.closing_variant_rotations or None], data=str(pipeline))
         arms += _plan(s, {"baseline": configs["baseline"], **checked}, rotations=list(checks.REALISTIC_ROTATIONS),
                       data=str(checks.realistic_configuration(s.data)))
+    twelve = open_world.open_world_jobs(open_world.TECHNIQUES, s.knobs.open_world_arms)  # notebook 12
+    for generator in open_world.unknown_rotations(s.data, s.heldout, s.knobs.open_world_generators):
+        arms += _plan(s, twelve, unknown_generators=(generator,))
     unique: dict[str, sweep.Arm] = {}
     for arm in arms:
         unique.setdefault(repr([sorted(c.to_dict().items()) for c in arm.draws] + [arm.seeds]), arm)

@@ -3,8 +3,10 @@ train every arm without each of them (crossed with the held-out subclass rotatio
 numbers beside the closed-set model's.
 
     left_out = unknown_rotations(s.data, s.heldout, n=s.knobs.open_world_generators)
-    runs = train_open_world(["baseline", "weighted_sampling"], left_out, s.profile, s.seeds, **s.common)
+    jobs = open_world_jobs("baseline,weighted_sampling", s.knobs.open_world_arms)   # + notebook 11's arms
+    runs = train_open_world(jobs, left_out, s.profile, s.seeds, **s.common)
     table, frames = evaluation.open_set_table(runs, frr=0.05)
+    arms = evaluation.pooled_versus_reference(table, frames, reference="baseline")  # over rotations and seeds
     goal = closed_set_comparison(table, closed_runs, score="mahalanobis")
 """
 from __future__ import annotations
@@ -22,6 +24,7 @@ from ..errors import ConfigError, DataError
 from ..evaluation.openset import balanced_accuracy
 from ..rotation import Rotation
 from ..runfolder import load_predictions
+from .closing import ARMS
 
 
 def unknown_rotations(root: str | os.PathLike, heldout: Sequence[str], n: int = 0,
@@ -47,6 +50,26 @@ def unknown_rotations(root: str | os.PathLike, heldout: Sequence[str], n: int = 
     if not usable:
         raise ConfigError(f"no generator of {root} can be left out of training with held-out {list(heldout)}")
     return usable
+
+
+# the techniques notebook 12 trains without each left-out generator: its `techniques` parameter's default (a
+# notebook's parameters cell holds literals; `attrlib launch` reads this copy, tests check the two agree)
+TECHNIQUES = "baseline,weighted_sampling,group_dro"
+
+
+def open_world_jobs(techniques: str | Iterable[str], arms: str | Iterable[str] = "") -> dict[str, dict[str, Any]]:
+    """Notebook 12's jobs ({label: Config overrides}): the named techniques, then notebook 11's arms
+    (`closing.ARMS`) named in `arms` (comma-separated names, or "all"; a label among the techniques is kept once)."""
+    def names(value: str | Iterable[str]) -> list[str]:
+        return [n.strip() for n in (value.split(",") if isinstance(value, str) else value) if n.strip()]
+
+    chosen = list(ARMS) if names(arms) == ["all"] else names(arms)
+    unknown = [a for a in chosen if a not in ARMS]
+    if unknown:
+        raise ConfigError(f"unknown arm(s) {', '.join(unknown)} (open_world_arms); notebook 11's arms: "
+                          f"{', '.join(ARMS)}, or all")
+    return {**{t: {"technique": t} for t in names(techniques)}, **{a: dict(ARMS[a]) for a in chosen
+                                                                   if a not in names(techniques)}}
 
 
 def train_open_world(arms: Iterable[str] | Mapping[str, Mapping[str, Any]], left_out: Sequence[str], profile: str,
