@@ -7,6 +7,9 @@ predictions.csv), and every comparison paired (`stats.paired_comparison`).
                           the baseline with its interval and verdict, gap closed vs each reference with its
                           interval, and the per-technique diagnostics
     rotation_table        the same comparisons per held-out rotation
+    within_model_table    every arm against its own model: gap closed between that model's biased and unbiased
+                          ERM, and the difference to the unbiased one, each with rotations fixed and random
+    training_units        which rotations are one training (a crossed pair): counted once over rotations
     recorded_selection    the checkpoint-selection rule a technique's runs record (the tables' `selection`)
 
 `attrlib.reporting.format_summary` writes the summary table's cells as text.
@@ -22,8 +25,8 @@ import pandas as pd
 from ..errors import DataError
 from ..runfolder import generators_of, heldout_split, load_metrics, load_predictions, read_config
 from .metrics import MACRO_CONVENTION, calibration_error, class_labels, floors, per_generator_auc, split_metrics
-from .stats import (CONVENTION, aggregate_over_seeds, hierarchical_bootstrap, paired_comparison,
-                    rotation_label)
+from .stats import (CONVENTION, ROTATION_CONVENTION, aggregate_over_seeds, hierarchical_bootstrap,
+                    paired_comparison, rotation_bootstrap, rotation_label)
 
 # what each checkpoint-selection rule a run records means (metrics.json `selection.rule`; runs made before the
 # engine scored checkpoints used the last epoch)
@@ -350,6 +353,80 @@ def rotation_table(runs: Mapping[str, Sequence[str | os.PathLike]], baseline: st
         + _selection_text(list(selections.values()))))
     return table
 
+
+
+def training_units(run_dirs: Sequence[str | os.PathLike]) -> dict[str, str]:
+    """rotation -> the subclasses its runs leave out of training (held out and validation subclass, metrics.json's
+    `val_subclass`), sorted: two rotations with the same key train the same model (a crossed pair), so a
+    bootstrap over rotations counts them once (`stats.rotation_bootstrap`)."""
+    out: dict[str, str] = {}
+    for d in run_dirs:
+        heldout = tuple(read_config(d).heldout)
+        val = load_metrics(d).get("val_subclass")
+        left_out = set(heldout) | ({val} if isinstance(val, str) and val not in ("", "none", "auto") else set())
+        out[rotation_label(heldout)] = "+".join(sorted(left_out))
+    return out
+
+
+WITHIN_MODEL_CAPTION = (
+    "Gap closed within the arm's own model M (its front end and backbone): (arm - ERM_M biased) / (ERM_M unbiased - "
+    "ERM_M biased), ERM_M the same model trained by plain ERM on the biased benchmark and on its unbiased twin; "
+    "0 % is the model's own biased accuracy, 100 % its accuracy without the bias, above 100 % means the arm beats "
+    "its own model trained without the bias. `vs oracle_M` = arm - ERM_M unbiased, paired. Gain over the compact "
+    "model = (arm - compact baseline) / (compact oracle - compact baseline): above 100 % means only that the arm "
+    "beats the compact model trained without the bias, a weaker reference (a better front end), not that more than "
+    "all of a bias was removed.")
+
+
+def within_model_table(runs: Mapping[str, Sequence[str | os.PathLike]], models: Mapping[str, str],
+                       oracles: Mapping[str, Sequence[str | os.PathLike]], baseline: str = "baseline",
+                       compact_oracle: Sequence[str | os.PathLike] | None = None, n_boot: int = 1000,
+                       alpha: float = 0.05, seed: int = 0) -> pd.DataFrame:
+    """One row per arm of `runs` whose model has runs and an oracle: the arm against its own model.
+
+    models: arm -> the name (a key of `runs` and of `oracles`) of its model's plain ERM on the biased data (an
+    ERM arm is its own model); oracles: model name -> that model's ERM runs on the unbiased twin. Columns:
+    model, accuracy, model_accuracy (ERM_M biased), model_oracle_accuracy (ERM_M unbiased), gap_closed_within
+    and vs_model_oracle (arm - ERM_M unbiased), and with `compact_oracle` (the `baseline`'s ERM on the unbiased
+    twin) gain_over_compact; each with `_low/_high` (rotations fixed strata, CONVENTION) and `_rot_low/_rot_high`
+    (rotations random, a crossed pair once: ROTATION_CONVENTION); rotations, units (independent trainings),
+    seeds and a note. `attrs["caption"]` says what above 100 % means.
+    """
+    rows, notes = {}, {}
+    fields = {"gap_closed": "gap_closed_within", "vs_reference": "vs_model_oracle"}
+    for arm, dirs in runs.items():
+        model = models.get(arm)
+        if model is None or model not in runs or not oracles.get(model):
+            continue
+        dirs = list(dirs)
+        units = training_units(dirs)
+        comp = paired_comparison(dirs, list(runs[model]), list(oracles[model]), n_boot=n_boot, alpha=alpha,
+                                 seed=seed, names=(arm, model))
+        both = rotation_bootstrap(comp, units, alpha=alpha, seed=seed)
+        row = {"model": model, "accuracy": both["accuracy"], "model_accuracy": both["baseline_accuracy"],
+               "model_oracle_accuracy": both["oracle_accuracy"], "rotations": int(both["rotations"]),
+               "units": int(both["units"]), "seeds": int(comp.overall["seeds"])}
+        for source, name in fields.items():
+            for suffix in ("", "_low", "_high", "_rot_low", "_rot_high"):
+                row[name + suffix] = both[source + suffix]
+        arm_notes = list(comp.notes)
+        if compact_oracle and baseline in runs:
+            compact = rotation_bootstrap(paired_comparison(dirs, list(runs[baseline]), list(compact_oracle),
+                                                           n_boot=n_boot, alpha=alpha, seed=seed,
+                                                           names=(arm, baseline)), units, alpha=alpha, seed=seed)
+            for suffix in ("", "_low", "_high", "_rot_low", "_rot_high"):
+                row["gain_over_compact" + suffix] = compact["gap_closed" + suffix]
+        rows[arm] = row
+        notes[arm] = "; ".join(dict.fromkeys(arm_notes))
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    table.index.name = "technique"
+    if len(table):
+        table["note"] = pd.Series(notes)
+    level = f"{100 * (1 - alpha):.0f}%"
+    table.attrs.update(alpha=alpha, n_boot=n_boot, caption=(
+        WITHIN_MODEL_CAPTION + f" Two {level} intervals each: rotations fixed ({CONVENTION}) and rotations random "
+        f"({ROTATION_CONVENTION}); {n_boot} resamples."))
+    return table
 
 
 def _direction(row: pd.Series) -> str:

@@ -6,8 +6,9 @@
 - `runner`: `run_study` executes the notebooks with papermill on the project's kernel (`attrlib study`).
 - `checks`: the benchmark checks that train (`strength_sweep`, `checks_table`).
 - `report`: one static HTML report of an executed study (`attrlib report`).
-- `closing`: notebook 11's training of each rotation's chosen arm elsewhere (its own model's oracle, the
-  non-additive and realistic variants: `train_selected`, `same_model_oracle`, `variant_tables`).
+- `closing`: notebook 11's arms, each arm's own model and its oracle (`model_arms`, `model_oracles`,
+  `within_model`), the rotations never read while designing (`unexplored`), and each rotation's chosen arm on the
+  non-additive and realistic variants (`train_selected`, `variant_tables`).
 - `open_world`: notebook 12's leave-one-generator-out rotations (`unknown_rotations`, `train_open_world`) and
   the open-set runs beside the closed-set ones (`closed_set_comparison`).
 """
