@@ -209,9 +209,9 @@ def build_parser() -> argparse.ArgumentParser:
     rd.add_argument("--readme", default="docs/results.md", help="the page holding the results markers (the README links it)")
     rd.add_argument("--results", default="results", help="folder of the study's tables")
     rd.add_argument("--timing", default="runs/notebooks/study_timing.json", help="the study's timing record")
-    rd.add_argument("--headline", default="README.md",
-                    help="the page holding the headline markers (figure and short table); skipped, saying so, when "
-                         "it lacks them")
+    rd.add_argument("--headline", default="",
+                    help="the page holding the headline markers (figure and short table); empty: the README.md beside "
+                         "the --readme page or one folder up (the repository's); skipped, saying so, without markers")
     rd.add_argument("--real-results", default="",
                     help="results folder of a study on real data, drawn beside the benchmark in the headline figure "
                          "(empty: the benchmark only, said under the figure)")
@@ -373,7 +373,10 @@ def _readme(args) -> int:
     current = update_readme(args.readme, args.results, args.timing, check=args.check)
     print(f"{args.readme}: " + ("current" if current else "not current" if args.check else "results section rewritten")
           + (" with its results" if args.check else ""))
-    headline = Path(args.headline)
+    page = Path(args.readme)
+    headline = Path(args.headline) if args.headline else next(
+        (p for p in (page.parent / "README.md", page.parent.parent / "README.md") if p.is_file() and p != page),
+        page.parent.parent / "README.md")
     if headline.is_file() and HEADLINE_BEGIN in headline.read_text(encoding="utf-8"):
         fresh = update_headline(headline, args.results, args.real_results or None, check=args.check)
         print(f"{headline}: headline " + ("current" if fresh else "not current" if args.check else "rewritten"))

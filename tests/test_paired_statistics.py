@@ -410,3 +410,12 @@ def test_a_crossed_pair_is_one_training(study):
         metrics = json.loads((d / "metrics.json").read_text())
         runfolder.write_metrics(d, {**metrics, "val_subclass": "boat" if config.heldout == ("mv",) else "mv"})
     assert training_units(study["better"]) == {"mv": "boat+mv", "boat": "boat+mv"}
+    # the summary: two rotations, one training -> no interval over rotations (n/a), the fixed one stays
+    table = summary_table({k: study[k] for k in ("baseline", "better")}, oracle=study["oracle"], n_boot=100)
+    assert table.loc["better", "units"] == 1 and table.loc["better", "rotations"] == 2
+    assert np.isnan(table.loc["better", "difference_rot_low"]) and table.loc["better", "difference_low"] > 0
+    assert format_summary(table).loc["better", "vs baseline, rotations random"] == "n/a (one training)"
+    # where they are two trainings, the interval over rotations exists and holds the point
+    apart = summary_table({k: study[k] for k in ("baseline", "same")}, n_boot=100)
+    assert apart.loc["same", "units"] == 2
+    assert apart.loc["same", "difference_rot_low"] <= apart.loc["same", "difference"] <= apart.loc["same", "difference_rot_high"]

@@ -205,3 +205,17 @@ def test_the_readme_headline_is_a_generated_figure_and_a_short_table_led_by_the_
     update_headline(page, results, real_results=real, figure=figure)
     block = page.read_text().split(HEADLINE_BEGIN)[1]
     assert "never read while designing" in block and "Real data (notebook 10)" in block and "Benchmark only" not in block
+
+
+def test_a_study_of_notebook_11_alone_writes_its_section_and_says_what_it_did_not_run(tmp_path):
+    results = tmp_path / "results"
+    results.mkdir()
+    page = tmp_path / "results.md"
+    page.write_text(f"{BEGIN}\n{END}\n")
+    with pytest.raises(ConfigError, match="run the study first"):
+        update_readme(page, results, tmp_path / "t.json")
+    numbers(0.02, 0.18).to_csv(results / "11_ablation_numbers.csv")  # the claims profile runs notebook 11 only
+    assert update_readme(page, results, tmp_path / "t.json") is False
+    text = page.read_text()
+    assert "Closing the gap" in text and "Notebooks 01-10 were not run by this study" in text
+    assert "The seeds' techniques and the protocol" not in text

@@ -273,6 +273,7 @@ def summary_table(runs: Mapping[str, Sequence[str | os.PathLike]], baseline: str
         if base_entry is not None:
             table.attrs[f"{label or 'oracle'}_split"] = base_entry.overall["split"]
     table.attrs["baseline_accuracy"] = float(table.loc[baseline, "accuracy"]) if baseline in table.index else np.nan
+    _add_rotations_random(table, runs, compared, resolved, alpha, seed)
     table["selection"] = selections = _selections(runs, selection)
     table["note"] = ["; ".join(dict.fromkeys(e["notes"])) for e in compared.values()]
     joins = ((probe, {"probe_accuracy": "probe_accuracy", "probe_std": "probe_std", "chance": "probe_chance",
@@ -289,6 +290,23 @@ def summary_table(runs: Mapping[str, Sequence[str | os.PathLike]], baseline: str
     return table
 
 
+def _add_rotations_random(table, runs, compared, resolved, alpha, seed) -> None:
+    """Beside each paired interval, the one with the rotations random (`stats.rotation_bootstrap`: independent
+    trainings resampled, a crossed pair once; NaN with one): `difference_rot_low/high`,
+    `gap_closed[_<label>]_rot_low/high`, and `units`, the independent trainings."""
+    units = {name: training_units(list(runs[name])) for name in compared}
+    table["units"] = [len(set(units[name].values())) for name in compared]
+    columns = {"difference": lambda e: e["difference"]}
+    for label in resolved:
+        columns["gap_closed" + (f"_{label}" if label else "")] = lambda e, label=label: e["refs"].get(label)
+    for column, comparison in columns.items():
+        stat = "difference" if column == "difference" else "gap_closed"
+        both = [None if comparison(e) is None else rotation_bootstrap(comparison(e), units[name], alpha, seed)
+                for name, e in compared.items()]
+        for suffix in ("_rot_low", "_rot_high"):
+            table[column + suffix] = [np.nan if b is None else b[stat + suffix] for b in both]
+
+
 def _caption(table, resolved, baseline, alpha, n_boot, selections) -> str:
     seeds = "/".join(map(str, sorted(set(table["seeds"]))))
     rotations = "/".join(map(str, sorted(set(table["rotations"]))))
@@ -297,7 +315,8 @@ def _caption(table, resolved, baseline, alpha, n_boot, selections) -> str:
              f"(sample std, ddof=1; n/a for a technique with one seed: one value has no spread); {level} intervals "
              f"by {CONVENTION} ({n_boot} resamples).",
              f"Difference = technique - {baseline}, paired by rotation, seed and image; a technique beats the "
-             "baseline only where the interval of the difference excludes 0, else \"not distinguishable\"."]
+             "baseline only where the interval of the difference excludes 0, else \"not distinguishable\". Beside "
+             f"it, the interval with the rotations random ({ROTATION_CONVENTION})."]
     if resolved:
         parts.append("Gap closed = (technique - baseline) / (reference - baseline), the ratio of the mean paired "
                      "differences per bootstrap replicate.")

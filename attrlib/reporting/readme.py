@@ -116,7 +116,7 @@ def compact_summary(numbers: pd.DataFrame) -> str:
 
 # notebook 11's tables, after its goal and its ablation (which lead the section)
 CLOSING_TABLES = (
-    ("11_within_model", "Gap closed within each arm's own model (the rotations never read while designing)"),
+    ("11_within_model", "Gap closed within each arm's own model (on the headline's rotations: see its caption)"),
     ("11_selection", "Which arm rule (b) picks in each rotation"),
     ("11_rotations", "The selected arm per rotation"),
     ("11_selected_vs_seeds", "The selected arm against the seeds' techniques (difference = technique - selected, paired)"),
@@ -173,10 +173,10 @@ def section(results: str | os.PathLike = "results", timing: str | os.PathLike = 
     """The generated Markdown (without the markers)."""
     results, timing = Path(results), Path(timing)
     numbers_path = results / "10_summary_numbers.csv"
-    if not numbers_path.is_file():
+    only_closing = not numbers_path.is_file() and (results / "11_ablation_numbers.csv").is_file()  # claims: 11 only
+    if not numbers_path.is_file() and not only_closing:
         raise ConfigError(f"{numbers_path} does not exist; run the study first (`make study`, or notebook 10), "
                           "then `attrlib readme`")
-    numbers = pd.read_csv(numbers_path, index_col=0)
     lines = []
     recorded = read_provenance(results) is not None  # else the timing's commit is the only one known
     if timing.is_file():
@@ -189,6 +189,10 @@ def section(results: str | os.PathLike = "results", timing: str | os.PathLike = 
     else:
         lines.append(f"Generated from `{results.name}/` (no study timing record `{timing.name}`).")
     lines += [""] + closing_section(results)
+    if only_closing:  # a study of notebook 11 alone (the claims profile): nothing of notebooks 01-10 to show
+        return "\n".join(lines[:-2] + ["*Notebooks 01-10 were not run by this study (notebook 11 alone, as the "
+                                        "`claims` profile runs it).*"]) + "\n"
+    numbers = pd.read_csv(numbers_path, index_col=0)
     lines += [provenance_line(results, "10"), ""]
     selection = "/".join(sorted(set(numbers["selection"].astype(str)))) if "selection" in numbers else "unknown"
     lines.append(f"Checkpoint selection rule of every number below: {selection}. Seeds: "
@@ -327,19 +331,24 @@ def headline_numbers(results: str | os.PathLike) -> tuple[pd.DataFrame, str, str
 
 
 def headline_table(numbers: pd.DataFrame) -> str:
-    """At most HEADLINE_ROWS rows and 5 columns of Markdown: accuracy, the paired difference vs the baseline, the
-    gain over the compact model (its oracle), seeds x rotations."""
+    """At most HEADLINE_ROWS rows and 6 columns of Markdown: accuracy, the paired difference vs the baseline (rotations
+    fixed, then random), the gain over the compact model (its oracle), seeds x rotations (independent trainings)."""
     def cell(r, column, pct=False):
         if column not in r or not np.isfinite(r[column]):
             return ""
         return (_pct(r[column]) if pct else f"{r[column]:+.3f}") + f" {_interval(r, column, pct)}"
-    head = ["arm", "held-out accuracy [95 % CI]", "vs baseline [paired 95 % CI]", COMPACT_GAIN, "seeds x rotations"]
+    def random(r):  # the difference's interval with the rotations random (n/a: one independent training)
+        lo, hi = r.get("difference_rot_low", np.nan), r.get("difference_rot_high", np.nan)
+        return f"[{lo:+.3f}, {hi:+.3f}]" if np.isfinite(lo) and np.isfinite(hi) else "n/a"
+    head = ["arm", "held-out accuracy [95 % CI]", "vs baseline [paired 95 % CI]", "vs baseline, rotations random",
+            COMPACT_GAIN, "seeds x rotations (trainings)"]
     rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for t, r in numbers.iterrows():
         acc = f"{r['accuracy']:.3f} {_interval(r, 'accuracy').replace('+', '')}"
-        runs = f"{int(r['seeds'])} x {int(r['rotations'])}" if {"seeds", "rotations"} <= set(r.index) else ""
-        rows.append("| " + " | ".join([str(t), acc, cell(r, "difference"), cell(r, "gap_closed_oracle", True), runs])
-                    + " |")
+        runs = (f"{int(r['seeds'])} x {int(r['rotations'])}" + (f" ({int(r['units'])})" if "units" in r else "")
+                if {"seeds", "rotations"} <= set(r.index) else "")
+        rows.append("| " + " | ".join([str(t), acc, cell(r, "difference"), random(r),
+                                       cell(r, "gap_closed_oracle", True), runs]) + " |")
     return "\n".join(rows)
 
 
@@ -361,8 +370,8 @@ def headline_section(results: str | os.PathLike = "results", real_results: str |
     seeds = "/".join(map(str, sorted(set(numbers["seeds"])))) if "seeds" in numbers else "?"
     lines = [f"![Held-out accuracy per arm with 95 % intervals]({link})", "",
              f"Held-out accuracy of the baseline, the arm rule (b) selects and the other arms without target data "
-             f"({what}; {seeds} seed(s) per rotation; paired intervals: rotations fixed strata, seeds and images "
-             f"resampled). " + COMPACT_GAIN_MEANING + (
+             f"({what}; {seeds} seed(s) per rotation; paired intervals with seeds and images resampled, rotations "
+             f"fixed, and beside them rotations random: a crossed pair is one training). " + COMPACT_GAIN_MEANING + (
                  "" if real is not None else " Benchmark only: no study on real data has results here "
                                              "(`attrlib readme --real-results DIR`)."), "",
              headline_table(numbers), "", provenance_line(results, notebook),

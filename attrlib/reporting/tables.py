@@ -134,6 +134,10 @@ def format_summary(table: pd.DataFrame, digits: int = 2, alpha: float | None = N
     if "difference" in table:
         out["difference vs baseline"] = [diff(v, lo, hi) for v, lo, hi in
                                          zip(table.difference, table.difference_low, table.difference_high)]
+        if "difference_rot_low" in table:  # the same difference, its interval with the rotations random
+            out["vs baseline, rotations random"] = [
+                "n/a (one training)" if pd.isna(lo) and pd.notna(v) else diff(v, lo, hi) for v, lo, hi in
+                zip(table.difference, table.difference_rot_low, table.difference_rot_high)]
         out["verdict"] = table.verdict.fillna("")
     for column in [c for c in table.columns if (c == "gap_closed" or c.startswith("gap_closed_"))
                    and not c.endswith(("_low", "_high"))]:
@@ -172,14 +176,15 @@ def format_summary(table: pd.DataFrame, digits: int = 2, alpha: float | None = N
     return out
 
 
-def _two_intervals(v: float, row: pd.Series, column: str, scale: float, fmt: str) -> str:
+def _two_intervals(v: float, row: pd.Series, column: str, scale: float, fmt: str, undefined: str = "") -> str:
     """"v [fixed low, high] / [random low, high]" (rotations fixed strata, then random; n/a where undefined)."""
     if pd.isna(v):
-        return ""
+        return undefined
+    unit = " %" if scale == 100 else ""
+
     def pair(lo, hi):
         ok = np.isfinite(lo) and np.isfinite(hi)
-        return f"[{scale * lo:{fmt}}, {scale * hi:{fmt}}]" if ok else "n/a"
-    unit = " %" if scale == 100 else ""
+        return f"[{scale * lo:{fmt}}{unit}, {scale * hi:{fmt}}{unit}]" if ok else "n/a"
     return (f"{scale * v:{fmt}}{unit} {pair(row[column + '_low'], row[column + '_high'])}"
             f" / {pair(row[column + '_rot_low'], row[column + '_rot_high'])}")
 
@@ -194,11 +199,13 @@ def format_within_model(table: pd.DataFrame, digits: int = 2) -> pd.DataFrame:
     out["ERM_M biased / unbiased"] = [f"{num(a)} / {num(b)}" for a, b in
                                       zip(table["model_accuracy"], table["model_oracle_accuracy"])]
     out["gap closed within M [fixed] / [rotations random]"] = [
-        _two_intervals(r["gap_closed_within"], r, "gap_closed_within", 100, ".0f") for _, r in table.iterrows()]
+        _two_intervals(r["gap_closed_within"], r, "gap_closed_within", 100, ".0f",
+                       "undefined: ERM_M unbiased does not beat ERM_M biased") for _, r in table.iterrows()]
     out["arm - oracle_M [fixed] / [rotations random]"] = [
         _two_intervals(r["vs_model_oracle"], r, "vs_model_oracle", 1, f"+.{digits}f") for _, r in table.iterrows()]
     if "gain_over_compact" in table:
-        out[COMPACT_GAIN] = [_two_intervals(r["gain_over_compact"], r, "gain_over_compact", 100, ".0f")
+        out[COMPACT_GAIN] = [_two_intervals(r["gain_over_compact"], r, "gain_over_compact", 100, ".0f",
+                                            "undefined: the compact oracle does not beat the compact baseline")
                              for _, r in table.iterrows()]
     out["rotations (trainings)"] = [f"{int(r)} ({int(u)})" for r, u in zip(table["rotations"], table["units"])]
     out["seeds"] = table["seeds"]
