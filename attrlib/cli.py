@@ -11,6 +11,7 @@ import os
 import sys
 import warnings
 from fractions import Fraction
+from pathlib import Path
 
 from .config import AUGMENTATIONS, HELDOUT, profile_heldout
 from .errors import AttrlibError, ConfigError
@@ -100,7 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train (or reuse) one run and print its folder", formatter_class=fmt)
     t.add_argument("--data", default="", help="data folder or manifest; empty: the profile's embedded benchmark")
     t.add_argument("--technique", required=True, help="a name from `attrlib techniques`")
-    t.add_argument("--profile", default="default", help="quick | default | thorough | paper")
+    t.add_argument("--profile", default="default", help="quick | default | claims | thorough | paper")
     t.add_argument("--seed", type=int, default=0, help="random seed")
     t.add_argument("--steps", type=int, default=None, help="override the profile's optimiser-step budget (default: the profile's; fine_tuning's own budget: --param steps=N)")
     t.add_argument("--runs", default="runs", help="folder of run folders")
@@ -164,7 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     st = sub.add_parser("study", help="run every numbered notebook with papermill (a finished run is reused: after "
                         "`attrlib launch` with the same options the notebooks only evaluate)", formatter_class=fmt)
-    st.add_argument("--profile", default="default", help="quick | default | thorough | paper")
+    st.add_argument("--profile", default="default", help="quick | default | claims | thorough | paper")
     st.add_argument("--data", default="", help="your data folder or manifest (default: the embedded benchmark)")
     st.add_argument("--heldout", default="",
                     help="the rotations: held-out subclasses, comma-separated, one rotation each ('a+b': one "
@@ -191,7 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
                                     "finds every run finished and only evaluates (notebook 01's strength sweep and "
                                     "the runs of the arm notebook 11 chooses are trained there, a few runs). "
                                     "Across machines, ./runs must be one shared folder.")
-    la.add_argument("--profile", default="default", help="quick | default | thorough | paper")
+    la.add_argument("--profile", default="default", help="quick | default | claims | thorough | paper")
     la.add_argument("--data", default="", help="your data folder or manifest (default: the embedded benchmark)")
     la.add_argument("--heldout", default="", help="the rotations, as `attrlib study --heldout` (default: the profile's)")
     la.add_argument("--on-bad", default="raise", choices=("raise", "skip"),
@@ -219,6 +220,12 @@ def build_parser() -> argparse.ArgumentParser:
     rd.add_argument("--readme", default="docs/results.md", help="the page holding the results markers (the README links it)")
     rd.add_argument("--results", default="results", help="folder of the study's tables")
     rd.add_argument("--timing", default="runs/notebooks/study_timing.json", help="the study's timing record")
+    rd.add_argument("--headline", default="",
+                    help="the page holding the headline markers (figure and short table); empty: the README.md beside "
+                         "the --readme page or one folder up (the repository's); skipped, saying so, without markers")
+    rd.add_argument("--real-results", default="",
+                    help="results folder of a study on real data, drawn beside the benchmark in the headline figure "
+                         "(empty: the benchmark only, said under the figure)")
     rd.add_argument("--check", action="store_true",
                     help="write nothing; exit 1 when the README is not current with the results, or when attrlib/ or "
                          "notebooks/ changed since the commit its section records (or git does not know that commit)")
@@ -377,7 +384,7 @@ def _report(args) -> None:
 
 
 def _readme(args) -> int:
-    from .study.readme import commit_check, update_readme
+    from .study.readme import HEADLINE_BEGIN, commit_check, update_headline, update_readme
 
     code = commit_check(args.readme) if args.check else None
     for message in (code.messages if code else []):  # before the results' check, which may fail for want of results
@@ -385,6 +392,16 @@ def _readme(args) -> int:
     current = update_readme(args.readme, args.results, args.timing, check=args.check)
     print(f"{args.readme}: " + ("current" if current else "not current" if args.check else "results section rewritten")
           + (" with its results" if args.check else ""))
+    page = Path(args.readme)
+    headline = Path(args.headline) if args.headline else next(
+        (p for p in (page.parent / "README.md", page.parent.parent / "README.md") if p.is_file() and p != page),
+        page.parent.parent / "README.md")
+    if headline.is_file() and HEADLINE_BEGIN in headline.read_text(encoding="utf-8"):
+        fresh = update_headline(headline, args.results, args.real_results or None, check=args.check)
+        print(f"{headline}: headline " + ("current" if fresh else "not current" if args.check else "rewritten"))
+        current = current and fresh
+    else:
+        print(f"{headline}: no headline markers; only {args.readme} is generated")
     return 1 if args.check and not (current and code.ok) else 0
 
 

@@ -9,7 +9,7 @@ notebooks are counted once. The job list mirrors notebooks 01-11 (kept in step w
 bench_thorough_cost.py's count is): per rotation and job, `draws + seeds - 1` runs when a profile searches
 (draws > 1; the draws train seed 0), else one per seed.
 
-    python benchmarks/bench_profile_cost.py [--profiles quick default thorough] [--steps 3]
+    python benchmarks/bench_profile_cost.py [--profiles quick default claims thorough] [--steps 3]
 
 The `paper` profile (ResNet-50 at 224 px, meant for a GPU) is priced only when named: its steps take seconds
 each here.
@@ -26,10 +26,7 @@ from _lib import Timer, emit
 import pandas as pd
 import torch
 
-from attrlib.study.closing import ARMS, FRONT
-
-# notebook 11's arms beyond the registered techniques (those are counted with notebooks 02-10)
-CLOSING_ARMS = {label: arm for label, arm in ARMS.items() if arm != {"technique": label}}
+from attrlib.study.closing import arm_configs, chosen_arms, model_arms, model_oracle_configs
 
 
 def benchmark_rotations() -> int:
@@ -37,8 +34,9 @@ def benchmark_rotations() -> int:
     from attrlib.data import eligible_rotations
     from attrlib.simulator import cell_counts
 
+    # one row per image: the rule counts test images per generator (one row per cell gave no rotation at all)
     rows = [dict(split=s, generator=g, subclass=c) for s, gens in cell_counts().items()
-            for g, cells in gens.items() for c in cells]
+            for g, cells in gens.items() for c, n in cells.items() for _ in range(n)]
     return len(eligible_rotations(pd.DataFrame(rows)))
 
 
@@ -61,20 +59,23 @@ def study_jobs(name: str) -> list[dict]:
         if key not in jobs or jobs[key]["runs"] < n_rotations * runs_each:
             jobs[key] = dict(label=label, overrides=overrides, data=data, runs=n_rotations * runs_each)
 
-    for t in techniques.available():  # notebooks 02-10 (and 11's named techniques)
-        add(t, {"technique": t}, "benchmark", rotations)
+    only = tuple(p.get("notebooks", ()))  # the notebooks the profile's study runs (claims: 11 only)
+    if not only or set(only) - {"11"}:
+        for t in techniques.available():  # notebooks 02-10
+            add(t, {"technique": t}, "benchmark", rotations)
+        add("matched_oracle", {"technique": "baseline"}, "matched", rotations)  # notebook 02
+        ablation = min(rotations, knobs["ablation_rotations"] or rotations)  # notebook 07's front-end ablation
+        for label, overrides in {"baseline_srm": {"stem": "srm"}, "baseline_npr": {"stem": "npr"},
+                                 f"crop_{half}px": {"image_size": half},
+                                 f"resize_{half}px": {"image_size": half, "input_policy": "resize"}}.items():
+            add(label, {"technique": "baseline", **overrides}, "benchmark", ablation)
     add("oracle", {"technique": "baseline"}, "unbiased", rotations)  # notebooks 02, 10, 11
-    add("matched_oracle", {"technique": "baseline"}, "matched", rotations)  # notebook 02
-    ablation = min(rotations, knobs["ablation_rotations"] or rotations)  # notebook 07's front-end ablation
-    for label, overrides in {"baseline_srm": {"stem": "srm"}, "baseline_npr": {"stem": "npr"},
-                             f"crop_{half}px": {"image_size": half},
-                             f"resize_{half}px": {"image_size": half, "input_policy": "resize"}}.items():
-        add(label, {"technique": "baseline", **overrides}, "benchmark", ablation)
-    for label, overrides in CLOSING_ARMS.items():  # notebook 11
+    configs = arm_configs(*chosen_arms(knobs.get("closing_arms", ())))  # notebook 11's arms (the same run once)
+    for label, overrides in configs.items():
         add(label, overrides, "benchmark", rotations)
-    # notebook 11: per rotation the chosen arm's own model on the unbiased twin (priced as the front's ERM; it is
-    # the oracle itself, reused, when the chosen arm is the compact baseline's model)
-    add("oracle_same_model", {"technique": "baseline", **FRONT}, "unbiased", rotations)
+    # notebook 11: every arm's own model by ERM on the unbiased twin (the compact one is the oracle, counted once)
+    for model, overrides in model_oracle_configs(model_arms(configs), configs, "unbiased").items():
+        add(f"oracle of {model}", {k: v for k, v in overrides.items() if k != "data"}, "unbiased", rotations)
     if knobs["second_config"]:  # notebook 10: every technique and the oracle on a second configuration
         for t in techniques.available():
             add(f"{t} (second config)", {"technique": t}, "second", rotations)
@@ -82,9 +83,9 @@ def study_jobs(name: str) -> list[dict]:
     if knobs["closing_variants"]:  # notebook 11: baseline, the two checked arms, the selected arm (+1), the oracle
         variant_rotations = min(rotations, knobs["closing_variant_rotations"] or rotations)
         for label, overrides in {"baseline": {"technique": "baseline"},
-                                 "local_srm_rgb": CLOSING_ARMS["local_srm_rgb"],
-                                 "local_srm_rgb_mix": CLOSING_ARMS["local_srm_rgb_mix"],
-                                 "selected arm": CLOSING_ARMS["local_srm_rgb_mix"]}.items():
+                                 "local_srm_rgb": configs["local_srm_rgb"],
+                                 "local_srm_rgb_mix": configs["local_srm_rgb_mix"],
+                                 "selected arm": configs["local_srm_rgb_mix"]}.items():
             add(f"{label} (non-additive)", overrides, f"non-additive {label}", variant_rotations)
             add(f"{label} (realistic)", overrides, f"realistic {label}", 1)
         add("oracle (non-additive)", {"technique": "baseline"}, "non-additive-unbiased", variant_rotations)
@@ -135,8 +136,8 @@ def run_cost(config, steps: int, cache: dict) -> dict:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--profiles", nargs="+", default=["quick", "default", "thorough"],
-                   help="profiles to price (default: quick default thorough; paper too when named)")
+    p.add_argument("--profiles", nargs="+", default=["quick", "default", "claims", "thorough"],
+                   help="profiles to price (default: quick default claims thorough; paper too when named)")
     p.add_argument("--steps", type=int, default=3, help="timed steps per technique and model; the median (default 3)")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     args = p.parse_args()

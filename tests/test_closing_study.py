@@ -11,7 +11,7 @@ import pytest
 from attrlib import records, runfolder
 from attrlib.config import Config
 from attrlib.evaluation import select_arm, selected_runs, training_cost
-from attrlib.reporting import stack_summaries
+from attrlib.reporting import COMPACT_GAIN, stack_summaries
 from attrlib.study import readme
 from attrlib.study.goal import goal_table
 
@@ -137,8 +137,8 @@ def test_stack_summaries_keeps_each_configuration_apart():
     assert list(out.index) == [("non-additive", "baseline"), ("non-additive", "w"), ("realistic", "baseline")]
     assert "non-additive: baseline 0.500" in out.attrs["caption"]
     # the realistic variant has no oracle: its gap cell is empty, the non-additive one keeps its gap closed
-    assert out.loc[("non-additive", "w"), "gap closed vs oracle"] == "50 % [20 %, 80 %]"
-    assert out.loc[("realistic", "baseline"), "gap closed vs oracle"] == ""
+    assert out.loc[("non-additive", "w"), COMPACT_GAIN] == "50 % [20 %, 80 %]"
+    assert out.loc[("realistic", "baseline"), COMPACT_GAIN] == ""
 
 
 def test_readme_leads_with_notebook_11_when_it_ran(tmp_path):
@@ -223,3 +223,36 @@ def test_variant_tables_train_the_rotations_they_are_given_and_each_rotations_ow
             f"{dict(zip(choice.heldout, choice.chosen))[r[0]]}:{r[0]}" for r in rotations)
         assert oracle is not None and tables["realistic"][1] is None
         assert all(c[1] == [("military_vehicle",)] for c in calls if c[2] == str(tmp_path / "real"))
+
+
+def test_each_arm_is_read_against_its_own_model_and_the_claims_profile_carries_those_models():
+    from attrlib.config import CLAIMS_ARMS, PROFILES
+    from attrlib.errors import ConfigError
+    from attrlib.study import closing
+    configs = closing.arm_configs(closing.ARMS, closing.SEEDS_TECHNIQUES)
+    models = closing.model_arms(configs)
+    # mixing, DFR, JTT and augmentation are what is done with the front end: their model is its plain ERM
+    for arm in ("local_srm_rgb_mix", "local_srm_rgb_dfr", "local_srm_rgb_jtt", "local_srm_rgb_mix_blur_jpeg"):
+        assert models[arm] == "local_srm_rgb"
+    assert models["srm"] == "srm" and models["local_srm"] == "local_srm" and models["residual_mix"] == "baseline"
+    assert models["weighted_sampling"] == "baseline" and models["residual_stats"] == "residual_stats"
+    oracle = closing.model_oracle_configs(models, configs, "data/unbiased")
+    assert oracle["local_srm_rgb"] == {**configs["local_srm_rgb"], "data": "data/unbiased"}
+    assert oracle["baseline"] == {"technique": "baseline", "data": "data/unbiased"}  # the study's oracle, reused
+    # the claims profile: five seeds x every rotation, notebook 11 only, and every model of its arms among them
+    claims = PROFILES["claims"]
+    assert len(claims["seeds"]) >= 5 and claims["rotations"] == "all" and claims["draws"] == 1
+    assert claims["notebooks"] == ("11",) and claims["notebook"]["closing_arms"] == CLAIMS_ARMS
+    arms, techniques = closing.chosen_arms(CLAIMS_ARMS)
+    chosen = closing.arm_configs(arms, techniques)
+    assert set(chosen) == set(CLAIMS_ARMS) and set(closing.model_arms(chosen).values()) <= set(chosen)
+    assert closing.chosen_arms(())[0] == closing.ARMS
+    with pytest.raises(ConfigError, match="unknown arm.*nope"):
+        closing.chosen_arms(("baseline", "nope"))
+
+
+def test_the_headline_rotations_are_those_no_design_choice_read():
+    from attrlib.study import closing
+    rotations = [("military_vehicle",), ("animal_face",), ("boat",), ("boat", "animal_face")]
+    assert closing.unexplored(rotations, ["military_vehicle", " animal_face"]) == [("boat",)]
+    assert closing.unexplored(rotations[:2], closing.EXPLORED) == []

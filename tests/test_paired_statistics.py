@@ -329,3 +329,93 @@ def test_a_generator_the_model_never_trained_on_has_no_llr_and_the_others_still_
                           "logp_a": log_probs[:, 0], "logp_b": log_probs[:, 1], "logp_c": log_probs[:, 2]})
     scores = llr_scores(frame, ["a", "b", "c"], {"a": 0.5, "b": 0.5, "c": 0.0})
     assert set(scores["scored"]) == {"a", "b"} and "c: no training image" in scores.attrs["note"]
+
+
+# --------------------------------------------------------------------------------------------- rotations random
+def test_rotations_random_interval_is_wide_where_rotations_disagree_and_a_crossed_pair_counts_once():
+    from attrlib.evaluation import rotation_bootstrap
+    n = 2000
+    base = (np.arange(n) % 2 == 0).astype(float)[None]
+    up, down = base.copy(), base.copy()
+    up[0, np.flatnonzero(base[0] == 0)[: n // 4]] = 1.0     # +0.25 in this rotation
+    down[0, np.flatnonzero(base[0] == 1)[: n // 4]] = 0.0   # -0.25 in that one
+    tech = {"a": up, "b": up, "c": down}
+    comp = paired_bootstrap(tech, {k: base for k in tech}, n_boot=400)
+    fixed = rotation_bootstrap(comp)
+    # rotations fixed: every replicate holds a, b and c; the interval sits near +0.083 and is narrow
+    assert fixed["difference"] == pytest.approx(0.25 / 3)
+    assert fixed["difference_low"] > 0.05 and fixed["units"] == 3
+    # rotations random: a replicate may draw only c; the interval reaches below 0
+    assert fixed["difference_rot_low"] < 0 < fixed["difference_rot_high"]
+    # a and b are one training (a crossed pair): counted once, the point is the mean of +0.25 and -0.25
+    crossed = rotation_bootstrap(comp, {"a": "a+b", "b": "a+b", "c": "c"})
+    assert crossed["units"] == 2 and crossed["rotations"] == 3
+    assert crossed["difference"] == pytest.approx(0.0)
+    # one training: no interval over rotations (n/a), the fixed one stays
+    one = rotation_bootstrap(paired_bootstrap({"a": up}, {"a": base}, n_boot=100))
+    assert np.isnan(one["difference_rot_low"]) and np.isfinite(one["difference_low"])
+
+
+def test_rotation_bootstrap_resamples_seeds_and_gives_technique_minus_reference():
+    from attrlib.evaluation import rotation_bootstrap
+    rng = np.random.default_rng(5)
+    base = (rng.random((1, 400)) < 0.5).astype(float)
+    oracle = np.maximum(base, rng.random(base.shape) < 0.5)
+    # seeds that disagree widen the interval: the same mean, five seeds half right and half wrong
+    steady = np.repeat(np.maximum(base, rng.random(base.shape) < 0.2), 4, axis=0)
+    spread = steady.copy()
+    spread[:2] = np.maximum(spread[:2], oracle)
+    spread[2:] = base
+    one = lambda t: rotation_bootstrap(paired_bootstrap({"r": t}, {"r": np.repeat(base, 4, 0)},  # noqa: E731
+                                                        {"r": np.repeat(oracle, 4, 0)}, n_boot=500))
+    a, b = one(steady), one(spread)
+    assert (b["difference_high"] - b["difference_low"]) > 1.5 * (a["difference_high"] - a["difference_low"])
+    # vs_reference = technique - oracle, paired: the oracle against itself is exactly 0
+    same = rotation_bootstrap(paired_bootstrap({"r": oracle}, {"r": base}, {"r": oracle}, n_boot=100))
+    assert same["vs_reference"] == 0 and same["vs_reference_low"] == 0 and same["vs_reference_high"] == 0
+    assert same["gap_closed"] == pytest.approx(1.0)
+    assert a["vs_reference"] == pytest.approx(a["accuracy"] - a["oracle_accuracy"])
+
+
+def test_within_model_gap_closed_uses_each_arms_own_model(study, tmp_path):
+    from attrlib.evaluation import training_units, within_model_table
+    from attrlib.reporting import format_within_model
+    # "better" is its own model here; its oracle is "oracle"; against the compact ("baseline") model's oracle too
+    runs = {k: study[k] for k in ("baseline", "same", "better")}
+    table = within_model_table(runs, {"same": "baseline", "better": "baseline", "baseline": "baseline"},
+                               {"baseline": study["oracle"]}, compact_oracle=study["oracle"], n_boot=200)
+    assert table.loc["baseline", "gap_closed_within"] == pytest.approx(0.0)
+    assert table.loc["same", "model"] == "baseline" and table.loc["same", "gap_closed_within"] == pytest.approx(0.0)
+    # on test: baseline 0.5, oracle 0.75; better differs by seed but closes part of the way
+    expected = (table.loc["better", "accuracy"] - 0.5) / (0.75 - 0.5)
+    assert table.loc["better", "gap_closed_within"] == pytest.approx(expected)
+    assert table.loc["better", "vs_model_oracle"] == pytest.approx(table.loc["better", "accuracy"] - 0.75)
+    assert table.loc["better", "gain_over_compact"] == pytest.approx(expected)
+    # another arm's model: "better" as the model of "same" -> "same" is below its model (negative)
+    other = within_model_table({"same": study["same"], "better": study["better"]}, {"same": "better"},
+                               {"better": study["oracle"]}, n_boot=100)
+    assert list(other.index) == ["same"] and other.loc["same", "model_accuracy"] == pytest.approx(
+        table.loc["better", "accuracy"])
+    # two rotations, each its own training here (no validation subclass recorded)
+    assert training_units(study["better"]) == {"mv": "mv", "boat": "boat"}
+    assert table.loc["better", "units"] == 2
+    text = format_within_model(table)
+    assert "above 100 %" in text.attrs["caption"] and text.loc["baseline", "gap closed within M [fixed] / [rotations random]"].startswith("0 %")
+
+
+def test_a_crossed_pair_is_one_training(study):
+    from attrlib.evaluation import training_units
+    for d in study["better"]:
+        config = runfolder.read_config(d)
+        metrics = json.loads((d / "metrics.json").read_text())
+        runfolder.write_metrics(d, {**metrics, "val_subclass": "boat" if config.heldout == ("mv",) else "mv"})
+    assert training_units(study["better"]) == {"mv": "boat+mv", "boat": "boat+mv"}
+    # the summary: two rotations, one training -> no interval over rotations (n/a), the fixed one stays
+    table = summary_table({k: study[k] for k in ("baseline", "better")}, oracle=study["oracle"], n_boot=100)
+    assert table.loc["better", "units"] == 1 and table.loc["better", "rotations"] == 2
+    assert np.isnan(table.loc["better", "difference_rot_low"]) and table.loc["better", "difference_low"] > 0
+    assert format_summary(table).loc["better", "vs baseline, rotations random"] == "n/a (one training)"
+    # where they are two trainings, the interval over rotations exists and holds the point
+    apart = summary_table({k: study[k] for k in ("baseline", "same")}, n_boot=100)
+    assert apart.loc["same", "units"] == 2
+    assert apart.loc["same", "difference_rot_low"] <= apart.loc["same", "difference"] <= apart.loc["same", "difference_rot_high"]

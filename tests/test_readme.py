@@ -175,3 +175,47 @@ def test_readme_check_fails_naming_both_commits_when_the_code_changed_since(tmp_
     readme.write_text(readme.read_text().replace(first, "0123456789abcdef" * 2 + "01234567"))
     check = commit_check(readme)
     assert not check.ok and "is unknown to git here" in " ".join(check.messages)
+
+
+def test_the_readme_headline_is_a_generated_figure_and_a_short_table_led_by_the_unexplored_rotations(tmp_path):
+    from attrlib.reporting.readme import HEADLINE_BEGIN, HEADLINE_END, HEADLINE_ROWS, update_headline
+    results = tmp_path / "results"
+    results.mkdir()
+    many = pd.concat([numbers(0.02, 0.18)] + [numbers(0.02, 0.18).loc[["better"]].rename(index={"better": f"arm{i}"})
+                                              for i in range(10)])
+    many.to_csv(results / "11_ablation_numbers.csv")
+    page, figure = tmp_path / "README.md", tmp_path / "docs" / "headline.png"
+    page.write_text(f"# t\n\n{HEADLINE_BEGIN}\ntyped by hand 0.49\n{HEADLINE_END}\n\n## after\n")
+    assert update_headline(page, results, figure=figure, check=True) is False and not figure.exists()
+    assert update_headline(page, results, figure=figure) is False
+    text = page.read_text()
+    block = text.split(HEADLINE_BEGIN)[1].split(HEADLINE_END)[0]
+    assert "typed by hand" not in block and figure.is_file() and "](docs/headline.png)" in block
+    table = [line for line in block.splitlines() if line.startswith("| ")]
+    assert len(table) - 1 <= HEADLINE_ROWS and all(line.count(" | ") + 1 <= 6 for line in table)
+    assert "fine_tuning" not in block and "every rotation (the explored ones included)" in block
+    assert "Benchmark only" in block and "above 100 % means" in block
+    assert update_headline(page, results, figure=figure, check=True) is True
+    # the rotations never read while designing lead where they exist; real data adds a panel and its table
+    numbers(0.02, 0.18).to_csv(results / "11_ablation_unexplored_numbers.csv")
+    real = tmp_path / "real"
+    real.mkdir()
+    numbers(-0.1, 0.1).to_csv(real / "10_summary_numbers.csv")
+    assert update_headline(page, results, real_results=real, figure=figure, check=True) is False
+    update_headline(page, results, real_results=real, figure=figure)
+    block = page.read_text().split(HEADLINE_BEGIN)[1]
+    assert "never read while designing" in block and "Real data (notebook 10)" in block and "Benchmark only" not in block
+
+
+def test_a_study_of_notebook_11_alone_writes_its_section_and_says_what_it_did_not_run(tmp_path):
+    results = tmp_path / "results"
+    results.mkdir()
+    page = tmp_path / "results.md"
+    page.write_text(f"{BEGIN}\n{END}\n")
+    with pytest.raises(ConfigError, match="run the study first"):
+        update_readme(page, results, tmp_path / "t.json")
+    numbers(0.02, 0.18).to_csv(results / "11_ablation_numbers.csv")  # the claims profile runs notebook 11 only
+    assert update_readme(page, results, tmp_path / "t.json") is False
+    text = page.read_text()
+    assert "Closing the gap" in text and "Notebooks 01-10 were not run by this study" in text
+    assert "The seeds' techniques and the protocol" not in text

@@ -39,9 +39,10 @@ from .robustness import (Perturbation, clean, down_up, gaussian_blur, jpeg, pert
 from .runtime_sweep import radius_sweep, radius_sweep_summary, sign_noise
 from .selection import rule_accuracies, runs_without, select_arm, selected_runs, selection_table
 from .stats import (CONVENTION, GapClosed, Interval, PairedComparison, aggregate_over_seeds, bootstrap_ci, gap_closed,
-                    hierarchical_bootstrap, paired_bootstrap, paired_comparison, rotation_label, verdict)
+                    hierarchical_bootstrap, paired_bootstrap, paired_comparison, rotation_bootstrap, rotation_label, verdict,
+                    ROTATION_CONVENTION)
 from .summary import (conclusions_agree, paired_predictions, recorded_selection, rotation_table, summary_table,
-                      technique_summary)
+                      technique_summary, training_units, within_model_table)
 
 __all__ = [
     "SCORES", "OpenSetModel", "auroc_by_content", "by_content_table", "fit_open_set", "open_set_frame", "open_set_metrics", "open_set_table", "oscr",
@@ -49,6 +50,7 @@ __all__ = [
     "rule_accuracies", "runs_without", "select_arm", "selected_runs", "selection_table", "conclusions_agree",
     "CONVENTION", "LLR_DEFINITION", "MACRO_CONVENTION", "PairedComparison", "hierarchical_bootstrap",
     "log_likelihood_ratios", "paired_bootstrap", "paired_comparison", "rotation_label", "rotation_table",
+    "ROTATION_CONVENTION", "rotation_bootstrap", "training_units", "within_model_table",
     "recorded_selection", "runs_llr_scores", "training_prior", "verdict",
     "GapClosed", "Interval", "LoadedRun", "Perturbation", "aggregate_over_seeds", "bootstrap_ci",
     "calibration_error", "clean", "confusion", "down_up", "expected_calibration_error", "gap_closed",

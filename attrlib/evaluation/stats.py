@@ -306,6 +306,8 @@ class PairedComparison:
     overall: pd.Series
     replicates: dict[str, np.ndarray]
     notes: list[str] = field(default_factory=list)
+    # rotation -> the replicates of that rotation's numbers (seeds and images resampled): `rotation_bootstrap`
+    per_rotation_replicates: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
 
     @property
     def note(self) -> str:
@@ -423,7 +425,71 @@ def paired_bootstrap(technique: Mapping[str, np.ndarray], baseline: Mapping[str,
     if "oracle_gap" in reps:
         with np.errstate(divide="ignore", invalid="ignore"):
             reps["gap_closed"] = reps["difference"] / reps["oracle_gap"]
-    return PairedComparison(per_rotation, overall, reps, notes)
+    return PairedComparison(per_rotation, overall, reps, notes, dict(zip(sorted(technique), per_rot_reps)))
+
+
+# --------------------------------------------------------------------------------------------- rotations random
+ROTATION_CONVENTION = ("rotations random: the independent trainings (rotations that leave out the same "
+                       "subclasses, as a crossed pair does, counted once) resampled with replacement on top of each "
+                       "rotation's seed and image resampling; undefined (n/a) with fewer than two")
+# the numbers of a comparison, with the two derived from the paired differences
+REFERENCE_STATS = ("accuracy", "baseline_accuracy", "oracle_accuracy", "difference", "oracle_gap", "gap_closed",
+                   "vs_reference")
+
+
+def _derived(reps: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """gap closed (difference / oracle_gap: a ratio of mean differences) and vs_reference (technique - oracle =
+    difference - oracle_gap, paired replicate by replicate) added to the mean replicates of a comparison."""
+    out = dict(reps)
+    if "oracle_gap" in out:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out["gap_closed"] = out["difference"] / out["oracle_gap"]
+        out["vs_reference"] = out["difference"] - out["oracle_gap"]
+    return out
+
+
+def rotation_bootstrap(comparison: PairedComparison, units: Mapping[str, str] | None = None, alpha: float = 0.05,
+                       seed: int = 0, min_gap: float = 1e-9) -> pd.Series:
+    """A comparison's numbers with two intervals each: rotations as fixed strata (`CONVENTION`: `<stat>_low`,
+    `<stat>_high`) and rotations random (ROTATION_CONVENTION: `<stat>_rot_low`, `<stat>_rot_high`).
+
+    comparison: a `paired_bootstrap` / `paired_comparison` result. units: rotation -> the independent training
+    it belongs to (two rotations with the same key are one model: a crossed pair, whose test and validation
+    subclasses swap, leaves the same subclasses out); None: every rotation its own. Per replicate, the units are
+    drawn with replacement and each drawn unit contributes the mean of its rotations' replicates (which already
+    resample seeds and images), so the interval holds seed, image and rotation uncertainty. Point estimates: the
+    mean over units of the mean over their rotations (a crossed pair weighs as one). gap_closed is the ratio of the
+    mean differences; vs_reference = technique - oracle. `units` (the count) is in the result; with fewer than two
+    units the rotation-random interval is NaN (one training has no spread over rotations to resample).
+    """
+    per_rot = comparison.per_rotation_replicates
+    if not per_rot:
+        raise ValueError("rotation_bootstrap needs a comparison with per-rotation replicates (paired_bootstrap's)")
+    units = {r: str((units or {}).get(r, r)) for r in per_rot}
+    keys = sorted(set(units.values()))
+    stats = [k for k in next(iter(per_rot.values())) if k != "gap_closed"]
+    points = comparison.per_rotation
+    unit_reps = {k: np.stack([np.mean([per_rot[r][k] for r in per_rot if units[r] == u], axis=0) for u in keys])
+                 for k in stats}                                                       # (U, B)
+    unit_points = {k: np.array([np.mean([points.loc[r, k] for r in per_rot if units[r] == u]) for u in keys])
+                   for k in stats}
+    point = _derived({k: np.array([v.mean()]) for k, v in unit_points.items()})
+    fixed = _derived({k: v.mean(0) for k, v in unit_reps.items()})
+    n_boot = next(iter(unit_reps.values())).shape[1]
+    weights = _counts(np.random.default_rng(seed), len(keys), n_boot)                 # (B, U)
+    random = _derived({k: (weights * v.T).sum(1) / len(keys) for k, v in unit_reps.items()})
+    out = {"rotations": len(per_rot), "units": len(keys)}
+    for name in REFERENCE_STATS:
+        if name not in point:
+            continue
+        value = float(point[name][0])
+        if name == "gap_closed" and not float(point["oracle_gap"][0]) > min_gap:
+            value = np.nan
+        out[name] = value
+        out[f"{name}_low"], out[f"{name}_high"] = _interval(fixed[name], alpha)
+        out[f"{name}_rot_low"], out[f"{name}_rot_high"] = (_interval(random[name], alpha) if len(keys) > 1
+                                                           else (np.nan, np.nan))
+    return pd.Series(out)
 
 
 # --------------------------------------------------------------------------------------------- from run folders

@@ -7,6 +7,9 @@ predictions.csv), and every comparison paired (`stats.paired_comparison`).
                           the baseline with its interval and verdict, gap closed vs each reference with its
                           interval, and the per-technique diagnostics
     rotation_table        the same comparisons per held-out rotation
+    within_model_table    every arm against its own model: gap closed between that model's biased and unbiased
+                          ERM, and the difference to the unbiased one, each with rotations fixed and random
+    training_units        which rotations are one training (a crossed pair): counted once over rotations
     recorded_selection    the checkpoint-selection rule a technique's runs record (the tables' `selection`)
 
 `attrlib.reporting.format_summary` writes the summary table's cells as text.
@@ -21,9 +24,11 @@ import pandas as pd
 
 from .. import records, selection as selection_rules
 from ..errors import DataError
+from ..rotation import Rotation
 from ..runfolder import generators_of, heldout_split, load_predictions
 from .metrics import MACRO_CONVENTION, calibration_error, class_labels, floors, per_generator_auc, split_metrics
-from .stats import (CONVENTION, aggregate_over_seeds, hierarchical_bootstrap, paired_comparison)
+from .stats import (CONVENTION, ROTATION_CONVENTION, aggregate_over_seeds, hierarchical_bootstrap,
+                    paired_comparison, rotation_bootstrap)
 
 # what each checkpoint-selection rule a run records means (metrics.json `selection.rule`; runs made before the
 # engine scored checkpoints used the last epoch): `attrlib.selection.MEANING`
@@ -264,6 +269,7 @@ def summary_table(runs: Mapping[str, Sequence[str | os.PathLike]], baseline: str
         if base_entry is not None:
             table.attrs[f"{label or 'oracle'}_split"] = base_entry.overall["split"]
     table.attrs["baseline_accuracy"] = float(table.loc[baseline, "accuracy"]) if baseline in table.index else np.nan
+    _add_rotations_random(table, runs, compared, resolved, alpha, seed)
     table["selection"] = selections = _selections(runs, selection)
     table["note"] = ["; ".join(dict.fromkeys(e["notes"])) for e in compared.values()]
     joins = ((probe, {"probe_accuracy": "probe_accuracy", "probe_std": "probe_std", "chance": "probe_chance",
@@ -280,6 +286,23 @@ def summary_table(runs: Mapping[str, Sequence[str | os.PathLike]], baseline: str
     return table
 
 
+def _add_rotations_random(table, runs, compared, resolved, alpha, seed) -> None:
+    """Beside each paired interval, the one with the rotations random (`stats.rotation_bootstrap`: independent
+    trainings resampled, a crossed pair once; NaN with one): `difference_rot_low/high`,
+    `gap_closed[_<label>]_rot_low/high`, and `units`, the independent trainings."""
+    units = {name: training_units(list(runs[name])) for name in compared}
+    table["units"] = [len(set(units[name].values())) for name in compared]
+    columns = {"difference": lambda e: e["difference"]}
+    for label in resolved:
+        columns["gap_closed" + (f"_{label}" if label else "")] = lambda e, label=label: e["refs"].get(label)
+    for column, comparison in columns.items():
+        stat = "difference" if column == "difference" else "gap_closed"
+        both = [None if comparison(e) is None else rotation_bootstrap(comparison(e), units[name], alpha, seed)
+                for name, e in compared.items()]
+        for suffix in ("_rot_low", "_rot_high"):
+            table[column + suffix] = [np.nan if b is None else b[stat + suffix] for b in both]
+
+
 def _caption(table, resolved, baseline, alpha, n_boot, selections) -> str:
     seeds = "/".join(map(str, sorted(set(table["seeds"]))))
     rotations = "/".join(map(str, sorted(set(table["rotations"]))))
@@ -288,7 +311,8 @@ def _caption(table, resolved, baseline, alpha, n_boot, selections) -> str:
              f"(sample std, ddof=1; n/a for a technique with one seed: one value has no spread); {level} intervals "
              f"by {CONVENTION} ({n_boot} resamples).",
              f"Difference = technique - {baseline}, paired by rotation, seed and image; a technique beats the "
-             "baseline only where the interval of the difference excludes 0, else \"not distinguishable\"."]
+             "baseline only where the interval of the difference excludes 0, else \"not distinguishable\". Beside "
+             f"it, the interval with the rotations random ({ROTATION_CONVENTION})."]
     if resolved:
         parts.append("Gap closed = (technique - baseline) / (reference - baseline), the ratio of the mean paired "
                      "differences per bootstrap replicate.")
@@ -344,6 +368,79 @@ def rotation_table(runs: Mapping[str, Sequence[str | os.PathLike]], baseline: st
         + _selection_text(list(selections.values()))))
     return table
 
+
+
+def training_units(run_dirs: Sequence[str | os.PathLike]) -> dict[str, str]:
+    """rotation -> the subclasses its runs leave out of training (held out and validation subclass, metrics.json's
+    `val_subclass`), sorted: two rotations with the same key train the same model (a crossed pair), so a
+    bootstrap over rotations counts them once (`stats.rotation_bootstrap`)."""
+    out: dict[str, str] = {}
+    for r in records.collect(run_dirs):
+        val = r.val_subclass
+        left_out = set(r.rotation) | ({val} if isinstance(val, str) and val not in ("", "none", "auto") else set())
+        out[r.rotation.key] = Rotation(sorted(left_out)).key  # all it leaves out, as one key
+    return out
+
+
+WITHIN_MODEL_CAPTION = (
+    "Gap closed within the arm's own model M (its front end and backbone): (arm - ERM_M biased) / (ERM_M unbiased - "
+    "ERM_M biased), ERM_M the same model trained by plain ERM on the biased benchmark and on its unbiased twin; "
+    "0 % is the model's own biased accuracy, 100 % its accuracy without the bias, above 100 % means the arm beats "
+    "its own model trained without the bias. `vs oracle_M` = arm - ERM_M unbiased, paired. Gain over the compact "
+    "model = (arm - compact baseline) / (compact oracle - compact baseline): above 100 % means only that the arm "
+    "beats the compact model trained without the bias, a weaker reference (a better front end), not that more than "
+    "all of a bias was removed.")
+
+
+def within_model_table(runs: Mapping[str, Sequence[str | os.PathLike]], models: Mapping[str, str],
+                       oracles: Mapping[str, Sequence[str | os.PathLike]], baseline: str = "baseline",
+                       compact_oracle: Sequence[str | os.PathLike] | None = None, n_boot: int = 1000,
+                       alpha: float = 0.05, seed: int = 0) -> pd.DataFrame:
+    """One row per arm of `runs` whose model has runs and an oracle: the arm against its own model.
+
+    models: arm -> the name (a key of `runs` and of `oracles`) of its model's plain ERM on the biased data (an
+    ERM arm is its own model); oracles: model name -> that model's ERM runs on the unbiased twin. Columns:
+    model, accuracy, model_accuracy (ERM_M biased), model_oracle_accuracy (ERM_M unbiased), gap_closed_within
+    and vs_model_oracle (arm - ERM_M unbiased), and with `compact_oracle` (the `baseline`'s ERM on the unbiased
+    twin) gain_over_compact; each with `_low/_high` (rotations fixed strata, CONVENTION) and `_rot_low/_rot_high`
+    (rotations random, a crossed pair once: ROTATION_CONVENTION); rotations, units (independent trainings),
+    seeds and a note. `attrs["caption"]` says what above 100 % means.
+    """
+    rows, notes = {}, {}
+    fields = {"gap_closed": "gap_closed_within", "vs_reference": "vs_model_oracle"}
+    for arm, dirs in runs.items():
+        model = models.get(arm)
+        if model is None or model not in runs or not oracles.get(model):
+            continue
+        dirs = list(dirs)
+        units = training_units(dirs)
+        comp = paired_comparison(dirs, list(runs[model]), list(oracles[model]), n_boot=n_boot, alpha=alpha,
+                                 seed=seed, names=(arm, model))
+        both = rotation_bootstrap(comp, units, alpha=alpha, seed=seed)
+        row = {"model": model, "accuracy": both["accuracy"], "model_accuracy": both["baseline_accuracy"],
+               "model_oracle_accuracy": both["oracle_accuracy"], "rotations": int(both["rotations"]),
+               "units": int(both["units"]), "seeds": int(comp.overall["seeds"])}
+        for source, name in fields.items():
+            for suffix in ("", "_low", "_high", "_rot_low", "_rot_high"):
+                row[name + suffix] = both[source + suffix]
+        arm_notes = list(comp.notes)
+        if compact_oracle and baseline in runs:
+            compact = rotation_bootstrap(paired_comparison(dirs, list(runs[baseline]), list(compact_oracle),
+                                                           n_boot=n_boot, alpha=alpha, seed=seed,
+                                                           names=(arm, baseline)), units, alpha=alpha, seed=seed)
+            for suffix in ("", "_low", "_high", "_rot_low", "_rot_high"):
+                row["gain_over_compact" + suffix] = compact["gap_closed" + suffix]
+        rows[arm] = row
+        notes[arm] = "; ".join(dict.fromkeys(arm_notes))
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    table.index.name = "technique"
+    if len(table):
+        table["note"] = pd.Series(notes)
+    level = f"{100 * (1 - alpha):.0f}%"
+    table.attrs.update(alpha=alpha, n_boot=n_boot, caption=(
+        WITHIN_MODEL_CAPTION + f" Two {level} intervals each: rotations fixed ({CONVENTION}) and rotations random "
+        f"({ROTATION_CONVENTION}); {n_boot} resamples."))
+    return table
 
 
 def _direction(row: pd.Series) -> str:

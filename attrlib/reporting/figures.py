@@ -5,6 +5,7 @@
     data (notebook 01)   bias_heatmap, sample_grid, spectra_figure, sweep_figure, shortcut_audit_figure
     per technique        confusion_figure, confusion_grid, llr_figure / runs_llr_figure (seed 000 Figure 2)
     robustness           robustness_figure, radius_sweep_figure (runtime_adversarial's radius vs random noise)
+    the README           headline_figure (held-out accuracy per arm with intervals, benchmark beside real data)
     Grad-CAM             cam_grid, run_cam_grid
 """
 from __future__ import annotations
@@ -268,6 +269,35 @@ def runs_llr_figure(run_dirs: Sequence[str | os.PathLike], title: str = "", **kw
 
 
 # --------------------------------------------------------------------------------------------- robustness
+def headline_figure(panels: Mapping[str, pd.DataFrame], baseline: str = "baseline", note: str = "") -> plt.Figure:
+    """The README's figure: held-out accuracy per arm with its 95 % interval, one panel per data source (the
+    benchmark, real data where a study on it exists). panels: title -> a summary table's numbers (index: arm;
+    accuracy, accuracy_low, accuracy_high), in the order to draw. The baseline's accuracy is a dashed line."""
+    if not panels:
+        raise ValueError("headline_figure needs at least one panel (a summary table's numbers)")
+    rows = max(len(t) for t in panels.values())
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 0.34 * rows + 1.6), squeeze=False,
+                             sharex=True)
+    for ax, (title, table) in zip(axes[0], panels.items()):
+        t = table.iloc[::-1]
+        y = np.arange(len(t))
+        acc = t["accuracy"].to_numpy(float)
+        err = np.vstack([acc - t["accuracy_low"].to_numpy(float), t["accuracy_high"].to_numpy(float) - acc])
+        ax.errorbar(acc, y, xerr=np.clip(err, 0, None), fmt="o", color="C0", ecolor="0.4", capsize=3, ms=4)
+        if baseline in t.index:
+            ax.axvline(float(t.loc[baseline, "accuracy"]), color="C3", ls="--", lw=1, label=f"{baseline}")
+            ax.legend(loc="lower right", fontsize=8, frameon=False)
+        ax.set_yticks(y, [str(i) for i in t.index], fontsize=8)
+        ax.set_xlim(0, 1)
+        ax.set_xlabel("held-out accuracy (95 % interval)")
+        ax.set_title(title, fontsize=10)
+        ax.grid(axis="x", color="0.9")
+    if note:
+        fig.text(0.01, 0.005, textwrap.fill(note, 130), fontsize=7, va="bottom")
+    fig.tight_layout(rect=(0, 0.06 if note else 0, 1, 1))
+    return fig
+
+
 def robustness_figure(table: pd.DataFrame, title: str = "Held-out accuracy under post-processing (mean ± std over seeds)"
                       ) -> plt.Figure:
     """Mean accuracy (over seeds, with their spread) per perturbation, one line per technique."""

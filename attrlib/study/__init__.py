@@ -7,8 +7,9 @@
 - `checks`: the benchmark checks that train (`strength_sweep`, `checks_table`).
 - `report`: one static HTML report of an executed study (`attrlib report`).
 - `closing`: notebook 11's arms (`ARMS`, `SEEDS_TECHNIQUES`, `COMPETITORS`, `CHECKED_ARMS`, the `SELECTED` label,
-  `robustness_arms`) and its training of each rotation's chosen arm elsewhere (its own model's oracle, the
-  non-additive and realistic variants: `train_selected`, `same_model_oracle`, `variant_tables`).
+  `robustness_arms`), each arm's own model and its oracle (`model_arms`, `model_oracles`, `within_model`), the
+  rotations never read while designing (`unexplored`), and each rotation's chosen arm on the non-additive and
+  realistic variants (`train_selected`, `variant_tables`).
 - `goal`: issue 12's criteria, each judged from the measured tables (`goal_table`).
 - `readme`: the results section of docs/results.md from the notebooks' tables and the study's timing
   (`attrlib readme`).

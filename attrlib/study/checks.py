@@ -180,7 +180,7 @@ def checks_table(sweep: pd.DataFrame, spec: dict, strength: float = DEFAULT_STRE
 
 
 # The second benchmark configuration (issue 11): the default's strength and spread were calibrated on the test
-# subclass (the baseline's held-out accuracy matched to seed 002's 0.49), so conclusions are confirmed on a
+# subclass (the baseline's held-out accuracy aimed at seed 002's 0.49), so conclusions are to be checked on a
 # configuration no knob was tuned on: another data seed and a larger instance spread.
 SECOND_SEED_OFFSET = 1
 SECOND_INSTANCE_SPREAD = 0.35

@@ -1,7 +1,10 @@
-"""What notebook 11 does beyond single calls: train the arm rule (b) picked in each rotation on other data (the
-unbiased twin for its own model's oracle, the non-additive and realistic variants), and compare there.
+"""What notebook 11 does beyond single calls: every arm's own model and its oracle (the same model by ERM on the
+unbiased twin), the arm rule (b) picked in each rotation trained on other data (the non-additive and realistic
+variants), and the comparisons there.
 
     configs = arm_configs(ARMS, SEEDS_TECHNIQUES)      # every candidate arm's Config overrides
+    models = model_arms(configs)                       # arm -> the ERM arm of its own model
+    oracles = model_oracles(models, configs, oracle_data, profile, seeds, **common)
     runs = train_selected(choice, configs, profile, seeds, **common)
     references = sweep.train_many(reference_jobs(oracle_data=twin), profile, seeds, **common)  # each model's references
     tables = variant_tables(root, choice, configs, profile, seeds, common, n_boot, rotations)
@@ -18,7 +21,7 @@ import pandas as pd
 
 from .. import sweep, techniques
 from ..errors import ConfigError
-from ..evaluation import summary_table
+from ..evaluation import selected_runs, summary_table, within_model_table
 from ..rotation import Rotation
 from . import checks
 from .session import unbiased_variant
@@ -59,6 +62,74 @@ def robustness_arms(winner: str) -> list[str]:
     per-colour SRM front end, the first rotation's `winner`, and the mixing arms with JPEG and blur + JPEG."""
     return list(dict.fromkeys(["baseline", "local_srm_rgb", winner, "local_srm_rgb_mix_jpeg",
                                "local_srm_rgb_mix_blur_jpeg"]))
+
+
+# an arm's own model is its front end and backbone; what is done with it (mixing, DFR, JTT, augmentation, the
+# seeds' debiasing) is the method. A technique that trains no network of its own shape is its own model.
+OWN_MODEL = ("residual_stats",)
+_MODEL_FIELDS = ("backbone", "stem", "input_policy", "image_size", "pretrained", "freeze_backbone")
+
+
+def chosen_arms(names: Iterable[str] = ()) -> tuple[dict[str, dict], tuple[str, ...]]:
+    """(ARMS, SEEDS_TECHNIQUES) restricted to `names` (a profile's `closing_arms`; empty: all), in their order;
+    an unknown name fails and lists the valid ones."""
+    names = tuple(names)
+    if not names:
+        return dict(ARMS), SEEDS_TECHNIQUES
+    unknown = sorted(set(names) - set(ARMS) - set(SEEDS_TECHNIQUES))
+    if unknown:
+        raise ConfigError(f"unknown arm(s) {unknown} in closing_arms; valid: {', '.join([*ARMS, *SEEDS_TECHNIQUES])}")
+    return ({k: v for k, v in ARMS.items() if k in names}, tuple(t for t in SEEDS_TECHNIQUES if t in names))
+
+
+def model_arms(configs: Mapping[str, Mapping[str, Any]]) -> dict[str, str]:
+    """arm -> the arm that is its own model's plain ERM on the biased data (the baseline technique, no
+    augmentation, the same front end and backbone); arms whose model has no such arm among `configs` are left out."""
+    key = lambda c: tuple(str(c.get(f, "")) for f in _MODEL_FIELDS)  # noqa: E731
+    erm = {}
+    for name, c in configs.items():
+        if c.get("technique") == "baseline" and c.get("augment", "none") == "none" and not c.get("technique_params"):
+            erm.setdefault(key(c), name)
+    out = {name: name if name in OWN_MODEL else erm.get(key(c)) for name, c in configs.items()}
+    return {k: v for k, v in out.items() if v is not None}
+
+
+def model_oracle_configs(models: Mapping[str, str], configs: Mapping[str, Mapping[str, Any]],
+                         oracle_data: str | Path) -> dict[str, dict]:
+    """model -> its ERM's overrides on the unbiased twin (the compact baseline's is the study's `oracle` run)."""
+    return {m: {**configs[m], "data": str(oracle_data)} for m in dict.fromkeys(models.values())}
+
+
+def model_oracles(models: Mapping[str, str], configs: Mapping[str, Mapping[str, Any]], oracle_data: str | Path,
+                  profile: str, seeds, **common: Any) -> dict[str, list[Path]]:
+    """model -> the run folders of its ERM on the unbiased twin, every rotation: each arm's own oracle."""
+    return sweep.train_many(model_oracle_configs(models, configs, oracle_data), profile, seeds, progress=False,
+                            **common)
+
+
+SELECTED_MODEL = "(the selected arm's model)"
+# the rotations whose test accuracy was read while the arms were designed (notebook 11's `explored` parameter):
+# the headline, the goal and the non-additive check use the others
+EXPLORED = ("military_vehicle", "animal_face")
+
+
+def within_model(run_dirs: Mapping[str, list], choice: pd.DataFrame, models: Mapping[str, str],
+                 oracles: Mapping[str, list], compact_oracle: list | None, n_boot: int) -> pd.DataFrame:
+    """`evaluation.within_model_table` of every arm and of the selected arm (each rotation's choice against the
+    ERM of that choice's own model, biased and unbiased, in that rotation), with the gain over the compact model."""
+    own = {arm: run_dirs[m] for arm, m in models.items() if m in run_dirs and arm in run_dirs}
+    own_oracle = {arm: oracles[m] for arm, m in models.items() if m in oracles and arm in run_dirs}
+    runs = {SELECTED: selected_runs(run_dirs, choice), **run_dirs, SELECTED_MODEL: selected_runs(own, choice)}
+    return within_model_table(runs, {**models, SELECTED: SELECTED_MODEL},
+                              {**oracles, SELECTED_MODEL: selected_runs(own_oracle, choice)},
+                              compact_oracle=compact_oracle, n_boot=n_boot)
+
+
+def unexplored(rotations: Iterable[tuple[str, ...]], explored: Iterable[str]) -> list[tuple[str, ...]]:
+    """The rotations none of whose held-out subclasses is among `explored` (test pools never read while the arms
+    were designed), in order."""
+    seen = {e.strip() for e in explored if e.strip()}
+    return [tuple(r) for r in rotations if not seen & set(r)]
 
 
 def arm_configs(arms: Mapping[str, Mapping[str, Any]], techniques: Iterable[str] = ()) -> dict[str, dict]:
@@ -122,14 +193,6 @@ def bias_gap_models(runs: Mapping[str, list], references: Mapping[str, list],
             if references.get(f"{name} {key}"):
                 out[f"{name} vs {word}"] = (list(runs[name]), list(references[f"{name} {key}"]))
     return out
-
-
-def same_model_oracle(choice: pd.DataFrame, configs: Mapping[str, Mapping[str, Any]], oracle_data: str | Path,
-                      profile: str, seeds, **common: Any) -> list[Path]:
-    """Per rotation, the chosen arm's own model trained by ERM on the unbiased twin: what that model reaches
-    without the bias (its oracle), to set the selected arm's accuracy against."""
-    own = {arm: {**own_model(cfg), "data": str(oracle_data)} for arm, cfg in configs.items()}
-    return train_selected(choice, own, profile, seeds, **common)
 
 
 def variant_tables(root: str | Path, choice: pd.DataFrame, configs: Mapping[str, Mapping[str, Any]], profile: str,

@@ -12,13 +12,15 @@ left-out generator (its default `techniques` and the profile's `open_world_arms`
 
 Left to the study (they depend on what it finds, or are not sweeps): notebook 01's strength sweep (a few
 baselines on benchmarks of their own) and, in notebook 11, the runs of the arm rule (b) chooses in each
-rotation on other data (its same-model oracle and the chosen arm on the two variants).
+rotation on other data (the chosen arm on the two variants). A profile that names its `notebooks` (`claims`:
+notebook 11 only) trains only theirs.
 """
 from __future__ import annotations
 
 from typing import Any, Iterable
 
 from .. import sweep, techniques
+from ..config import PROFILES
 from . import checks, closing, open_world
 from .session import checks_apply, session, unbiased_variant
 
@@ -32,15 +34,22 @@ def study_jobs(profile: str = "default", data: str = "", heldout: str | Iterable
                 progress=False)
     oracle = {"oracle": {"technique": "baseline", "data": str(s.oracle_data)}} if s.oracle_data else {}
     matched = {"matched_oracle": {"technique": "baseline", "data": str(s.matched_data)}} if s.oracle_data else {}
-    arms = _plan(s, {**{name: {"technique": name} for name in techniques.available()}, **oracle, **matched})
-    half = s.config.image_size // 2  # notebook 07: crop vs resize at half the image size
-    arms += _plan(s, {"baseline_srm": {"technique": "baseline", "stem": "srm"},
-                      "baseline_npr": {"technique": "baseline", "stem": "npr"},
-                      f"crop_{half}px": {"technique": "baseline", "image_size": half},
-                      f"resize_{half}px": {"technique": "baseline", "image_size": half, "input_policy": "resize"}},
-                  rotations=s.rotations[:s.knobs.ablation_rotations or None])
-    configs = closing.arm_configs(closing.ARMS, closing.SEEDS_TECHNIQUES)
-    arms += _plan(s, {**configs, **oracle, **closing.reference_jobs(oracle_data=s.oracle_data)})  # notebooks 10-11
+    only = tuple(PROFILES[profile].get("notebooks", ()))  # the notebooks this profile runs (empty: all)
+    arms = []
+    if not only or set(only) - {"11"}:  # notebooks 02-10
+        arms += _plan(s, {**{name: {"technique": name} for name in techniques.available()}, **oracle, **matched})
+        half = s.config.image_size // 2  # notebook 07: crop vs resize at half the image size
+        arms += _plan(s, {"baseline_srm": {"technique": "baseline", "stem": "srm"},
+                          "baseline_npr": {"technique": "baseline", "stem": "npr"},
+                          f"crop_{half}px": {"technique": "baseline", "image_size": half},
+                          f"resize_{half}px": {"technique": "baseline", "image_size": half, "input_policy": "resize"}},
+                      rotations=s.rotations[:s.knobs.ablation_rotations or None])
+    configs = closing.arm_configs(*closing.chosen_arms(s.knobs.closing_arms))
+    arms += _plan(s, {**configs, **oracle})  # notebook 11
+    if s.oracle_data:  # notebook 11: every arm's own model by ERM on the unbiased twin
+        own = closing.model_oracle_configs(closing.model_arms(configs), configs, s.oracle_data)
+        arms += _plan(s, {f"oracle_{m}": c for m, c in own.items()})
+    arms += _plan(s, closing.reference_jobs(oracle_data=s.oracle_data))  # notebooks 10-11: target-data references
     if s.knobs.second_config in (True, "yes") and checks_apply(s.data):  # notebook 10
         second = checks.second_configuration(s.data)
         arms += _plan(s, {**{name: {"technique": name} for name in techniques.available()},
@@ -50,7 +59,8 @@ def study_jobs(profile: str = "default", data: str = "", heldout: str | Iterable
         pipeline = checks.nonadditive_configuration(s.data)
         arms += _plan(s, {"baseline": configs["baseline"], **checked,
                           "oracle": {"technique": "baseline", "data": str(unbiased_variant(pipeline))}},
-                      rotations=s.rotations[:s.knobs.closing_variant_rotations or None], data=str(pipeline))
+                      rotations=(closing.unexplored(s.rotations, closing.EXPLORED) or s.rotations)
+                      [:s.knobs.closing_variant_rotations or None], data=str(pipeline))
         arms += _plan(s, {"baseline": configs["baseline"], **checked}, rotations=list(checks.REALISTIC_ROTATIONS),
                       data=str(checks.realistic_configuration(s.data)))
     twelve = open_world.open_world_jobs(open_world.TECHNIQUES, s.knobs.open_world_arms)  # notebook 12

@@ -103,7 +103,8 @@ def run_study(profile: str = "default", data: str = "", heldout: str | Iterable[
     params = dict(profile=profile, data=data_root, heldout=rotations_text(rotations),
                   runs=runs, figures=figures,
                   results=results, device=device, threads=int(threads), on_bad=on_bad)
-    todo = [nb for nb in notebooks_in(notebooks) if not only or nb.name.startswith(tuple(only))]
+    only = tuple(only) or tuple(PROFILES[profile].get("notebooks", ()))  # the profile's notebooks (claims: 11)
+    todo = [nb for nb in notebooks_in(notebooks) if not only or nb.name.startswith(only)]
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     jobs = min(jobs, len(todo))

@@ -53,6 +53,7 @@ STUDY_BENCHMARKS = {
     "quick": dict(out="data/benchmark-quick", scale=1 / 250, size=32),
     "default": dict(out="data/benchmark", scale=1 / 50, size=64),
     "thorough": dict(out="data/benchmark", scale=1 / 50, size=64),  # the default's benchmark, longer protocol
+    "claims": dict(out="data/benchmark", scale=1 / 50, size=64),  # the default's benchmark, 5 seeds x every rotation
     "paper": dict(out="data/benchmark-paper", scale=1 / 50, size=256),
 }
 
@@ -262,7 +263,7 @@ class Knobs(dict):
 class Session:
     """What a notebook works with, resolved from its parameters (see `session`).
 
-    profile:  the profile's name (quick | default | thorough | paper).
+    profile:  the profile's name (quick | default | claims | thorough | paper).
     data:     the data root: the user's folder or manifest, or the profile's embedded benchmark.
     heldout:  the held-out subclasses of the first rotation (the seed's: `config.HELDOUT` on the benchmark).
     rotations: the held-out subclass(es) of every leave-one-subclass-out rotation: the notebook's `heldout`
