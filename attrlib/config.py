@@ -176,6 +176,14 @@ _FULL_NOTEBOOKS = dict(sweep_strengths="0,1", n_boot=1000, cam_images=None, robu
 CLAIMS_ARMS = ("baseline", "local_srm_rgb", "local_srm_rgb_mix", "local_srm_rgb_dfr",
                "weighted_sampling", "adversarial_debiasing", "blind_head", "runtime_adversarial")
 
+# notebook 11 in the quick profile (the tests' smoke run): one arm of each lever, the front end (srm_rgb), the receptive
+# field (local_srm_rgb), mixing, augmentation, DFR and JTT on it, the content-blind baseline, and the seeds'
+# techniques (trained by 02-06 already); the other front ends and combinations (srm, local, local_npr, local_srm,
+# residual_mix, the blur+JPEG mix) run in default, claims and thorough: about 10 fewer runs and oracles here
+QUICK_ARMS = ("baseline", "residual_stats", "srm_rgb", "local_srm_rgb", "local_srm_rgb_mix", "local_srm_rgb_mix_jpeg",
+              "local_srm_rgb_dfr", "local_srm_rgb_jtt",
+              "weighted_sampling", "adversarial_debiasing", "blind_head", "runtime_adversarial", "fine_tuning")
+
 PROFILES: dict[str, dict[str, Any]] = {
     # budgets in optimiser steps, the same on any data; on each profile's embedded benchmark they are whole
     # epochs: quick 1 epoch of 496 images at batch 32 (16 steps); thorough 6 epochs of 2,479 images (6 x 78 = 468
@@ -192,7 +200,7 @@ PROFILES: dict[str, dict[str, Any]] = {
                   notebook=dict(sweep_strengths="0", n_boot=200, cam_images=24, robustness_images=24,
                                 summary_images=48, cam_per_generator=1, ablation_rotations=1,
                                 second_config=False, closing_variants=False, closing_variant_rotations=1,
-                                open_world_generators=1, open_world_arms="residual_stats", closing_arms=()),
+                                open_world_generators=1, open_world_arms="residual_stats", closing_arms=QUICK_ARMS),
                   # a technique carrying its own budget gets a smoke run's too: with the seed's 2,700 steps (75
                   # epochs) fine_tuning was the quick study's longest run by far (77 s against the baseline's 7 s
                   # on the shared 2-core machine: docs/cost.md)

@@ -102,6 +102,7 @@ print(sweep.train(Config(data=sys.argv[1], runs=sys.argv[2], heldout=sys.argv[3]
 """
 
 
+@pytest.mark.slow  # torchrun's path: the test above; jtt's identification run through the engine: test_dfr_jtt.py
 def test_torchrun_trains_jtts_identification_model_as_a_run_of_its_own(tiny_data, tmp_path):
     """JTT's identification model is the baseline's run cut to id_steps: under torchrun both ranks train it
     together (the engine's multi-process path), then the final run from its errors."""

@@ -129,7 +129,7 @@ def test_a_file_vanishing_mid_training_names_it_and_keeps_the_finished_epochs(ti
 
 @pytest.mark.parametrize("args, message", [
     (["--technique", "nope"], "unknown technique 'nope'; valid techniques: baseline, weighted_sampling"),
-    (["--technique", "baseline", "--profile", "huge"], "unknown profile 'huge'; valid profiles: quick, default, thorough, paper"),
+    (["--technique", "baseline", "--profile", "huge"], "unknown profile 'huge'; valid profiles: quick, default, claims, thorough, paper"),
     (["--technique", "baseline", "--backbone", "vit"], "config field 'backbone' is 'vit'; valid choices: compact, "
                                                        "local, resnet18, resnet50"),
     (["--technique", "baseline", "--device", "tpu"], "config field 'device' is 'tpu'; valid choices: auto, cpu, cuda, mps"),

@@ -91,8 +91,12 @@ def test_launch_dry_run_counts_the_study_s_runs_and_trains_nothing(tiny_data, tm
     monkeypatch.chdir(tmp_path)
     arms = study_jobs("quick", str(tiny_data))
     labels = {arm.label for arm in arms}
-    # every technique (02-10), notebook 07's front-end ablation, notebook 11's arms; no oracle on a user's data
-    assert set(techniques.available()) <= labels and set(closing.ARMS) - {"srm"} <= labels
+    # every technique (02-10), notebook 07's front-end ablation, the profile's arms of notebook 11 (and not the
+    # others: the knob has its effect); no oracle on a user's data
+    from attrlib.config import PROFILES as _PROFILES
+    chosen, _ = closing.chosen_arms(_PROFILES["quick"]["notebook"]["closing_arms"])
+    assert set(techniques.available()) <= labels and set(chosen) <= labels
+    assert not (set(closing.ARMS) - set(chosen) - set(techniques.available())) & labels
     assert {"baseline_npr", "crop_16px", "resize_16px"} <= labels and "oracle" not in labels
     # notebook 12: its techniques and the profile's arms of notebook 11, without the first generator it can leave out
     from attrlib.config import PROFILES

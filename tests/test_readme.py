@@ -178,7 +178,7 @@ def test_readme_check_fails_naming_both_commits_when_the_code_changed_since(tmp_
 
 
 def test_the_readme_headline_is_a_generated_figure_and_a_short_table_led_by_the_unexplored_rotations(tmp_path):
-    from attrlib.reporting.readme import HEADLINE_BEGIN, HEADLINE_END, HEADLINE_ROWS, update_headline
+    from attrlib.study.readme import HEADLINE_BEGIN, HEADLINE_END, HEADLINE_ROWS, update_headline
     results = tmp_path / "results"
     results.mkdir()
     many = pd.concat([numbers(0.02, 0.18)] + [numbers(0.02, 0.18).loc[["better"]].rename(index={"better": f"arm{i}"})

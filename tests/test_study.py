@@ -273,6 +273,7 @@ def test_the_study_reused_runs_and_trains_nothing_again(quick_study):
     """Every notebook asked the engine for its runs; 04, 06-10 found 02's baseline (and each other's) done.
     Asking again for every technique of the study returns the same folders without training."""
     from attrlib import sweep
+    from attrlib.config import PROFILES
     from attrlib.data.fingerprint import data_fingerprint
     from attrlib.techniques import available
 
@@ -291,7 +292,8 @@ def test_the_study_reused_runs_and_trains_nothing_again(quick_study):
     baselines = [json.loads((p.parent / "config.json").read_text()) for p in (cwd / "runs" / "baseline").glob("*/done")]
     plain = [c for c in baselines if c["stem"] == "none" and c["input_policy"] == "crop" and c["image_size"] == 32
              and c["backbone"] == "compact" and c.get("augment", "none") == "none"
-             and not c.get("unknown_generators")]  # not notebook 11's arms, nor notebook 12's left-out generators
+             and not c.get("unknown_generators")  # not notebook 11's arms, nor notebook 12's left-out generators
+             and c["steps"] == PROFILES["quick"]["config"]["steps"]]  # nor jtt's identification run (id_steps)
     # Runs are keyed by the data's fingerprint, not its path: notebook 01's check on the biased default and
     # 02-10 share one run, the unbiased check and notebook 10's oracle another. One run per data set.
     fingerprints = [data_fingerprint(cwd / c["data"]) for c in plain]
