@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 from .data.fingerprint import data_fingerprint
+from .rotation import Rotation
 from .errors import ConfigError
 from .io import atomic_write_json
 
@@ -159,7 +160,7 @@ def describe(record: Mapping[str, Any]) -> str:
     return (f"notebook(s) {', '.join(numbers) or 'none'}: commit `{record.get('commit') or 'unknown (not a git checkout)'}`, "
             f"profile `{record.get('profile')}`, data `{_where(str(record.get('data', '')))}` "
             f"({record.get('data_fingerprint')}), seeds {', '.join(map(str, record.get('seeds', []))) or '?'}, "
-            f"rotations {'; '.join('+'.join(r) for r in record.get('rotations', [])) or '?'}, "
+            f"rotations {'; '.join(Rotation(r).key for r in record.get('rotations', [])) or '?'}, "
             f"parameters {json.dumps(shown, sort_keys=True)}, config overrides {json.dumps(config, sort_keys=True)}, "
             f"draws {settings.get('draws', '?')}, notebook knobs {json.dumps(knobs, sort_keys=True)}; "
             f"attrlib {v.get('attrlib', '?')}, torch {v.get('torch', '?')}; {record.get('started')} to "

@@ -125,11 +125,11 @@ def within_model(run_dirs: Mapping[str, list], choice: pd.DataFrame, models: Map
                               compact_oracle=compact_oracle, n_boot=n_boot)
 
 
-def unexplored(rotations: Iterable[tuple[str, ...]], explored: Iterable[str]) -> list[tuple[str, ...]]:
+def unexplored(rotations: Iterable[tuple[str, ...]], explored: Iterable[str]) -> list[Rotation]:
     """The rotations none of whose held-out subclasses is among `explored` (test pools never read while the arms
     were designed), in order."""
     seen = {e.strip() for e in explored if e.strip()}
-    return [tuple(r) for r in rotations if not seen & set(r)]
+    return [Rotation(r) for r in rotations if not seen & set(r)]
 
 
 def arm_configs(arms: Mapping[str, Mapping[str, Any]], techniques: Iterable[str] = ()) -> dict[str, dict]:
