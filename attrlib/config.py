@@ -163,11 +163,13 @@ def _choice(name: str, value: Any, valid: tuple) -> None:
 # first `closing_variant_rotations` rotations (0: all; the realistic variant has military vehicles only);
 # open_world_generators: notebook 12's leave-one-generator-out rotations (the first N generators that can be left
 # out; 0: every one); open_world_arms: notebook 11's arms (attrlib.study.closing.ARMS) notebook 12 also trains
-# without each of them, comma-separated, or "all".
+# without each of them, comma-separated, or "all"; figure_formats: what `reporting.save_fig` writes (PNG is what the
+# notebooks show and the report links; the PDF is for a write-up: the quick smoke run skips it, about 45 % of a
+# figure's saving cost, benchmarks/bench_figures.py).
 _FULL_NOTEBOOKS = dict(sweep_strengths="0,1", n_boot=1000, cam_images=None, robustness_images=None,
                        summary_images=None, cam_per_generator=2, ablation_rotations=0,
                        second_config=True, closing_variants=True, closing_variant_rotations=0,
-                       open_world_generators=0, open_world_arms="all", closing_arms=())
+                       open_world_generators=0, open_world_arms="all", closing_arms=(), figure_formats="png,pdf")
 # the arms the README's claims rest on: the baseline, the seeds' techniques without target data, and the front end
 # the combined arms build on with what is done on it (mixing; DFR, which costs no training); their own models'
 # oracles come with them (notebook 11). Left out to stay within two hours on a 2-core CPU (docs/cost.md): the other
@@ -200,7 +202,8 @@ PROFILES: dict[str, dict[str, Any]] = {
                   notebook=dict(sweep_strengths="0", n_boot=200, cam_images=24, robustness_images=24,
                                 summary_images=48, cam_per_generator=1, ablation_rotations=1,
                                 second_config=False, closing_variants=False, closing_variant_rotations=1,
-                                open_world_generators=1, open_world_arms="residual_stats", closing_arms=QUICK_ARMS),
+                                open_world_generators=1, open_world_arms="residual_stats", closing_arms=QUICK_ARMS,
+                                figure_formats="png"),
                   # a technique carrying its own budget gets a smoke run's too: with the seed's 2,700 steps (75
                   # epochs) fine_tuning was the quick study's longest run by far (77 s against the baseline's 7 s
                   # on the shared 2-core machine: docs/cost.md)

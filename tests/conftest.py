@@ -167,6 +167,17 @@ def train_whole_and_interrupted(config, tmp_path, monkeypatch, epoch: int = 2):
     return whole, cut_config, runfolder.run_dir(cut_config)
 
 
+@pytest.fixture(autouse=True)
+def _figure_formats_restored():
+    """A notebook session sets the formats save_fig writes (its profile's figure_formats knob) for the process:
+    each test starts from, and leaves, the default."""
+    from attrlib.reporting import save
+
+    before = save.FIGURE_FORMATS
+    yield
+    save.FIGURE_FORMATS = before
+
+
 # --------------------------------------------------------------------------------------- the quick study
 class QuickStudy:
     """`attrlib study --profile quick` in a scratch folder, in a child process started at collection time, so

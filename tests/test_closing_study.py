@@ -159,25 +159,38 @@ def test_readme_leads_with_notebook_11_when_it_ran(tmp_path):
     assert "`results/11_variants.md` is missing" in text
 
 
-def test_the_other_configurations_keep_the_benchmark_and_change_one_thing(tmp_path, one_torch_thread):
+def test_the_other_configurations_keep_the_benchmark_and_change_one_thing(tmp_path, monkeypatch, one_torch_thread):
+    """Each configuration is the benchmark's own scale, size, strength, seed and instance spread with one thing
+    changed (the pipeline trace, the realistic folder), synthesised next to it; a variant of a variant is refused.
+    What synthesis makes of those parameters (same manifest, other pixels; twins that keep the trace; the
+    realistic files) is test_nonadditive_trace's and test_realistic's: here the calls are recorded."""
     import json
 
-    from attrlib.simulator import synthesize
-    from attrlib.study import checks, unbiased_variant
+    from attrlib.simulator import read_benchmark, synthesize
+    from attrlib.study import checks
 
     root = synthesize(tmp_path / "bench", scale=1 / 1000, size=16, progress=False)
-    pipeline = checks.nonadditive_configuration(root)
-    made = json.loads((pipeline / "benchmark.json").read_text())
-    base = json.loads((root / "benchmark.json").read_text())
-    assert pipeline.name == "bench-pipeline" and made["trace"] == "pipeline" and "trace" not in base
-    assert {k: made[k] for k in ("scale", "size", "strength", "seed")} == {k: base[k] for k in ("scale", "size", "strength", "seed")}
-    assert (pipeline / "manifest.csv").read_text() == (root / "manifest.csv").read_text()  # same files, other pixels
-    twin = json.loads((unbiased_variant(pipeline) / "benchmark.json").read_text())
-    assert twin["variant"] == "unbiased" and twin["trace"] == "pipeline"
-    realistic = checks.realistic_configuration(root)
-    assert "realistic" in json.loads((realistic / "benchmark.json").read_text())
+    base = read_benchmark(root)
+    calls = []
+
+    def recorded(out, **kwargs):
+        calls.append((Path(out), kwargs))
+        return Path(out)
+
+    monkeypatch.setattr(checks, "synthesize", recorded)
+    assert checks.nonadditive_configuration(root) == tmp_path / "bench-pipeline"
+    assert checks.realistic_configuration(root) == tmp_path / "bench-realistic"
+    kept = {k: base[k] for k in ("scale", "size", "strength", "seed", "instance_spread")}
+    (_, pipeline), (_, realistic) = calls
+    assert {k: pipeline.pop(k) for k in ("trace",)} == {"trace": "pipeline"}
+    assert {k: realistic.pop(k) for k in ("realistic",)} == {"realistic": True}
+    for made in (pipeline, realistic):
+        assert {k: made[k] for k in kept} == kept and set(made) == {*kept, "progress"}
+    variant = tmp_path / "bench-pipeline"
+    variant.mkdir()
+    (variant / "benchmark.json").write_text(json.dumps({**base, "trace": "pipeline"}))
     with pytest.raises(ValueError, match="biased default variant"):
-        checks.nonadditive_configuration(pipeline)
+        checks.nonadditive_configuration(variant)
 
 
 def test_every_rotation_resolves_once_with_the_profiles_subclass_first(tiny_data):

@@ -64,6 +64,32 @@ def test_seed_style_report_equals_scikit_learn():
     assert rep.loc["average", "support"] == len(f) and np.isnan(rep.loc["accuracy", "precision"])
 
 
+def test_split_metrics_are_scikit_learns_bit_for_bit():
+    """split_metrics computes P/R/F1 from one confusion matrix: the very floats of classification_report, on
+    random labels with generators never predicted, never present and an empty split."""
+    from attrlib.evaluation.metrics import split_metrics
+
+    draw = np.random.default_rng(0)
+    for trial in range(200):
+        k = int(draw.integers(2, 8))
+        n = int(draw.integers(0, 60)) if trial else 0
+        y = draw.integers(0, k, n)
+        p = np.where(draw.random(n) < 0.5, y, draw.integers(0, max(1, k - 1), n))  # the last class rarely predicted
+        gens = [f"g{i}" for i in range(k)]
+        m = split_metrics(y, p, gens)
+        if not n:
+            assert m["n"] == 0 and np.isnan(m["accuracy"]) and np.isnan(m["balanced_accuracy"])
+            continue
+        ref = classification_report(y, p, labels=list(range(k)), target_names=gens, output_dict=True, zero_division=0)
+        for g in gens:
+            got = m["per_generator"][g]
+            assert (got["precision"], got["recall"], got["f1"], got["support"]) == (
+                ref[g]["precision"], ref[g]["recall"], ref[g]["f1-score"], ref[g]["support"]), (trial, g)
+        present = sorted(set(y.tolist()))
+        assert m["macro_f1"] == float(np.mean([ref[gens[i]]["f1-score"] for i in present]))
+        assert m["accuracy"] == accuracy_score(y, p) and m["confusion"] == confusion_matrix(y, p, labels=list(range(k))).tolist()
+
+
 def test_confusion_counts_and_row_normalised():
     f = _fixed_predictions()
     cm = confusion(f, GENS)

@@ -52,6 +52,30 @@ def test_knobs_come_from_the_profile_and_a_notebook_overrides_them(tiny_data, pr
     assert given.knobs.n_boot == given.knobs["n_boot"] == 7 and given.knobs.sweep_strengths == ""
 
 
+def test_figure_formats_knob_decides_what_save_fig_writes(tiny_data, tmp_path):
+    """quick writes PNG only (its smoke run), default PNG and PDF; a notebook may ask for more; PNG is required."""
+    import matplotlib.pyplot as plt
+
+    from attrlib import reporting
+
+    def written(name: str) -> list[str]:
+        fig = plt.figure(figsize=(2, 2))
+        fig.add_subplot().plot([0, 1])
+        paths = reporting.save_fig(fig, name, tmp_path)
+        plt.close(fig)
+        return sorted(p.suffix for p in paths)
+
+    session(profile="quick", data=str(tiny_data), progress=False)
+    assert written("01_quick") == [".png"] and not (tmp_path / "01_quick.pdf").exists()
+    session(profile="default", data=str(tiny_data), progress=False)
+    assert written("01_default") == [".pdf", ".png"] and (tmp_path / "01_default.pdf").stat().st_size > 0
+    session(profile="quick", data=str(tiny_data), progress=False, figure_formats="png,svg")
+    assert written("01_svg") == [".png", ".svg"]
+    for bad in ("pdf", "png,docx"):
+        with pytest.raises(ConfigError, match="figure_formats"):
+            session(profile="quick", data=str(tiny_data), progress=False, figure_formats=bad)
+
+
 def test_the_quick_profile_keeps_the_smoke_run_small(tiny_data):
     from attrlib.simulator import DEFAULT_STRENGTH
     from attrlib.study.checks import sweep_points

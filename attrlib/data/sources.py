@@ -144,13 +144,27 @@ def scan_folder(root: Path, on_bad: str = "raise") -> Source:
     return Source(frame, root, "folder", where, skipped)
 
 
-def _resolve_inside(root_real: str, base: Path, value: str) -> tuple[str, str | None]:
-    """(absolute path, problem or None): relative to `base`, symlinks resolved, must stay inside root."""
+def _realpath(path: str, real_dirs: dict[str, str] | None) -> str:
+    """os.path.realpath(path), resolving each folder once: realpath(d/name) is realpath(realpath(d)/name), so
+    a manifest of thousands of files in a few folders costs one lstat per file instead of one per component."""
+    if real_dirs is None:
+        return os.path.realpath(path)
+    folder, name = os.path.split(os.path.abspath(path))
+    if folder not in real_dirs:
+        real_dirs[folder] = os.path.realpath(folder)
+    joined = os.path.join(real_dirs[folder], name)  # abspath normalised it: `name` is neither "." nor ".."
+    return os.path.realpath(joined) if os.path.islink(joined) else joined  # one lstat
+
+
+def _resolve_inside(root_real: str, base: Path, value: str,
+                    real_dirs: dict[str, str] | None = None) -> tuple[str, str | None]:
+    """(absolute path, problem or None): relative to `base`, symlinks resolved, must stay inside root.
+    `real_dirs`: a cache of resolved folders shared by the rows of one manifest (`_realpath`)."""
     if os.sep == "/" and "\\" in value:
         value = value.replace("\\", "/")  # a manifest written on Windows
     p = Path(value).expanduser()
     absolute = p if p.is_absolute() else base / p
-    real = os.path.realpath(absolute)
+    real = _realpath(str(absolute), real_dirs)
     if os.path.commonpath([real, root_real]) != root_real:
         return str(absolute), f"resolves to {real}, outside the manifest's folder {root_real}"
     return os.path.abspath(absolute), None
@@ -216,12 +230,13 @@ def read_manifest(csv_path: Path, on_bad: str = "raise") -> Source:
                                f"use one of {', '.join(SPLIT_VALUES)}, or leave it empty to let attrlib decide"))
 
     root_real = os.path.realpath(root)
+    real_dirs: dict[str, str] = {}
     paths, masks, escapes, file_problems = [], [], [], []
     for r in df.itertuples():
         if r.path == "":
             paths.append("")
         else:
-            absolute, problem = _resolve_inside(root_real, root, r.path)
+            absolute, problem = _resolve_inside(root_real, root, r.path, real_dirs)
             paths.append(absolute)
             if problem:
                 escapes.append(f"line {r.line}: path {r.path!r} {problem}")
@@ -235,7 +250,7 @@ def read_manifest(csv_path: Path, on_bad: str = "raise") -> Source:
         if r.mask == "":
             masks.append("")
         else:
-            absolute, problem = _resolve_inside(root_real, root, r.mask)
+            absolute, problem = _resolve_inside(root_real, root, r.mask, real_dirs)
             masks.append(absolute)
             if problem:
                 escapes.append(f"line {r.line}: mask {r.mask!r} {problem}")

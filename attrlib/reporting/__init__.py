@@ -20,7 +20,7 @@ from .figures import (headline_figure, open_set_figure, bias_heatmap, cam_grid, 
                       radius_sweep_figure, robustness_figure, run_cam_grid, runs_llr_figure, sample_grid,
                       shortcut_audit_figure,
                       spectra_figure, sweep_figure)
-from .save import save_fig, save_table, show
+from .save import save_fig, save_table, set_figure_formats, show
 from .tables import (COMPACT_GAIN, TARGET_DATA_MARK, format_open_set, format_robustness, format_summary,
                      format_within_model, label_target_data, seed_table, stack_summaries)
 
@@ -30,6 +30,6 @@ __all__ = [
     "confusion_figure", "confusion_grid", "explain_figure", "format_robustness", "format_summary",
     "label_target_data", "llr_figure", "radius_sweep_figure", "robustness_figure", "run_cam_grid", "runs_llr_figure",
     "sample_grid",
-    "save_fig", "save_table", "seed_table", "show", "shortcut_audit_figure", "show_image", "show_overlay", "spectra_figure",
+    "save_fig", "save_table", "set_figure_formats", "seed_table", "show", "shortcut_audit_figure", "show_image", "show_overlay", "spectra_figure",
     "stack_summaries", "sweep_figure", "COMPACT_GAIN", "format_within_model", "headline_figure",
 ]

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Iterable
 
 import matplotlib.pyplot as plt
+from matplotlib.backend_bases import FigureCanvasBase
 import pandas as pd
 
 from ..io import atomic_open, atomic_write_bytes, atomic_write_text
@@ -21,12 +22,31 @@ _SAVED_PNG: "weakref.WeakKeyDictionary[plt.Figure, tuple[bytes, int]]" = weakref
 INLINE_DPI = 100  # the size a shown figure takes on screen: matplotlib's figure.dpi default
 
 
+# the formats save_fig writes when it is not told: a notebook's session sets them from its profile's
+# `figure_formats` knob (`set_figure_formats`; the quick profile's smoke run writes PNG only)
+FIGURE_FORMATS: tuple[str, ...] = ("png", "pdf")
+
+
+def set_figure_formats(formats: str | Iterable[str]) -> tuple[str, ...]:
+    """Set the formats `save_fig` writes by default ("png,pdf" or a sequence); PNG must be among them (`show`
+    and the HTML report read it). Returns the formats set."""
+    global FIGURE_FORMATS
+    names = [f.strip().lower() for f in (formats.split(",") if isinstance(formats, str) else formats) if f.strip()]
+    supported = FigureCanvasBase.get_supported_filetypes()
+    bad = [f for f in names if f not in supported]
+    if bad or "png" not in names:
+        raise ValueError(f"figure formats {names}: {'unknown ' + ', '.join(bad) if bad else 'png is missing'}; "
+                         f"give png plus any of {', '.join(sorted(supported))}, comma-separated (e.g. 'png,pdf')")
+    FIGURE_FORMATS = tuple(dict.fromkeys(names))
+    return FIGURE_FORMATS
+
+
 def save_fig(fig: plt.Figure, name: str, figures_dir: str | os.PathLike = "figures",
-             formats: Iterable[str] = ("png", "pdf"), dpi: int = 150) -> list[Path]:
-    """The one figure writer: `figures/<name>.png` and `.pdf`, each written atomically. Prefix names with
-    the notebook number (e.g. "02_confusion"). Notebooks then `show(fig)`."""
+             formats: Iterable[str] | None = None, dpi: int = 150) -> list[Path]:
+    """The one figure writer: `figures/<name>.png` and `.pdf` (`formats`; default `FIGURE_FORMATS`), each
+    written atomically. Prefix names with the notebook number (e.g. "02_confusion"). Notebooks then `show(fig)`."""
     out = []
-    for ext in formats:
+    for ext in (FIGURE_FORMATS if formats is None else formats):
         buf = _io.BytesIO()
         fig.savefig(buf, format=ext, dpi=dpi, bbox_inches="tight")
         out.append(atomic_write_bytes(Path(figures_dir) / f"{name}.{ext}", buf.getvalue()))

@@ -43,6 +43,7 @@ from ..data.sources import discover
 from .. import rotation
 from ..errors import ConfigError
 from ..reporting.html import table_html
+from ..reporting.save import set_figure_formats
 from ..rotation import Rotation
 from ..simulator import SIMULATED_NOTE
 
@@ -360,6 +361,12 @@ def session(profile: str = "default", data: str = "", heldout: str | Iterable[st
                           "(attrlib.config.PROFILES[...]['notebook'])")
     if int(threads) < 0:
         raise ConfigError(f"threads={threads} must be 0 (torch's default) or more")
+    chosen = Knobs({k: v if knobs.get(k, None) in _PROFILE_VALUE else knobs[k] for k, v in defaults.items()})
+    if "figure_formats" in chosen:
+        try:  # what every save_fig of this notebook writes
+            set_figure_formats(chosen["figure_formats"])
+        except ValueError as e:
+            raise ConfigError(f"notebook knob figure_formats: {e}") from None
     if threads:
         torch.set_num_threads(int(threads))
     notebook_output()
@@ -378,4 +385,4 @@ def session(profile: str = "default", data: str = "", heldout: str | Iterable[st
         profile=profile, data=root, heldout=held, rotations=rotations, seeds=tuple(int(s) for s in seeds) or profile_seeds,
         runs=runs, figures=figures, results=results, device=device, threads=int(threads), on_bad=on_bad, config=config,
         simulated=simulated, note=SIMULATED_NOTE if simulated else "",
-        knobs=Knobs({k: v if knobs.get(k, None) in _PROFILE_VALUE else knobs[k] for k, v in defaults.items()}))
+        knobs=chosen)
