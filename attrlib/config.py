@@ -80,6 +80,13 @@ class Config:
         self.unknown_generators = tuple([self.unknown_generators] if isinstance(self.unknown_generators, str)
                                         else self.unknown_generators)
         self.validate()
+        # the rotation carries its validation subclass once resolved (`attrlib.data.resolve_rotation`, by
+        # `sweep.plan`): "auto" takes it; a subclass named here (or "none") is what the run leaves out, and the
+        # rotation carries that
+        if self.val_subclass == "auto" and self.heldout.val_subclass is not None:
+            self.val_subclass = self.heldout.val_subclass
+        elif self.val_subclass != "auto":
+            self.heldout = self.heldout.resolved(self.val_subclass)
 
     def validate(self) -> "Config":
         _choice("backbone", self.backbone, BACKBONES)

@@ -7,6 +7,7 @@ open run folders for what they hold besides predictions.
     recs.by_arm()                                # arm -> Records
     recs.folders()                               # the run folders, in order
     rec.rotation, rec.seed, rec.config, rec.metrics, rec.history, rec.upstream, rec.score()
+    rec.test_predictions("val")                  # another rule's per-image test predictions, without retraining
 
 An arm is a label and the configuration it stands for (a technique, or a technique with other options, e.g. the
 baseline on another front end): the one word for it here and in the tables' `arm` column.
@@ -18,8 +19,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
+import pandas as pd
+
 from . import runfolder, selection, techniques
 from .config import Config
+from .errors import CheckpointError
 from .rotation import Rotation
 
 
@@ -39,7 +43,11 @@ class Record:
 
     @property
     def rotation(self) -> Rotation:
-        return Rotation(self.config.heldout)
+        """The run's rotation, carrying the validation subclass the run left out (metrics.json: what its data
+        resolved, "none" where it had none) back up to the tables."""
+        if "val_subclass" not in self.metrics:
+            return Rotation(self.config.heldout)
+        return Rotation(self.config.heldout).resolved(self.metrics["val_subclass"])
 
     @property
     def seed(self) -> int:
@@ -47,8 +55,9 @@ class Record:
 
     @property
     def val_subclass(self) -> str | None:
-        """The validation subclass the run was selected on (metrics.json), None where the data had none."""
-        return self.metrics.get("val_subclass") or None
+        """The validation subclass the run was selected on (its rotation's), None where the data had none."""
+        val = self.rotation.val_subclass
+        return None if val in (None, "none") else val
 
     @property
     def starts_from(self) -> str:
@@ -64,6 +73,24 @@ class Record:
     def score(self, rule: str | None = None) -> selection.Score:
         """The run's validation score under `rule` (default: its config's `selection`): `selection.score`."""
         return selection.score(self, rule or self.config.selection)
+
+    def test_predictions(self, rule: str | None = None) -> pd.DataFrame:
+        """The run's per-image test predictions under `rule` (default: its config's `selection`), read from the
+        finished run, never trained again: at the point the run kept, predictions.csv's test rows (the run's own
+        predictions, `technique.predict`); at another rule's point (`score(rule).step`), trajectory.csv's rows of
+        that step (the attribution model there, as `score` reads the history's accuracies). Columns: predictions.csv's
+        (`runfolder.PREDICTION_COLUMNS`, p_<generator>, and logp_ where the file has them)."""
+        chosen = self.score(rule)
+        if chosen.kept:
+            return runfolder.load_predictions(self.folder, "test")
+        trajectory = runfolder.read_trajectory(self.folder)
+        if trajectory is None or chosen.step not in set(trajectory["step"]):
+            raise CheckpointError(f"{self.folder / runfolder.TRAJECTORY} holds no test predictions at step {chosen.step}, "
+                                  f"the point rule {chosen.rule!r} picks; the run predates the file: train it again "
+                                  "(delete the folder) to read it under another rule")
+        at = trajectory[trajectory["step"] == chosen.step].drop(columns="step").reset_index(drop=True)
+        runfolder.check_prediction_frame(at, where=str(self.folder / runfolder.TRAJECTORY))
+        return at
 
 
 def read(folder: str | os.PathLike, arm: str | None = None) -> Record:

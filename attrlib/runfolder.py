@@ -23,7 +23,6 @@ walks the runs of several techniques; `heldout_predictions` gives the rows a run
 """
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import os
@@ -38,10 +37,11 @@ import torch
 
 from . import selection, techniques
 from .config import Config
-from .data import StudyData, data_fingerprint, load_config_data, val_subclass_of
+from .data import StudyData, data_fingerprint, load_config_data, resolve_rotation
 from .errors import CheckpointError, ConfigError, DataError
 from .io import atomic_open, atomic_torch_save, atomic_write_json, atomic_write_text
 from .models.weights import safe_load
+from .rotation import Rotation
 
 CONFIG, HISTORY, CHECKPOINT, PREDICTIONS, METRICS, DONE = (
     "config.json", "history.jsonl", "checkpoint.pt", "predictions.csv", "metrics.json", "done")
@@ -74,28 +74,23 @@ def run_id(config: Config) -> str:
     identity = {**config.identity(), "selection": selection.KEPT, "data": data_fingerprint(config.data),
                 "hparams": hparams,
                 "results_version": RESULTS_VERSION,
-                "val_subclass": resolved_val_subclass(config)}  # "auto" and the subclass it picks: one run
+                # "auto" and the subclass it picks: one run
+                "val_subclass": resolved_rotation(config).val_subclass or "auto"}
     blob = json.dumps(identity, sort_keys=True, default=str)
     return hashlib.sha1(blob.encode()).hexdigest()[:12]
 
 
-def resolved_val_subclass(config: Config) -> str:
-    """The validation subclass a config's run leaves out, by name ("auto" resolved on its data, cached by the
-    data's fingerprint; "none" when there is none)."""
-    if config.val_subclass != "auto":
-        return config.val_subclass
-    return _auto_val_subclass(data_fingerprint(config.data), str(config.data), tuple(config.heldout),
-                              tuple(config.unknown_generators))
-
-
-@functools.lru_cache(maxsize=256)
-def _auto_val_subclass(fingerprint: str, data: str, heldout: tuple[str, ...], unknown: tuple[str, ...] = ()) -> str:
-    """The subclass val_subclass="auto" picks on `data` (cached by the data's fingerprint), or "auto" when the
-    data cannot be read here (the run then fails on its data with a clear message, before any work)."""
+def resolved_rotation(config: Config) -> Rotation:
+    """The config's rotation carrying the validation subclass its run leaves out: carried already when the config
+    names one (a rotation `sweep.plan` resolved gives it to the Config), else "auto" resolved on the config's data
+    (`data.resolve_rotation`); unresolved (val_subclass None) when the data cannot be read here (the run then fails
+    on its data with a clear message, before any work)."""
+    if config.heldout.val_subclass is not None:
+        return config.heldout
     try:
-        return val_subclass_of(data, heldout, unknown_generators=unknown)
+        return resolve_rotation(config.data, config.heldout, config.val_subclass, config.unknown_generators)
     except DataError:
-        return "auto"
+        return config.heldout
 
 
 def run_dir(config: Config) -> Path:

@@ -106,7 +106,7 @@ def _assemble_folds(config: Config, cls: type[techniques.Technique], data: Study
              for i in range(int(params["folds"]))]
     predictions = runfolder.cross_fitted_predictions(folds, cls.heldout_split,
                                                      {"ft_test": list(data.split("ft_test")["path"])})
-    fold_metrics = [runfolder.load_metrics(f) for f in folds]
+    fold_metrics = [r.metrics for r in records.collect(folds)]
     prior = {g: sum(m["train_prior"][g] for m in fold_metrics) / len(folds) for g in data.generators}
     run.mkdir(parents=True, exist_ok=True)
     runfolder.write_config(run, config)
@@ -152,14 +152,13 @@ def plan(arms: Iterable[str] | Mapping[str, Mapping[str, Any]], profile: str = "
     common = dict(common)
     held = [common.pop("heldout")] if "heldout" in common else [make_profile(profile)[0].heldout]
     rotations = [Rotation([r] if isinstance(r, str) else r) for r in (rotations or held)]
-    # "auto" picks the validation subclass on the study's data, once per rotation, for every job: an oracle
-    # trained on a twin of the benchmark (other counts) then leaves out the same subclass as the runs it is
-    # compared with; each rotation is a `Rotation` from here down (its Configs' `heldout`)
+    # each rotation resolved once, on the study's data: it carries its validation subclass down into every job's
+    # Configs (`heldout`; `Config.val_subclass` takes it), so an oracle trained on a twin of the benchmark (other
+    # counts) leaves out the same subclass as the runs it is compared with
     study, profile_seeds = make_profile(profile, **common)
-    val_subclass = {r: runfolder.resolved_val_subclass(study.replace(heldout=r)) for r in rotations}
+    rotations = [runfolder.resolved_rotation(study.replace(heldout=tuple(r))) for r in rotations]  # on this data
     seeds = tuple(int(s) for s in (seeds or profile_seeds))
-    return [Arm(label, tuple(_config(profile, common, c, rotation) for c in
-                             candidates({"val_subclass": val_subclass[rotation], **overrides}, draws)), seeds)
+    return [Arm(label, tuple(_config(profile, common, c, rotation) for c in candidates(overrides, draws)), seeds)
             for label, overrides in arms.items() for rotation in rotations]
 
 
@@ -231,7 +230,7 @@ def best_draw(dirs: list[Path], rule: str = selection.KEPT) -> int:
 
 def _config(profile: str, common: Mapping[str, Any], overrides: Mapping[str, Any], rotation: Iterable[str],
             seed: int = 0) -> Config:
-    return make_profile(profile, **{**common, **overrides, "heldout": tuple(rotation)})[0].replace(seed=seed)
+    return make_profile(profile, **{**common, **overrides, "heldout": Rotation(rotation)})[0].replace(seed=seed)
 
 
 def search(overrides: Mapping[str, Any], profile: str, rotation: Iterable[str], draws: int, seed: int = 0,

@@ -110,7 +110,7 @@ def _numbers(gap, low, high, target=False):
 def test_goal_table_judges_each_criterion_from_the_numbers():
     versus = pd.DataFrame({"difference": [-0.2, -0.01], "difference_low": [-0.3, -0.05],
                            "difference_high": [-0.1, 0.03]}, index=["weighted_sampling", "blind_head"])
-    robust = pd.DataFrame({"technique": ["selected"] * 2, "perturbation": ["jpeg_q75"] * 2, "accuracy": [0.6, 0.5]})
+    robust = pd.DataFrame({"arm": ["selected"] * 2, "perturbation": ["jpeg_q75"] * 2, "accuracy": [0.6, 0.5]})
     goal = goal_table(_numbers(0.85, 0.81, 0.9), versus, robust, "selected",
                       competitors=["weighted_sampling", "blind_head", "group_dro"]).set_index("criterion")
     met = goal["met"].tolist()
@@ -149,7 +149,7 @@ def test_readme_leads_with_notebook_11_when_it_ran(tmp_path):
                             "verdict": ["(the baseline)", "x beats baseline"], "gap_closed_oracle": [0.0, 0.8],
                             "gap_closed_oracle_low": [0.0, 0.7], "gap_closed_oracle_high": [0.0, 0.9],
                             "rotations": [7, 7], "seeds": [1, 1], "selection": ["valsub", "valsub"]},
-                           index=pd.Index(["baseline", "selected (rule b)"], name="technique"))
+                           index=pd.Index(["baseline", "selected (rule b)"], name="arm"))
     assert readme.closing_section(results) == []
     numbers.to_csv(results / "11_ablation_numbers.csv")
     (results / "11_goal.md").write_text("| criterion | met |\n|---|---|\n| gap | yes |\n")

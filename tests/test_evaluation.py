@@ -187,7 +187,7 @@ def test_a_std_over_one_seed_prints_n_a_not_zero():
     assert text.loc["three_seeds", "accuracy"] == "0.701 ± 0.041" and text.loc["three_seeds", "subclass probe"] == "0.400 ± 0.020"
     assert not text.apply(lambda c: c.astype(str).str.contains("± 0.000")).any().any()
     # the robustness table: one seed of the baseline, two of the other
-    per_run = pd.DataFrame({"technique": ["baseline", "other", "other"], "heldout": "x", "seed": [0, 0, 1],
+    per_run = pd.DataFrame({"arm": ["baseline", "other", "other"], "heldout": "x", "seed": [0, 0, 1],
                             "perturbation": "clean", "accuracy": [0.5, 0.6, 0.7], "n": 10})
     wide = format_robustness(per_run)
     assert wide.loc["baseline", "clean"] == "0.50 ± n/a" and wide.loc["other", "clean"] == "0.65 ± 0.07"
@@ -326,10 +326,10 @@ def test_robustness_table_has_every_row(runs):
     subset = {"baseline": runs["baseline"][:1], "adversarial_debiasing": runs["adversarial_debiasing"]}
     table = robustness_table(subset, max_images=24)
     names = [p.name for p in standard_perturbations()]
-    assert list(table.columns) == ["technique", "heldout", "seed", "perturbation", "accuracy", "n"]
+    assert list(table.columns) == ["arm", "heldout", "seed", "perturbation", "accuracy", "n"]
     assert len(table) == 2 * len(names) and (table["n"] == 24).all()
     assert table["accuracy"].between(0, 1).all()
-    clean_acc = table[(table.technique == "baseline") & (table.perturbation == "clean")]["accuracy"].iloc[0]
+    clean_acc = table[(table.arm == "baseline") & (table.perturbation == "clean")]["accuracy"].iloc[0]
     pred = heldout_predictions(subset["baseline"][0]).sample(24, random_state=0)  # as iter_runs samples
     assert clean_acc == pytest.approx((pred["generator"] == pred["pred"]).mean())
     wide = robustness_summary(table)

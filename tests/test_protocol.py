@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from attrlib import hparams, records, runfolder, selection, sweep, techniques
 from attrlib.config import Config
 from attrlib.data import assign_splits, choose_val_subclass, eligible_rotations, load_study_data
-from attrlib.errors import ConfigError, DataError
+from attrlib.errors import CheckpointError, ConfigError, DataError
+from attrlib.training import engine
 from attrlib.training.engine import scoring_epochs
 
 # generator -> training subclasses (lsgm has only face: face can never be held out)
@@ -147,6 +149,31 @@ def test_a_new_rule_applies_to_a_finished_run_without_training_again(tiny_data, 
         rec.score("oracle")
 
 
+def test_another_rules_test_predictions_are_read_from_the_finished_run(tiny_data, tmp_path, monkeypatch):
+    run = sweep.train(_config(tiny_data, tmp_path, seed=1), progress=False)  # seed 1: rules (a) and last move
+    for trainer in (sweep, engine):  # nothing trains again: the predictions are read from the run's files
+        monkeypatch.setattr(trainer, "fit", lambda *a, **k: pytest.fail("another rule must not train again"))
+    rec = records.read(run)
+    own = rec.test_predictions()  # rule (b), the run's own point: predictions.csv's test rows
+    pd.testing.assert_frame_equal(own, runfolder.load_predictions(run, "test"))
+    trajectory = runfolder.read_trajectory(run)
+    moved = [rule for rule in ("val", "last") if not rec.score(rule).kept]
+    assert moved, "the tiny run's rules all pick the kept point: nothing to read from trajectory.csv"
+    for rule in moved:
+        step = rec.score(rule).step
+        got = records.read(run).test_predictions(rule)
+        assert got["path"].tolist() == own["path"].tolist() and set(got["split"]) == {"test"}
+        assert got["pred"].tolist() == trajectory.loc[trajectory["step"] == step, "pred"].tolist()
+        # the point's own predictions: their accuracy is the history's test accuracy there, not the kept point's
+        at = next(h for h in rec.history if h.get("step") == step)
+        assert (got["pred"] == got["generator"]).mean() == pytest.approx(at["test_accuracy"])
+        p = [c for c in own.columns if c.startswith(runfolder.PROBABILITY_PREFIX)]
+        assert not np.allclose(got[p].to_numpy(), own[p].to_numpy())
+    (run / runfolder.TRAJECTORY).unlink()  # a run written before trajectory.csv: said, not guessed
+    with pytest.raises(CheckpointError, match="trajectory.csv"):
+        rec.test_predictions(moved[0])
+
+
 def test_the_rule_asked_for_decides_the_point_and_the_choice():
     from types import SimpleNamespace
 
@@ -174,6 +201,28 @@ def test_rotations_expand_rotation_major_and_each_run_holds_out_its_subclass(tin
     assert [runfolder.read_config(d).heldout for d in dirs] == [("military_vehicle",), ("car",)]
     test = runfolder.load_predictions(dirs[1], "test")
     assert set(test["subclass"]) == {"car"}
+
+
+def test_plan_resolves_each_rotation_once_and_carries_its_validation_subclass_into_every_run(tiny_data, tmp_path,
+                                                                                             monkeypatch):
+    from attrlib.data import study_data
+    calls = []
+    pick = study_data.choose_val_subclass
+    monkeypatch.setattr(study_data, "choose_val_subclass", lambda frame, held: calls.append(tuple(held)) or pick(frame, held))
+    study_data._auto_val_subclass.cache_clear()
+    arms = sweep.plan(["baseline", "group_dro", "weighted_sampling"], "quick", seeds=(0, 1),
+                      rotations=("military_vehicle", "horse"), data=str(tiny_data), runs=str(tmp_path))
+    assert sorted(calls) == [("horse",), ("military_vehicle",)]  # once per rotation, whatever the arms and seeds
+    picked = {"military_vehicle": pick(load_study_data(tiny_data).frame, ["military_vehicle"]),
+              "horse": pick(load_study_data(tiny_data, heldout=("horse",)).frame, ["horse"])}
+    for arm in arms:
+        for config in (*arm.draws, *arm.runs()):
+            name = picked[config.heldout.key] or "none"
+            assert config.heldout.val_subclass == config.val_subclass == name
+            # the run id is the one "auto" gives on the same data: carrying the subclass changed no run
+            auto = Config.from_dict({**config.to_dict(), "val_subclass": "auto"})
+            assert auto.heldout.val_subclass is None and runfolder.run_id(auto) == runfolder.run_id(config)
+    assert len(calls) == 2  # the run ids of the "auto" configs found the resolution in the cache
 
 
 def test_draw_zero_is_the_defaults_and_draws_are_reproducible_and_inside_their_ranges():

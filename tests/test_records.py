@@ -22,6 +22,30 @@ def test_a_rotation_is_parsed_once_and_keyed_one_way():
     assert config.to_dict()["heldout"] == ["car", "face"] and Config.from_dict(config.to_dict()).heldout == r
 
 
+def test_a_rotation_carries_its_validation_subclass_down_into_the_config_and_back_up_from_the_run(tmp_path):
+    r = Rotation.parse("car+face")
+    carried = r.resolved("boat")
+    assert r.val_subclass is None and carried.val_subclass == "boat" and r.resolved(None).val_subclass == "none"
+    assert carried == r and hash(carried) == hash(r) and carried.key == "car+face"  # a rotation is what it holds out
+    assert pickle.loads(pickle.dumps(carried)).val_subclass == "boat" and Rotation(carried).val_subclass == "boat"
+    # down: the Config takes the carried subclass; a subclass the Config names is what the rotation carries
+    config = Config(heldout=carried)
+    assert config.val_subclass == "boat" and config.heldout.val_subclass == "boat"
+    assert config.replace(seed=3).heldout.val_subclass == "boat" and config.to_dict()["heldout"] == ["car", "face"]
+    assert Config(heldout=carried, val_subclass="none").heldout.val_subclass == "none"
+    assert Config(heldout=r).val_subclass == "auto" and Config(heldout=r).heldout.val_subclass is None
+    # the run id reads the carried subclass: "auto" resolved to it and the name itself are one run, another is not
+    assert runfolder.resolved_rotation(config) is config.heldout
+    assert runfolder.run_id(config) == runfolder.run_id(Config(heldout=r, val_subclass="boat")) \
+        != runfolder.run_id(Config(heldout=r, val_subclass="cat"))
+    # up: a record's rotation carries the subclass its run left out (metrics.json), whatever its config said
+    run = _run(tmp_path, "a", "car+face", 0, _points((0.6,), (0.8,)), 4)
+    rec = records.read(run)
+    assert rec.config.val_subclass == "auto" and rec.rotation.val_subclass == "car" == rec.val_subclass
+    runfolder.write_metrics(run, {**rec.metrics, "val_subclass": None})
+    assert records.read(run).rotation.val_subclass == "none" and records.read(run).val_subclass is None
+
+
 def _run(root: Path, arm: str, heldout: str, seed: int, history: list[dict], kept_step: int, **kw) -> Path:
     run = root / arm / f"{heldout}-{seed}"
     run.mkdir(parents=True)

@@ -24,7 +24,7 @@ def _summary_numbers(n_extra: int = 30) -> pd.DataFrame:
         "difference_low": [0.0, 0.01234], "difference_high": [0.0, 0.14321],
         "verdict": ["(the baseline)", "weighted_sampling beats baseline"],
         **{f"extra_{i}": [0.123456, 0.654321] for i in range(n_extra)}},
-        index=pd.Index(["baseline", "weighted_sampling"], name="technique"))
+        index=pd.Index(["baseline", "weighted_sampling"], name="arm"))
     return frame
 
 
@@ -41,7 +41,7 @@ def test_intervals_decide_the_digits():
 def test_a_wide_summary_shows_a_narrow_headline_and_the_whole_table_collapsed():
     numbers = _summary_numbers()
     short = headline(numbers)
-    assert list(short.columns) == ["technique", "accuracy [95% CI]", "difference vs baseline [95% CI]", "verdict"]
+    assert list(short.columns) == ["arm", "accuracy [95% CI]", "difference vs baseline [95% CI]", "verdict"]
     assert short.iloc[1].tolist() == ["weighted_sampling", "0.57 [0.45, 0.68]", "+0.08 [+0.01, +0.14]",
                                       "weighted_sampling beats baseline"]
     page = table_html(numbers)

@@ -24,12 +24,12 @@ from .sources import list_images
 from .splits import (FT_FRACTION, FT_SEED, MIN_ROTATION_GENERATORS, MIN_TEST_IMAGES, MIN_TRAIN_IMAGES, assign_splits,
                      choose_val_subclass, cross_fit_folds, eligible_rotations)
 from .study_data import (SPLIT_NAMES, SPLIT_SEED, StudyData, label_codes, load_config_data, load_study_data,
-                         val_subclass_of)
+                         resolve_rotation)
 
 __all__ = [
     "AUGMENTATIONS", "BlurJPEG", "build_augment",
     "collate_patches", "grid_shape", "load_study_data", "load_config_data", "label_codes", "data_fingerprint", "StudyData", "SPLIT_SEED", "ImageDataset", "verify_images", "load_image", "load_mask", "image_size",
-    "is_image_path", "bias_table", "format_bias_table", "assign_splits", "choose_val_subclass", "cross_fit_folds", "eligible_rotations", "val_subclass_of", "IMAGE_EXTENSIONS",
+    "is_image_path", "bias_table", "format_bias_table", "assign_splits", "choose_val_subclass", "cross_fit_folds", "eligible_rotations", "resolve_rotation", "IMAGE_EXTENSIONS",
     "MAX_IMAGE_PIXELS", "CACHE_LIMIT_BYTES", "POLICIES", "SPLIT_NAMES", "FT_FRACTION", "FT_SEED",
     "list_images", "file_metadata", "shortcut_audit", "Audit", "ShortcutWarning",
     "JPEG_HISTORY", "blockiness", "near_duplicate_groups", "perceptual_hash", "pixel_statistics",

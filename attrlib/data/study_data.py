@@ -6,6 +6,7 @@ table. It decodes no pixel; `ImageDataset` (or `verify_images`) does, when image
 """
 from __future__ import annotations
 
+import functools
 import os
 import warnings
 from pathlib import Path
@@ -16,9 +17,10 @@ import pandas as pd
 
 from ..config import HELDOUT
 from ..errors import DataError
+from ..rotation import Rotation
 from .bias import bias_table as _bias_table
 from .datasets import verify_images
-from .fingerprint import benchmark_file
+from .fingerprint import benchmark_file, data_fingerprint
 from .sources import discover
 from .pixels import near_duplicate_groups, pixel_statistics
 from .splits import (ASIDE, FT_FRACTION, FT_SEED, MIN_ROTATION_GENERATORS, MIN_TEST_IMAGES, MIN_TRAIN_IMAGES,
@@ -281,14 +283,27 @@ def resolve_val_subclass(frame: pd.DataFrame, heldout: Sequence[str], val_subcla
     return val_subclass
 
 
-def val_subclass_of(root: str | os.PathLike, heldout: Sequence[str], val_subclass: str = "auto",
-                    unknown_generators: Sequence[str] = ()) -> str:
-    """The validation subclass a setting names on the data at `root`, as a name ("none" when there is none):
-    what a study passes explicitly to every run of a rotation, so that the oracles trained on the benchmark's
-    twins (whose counts differ) leave out the same subclass as the runs they are compared with."""
-    known, _ = split_unknown(discover(root).frame, tuple(unknown_generators), str(root))
-    chosen = resolve_val_subclass(known, tuple(heldout), val_subclass)
-    return chosen or "none"
+def resolve_rotation(root: str | os.PathLike, heldout: Iterable[str], val_subclass: str = "auto",
+                     unknown_generators: Sequence[str] = ()) -> Rotation:
+    """`heldout` as a `Rotation` carrying the validation subclass `val_subclass` names on the data at `root`
+    ("none" when there is none): a name as it is, "auto" picked by `splits.choose_val_subclass` on the known
+    generators' images (cached by the data's fingerprint). The one resolution of a rotation's validation subclass:
+    `sweep.plan` resolves each rotation of a study once on the study's data and carries it down into every run of
+    the rotation (so the oracles trained on the benchmark's twins, whose counts differ, leave out the same subclass
+    as the runs they are compared with); the run id (`runfolder.resolved_rotation`) and the session's crossed pair
+    ask here too. DataError when the data cannot be read."""
+    rotation = Rotation(heldout)
+    if val_subclass != "auto":
+        return rotation.resolved(val_subclass)
+    return rotation.resolved(_auto_val_subclass(data_fingerprint(root), str(root), tuple(rotation),
+                                                tuple(unknown_generators)))
+
+
+@functools.lru_cache(maxsize=256)
+def _auto_val_subclass(fingerprint: str, root: str, heldout: tuple[str, ...], unknown: tuple[str, ...]) -> str | None:
+    """The subclass "auto" picks on `root` (`fingerprint`: the cache key, so changed data is resolved again)."""
+    known, _ = split_unknown(discover(root).frame, unknown, root)
+    return resolve_val_subclass(known, heldout, "auto")
 
 
 def load_config_data(config) -> StudyData:

@@ -115,8 +115,8 @@ def robustness_table(runs: Mapping[str, Sequence[str | os.PathLike]], data=None,
     for name, run, frame in iter_runs(runs, data, split, max_images):
         acc = perturbed_accuracy(run.technique, frame, run.data, perturbations, run.config.input_policy,
                                  run.config.image_size, batch_size, patches=run.config.test_patches)
-        parts.append(acc.assign(technique=name, heldout=run.config.heldout.key, seed=run.seed))
-    table = pd.concat(parts, ignore_index=True)[["technique", "heldout", "seed", "perturbation", "accuracy", "n"]]
+        parts.append(acc.assign(arm=name, heldout=run.config.heldout.key, seed=run.seed))
+    table = pd.concat(parts, ignore_index=True)[["arm", "heldout", "seed", "perturbation", "accuracy", "n"]]
     order = [p.name for p in perturbations]
     table["perturbation"] = pd.Categorical(table["perturbation"], categories=order, ordered=True)
     return table
@@ -125,7 +125,7 @@ def robustness_table(runs: Mapping[str, Sequence[str | os.PathLike]], data=None,
 def robustness_stats(table: pd.DataFrame) -> dict[str, pd.DataFrame]:
     """technique x perturbation frames of `robustness_table`'s accuracy over seeds: "mean", "std" (sample std,
     ddof=1; NaN for one seed) and "count" (seeds)."""
-    return {stat: table.pivot_table(index="technique", columns="perturbation", values="accuracy", aggfunc=stat,
+    return {stat: table.pivot_table(index="arm", columns="perturbation", values="accuracy", aggfunc=stat,
                                     sort=False, observed=True) for stat in ("mean", "std", "count")}
 
 

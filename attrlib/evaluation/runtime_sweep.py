@@ -108,7 +108,7 @@ def radius_sweep(runs: Sequence[str | os.PathLike], radii: Sequence[float] = DEF
                     preds[("control", r)].append(vote(_chunked(
                         technique.model, sign_noise(x, eps, signs), chunk)))
                     preds[("none", r)].append(clean)
-        heldout = ",".join(config.heldout)
+        heldout = config.heldout.key
         for (condition, r), p in preds.items():
             p = np.concatenate(p) if p else np.zeros(0, dtype=int)
             parts.append(pd.DataFrame({"heldout": heldout, "seed": run.seed, "path": ds.frame["path"].to_numpy(),

@@ -45,15 +45,15 @@ def val_subclass_label(record: records_.Record) -> str:
 def selection_table(runs: Mapping[str, Sequence[str | os.PathLike]]) -> pd.DataFrame:
     """One row per technique and rotation: mean held-out accuracy over seeds under each rule, the seeds, and the
     validation subclass (`val_subclass_label`: "none: rule (a)" where the rotation has none)."""
-    rows = [{"technique": r.arm, "heldout": r.rotation.key, "seed": r.seed, "val_subclass": val_subclass_label(r),
+    rows = [{"arm": r.arm, "heldout": r.rotation.key, "seed": r.seed, "val_subclass": val_subclass_label(r),
              **rule_accuracies(r)} for r in records_.collect(runs)]
     frame = pd.DataFrame(rows)
     if frame.empty:
         return frame
     cols = ["val", "valsub", "oracle", "last"]
-    table = frame.groupby(["technique", "heldout"], sort=False)[cols].mean()
-    table["seeds"] = frame.groupby(["technique", "heldout"], sort=False)["seed"].nunique()
-    table["val_subclass"] = frame.groupby(["technique", "heldout"], sort=False)["val_subclass"].agg(
+    table = frame.groupby(["arm", "heldout"], sort=False)[cols].mean()
+    table["seeds"] = frame.groupby(["arm", "heldout"], sort=False)["seed"].nunique()
+    table["val_subclass"] = frame.groupby(["arm", "heldout"], sort=False)["val_subclass"].agg(
         lambda v: "/".join(dict.fromkeys(v)))
     table = table.reset_index()
     table.attrs["caption"] = (

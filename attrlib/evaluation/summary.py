@@ -251,7 +251,7 @@ def summary_table(runs: Mapping[str, Sequence[str | os.PathLike]], baseline: str
     """
     compared, resolved = _compare_all(runs, baseline, oracle, n_boot, alpha, seed)
     table = pd.DataFrame.from_dict({name: e["summary"] for name, e in compared.items()}, orient="index")
-    table.index.name = "technique"
+    table.index.name = "arm"
     for field in ("difference", "difference_low", "difference_high", "verdict"):
         table[field] = [np.nan if e["difference"] is None else e["difference"].overall[field]
                         for e in compared.values()]
@@ -343,7 +343,7 @@ def rotation_table(runs: Mapping[str, Sequence[str | os.PathLike]], baseline: st
     for name, e in compared.items():
         acc = e["accuracy"]
         for rotation in acc.index:
-            row = {"technique": name, "rotation": rotation, "seeds": int(acc.loc[rotation, "seeds"]),
+            row = {"arm": name, "rotation": rotation, "seeds": int(acc.loc[rotation, "seeds"]),
                    "images": int(acc.loc[rotation, "images"]), "accuracy": acc.loc[rotation, "estimate"],
                    "accuracy_low": acc.loc[rotation, "low"], "accuracy_high": acc.loc[rotation, "high"]}
             diff = e["difference"]
@@ -360,7 +360,7 @@ def rotation_table(runs: Mapping[str, Sequence[str | os.PathLike]], baseline: st
                                             if comp is not None and rotation in comp.per_rotation.index else np.nan)
             row["selection"] = selections[name]
             rows.append(row)
-    table = pd.DataFrame(rows).set_index(["technique", "rotation"])
+    table = pd.DataFrame(rows).set_index(["arm", "rotation"])
     level = f"{100 * (1 - alpha):.0f}%"
     table.attrs.update(alpha=alpha, n_boot=n_boot, selection="/".join(dict.fromkeys(selections.values())), caption=(
         f"Per held-out rotation: accuracy (mean over seeds) with its {level} interval over seeds and images; the "
@@ -377,7 +377,7 @@ def training_units(run_dirs: Sequence[str | os.PathLike]) -> dict[str, str]:
     out: dict[str, str] = {}
     for r in records.collect(run_dirs):
         val = r.val_subclass
-        left_out = set(r.rotation) | ({val} if isinstance(val, str) and val not in ("", "none", "auto") else set())
+        left_out = set(r.rotation) | ({val} if val not in (None, "", "auto") else set())
         out[r.rotation.key] = Rotation(sorted(left_out)).key  # all it leaves out, as one key
     return out
 
@@ -433,7 +433,7 @@ def within_model_table(runs: Mapping[str, Sequence[str | os.PathLike]], models: 
         rows[arm] = row
         notes[arm] = "; ".join(dict.fromkeys(arm_notes))
     table = pd.DataFrame.from_dict(rows, orient="index")
-    table.index.name = "technique"
+    table.index.name = "arm"
     if len(table):
         table["note"] = pd.Series(notes)
     level = f"{100 * (1 - alpha):.0f}%"
@@ -457,7 +457,7 @@ def conclusions_agree(first: pd.DataFrame, second: pd.DataFrame, labels: tuple[s
     and whether they agree; a conclusion of the first that the second does not reproduce is flagged."""
     a, b = labels
     out = pd.DataFrame(index=[t for t in first.index if t in second.index])
-    out.index.name = "technique"
+    out.index.name = "arm"
     for column in columns:
         if column in first and column in second:
             out[f"{column} ({a})"] = first[column].reindex(out.index)

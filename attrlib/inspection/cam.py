@@ -238,10 +238,10 @@ def content_reliance_table(runs: Mapping[str, Sequence[str | os.PathLike]], data
                               train=False, with_mask=True, patches=run.config.test_patches)
             s = summarize_reliance(content_reliance(run.model, ds, run.generators, target, batch_size,
                                                     inputs=run.technique.test_inputs))
-            per_seed.append({"technique": name, "seed": run.seed, "heldout": ",".join(run.data.heldout),
+            per_seed.append({"arm": name, "seed": run.seed, "heldout": run.config.heldout.key,
                              "images": "files" if params is None else "renders", **s})
     seeds = pd.DataFrame(per_seed)
-    g = seeds.groupby("technique", sort=False)
+    g = seeds.groupby("arm", sort=False)
     table = pd.DataFrame({"share_in_mask": g["share_in_mask"].mean(),
                           "share_std": g["share_in_mask"].std(ddof=1).fillna(0.0),
                           "mask_area": g["mask_area"].mean(), "fingerprint_share": g["fingerprint_share"].mean(),
@@ -312,5 +312,5 @@ def run_cam_examples(run_dir: str | os.PathLike, data=None, split: str | None = 
     ds = ImageDataset(frame, run.data, policy=run.config.input_policy, size=run.config.image_size, train=False)
     ex = cam_examples(run.model, ds, pick_examples(ds.frame, run.generators, per_generator, seed), target=target,
                       inputs=run.technique.test_inputs)
-    return {**ex, "generators": run.generators, "technique": run.name, "seed": run.seed, "split": split,
+    return {**ex, "generators": run.generators, "arm": run.name, "seed": run.seed, "split": split,
             "target": target, "uses_target_data": bool(run.technique.uses_target_data)}

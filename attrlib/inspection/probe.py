@@ -148,7 +148,7 @@ class _UnbiasedData:
 
 def _probe_loaded(run, unbiased: _UnbiasedData, **probe_kwargs) -> dict:
     kw = dict(policy=run.config.input_policy, size=run.config.image_size, patches=run.config.test_patches)
-    out = {"technique": run.name, "seed": run.seed, "heldout": ",".join(run.data.heldout),
+    out = {"arm": run.name, "seed": run.seed, "heldout": run.config.heldout.key,
            **probe_model(run.model, run.data, **kw, **probe_kwargs),
            "unbiased_accuracy": float("nan"), "unbiased_generator_only": float("nan")}
     other = unbiased(run)
@@ -168,9 +168,9 @@ def probe_table(runs: Mapping[str, Sequence[str | os.PathLike]], data=None, unbi
     fewer images)."""
 
     source = _UnbiasedData(unbiased)
-    rows = [{**_probe_loaded(run, source, **probe_kwargs), "technique": name} for name, run, _ in iter_runs(runs, data)]
+    rows = [{**_probe_loaded(run, source, **probe_kwargs), "arm": name} for name, run, _ in iter_runs(runs, data)]
     seeds = pd.DataFrame(rows)
-    g = seeds.groupby("technique", sort=False)
+    g = seeds.groupby("arm", sort=False)
     table = pd.DataFrame({"probe_accuracy": g["accuracy"].mean(), "probe_std": g["accuracy"].std(ddof=1).fillna(0.0),
                           "chance": g["chance"].first(), "majority": g["majority"].first(),
                           "generator_only": g["generator_only"].first(),

@@ -136,8 +136,8 @@ def content_swap(run, params: dict, folder: str | os.PathLike, n: int = 6, insta
     pred = swap_predictions(run.technique.predict, renders, run.data, run.generators, run.config.input_policy,
                             run.config.image_size, run.config.test_patches, batch_size)
     cells = swap_cells(pred, dominant_generators(run.data.split("train"), run.generators), run.generators)
-    return cells.assign(technique=run.name, seed=run.seed, instance=instance)[
-        ["technique", "seed", "instance", *CELL_COLUMNS]]
+    return cells.assign(arm=run.name, seed=run.seed, instance=instance)[
+        ["arm", "seed", "instance", *CELL_COLUMNS]]
 
 
 def content_swap_table(runs: Mapping[str, Sequence[str | os.PathLike]], data=None, n: int = 6,
@@ -166,14 +166,14 @@ def content_swap_table(runs: Mapping[str, Sequence[str | os.PathLike]], data=Non
                 if key not in made:
                     made[key] = known_images(params, list(key[1]), run.generators, n, Path(tmp) / str(len(made)),
                                              instance=inst)
-                c = content_swap(run, params, tmp, n, inst, batch_size, renders=made[key]).assign(technique=name)
+                c = content_swap(run, params, tmp, n, inst, batch_size, renders=made[key]).assign(arm=name)
                 cells.append(c)
-                per_seed.append({"technique": name, "seed": run.seed, "heldout": ",".join(run.data.heldout),
+                per_seed.append({"arm": name, "seed": run.seed, "heldout": run.config.heldout.key,
                                  **swap_summary(c)})
-    seeds = pd.DataFrame(per_seed, columns=["technique", "seed", "heldout", "follows_generator", "follows_content",
+    seeds = pd.DataFrame(per_seed, columns=["arm", "seed", "heldout", "follows_generator", "follows_content",
                                             "chance_generator", "chance_content", "follows_neither",
                                             "trained_accuracy", "heldout_accuracy", "n_conflict"])
-    g = seeds.groupby("technique", sort=False)
+    g = seeds.groupby("arm", sort=False)
     table = pd.DataFrame({"follows_generator": g["follows_generator"].mean(),
                           "generator_std": g["follows_generator"].std(ddof=1).fillna(0.0),
                           "follows_content": g["follows_content"].mean(),
@@ -186,7 +186,7 @@ def content_swap_table(runs: Mapping[str, Sequence[str | os.PathLike]], data=Non
                           "n_conflict": g["n_conflict"].first(), "seeds": g.size()})
     table.attrs["per_seed"] = seeds
     table.attrs["cells"] = pd.concat(cells, ignore_index=True) if cells else pd.DataFrame(
-        columns=["technique", "seed", "instance", *CELL_COLUMNS])
+        columns=["arm", "seed", "instance", *CELL_COLUMNS])
     table.attrs["caption"] = _swap_caption(table, n, instance, sorted(set(skipped)))
     return table
 

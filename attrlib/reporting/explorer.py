@@ -89,7 +89,7 @@ def cam_explorer(runs: Mapping[str, str | os.PathLike], data=None, split: str | 
     import ipywidgets as widgets
     from IPython.display import display
 
-    technique = widgets.Dropdown(options=list(runs), value=first, description="technique")
+    technique = widgets.Dropdown(options=list(runs), value=first, description="arm")
     index = widgets.IntSlider(value=0, min=0, max=len(datasets[first]) - 1, description="image")
     target = widgets.ToggleButtons(options=["pred", "true"], value="pred", description="CAM of")
     out = widgets.Output()

@@ -303,7 +303,7 @@ def robustness_figure(table: pd.DataFrame, title: str = "Held-out accuracy under
     """Mean accuracy (over seeds, with their spread) per perturbation, one line per technique."""
     fig, ax = plt.subplots(figsize=(7.2, 3.8))
     # error bars: the sample std over seeds (seaborn's "sd" is pandas' std, ddof=1)
-    sns.pointplot(data=table, x="perturbation", y="accuracy", hue="technique", errorbar="sd", dodge=0.3,
+    sns.pointplot(data=table, x="perturbation", y="accuracy", hue="arm", errorbar="sd", dodge=0.3,
                   markersize=4, linewidth=1.2, ax=ax)
     ax.set_ylim(0, 1.02)
     ax.set_xlabel("")
@@ -415,7 +415,7 @@ def run_cam_grid(run_dir: str | os.PathLike, data=None, split: str | None = None
     technique with other options, e.g. the baseline on another front end), the held-out rotation and the seed
     (`attrlib.inspection.run_cam_examples`)."""
     ex = run_cam_examples(run_dir, data=data, split=split, per_generator=per_generator, target=target, seed=seed)
-    name = label or ex["technique"]
+    name = label or ex["arm"]
     held = records.read(run_dir).rotation
     return cam_grid(ex["x"], ex["cam"], ex["pred"], ex["true"], ex["generators"],
                     title=f"{name}{' (uses target data)' if ex['uses_target_data'] else ''} "

@@ -1,7 +1,7 @@
 """Tables as a reader takes them in on one screen: a narrow headline, the full table one click away.
 
     table_html(frame)      # HTML: the headline table, then the whole table in a collapsed <details>
-    headline(frame)        # the narrow table: technique, accuracy [95% CI], difference [95% CI], verdict
+    headline(frame)        # the narrow table: arm, accuracy [95% CI], difference [95% CI], verdict
     rounded(frame)         # floats as text, at the digits the table's intervals support
 
 The one place a table becomes HTML: the report's table pages (`attrlib.study.report`) and every DataFrame a
@@ -9,7 +9,7 @@ notebook displays (`attrlib.study.session` registers `table_html` with IPython) 
 A table of at most `HEADLINE_COLUMNS` columns, or narrower than `MAX_WIDTH_PX`, is shown whole. A wider one
 shows its headline: for the
 study's summaries (`attrlib.evaluation.summary_table` numbers, or `reporting.format_summary` text) the
-technique, its accuracy with the interval, the paired difference with the baseline with its interval and
+arm, its accuracy with the interval, the paired difference with the baseline with its interval and
 the verdict; for any other table its first columns. Numbers are rounded to two significant digits of the
 intervals' half-width (a half-width of 0.11 gives 2 decimals, 0.03 gives 3), or to 3 decimals in a table
 without intervals.
@@ -101,7 +101,7 @@ def rounded(frame: pd.DataFrame) -> pd.DataFrame:
 
 def headline(frame: pd.DataFrame, max_columns: int = HEADLINE_COLUMNS) -> pd.DataFrame:
     """The narrow table of `frame` (row labels as leading columns): for a summary (numbers with
-    accuracy_low/_high, or format_summary's text) technique, accuracy [CI], difference vs baseline [CI] and
+    accuracy_low/_high, or format_summary's text) arm, accuracy [CI], difference vs baseline [CI] and
     verdict; otherwise its first `max_columns` columns."""
     flat, keys = _flat(frame)
     columns = [c for c in flat.columns if c not in keys]

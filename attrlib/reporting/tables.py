@@ -235,7 +235,7 @@ def stack_summaries(tables: Mapping[str, pd.DataFrame], level: str = "benchmark"
     parts, notes = [], []
     for label, table in tables.items():
         text = format_summary(table, digits)
-        text.index = pd.MultiIndex.from_product([[label], list(text.index)], names=[level, "technique"])
+        text.index = pd.MultiIndex.from_product([[label], list(text.index)], names=[level, "arm"])
         parts.append(text)
         refs = [f"{k[:-len('_accuracy')]} {v:.3f}" for k, v in table.attrs.items()
                 if k.endswith("_accuracy") and isinstance(v, float)]

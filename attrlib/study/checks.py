@@ -22,7 +22,6 @@ files that look like a user's folder).
 """
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Iterable
@@ -33,6 +32,7 @@ import pandas as pd
 from ..simulator import DEFAULT_STRENGTH, GENERATOR_VERSION, HELDOUT, read_benchmark, synthesize
 from ..simulator.stats import pixel_stats, thumbnail_check
 from ..simulator.synth import DEFAULT_INSTANCE_SPREAD
+from .. import records
 from ..config import Config
 from ..errors import DataError
 from ..sweep import train
@@ -90,7 +90,7 @@ def train_benchmark(strength: float, variant: str, seed: int = 0, data_dir: str 
     root = check_benchmark(data_dir, variant, strength, seed, scale, size, instance_spread, progress, reuse)
     cfg = Config(**{"data": str(root), "seed": seed, **config})
     run = Path(train(cfg, progress=progress))
-    metrics = json.loads((run / "metrics.json").read_text(encoding="utf-8"))
+    metrics = records.read(run).metrics
     return {"strength": strength, "instance_spread": instance_spread, "variant": variant, "seed": seed,
             "val_accuracy": _get(metrics, "val.accuracy"), "heldout_accuracy": _get(metrics, "heldout.accuracy"),
             "run": str(run)}

@@ -28,7 +28,7 @@ def goal_table(numbers: pd.DataFrame, versus: pd.DataFrame, robustness: pd.DataF
     numbers: `summary_table` with `arm` and the gap closed vs `reference`; versus: `summary_table(...,
     baseline=arm)` (difference = competitor - arm, paired); robustness: `robustness_table` holding `arm`;
     competitors: the rows of `versus` the arm must beat (the seeds' techniques that use no target data)."""
-    row = numbers.loc[arm] if arm in numbers.index else numbers.set_index("technique").loc[arm]
+    row = numbers.loc[arm] if arm in numbers.index else numbers.set_index("arm").loc[arm]
     col = f"gap_closed_{reference}"
     gap, low, high = (float(row.get(c, np.nan)) for c in (col, f"{col}_low", f"{col}_high"))
     rows = [{"criterion": f"gap closed vs {reference} (mean over {int(row.get('rotations', 0))} rotation(s))",
@@ -42,7 +42,7 @@ def goal_table(numbers: pd.DataFrame, versus: pd.DataFrame, robustness: pd.DataF
         else row.get("uses_target_data") == "yes"
     rows.append({"criterion": "no image of the held-out subclass", "goal": "no target data",
                  "measured": "uses target data" if target else "none used", "met": _yes(not target)})
-    table = versus.set_index("technique") if "technique" in versus.columns else versus
+    table = versus.set_index("arm") if "arm" in versus.columns else versus
     beaten, not_beaten = [], []
     for name in competitors:
         if name not in table.index:
@@ -54,7 +54,7 @@ def goal_table(numbers: pd.DataFrame, versus: pd.DataFrame, robustness: pd.DataF
     rows.append({"criterion": "paired interval (technique - selected) excludes 0 for every seed technique",
                  "goal": "all below 0", "measured": "; ".join(beaten + not_beaten),
                  "met": _yes(not not_beaten) + ("" if not not_beaten else f" (not: {len(not_beaten)})")})
-    jpeg = robustness[(robustness["technique"] == arm) & (robustness["perturbation"] == perturbation)]["accuracy"]
+    jpeg = robustness[(robustness["arm"] == arm) & (robustness["perturbation"] == perturbation)]["accuracy"]
     value = float(jpeg.mean()) if len(jpeg) else np.nan
     rows.append({"criterion": f"held-out accuracy under {perturbation} (mean over {len(jpeg)} run(s))",
                  "goal": f">= {robust_goal:.2f}", "measured": "not measured" if np.isnan(value) else f"{value:.3f}",

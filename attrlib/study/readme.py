@@ -104,7 +104,7 @@ def compact_summary(numbers: pd.DataFrame) -> str:
         return f"{value} {_interval(r, column, pct)}"
     refs = [c for c in ("gap_closed_oracle", "gap_closed_matched_oracle",
                         "gap_closed_fine_tuning") if c in numbers]
-    head = ["technique", "held-out accuracy [95 % CI]", "difference vs baseline [paired 95 % CI]", "verdict",
+    head = ["arm", "held-out accuracy [95 % CI]", "difference vs baseline [paired 95 % CI]", "verdict",
             *[COMPACT_GAIN if c == "gap_closed_oracle" else f"gap closed vs {c[len('gap_closed_'):]}" for c in refs]]
     rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for t, r in numbers.iterrows():
@@ -203,7 +203,7 @@ def section(results: str | os.PathLike = "results", timing: str | os.PathLike = 
     rules = results / "10_selection_rules.csv"
     if rules.is_file():  # the oracle's held-out accuracy under the same rule: what the bias costs
         table = pd.read_csv(rules)
-        oracle = table[table["technique"] == "oracle"]
+        oracle = table[table["arm"] == "oracle"]
         if len(oracle) and "baseline" in numbers.index:
             lines.append(f"- The bias costs {oracle['valsub'].mean() - numbers.loc['baseline', 'accuracy']:.3f} of "
                          f"held-out accuracy: the oracle (the baseline trained on the unbiased variant, same rule) "

@@ -38,7 +38,7 @@ from IPython import get_ipython
 
 from ..simulator import VARIANTS, read_benchmark, synthesize
 from ..config import PROFILES, Config, profile as profile_config, profile_heldout
-from ..data import choose_val_subclass, eligible_rotations, val_subclass_of
+from ..data import eligible_rotations, resolve_rotation
 from ..data.sources import discover
 from .. import rotation
 from ..errors import ConfigError
@@ -132,7 +132,9 @@ def profile_rotations(profile: str, root: str | Path, heldout: tuple[str, ...],
         return tuple((r,) for r in first + [r for r in found if r not in first])
     if spec == "crossed":
         first = tuple(heldout) or profile_heldout(profile)
-        second = choose_val_subclass(frame, first)
+        # the first rotation's validation subclass, as `sweep.plan` resolves it for the runs (`data.resolve_rotation`,
+        # cached); the rotations go on without it: each run resolves its own on the data it trains on
+        second = resolve_rotation(root, first).val_subclass
         eligible = set(eligible_rotations(frame))
         return (tuple(first),) + (((second,),) if second in eligible and len(first) == 1 else ())
     raise ConfigError(f"profile {profile!r} has rotations={spec!r}; use a tuple of names, 'crossed' or 'all'")
@@ -245,7 +247,7 @@ def benchmark_spec(profile: str, root: str | Path, **execution) -> dict:
     # the validation subclass the study's own runs of the first rotation leave out (sweep.train_many), so the
     # checks' runs at the default strength are those runs, reused
     return dict(scale=params["scale"], size=params["size"], instance_spread=params.get("instance_spread", 0.0),
-                technique="baseline", reuse=reuse, val_subclass=val_subclass_of(root, Config().heldout),
+                technique="baseline", reuse=reuse, val_subclass=resolve_rotation(root, Config().heldout).val_subclass,
                 data_dir=str(Path(root).parent / "checks"), **PROFILES[profile]["config"], **execution)
 
 
