@@ -206,7 +206,7 @@ PROFILES: dict[str, dict[str, Any]] = {
     # carries itself, as fine_tuning does, is not the config's `steps`); a config's technique_params win.
     "quick": dict(seeds=(0,), rotations=HELDOUT, draws=1,
                   config=dict(steps=16, batch_size=32, image_size=32),
-                  notebook=dict(sweep_strengths="0", n_boot=200, cam_images=24, robustness_images=24,
+                  notebook=dict(sweep_strengths="0", n_boot=200, cam_images=12, robustness_images=12,
                                 summary_images=48, cam_per_generator=1, ablation_rotations=1,
                                 second_config=False, closing_variants=False, closing_variant_rotations=1,
                                 open_world_generators=1, open_world_arms="residual_stats", closing_arms=QUICK_ARMS,

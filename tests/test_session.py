@@ -83,7 +83,8 @@ def test_the_quick_profile_keeps_the_smoke_run_small(tiny_data):
     quick = session(profile="quick", data=str(tiny_data), progress=False).knobs
     default = session(profile="default", data=str(tiny_data), progress=False).knobs
     thorough = session(profile="thorough", data=str(tiny_data), progress=False).knobs
-    assert (quick.n_boot, quick.cam_images, quick.summary_images, quick.cam_per_generator) == (200, 24, 48, 1)
+    assert (quick.n_boot, quick.cam_images, quick.robustness_images, quick.summary_images, quick.cam_per_generator) == (
+        200, 12, 12, 48, 1)
     assert (default.n_boot, default.cam_images, default.summary_images, default.cam_per_generator) == (1000, 96, 96, 2)
     assert (thorough.cam_images, thorough.summary_images, thorough.second_config) == (None, None, True)
     assert sweep_points(quick.sweep_strengths) == [0.0, DEFAULT_STRENGTH]  # only the points the checks read
