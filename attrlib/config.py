@@ -171,7 +171,7 @@ def _choice(name: str, value: Any, valid: tuple) -> None:
 # open_world_generators: notebook 12's leave-one-generator-out rotations (the first N generators that can be left
 # out; 0: every one); open_world_arms: notebook 11's arms (attrlib.study.closing.ARMS) notebook 12 also trains
 # without each of them, comma-separated, or "all"; figure_formats: what `reporting.save_fig` writes (PNG is what the
-# notebooks show and the report links; the PDF is for a write-up: the quick smoke run skips it, about 45 % of a
+# notebooks show and the report links; the PDF is for a write-up: the quick smoke run skips it, about half of a
 # figure's saving cost, benchmarks/bench_figures.py).
 _FULL_NOTEBOOKS = dict(sweep_strengths="0,1", n_boot=1000, cam_images=None, robustness_images=None,
                        summary_images=None, cam_per_generator=2, ablation_rotations=0,

@@ -8,6 +8,7 @@ side by side in one process (CPU seconds of this process; the machine is shared,
   backend's own rendering (a tight bounding box, then the image: two more draws of the figure).
 - notebook 10's LLR chart of one technique: bars drawn as one filled step per histogram against one patch
   per bar (the code before).
+- `save_fig` of that chart as PNG and PDF (every profile but quick) against PNG only (quick's figure_formats).
 
     python benchmarks/bench_figures.py [--repeat 3]
 """
@@ -137,6 +138,29 @@ def llr(repeat: int) -> None:
          speedup=round(costs["bar"] / costs["stepfilled"], 2))
 
 
+def formats(repeat: int) -> None:
+    """What the quick profile's `figure_formats="png"` saves: `save_fig` of notebook 10's LLR chart as PNG and PDF
+    (every other profile) against PNG only; the PNG bytes are the same either way."""
+    import tempfile
+
+    from attrlib import reporting
+
+    costs, pngs = {}, {}
+    with tempfile.TemporaryDirectory() as out:
+        for label, kinds in (("png_pdf", ("png", "pdf")), ("png", ("png",))):
+            runs = []
+            for _ in range(repeat):
+                fig = figures_llr()
+                with Timer() as t:
+                    paths = reporting.save_fig(fig, f"10_llr_{label}", out, formats=kinds)
+                runs.append(t.cpu_seconds)
+                pngs[label] = paths[0].read_bytes()
+                plt.close(fig)
+            costs[label] = min(runs)
+    emit("save_fig_llr_png_pdf_vs_png_only", cpu_s_png_pdf=round(costs["png_pdf"], 2), cpu_s_png=round(costs["png"], 2),
+         saved_share=round(1 - costs["png"] / costs["png_pdf"], 2), png_identical=pngs["png"] == pngs["png_pdf"])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--repeat", type=int, default=3, help="runs of each; the fastest is reported")
@@ -144,6 +168,7 @@ def main() -> None:
     grid(args.repeat)
     show(args.repeat)
     llr(args.repeat)
+    formats(args.repeat)
 
 
 if __name__ == "__main__":

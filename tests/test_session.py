@@ -172,13 +172,6 @@ def test_attrlib_stays_light_and_offers_session_lazily():
     assert out.stdout.strip() == "attrlib.study.session"
 
 
-def test_the_simulator_does_not_import_training_or_anything_above_it():
-    code = ("import sys, attrlib.simulator, attrlib.simulator.stats; print(sorted(m for m in sys.modules if m.startswith("
-            "('attrlib.training', 'attrlib.sweep', 'attrlib.evaluation', 'attrlib.runfolder', 'attrlib.study'))))")
-    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "[]"
-
-
 # ------------------------------------------------------------------------------------- the notebooks
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_notebooks_open_on_the_project_kernel_unmodified_and_without_outputs(path):
