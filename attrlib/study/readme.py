@@ -202,7 +202,7 @@ def section(results: str | os.PathLike = "results", timing: str | os.PathLike = 
     lines += [f"- {c}" for c in claims(numbers)]
     rules = results / "10_selection_rules.csv"
     if rules.is_file():  # the oracle's held-out accuracy under the same rule: what the bias costs
-        table = pd.read_csv(rules)
+        table = pd.read_csv(rules).rename(columns={"technique": "arm"})  # tables saved before the column's rename
         oracle = table[table["arm"] == "oracle"]
         if len(oracle) and "baseline" in numbers.index:
             lines.append(f"- The bias costs {oracle['valsub'].mean() - numbers.loc['baseline', 'accuracy']:.3f} of "
