@@ -403,6 +403,18 @@ def test_within_model_gap_closed_uses_each_arms_own_model(study, tmp_path):
     assert "above 100 %" in text.attrs["caption"] and text.loc["baseline", "gap closed within M [fixed] / [rotations random]"].startswith("0 %")
 
 
+def test_within_model_table_without_any_oracle_is_empty_and_says_why(study):
+    """A user's folder has no unbiased twin: no arm has its model's oracle, the table is empty, keeps its note
+    column (notebook 11 drops it before saving) and its text says why."""
+    from attrlib.evaluation import within_model_table
+    from attrlib.reporting import format_within_model
+
+    table = within_model_table({k: study[k] for k in ("baseline", "better")}, {"better": "baseline"}, {}, n_boot=20)
+    assert len(table) == 0 and "note" in table and table.drop(columns="note").empty
+    text = format_within_model(table)
+    assert len(text) == 0 and "No arm has an oracle of its own model" in text.attrs["caption"]
+
+
 def test_a_crossed_pair_is_one_training(study):
     from attrlib.evaluation import training_units
     for d in study["better"]:

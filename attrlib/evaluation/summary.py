@@ -434,8 +434,7 @@ def within_model_table(runs: Mapping[str, Sequence[str | os.PathLike]], models: 
         notes[arm] = "; ".join(dict.fromkeys(arm_notes))
     table = pd.DataFrame.from_dict(rows, orient="index")
     table.index.name = "arm"
-    if len(table):
-        table["note"] = pd.Series(notes)
+    table["note"] = pd.Series(notes, dtype=object)  # also on an empty table (a user's folder: no oracle, no row)
     level = f"{100 * (1 - alpha):.0f}%"
     table.attrs.update(alpha=alpha, n_boot=n_boot, caption=(
         WITHIN_MODEL_CAPTION + f" Two {level} intervals each: rotations fixed ({CONVENTION}) and rotations random "

@@ -193,6 +193,12 @@ def format_within_model(table: pd.DataFrame, digits: int = 2) -> pd.DataFrame:
     """`evaluation.within_model_table` as text: each number with its interval over rotations fixed, then over
     rotations random ("n/a" with a single independent training)."""
     out = pd.DataFrame(index=table.index)
+    out.attrs.update({k: v for k, v in table.attrs.items() if not isinstance(v, pd.DataFrame)})
+    if not len(table):  # no arm has its own model's oracle (a user's folder has no unbiased twin)
+        out.attrs["caption"] = ("No arm has an oracle of its own model (data without an unbiased twin, such as a "
+                                "user's folder): gap closed within a model is undefined here. "
+                                + out.attrs.get("caption", ""))
+        return out
     num = lambda v: "" if pd.isna(v) else f"{v:.{digits}f}"  # noqa: E731
     out["model M"] = table["model"]
     out["accuracy"] = table["accuracy"].map(num)
