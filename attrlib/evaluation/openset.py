@@ -54,7 +54,7 @@ from .llr import log_likelihood_ratios, training_prior
 from .stats import Interval, bootstrap_ci
 
 SCORES = ("msp", "energy", "mahalanobis", "relative_mahalanobis")
-# the highest mean AUROC on the embedded benchmark's rotations (docs/open_world.md, benchmarks/bench_open_set.py)
+# the field's baseline (Hendrycks & Gimpel 2017); docs/open_world.md (benchmarks/bench_open_set.py) measures every score
 DEFAULT_SCORE = "msp"
 DEFAULT_FRR = 0.05          # share of known validation images flagged unknown
 CALIBRATION_SPLIT = "val"   # known generators on seen content: the images the threshold is chosen on
