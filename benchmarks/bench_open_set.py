@@ -168,7 +168,8 @@ def verdict(result: dict) -> str:
 
 
 def section(result: dict) -> list[str]:
-    return [
+    """A data set's part of the page; with thresholds on `valsub`, only what the threshold changes."""
+    head = [
         f"## {result['name']}",
         "",
         f"Protocol: {result['protocol']}. Left out in turn: {', '.join(result['unknown'])}; held-out subclass "
@@ -190,7 +191,10 @@ def section(result: dict) -> list[str]:
         "rotation); worst_auroc: the lowest rotation; balanced accuracy of the known generators' test images at the "
         "threshold (a rejected known counts as wrong) against the same arm trained on every generator; drop = "
         "closed - open (mean, largest over rotations).",
-        "",
+        ""]
+    if result["calibration"] != "val":
+        return head + [f"Per rotation: `results/open_set_{result['name']}_rotations.md`.", ""]
+    return head + [
         "### Per rotation",
         "",
         rotation_table(result).to_markdown(index=False),
@@ -237,7 +241,8 @@ def main() -> None:
     p.add_argument("--data", default=None, help="data folder or manifest (default: ../shared/realdev/images for "
                    "realdev; required otherwise, e.g. attrlib synth --out DIR)")
     p.add_argument("--heldout", default=None, help="held-out subclass (default: military_vehicle; realdev: face)")
-    p.add_argument("--unknown", required=True, help="generators left out, comma-separated, one rotation each")
+    p.add_argument("--unknown", default="", help="generators left out, comma-separated, one rotation each "
+                   "(required unless --doc-only)")
     p.add_argument("--arms", default="baseline", help="techniques or notebook 11's arms, comma-separated "
                    "(default: baseline)")
     p.add_argument("--steps", type=int, default=None, help="default: the profile's (realdev: 48)")
@@ -249,10 +254,16 @@ def main() -> None:
     p.add_argument("--results", default=str(ROOT / "results"))
     p.add_argument("--doc", default=str(ROOT / "docs" / "open_world.md"))
     p.add_argument("--n-boot", type=int, default=200, help="bootstrap resamples (default 200)")
+    p.add_argument("--doc-only", action="store_true", help="only write --doc again from the results there")
     args = p.parse_args()
+    if args.doc_only:
+        write_doc(Path(args.results), Path(args.doc))
+        return
     from attrlib.io import atomic_write_json
     from attrlib.reporting import save_table
 
+    if not args.unknown:
+        raise SystemExit("--unknown is required: the generators to leave out, comma-separated")
     args.heldout = args.heldout or SETTINGS[args.dataset]["heldout"]
     if args.data is None:
         if args.dataset != "realdev":
