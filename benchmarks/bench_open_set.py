@@ -7,7 +7,8 @@ with 95 % bootstrap intervals per rotation, their mean over rotations with a str
 `val` at a 5 % false-rejection rate) beside the closed-set model's (`open_world.closed_set_comparison`).
 
 Writes results/open_set_<name>.json and the tables results/open_set_<name>_{rotations,mean,content}.{csv,md,tex}
-(name: the data set, with `_valsub` when the thresholds come from the validation subclass),
+(name: the data set, with `_valsub` when the thresholds come from the validation subclass and `_<N>steps` for a
+budget other than the data set's),
 then docs/open_world.md from every results/open_set_*.json there (generated; never edited by hand), and prints
 one JSON line.
 
@@ -97,7 +98,8 @@ def measure(args) -> dict:
     target = GOAL_AUROC[args.dataset]
     mean["auroc_short_of_goal"] = (target - mean["auroc"]).clip(lower=0.0)
     mean["goal_met"] = (mean["auroc"] >= target) & (mean["largest_drop"] <= MAX_DROP)
-    name = args.dataset + ("" if args.calibration == "val" else f"_{args.calibration}")
+    name = (args.dataset + ("" if args.calibration == "val" else f"_{args.calibration}")
+            + (f"_{args.steps}steps" if args.steps and args.steps != settings["overrides"].get("steps") else ""))
     return {"name": name, "dataset": args.dataset, "data": str(args.data), "heldout": args.heldout, "unknown": left_out,
             "arms": list(jobs), "profile": settings["profile"], "overrides": overrides, "frr": args.frr, "calibration": args.calibration,
             "n_boot": args.n_boot, "goal_auroc": target, "max_drop": MAX_DROP, "protocol": PROTOCOL[args.dataset],
