@@ -148,9 +148,10 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--out", default="predictions.csv", help="the CSV written (one row per image)")
     pr.add_argument("--fpr", "--frr", dest="frr", type=float, default=0.05,
                     help="share of the run's known validation images flagged unknown: it sets the threshold")
-    pr.add_argument("--score", default="msp", choices=("msp", "energy", "mahalanobis"),
+    pr.add_argument("--score", default="msp", choices=("msp", "energy", "mahalanobis", "relative_mahalanobis"),
                     help="the open-set score behind `unknown`: 1 - max softmax, energy (-logsumexp of the logits), "
-                         "or the Mahalanobis distance of the features to the known generators' training images")
+                         "the Mahalanobis distance of the features to the known generators' training images, or "
+                         "that minus the distance to all training images (relative; default: msp)")
     pr.add_argument("--calibration", default="val", choices=("val", "valsub"),
                     help="the run's split of known images the threshold is chosen on: val (seen content) or valsub "
                          "(the validation subclass: unseen content, when the run has one)")

@@ -18,7 +18,7 @@ from attrlib.data import ImageDataset, collate_patches, load_study_data
 from attrlib.errors import DataError
 from attrlib.evaluation import (fit_open_set, open_set_frame, open_set_metrics, oscr, paired_difference, predict_columns,
                                 threshold_at_frr)
-from attrlib.evaluation.openset import SCORE_PREFIX, SCORES, balanced_accuracy, model_outputs
+from attrlib.evaluation.openset import SCORE_PREFIX, SCORES, balanced_accuracy, known_shift_auroc, model_outputs
 from attrlib.techniques import available, build_technique, predict_log_probs
 
 from conftest import TINY_CELLS, TINY_HELDOUT, make_messy_data
@@ -121,6 +121,24 @@ def test_open_set_metrics_on_a_run(open_run):
     assert ((table["auroc_low"] <= table["auroc"]) & (table["auroc"] <= table["auroc_high"])).all()
     assert (table["oscr"] <= table["accuracy"] + 1e-9).all()
     assert (table["accuracy_at_threshold"] <= table["accuracy"] + 1e-9).all()
+
+
+def test_known_shift_auroc_ranks_new_content_knowns_against_the_calibration_images(open_run):
+    """known_shift_auroc (why a score misses unknowns): the AUROC of known test images (the held-out subclass)
+    against the images the thresholds came from, scikit-learn's; flipping the test images' scores flips it."""
+    model = fit_open_set(open_run)
+    scored = open_set_frame(model)
+    assert model.calibration_scored is not None and set(model.calibration_scored["split"]) == {"val"}
+    test = scored[scored["known"]]
+    assert len(test) and not test["content_seen"].any()
+    for s in SCORES:
+        column = f"{SCORE_PREFIX}{s}"
+        k, t = model.calibration_scored[column].to_numpy(), test[column].to_numpy()
+        expected = roc_auc_score(np.r_[np.zeros(len(k)), np.ones(len(t))], np.r_[k, t])
+        assert known_shift_auroc(model.calibration_scored, scored, s) == pytest.approx(expected)
+        flipped = scored.assign(**{column: np.where(scored["known"], -scored[column], scored[column])})
+        calibration = model.calibration_scored.assign(**{column: -model.calibration_scored[column]})
+        assert known_shift_auroc(calibration, flipped, s) == pytest.approx(1 - expected)
 
 
 # --- attrlib predict ---------------------------------------------------------------------------------------

@@ -233,7 +233,7 @@ def test_notebook_12_open_set_table_has_auroc_and_oscr_with_intervals_for_every_
         other = arms[arms["arm"] != "baseline"]
         assert other[f"{metric} - baseline low"].notna().all() and (
             other[f"{metric} - baseline low"] <= other[f"{metric} - baseline high"]).all()
-    assert set(numbers["score"]) == {"msp", "energy", "mahalanobis"} and numbers["unknown"].nunique() == 1
+    assert set(numbers["score"]) == {"msp", "energy", "mahalanobis", "relative_mahalanobis"} and numbers["unknown"].nunique() == 1
     for metric in ("auroc", "oscr"):
         assert (numbers[f"{metric}_low"] <= numbers[metric]).all() and (numbers[metric] <= numbers[f"{metric}_high"]).all()
     assert (numbers["oscr"] <= numbers["accuracy"] + 1e-9).all()

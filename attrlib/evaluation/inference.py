@@ -76,7 +76,7 @@ def predict(run: str | os.PathLike | OpenSetModel, images: str | os.PathLike, ou
     kept as the truth) with a finished run, and flag those of no known generator (module docstring).
 
     run: a run folder, or an `OpenSetModel` (`fit_open_set`) to reuse across calls. frr: the share of known
-    validation images flagged unknown (the threshold). score: msp | energy | mahalanobis. on_bad: "raise" (stop,
+    validation images flagged unknown (the threshold). score: msp | energy | mahalanobis | relative_mahalanobis. on_bad: "raise" (stop,
     naming the bad files) or "skip" (leave them out; listed in `table.attrs["skipped"]`). progress: a bar (None:
     only on a terminal). data_root: where the run's training data lies now, if it moved. out: the CSV to write,
     with its provenance beside it (`provenance_path`). origin: how the run was chosen, for that record (the study

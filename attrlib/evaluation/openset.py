@@ -11,6 +11,10 @@ scores say how far an image is from the known generators (each: higher = more li
     mahalanobis   the smallest class-conditional Mahalanobis distance (squared) of the image's penultimate
                   features (the generator head's input, patches averaged) to the known generators' training
                   means, one shared covariance (Lee et al. 2018; Ledoit-Wolf shrinkage, scikit-learn)
+    relative_mahalanobis
+                  mahalanobis minus the squared Mahalanobis distance to one class-agnostic Gaussian of the same
+                  training features (Ren et al. 2021, "a simple fix to Mahalanobis distance" for near-OOD): the
+                  directions every generator's images vary in (their content) cancel out
 
 `fit_open_set(run)` fits the feature density on the run's training images and the threshold of every score on
 its validation images (split `val`: known generators, seen content) at a stated false-rejection rate: the
@@ -49,9 +53,8 @@ from ..techniques import image_logits, image_starts, per_image
 from .llr import log_likelihood_ratios, training_prior
 from .stats import Interval, bootstrap_ci
 
-SCORES = ("msp", "energy", "mahalanobis")
-# measured on the embedded benchmark (64 px, 1/50, default profile, baseline, its default held-out subclass, stylegan3
-# and latent_diffusion left out in turn): AUROC msp 0.85 / 0.85, energy 0.80 / 0.83, mahalanobis 0.26 / 0.58
+SCORES = ("msp", "energy", "mahalanobis", "relative_mahalanobis")
+# the field's baseline (Hendrycks & Gimpel 2017); docs/open_world.md (benchmarks/bench_open_set.py) measures every score
 DEFAULT_SCORE = "msp"
 DEFAULT_FRR = 0.05          # share of known validation images flagged unknown
 CALIBRATION_SPLIT = "val"   # known generators on seen content: the images the threshold is chosen on
@@ -107,9 +110,16 @@ def model_outputs(technique, dataset: ImageDataset, device: str | torch.device =
     return Outputs(torch.cat(log_probs).numpy(), torch.cat(energy).numpy(), torch.cat(feats).numpy(), dataset.frame)
 
 
+def _squared_distances(features: np.ndarray, means: np.ndarray, precision: np.ndarray) -> np.ndarray:
+    """(N, C) squared Mahalanobis distances of N feature rows to C means under one precision matrix."""
+    d = np.asarray(features, dtype=np.float64)[:, None, :] - means[None]      # (N, C, D)
+    return np.einsum("ncd,de,nce->nc", d, precision, d)
+
+
 class FeatureDensity:
-    """Class-conditional Gaussians with one shared covariance (Ledoit-Wolf) on penultimate features; `distance`
-    is the smallest squared Mahalanobis distance to a class mean."""
+    """Class-conditional Gaussians with one shared covariance (Ledoit-Wolf) on penultimate features, and one
+    class-agnostic Gaussian (Ledoit-Wolf) of the same features; `distance` is the smallest squared Mahalanobis
+    distance to a class mean, `relative_distance` that minus the distance to the class-agnostic Gaussian."""
 
     def fit(self, features: np.ndarray, labels: np.ndarray) -> "FeatureDensity":
         features, labels = np.asarray(features, dtype=np.float64), np.asarray(labels)
@@ -119,20 +129,30 @@ class FeatureDensity:
         self.means = np.stack([features[labels == c].mean(0) for c in classes])
         centred = features - self.means[np.searchsorted(classes, labels)]
         self.precision = LedoitWolf().fit(centred).precision_
+        background = LedoitWolf().fit(features)
+        self.background_mean, self.background_precision = background.location_[None], background.precision_
         return self
 
     def distance(self, features: np.ndarray) -> np.ndarray:
-        d = np.asarray(features, dtype=np.float64)[:, None, :] - self.means[None]      # (N, C, D)
-        return np.einsum("ncd,de,nce->nc", d, self.precision, d).min(1) if len(d) else np.zeros(0)
+        return _squared_distances(features, self.means, self.precision).min(1) if len(features) else np.zeros(0)
+
+    def relative_distance(self, features: np.ndarray) -> np.ndarray:
+        if not len(features):
+            return np.zeros(0)
+        return self.distance(features) - _squared_distances(features, self.background_mean,
+                                                            self.background_precision)[:, 0]
 
 
 def unknown_scores(outputs: Outputs, density: FeatureDensity | None) -> pd.DataFrame:
-    """score_msp, score_energy, score_mahalanobis (NaN without a density) of every image: higher = more unknown."""
+    """score_msp, score_energy, score_mahalanobis and score_relative_mahalanobis (NaN without a density) of every
+    image: higher = more unknown."""
+    missing = np.full(len(outputs.energy), np.nan)
     return pd.DataFrame({
         f"{SCORE_PREFIX}msp": 1.0 - np.exp(outputs.log_probs.max(1)) if len(outputs.log_probs) else np.zeros(0),
         f"{SCORE_PREFIX}energy": outputs.energy,
-        f"{SCORE_PREFIX}mahalanobis": (density.distance(outputs.features) if density is not None
-                                       else np.full(len(outputs.energy), np.nan)),
+        f"{SCORE_PREFIX}mahalanobis": density.distance(outputs.features) if density is not None else missing,
+        f"{SCORE_PREFIX}relative_mahalanobis": (density.relative_distance(outputs.features) if density is not None
+                                                else missing),
     })
 
 
@@ -160,6 +180,7 @@ class OpenSetModel:
     device: str = "cpu"
     batch_size: int = 64
     notes: list[str] = field(default_factory=list)
+    calibration_scored: pd.DataFrame | None = None  # `score` of the `calibration` images the thresholds came from
 
     @property
     def generators(self) -> list[str]:
@@ -230,7 +251,7 @@ def fit_open_set(run: str | os.PathLike | LoadedRun, frr: float = DEFAULT_FRR, c
     if not len(known):
         raise DataError(f"run {loaded.dir}: its split {calibration!r} is empty, so no threshold can be chosen on it; "
                         "use calibration='val' or a run whose data has a validation split")
-    scored = model.score(model.outputs(model.dataset(known)))
+    scored = model.calibration_scored = model.score(model.outputs(model.dataset(known)))
     model.thresholds = {s: threshold_at_frr(scored[f"{SCORE_PREFIX}{s}"].to_numpy(), frr) for s in SCORES}
     return model
 
@@ -348,6 +369,7 @@ def open_set_table(runs: dict[str, Sequence[str | os.PathLike]], frr: float = DE
             frames[str(d)] = scored
             c = model.run.config
             table = open_set_metrics(scored, scored["known"].to_numpy(), model.thresholds, n_boot=n_boot, seed=seed)
+            table["known_shift_auroc"] = [known_shift_auroc(model.calibration_scored, scored, s) for s in table["score"]]
             rows.append(table.assign(arm=name, heldout=c.heldout.key, unknown="+".join(c.unknown_generators),
                                      seed=c.seed, run=str(d)))
     table = pd.concat(rows, ignore_index=True)
@@ -358,8 +380,21 @@ def open_set_table(runs: dict[str, Sequence[str | os.PathLike]], frr: float = DE
         f"Open-set attribution: known generators on the held-out subclass against left-out generators (all their "
         f"images); AUROC and OSCR with 95 % bootstrap intervals over images; thresholds at a "
         f"{frr:.0%} false-rejection rate on known images of {where}; "
-        "accuracy_at_threshold counts a rejected known as wrong.")
+        "accuracy_at_threshold counts a rejected known as wrong; known_shift_auroc: the score's AUROC for known "
+        f"test images (unseen content) against the known images of {where} (0.5: blind to content).")
     return table, frames
+
+
+def known_shift_auroc(calibration: pd.DataFrame, scored: pd.DataFrame, score: str = DEFAULT_SCORE) -> float:
+    """How strongly `score` flags a change of content alone: its AUROC for the known test images of `scored`
+    (`open_set_frame`: the held-out subclass) against the known `calibration` images (`OpenSetModel.
+    calibration_scored`). 0.5: the score ignores content; near 1: known generators on new content look as unknown
+    as a new generator does, which caps the AUROC for unknown generators whose images show seen content."""
+    known = scored[scored["known"] & ~scored["content_seen"]]
+    column = f"{SCORE_PREFIX}{_check_score(score)}"
+    values = np.r_[known[column].to_numpy(float), calibration[column].to_numpy(float)]
+    # the new-content knowns play the unknowns' part in `_auroc`
+    return _auroc(np.r_[np.full(len(known), _UNKNOWN), np.full(len(calibration), _RIGHT)], values)
 
 
 def auroc_by_content(scored: pd.DataFrame, score: str = DEFAULT_SCORE) -> pd.DataFrame:
