@@ -119,7 +119,8 @@ def _squared_distances(features: np.ndarray, means: np.ndarray, precision: np.nd
 class FeatureDensity:
     """Class-conditional Gaussians with one shared covariance (Ledoit-Wolf) on penultimate features, and one
     class-agnostic Gaussian (Ledoit-Wolf) of the same features; `distance` is the smallest squared Mahalanobis
-    distance to a class mean, `relative_distance` that minus the distance to the class-agnostic Gaussian."""
+    distance to a class mean, `background_distance` the squared distance to the class-agnostic Gaussian (the
+    relative Mahalanobis score is the first minus the second: `unknown_scores`)."""
 
     def fit(self, features: np.ndarray, labels: np.ndarray) -> "FeatureDensity":
         features, labels = np.asarray(features, dtype=np.float64), np.asarray(labels)
@@ -136,23 +137,24 @@ class FeatureDensity:
     def distance(self, features: np.ndarray) -> np.ndarray:
         return _squared_distances(features, self.means, self.precision).min(1) if len(features) else np.zeros(0)
 
-    def relative_distance(self, features: np.ndarray) -> np.ndarray:
+    def background_distance(self, features: np.ndarray) -> np.ndarray:
         if not len(features):
             return np.zeros(0)
-        return self.distance(features) - _squared_distances(features, self.background_mean,
-                                                            self.background_precision)[:, 0]
+        return _squared_distances(features, self.background_mean, self.background_precision)[:, 0]
 
 
 def unknown_scores(outputs: Outputs, density: FeatureDensity | None) -> pd.DataFrame:
     """score_msp, score_energy, score_mahalanobis and score_relative_mahalanobis (NaN without a density) of every
     image: higher = more unknown."""
-    missing = np.full(len(outputs.energy), np.nan)
+    # the class-conditional distances once: the relative score subtracts the background's from them
+    distance = density.distance(outputs.features) if density is not None else np.full(len(outputs.energy), np.nan)
+    relative = (distance - density.background_distance(outputs.features) if density is not None
+                else np.full(len(outputs.energy), np.nan))
     return pd.DataFrame({
         f"{SCORE_PREFIX}msp": 1.0 - np.exp(outputs.log_probs.max(1)) if len(outputs.log_probs) else np.zeros(0),
         f"{SCORE_PREFIX}energy": outputs.energy,
-        f"{SCORE_PREFIX}mahalanobis": density.distance(outputs.features) if density is not None else missing,
-        f"{SCORE_PREFIX}relative_mahalanobis": (density.relative_distance(outputs.features) if density is not None
-                                                else missing),
+        f"{SCORE_PREFIX}mahalanobis": distance,
+        f"{SCORE_PREFIX}relative_mahalanobis": relative,
     })
 
 

@@ -364,11 +364,10 @@ def session(profile: str = "default", data: str = "", heldout: str | Iterable[st
     if int(threads) < 0:
         raise ConfigError(f"threads={threads} must be 0 (torch's default) or more")
     chosen = Knobs({k: v if knobs.get(k, None) in _PROFILE_VALUE else knobs[k] for k, v in defaults.items()})
-    if "figure_formats" in chosen:
-        try:  # what every save_fig of this notebook writes
-            set_figure_formats(chosen["figure_formats"])
-        except ValueError as e:
-            raise ConfigError(f"notebook knob figure_formats: {e}") from None
+    try:  # what every save_fig of this notebook writes
+        set_figure_formats(chosen.figure_formats)
+    except ValueError as e:
+        raise ConfigError(f"notebook knob figure_formats: {e}") from None
     if threads:
         torch.set_num_threads(int(threads))
     notebook_output()
