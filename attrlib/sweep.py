@@ -251,6 +251,8 @@ def train_seeds(technique: str, profile: str = "default", seeds: tuple[int, ...]
     overrides are Config fields (data, runs, device, steps, technique_params, ...), as a notebook's
     parameters cell or the CLI gives them.
     """
-    common = {"heldout": overrides.pop("heldout")} if "heldout" in overrides else {}
-    return train_many({technique: {"technique": technique, **overrides}}, profile, seeds, progress,
-                      rotations=rotations, draws=draws, **common)[technique]
+    # the technique's own parameters stay with the arm (a draw merges its own into them); everything else (data,
+    # runs, heldout, ...) is common to the study, so that `plan` resolves the rotation on the data given here
+    own = {k: overrides.pop(k) for k in ("technique_params",) if k in overrides}
+    return train_many({technique: {"technique": technique, **own}}, profile, seeds, progress,
+                      rotations=rotations, draws=draws, **overrides)[technique]

@@ -167,6 +167,20 @@ def test_train_seeds_and_the_reporting_tables(tiny_data, tmp_path):
     assert {p.suffix for p in written} == {".csv", ".md", ".tex"}
 
 
+def test_train_seeds_resolves_the_rotation_on_the_data_it_is_given(tiny_data, tmp_path, monkeypatch):
+    """A notebook's `train_seeds(..., data=<a user's folder>)` picks the validation subclass on that folder, not on
+    the profile's default data (the benchmark, where it exists: its `animal_face` is no subclass of the user's)."""
+    resolved_on, trained = [], []
+    real = runfolder.resolved_rotation
+    monkeypatch.setattr(runfolder, "resolved_rotation", lambda c: resolved_on.append(c.data) or real(c))
+    monkeypatch.setattr(sweep, "train", lambda c, progress=True, wait=True: trained.append(c) or tmp_path)
+    sweep.train_seeds("group_dro", "quick", seeds=[0], data=str(tiny_data), runs=str(tmp_path / "runs"),
+                      technique_params={"eta": 0.02}, progress=False)
+    assert resolved_on and set(resolved_on) == {str(tiny_data)}
+    assert {c.data for c in trained} == {str(tiny_data)} and trained[0].technique_params.get("eta") == 0.02
+    assert trained[0].heldout.val_subclass in {"car", "face", "horse", None}
+
+
 def test_show_puts_the_saved_png_in_the_notebook_without_drawing_the_figure_again(tmp_path, monkeypatch):
     import IPython.display
     import matplotlib.pyplot as plt
