@@ -26,8 +26,9 @@ them could leave a silently wrong label.
 from __future__ import annotations
 
 import csv
+import hashlib
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pandas as pd
@@ -84,10 +85,33 @@ def discover(source: str | os.PathLike, on_bad: str = "raise") -> Source:
         if p.suffix.lower() != ".csv":
             raise DataError(f"data path {p} is a file but not a .csv manifest; pass a folder of "
                             "<generator>/<subclass>/ images or a manifest CSV with columns path, generator, subclass")
-        return read_manifest(p, on_bad)
+        return _cached_manifest(p, on_bad)
     if (p / MANIFEST_NAME).is_file():
-        return read_manifest(p / MANIFEST_NAME, on_bad)
+        return _cached_manifest(p / MANIFEST_NAME, on_bad)
     return scan_folder(p, on_bad)
+
+
+_MANIFESTS: dict[tuple, Source] = {}  # (real path, on_bad, the CSV's SHA-1) -> what read_manifest found
+_MANIFESTS_KEPT = 16
+
+
+def _cached_manifest(csv_path: Path, on_bad: str) -> Source:
+    """`read_manifest`, once per process for an unchanged CSV: a notebook loads the embedded benchmark's manifest
+    (thousands of rows, each path resolved and checked) for every run it reads, 16 times in notebook 08 of the
+    quick study. The key is the CSV's content, so an edited manifest is read again whatever its timestamps; each
+    caller gets its own copy of the frame. A listed file deleted after the first read in the same process is not
+    seen here: decoding it fails naming it (`attrlib.data.images`)."""
+    try:
+        content = hashlib.sha1(csv_path.read_bytes()).hexdigest()
+    except OSError:
+        return read_manifest(csv_path, on_bad)  # it reports what is wrong with the file
+    key = (os.path.realpath(csv_path), on_bad, content)
+    if key not in _MANIFESTS:
+        if len(_MANIFESTS) >= _MANIFESTS_KEPT:
+            _MANIFESTS.pop(next(iter(_MANIFESTS)))
+        _MANIFESTS[key] = read_manifest(csv_path, on_bad)
+    found = _MANIFESTS[key]
+    return replace(found, frame=found.frame.copy(), skipped=list(found.skipped))
 
 
 def _walk(root: Path):
