@@ -13,7 +13,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "attrlib"
 # bottom to top; a part imports only parts on lower floors (none on its own floor but itself)
 FLOORS = (
     ("errors",),
-    ("io", "progress", "rotation", "selection"),
+    ("io", "progress", "rotation", "selection", "notebook"),
     ("config",),
     ("hparams", "data"),
     ("models", "simulator", "provenance"),

@@ -397,6 +397,39 @@ def test_the_runner_uses_the_notebooks_kernel_or_says_it_falls_back(tmp_path, ca
         assert notebook_kernel(numbered, installed=["attrlib", "python3"]) == "attrlib"
 
 
+def test_a_lane_worker_drives_papermill_without_loading_torch(monkeypatch):
+    """A parallel study's lanes are fresh interpreters (spawn) that unpickle the function they run: it is
+    `attrlib.notebook.execute`, whose module loads neither torch nor the study package (which would cost each
+    worker about 8 CPU s of imports; the notebooks' kernels load what they need)."""
+    import subprocess
+    import sys
+
+    from attrlib import notebook
+    from attrlib.study import runner
+
+    submitted = []
+
+    class Pool:  # records what run_study's lanes would be asked to run
+        def __init__(self, *a, **k): pass
+        def __enter__(self): return self
+        def __exit__(self, *a): return False
+        def submit(self, fn, *args):
+            from concurrent.futures import Future
+            submitted.append(fn)
+            done = Future()
+            done.set_result((0.0, None))
+            return done
+
+    monkeypatch.setattr(runner, "ProcessPoolExecutor", Pool)
+    runner._run_parallel([Path("00_a.ipynb"), Path("01_b.ipynb")], Path("out"), {"threads": 1}, 2)
+    assert submitted == [notebook.execute, notebook.execute]
+    code = ("import pickle, sys; from attrlib.notebook import execute; pickle.loads(pickle.dumps(execute)); "
+            "print(sorted(m for m in ('torch', 'torchvision', 'attrlib.study', 'attrlib.data') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO,
+                         env={**os.environ, "PYTHONPATH": str(REPO)}).stdout
+    assert out.strip() == "[]"
+
+
 def _failing_study(tmp_path, tiny_data, jobs: int, notebooks: dict) -> tuple[Path, str]:
     """Write notebooks {stem: cell sources} (each after a parameters cell), run them as a study that must fail;
     the folder of executed copies and the StudyError's message."""

@@ -18,37 +18,16 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
 from typing import Any, Iterable
 
-import nbformat
 import papermill as pm
-from jupyter_client.kernelspec import KernelSpecManager
 
 from ..config import PROFILES
 from ..errors import ConfigError
 from ..reporting.explorer import HEADLESS_ENV
 from ..io import atomic_write_json
+from ..notebook import execute, failure as _failure, notebook_kernel  # notebook_kernel: attrlib.study gives it
 from ..provenance import git_commit, now, study_record, write_provenance
 from ..rotation import rotations_text
 from .session import project_path, resolve_data, resolve_rotations
-
-# The kernel the notebooks are written for (their kernelspec metadata), installed by `make install` into the
-# venv; a study falls back to python3 only when it is missing.
-PROJECT_KERNEL = "attrlib"
-FALLBACK_KERNEL = "python3"
-
-
-def notebook_kernel(notebook: str | Path, installed: Iterable[str] | None = None) -> str:
-    """The kernel to execute `notebook` on: the one its metadata names (for the numbered notebooks, the
-    project's `attrlib` kernel) when that kernelspec is installed; otherwise python3, saying so."""
-    meta = nbformat.read(str(notebook), as_version=4).metadata.get("kernelspec", {})
-    name = meta.get("name") or FALLBACK_KERNEL
-    installed = set(KernelSpecManager().find_kernel_specs() if installed is None else installed)
-    if name in installed:
-        return name
-    print(f"{Path(notebook).name}: its kernel {name!r} is not installed here; running it on {FALLBACK_KERNEL!r} "
-          f"instead. Install the project's kernel with `make install` (or: python -m ipykernel install "
-          f"--sys-prefix --name {PROJECT_KERNEL} --display-name \"attrlib (.venv)\").", flush=True)
-    return FALLBACK_KERNEL
-
 
 def notebooks_in(folder: str | Path) -> list[Path]:
     found = sorted(Path(folder).glob("[0-9][0-9]_*.ipynb"))
@@ -160,27 +139,6 @@ def _execute_all(todo: list[Path], out: Path, params: dict, jobs: int, progress:
     return timings
 
 
-def _failure(name: str, target: Path, cell: Any, count: Any, what: str) -> str:
-    return (f"notebook {name} failed in cell {cell} (execution count {count}): {what}\n"
-            f"the partial executed notebook is kept at {target}")
-
-
-def _execute(nb: str, target: str, params: dict, cwd: str) -> tuple[float, str | None]:
-    """One notebook in a worker process: (seconds, None) or (seconds, the failure message)."""
-    start = time.perf_counter()
-    try:
-        pm.execute_notebook(nb, target, parameters=params, kernel_name=notebook_kernel(nb), progress_bar=False,
-                            cwd=cwd)
-    except pm.PapermillExecutionError as err:
-        return time.perf_counter() - start, _failure(Path(nb).name, Path(target), err.cell_index, err.exec_count,
-                                                     f"{err.ename}: {err.evalue}")
-    except Exception as err:  # a kernel that died, a notebook that cannot be read: still name the notebook
-        return time.perf_counter() - start, (f"notebook {Path(nb).name} could not be executed: "
-                                             f"{type(err).__name__}: {err}\nthe partial executed notebook (if any) is "
-                                             f"kept at {target}")
-    return time.perf_counter() - start, None
-
-
 def _run_parallel(todo: list[Path], out: Path, params: dict, jobs: int) -> dict[str, float]:
     """`jobs` notebooks at once, started in numeric order; the first failure stops new starts (the ones
     running finish, so their runs are kept) and is raised as StudyError."""
@@ -193,7 +151,7 @@ def _run_parallel(todo: list[Path], out: Path, params: dict, jobs: int) -> dict[
             while queue and len(running) < jobs and failure is None:
                 nb = queue.pop(0)
                 print(f"[start] {nb.name}", flush=True)
-                running[pool.submit(_execute, str(nb), str(out / nb.name), params, str(Path.cwd()))] = nb
+                running[pool.submit(execute, str(nb), str(out / nb.name), params, str(Path.cwd()))] = nb
             if not running:
                 break
             done, _ = wait(running, return_when=FIRST_COMPLETED)
