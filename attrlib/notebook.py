@@ -3,7 +3,7 @@
 It imports papermill, nbformat and jupyter_client and nothing of attrlib. A parallel study runs each notebook
 from a fresh worker interpreter (spawn) that imports this module alone: importing the runner, in the `study`
 package, would load torch, torchvision and the data layer there (`attrlib.study` gives the notebooks their
-session), about 8 CPU s per worker for a process that only drives papermill.
+session), about 12 CPU s per worker for a process that only drives papermill (benchmarks/bench_study_overheads.py).
 """
 from __future__ import annotations
 

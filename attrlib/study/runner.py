@@ -16,7 +16,7 @@ import os
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Iterable
 
 import papermill as pm
 
