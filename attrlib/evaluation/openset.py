@@ -146,10 +146,10 @@ class FeatureDensity:
 def unknown_scores(outputs: Outputs, density: FeatureDensity | None) -> pd.DataFrame:
     """score_msp, score_energy, score_mahalanobis and score_relative_mahalanobis (NaN without a density) of every
     image: higher = more unknown."""
-    # the class-conditional distances once: the relative score subtracts the background's from them
-    distance = density.distance(outputs.features) if density is not None else np.full(len(outputs.energy), np.nan)
-    relative = (distance - density.background_distance(outputs.features) if density is not None
-                else np.full(len(outputs.energy), np.nan))
+    distance, relative = np.full(len(outputs.energy), np.nan), np.full(len(outputs.energy), np.nan)
+    if density is not None:  # the class-conditional distances once: the relative score subtracts the background's
+        distance = density.distance(outputs.features)
+        relative = distance - density.background_distance(outputs.features)
     return pd.DataFrame({
         f"{SCORE_PREFIX}msp": 1.0 - np.exp(outputs.log_probs.max(1)) if len(outputs.log_probs) else np.zeros(0),
         f"{SCORE_PREFIX}energy": outputs.energy,
