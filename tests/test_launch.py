@@ -108,6 +108,12 @@ def test_launch_dry_run_counts_the_study_s_runs_and_trains_nothing(tiny_data, tm
     assert set(left_out.values()) == {tuple(open_world.unknown_rotations(tiny_data, ("military_vehicle",), 1))}
     # a run two notebooks ask for is one arm: notebook 11's srm arm is notebook 07's baseline_srm
     assert len({repr(a.draws[0].to_dict()) for a in arms}) == len(arms)
+    # a profile that names its notebooks trains only theirs: claims runs notebook 11 alone, so none of 02-10's
+    # techniques or ablation and none of notebook 12's runs without a generator (they were half a claims launch)
+    claims = study_jobs("claims", str(tiny_data))
+    chosen_claims, seeds_claims = closing.chosen_arms(_PROFILES["claims"]["notebook"]["closing_arms"])
+    assert not any(a.draws[0].unknown_generators for a in claims)
+    assert {a.label for a in claims} == {*chosen_claims, *seeds_claims, *closing.reference_jobs()}
     runs, steps = launch.count(arms)
     assert cli.main(["launch", "--profile", "quick", "--data", str(tiny_data), "--dry-run"]) == 0
     out = capsys.readouterr().out

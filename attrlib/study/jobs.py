@@ -13,7 +13,7 @@ left-out generator (its default `techniques` and the profile's `open_world_arms`
 Left to the study (they depend on what it finds, or are not sweeps): notebook 01's strength sweep (a few
 baselines on benchmarks of their own) and, in notebook 11, the runs of the arm rule (b) chooses in each
 rotation on other data (the chosen arm on the two variants). A profile that names its `notebooks` (`claims`:
-notebook 11 only) trains only theirs.
+notebook 11 only) trains only theirs: notebook 12's runs without a generator, for one, are not a claims run's.
 """
 from __future__ import annotations
 
@@ -35,8 +35,9 @@ def study_jobs(profile: str = "default", data: str = "", heldout: str | Iterable
     oracle = {"oracle": {"technique": "baseline", "data": str(s.oracle_data)}} if s.oracle_data else {}
     matched = {"matched_oracle": {"technique": "baseline", "data": str(s.matched_data)}} if s.oracle_data else {}
     only = tuple(PROFILES[profile].get("notebooks", ()))  # the notebooks this profile runs (empty: all)
+    runs_any = lambda *numbers: not only or bool(set(only) & set(numbers))  # noqa: E731
     arms = []
-    if not only or set(only) - {"11"}:  # notebooks 02-10
+    if runs_any("02", "03", "04", "05", "06", "07", "08", "09", "10"):  # notebooks 02-10
         arms += _plan(s, {**{name: {"technique": name} for name in techniques.available()}, **oracle, **matched})
         half = s.config.image_size // 2  # notebook 07: crop vs resize at half the image size
         arms += _plan(s, {"baseline_srm": {"technique": "baseline", "stem": "srm"},
@@ -45,16 +46,18 @@ def study_jobs(profile: str = "default", data: str = "", heldout: str | Iterable
                           f"resize_{half}px": {"technique": "baseline", "image_size": half, "input_policy": "resize"}},
                       rotations=s.rotations[:s.knobs.ablation_rotations or None])
     configs = closing.arm_configs(*closing.chosen_arms(s.knobs.closing_arms))
-    arms += _plan(s, {**configs, **oracle})  # notebook 11
-    if s.oracle_data:  # notebook 11: every arm's own model by ERM on the unbiased twin
+    if runs_any("11"):
+        arms += _plan(s, {**configs, **oracle})  # notebook 11
+    if s.oracle_data and runs_any("11"):  # notebook 11: every arm's own model by ERM on the unbiased twin
         own = closing.model_oracle_configs(closing.model_arms(configs), configs, s.oracle_data)
         arms += _plan(s, {f"oracle_{m}": c for m, c in own.items()})
-    arms += _plan(s, closing.reference_jobs(oracle_data=s.oracle_data))  # notebooks 10-11: target-data references
-    if s.knobs.second_config in (True, "yes") and checks_apply(s.data):  # notebook 10
+    if runs_any("10", "11"):  # notebooks 10-11: target-data references
+        arms += _plan(s, closing.reference_jobs(oracle_data=s.oracle_data))
+    if s.knobs.second_config in (True, "yes") and checks_apply(s.data) and runs_any("10"):  # notebook 10
         second = checks.second_configuration(s.data)
         arms += _plan(s, {**{name: {"technique": name} for name in techniques.available()},
                           "oracle": {"technique": "baseline", "data": str(unbiased_variant(second))}}, data=str(second))
-    if s.knobs.closing_variants in (True, "yes") and checks_apply(s.data):  # notebook 11's variants
+    if s.knobs.closing_variants in (True, "yes") and checks_apply(s.data) and runs_any("11"):  # 11's variants
         checked = {k: configs[k] for k in closing.CHECKED_ARMS if k in configs}
         pipeline = checks.nonadditive_configuration(s.data)
         arms += _plan(s, {"baseline": configs["baseline"], **checked,
@@ -64,7 +67,8 @@ def study_jobs(profile: str = "default", data: str = "", heldout: str | Iterable
         arms += _plan(s, {"baseline": configs["baseline"], **checked}, rotations=list(checks.REALISTIC_ROTATIONS),
                       data=str(checks.realistic_configuration(s.data)))
     twelve = open_world.open_world_jobs(open_world.TECHNIQUES, s.knobs.open_world_arms)  # notebook 12
-    for generator in open_world.unknown_rotations(s.data, s.heldout, s.knobs.open_world_generators):
+    for generator in (open_world.unknown_rotations(s.data, s.heldout, s.knobs.open_world_generators)
+                      if runs_any("12") else ()):
         arms += _plan(s, twelve, unknown_generators=(generator,))
     unique: dict[str, sweep.Arm] = {}
     for arm in arms:
