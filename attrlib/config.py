@@ -162,7 +162,9 @@ def _choice(name: str, value: Any, valid: tuple) -> None:
 # parameter overrides its knob unless 0). sweep_strengths: notebook 01's fingerprint strengths besides 0 and
 # the default (its checks need only those two); n_boot: bootstrap resamples of notebook 10's 95 % intervals;
 # cam_images / robustness_images / summary_images: held-out images per run in notebooks 08 / 09 / 10 (None:
-# all); cam_per_generator: images per generator in each of notebook 08's CAM grids; ablation_rotations: the
+# all); cam_per_generator: images per generator in each of notebook 08's CAM grids; swap_images: clean images per
+# subclass in the content swap of notebooks 08 and 11 (each rendered through every generator; 30 where a number is
+# read, with its interval: `reporting.swap_intervals`); ablation_rotations: the
 # rotations notebook 07's front-end ablation (SRM, NPR, crop vs resize) runs on (the first N; 0: all);
 # second_config: notebook 10 trains every technique again on a second benchmark configuration (another data
 # seed and instance spread) and checks that its conclusions hold there; closing_variants: notebook 11 trains the
@@ -174,7 +176,7 @@ def _choice(name: str, value: Any, valid: tuple) -> None:
 # notebooks show and the report links; the PDF is for a write-up: the quick smoke run skips it, about half of a
 # figure's saving cost, benchmarks/bench_figures.py).
 _FULL_NOTEBOOKS = dict(sweep_strengths="0,1", n_boot=1000, cam_images=None, robustness_images=None,
-                       summary_images=None, cam_per_generator=2, ablation_rotations=0,
+                       summary_images=None, cam_per_generator=2, swap_images=30, ablation_rotations=0,
                        second_config=True, closing_variants=True, closing_variant_rotations=0,
                        open_world_generators=0, open_world_arms="all", closing_arms=(), figure_formats="png,pdf")
 # the arms the README's claims rest on: the baseline, the seeds' techniques without target data, and the front end
@@ -207,7 +209,7 @@ PROFILES: dict[str, dict[str, Any]] = {
     "quick": dict(seeds=(0,), rotations=HELDOUT, draws=1,
                   config=dict(steps=16, batch_size=32, image_size=32),
                   notebook=dict(sweep_strengths="0", n_boot=200, cam_images=12, robustness_images=12,
-                                summary_images=48, cam_per_generator=1, ablation_rotations=1,
+                                summary_images=48, cam_per_generator=1, swap_images=6, ablation_rotations=1,
                                 second_config=False, closing_variants=False, closing_variant_rotations=1,
                                 open_world_generators=1, open_world_arms="residual_stats", closing_arms=QUICK_ARMS,
                                 figure_formats="png"),

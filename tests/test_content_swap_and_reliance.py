@@ -14,8 +14,9 @@ from attrlib.errors import DataError
 from attrlib.evaluation import load_run
 from attrlib.inspection import (cam as cam_module, content_reliance, content_reliance_table, content_swap_table,
                                 dominant_generators, generator_only_accuracy, known_images, probe_table, swap_cells,
-                                swap_predictions, swap_summary, summarize_reliance)
+                                swap_outcomes, swap_predictions, swap_summary, summarize_reliance)
 from attrlib.inspection.swap import swap_contents
+from attrlib.reporting import swap_intervals
 from attrlib.inspection.cam import normalize_maps
 from attrlib.simulator import GENERATOR_VERSION, cell_counts, synthesize
 from attrlib.simulator.known import benchmark_params, draw_content, fingerprint_energy, fingerprint_residual
@@ -147,10 +148,53 @@ def test_content_swap_tells_a_fingerprint_reader_from_a_content_reader(tiny, tmp
     assert s["chance_content"] == pytest.approx((3 + 5 + 3) / 3 / 6)
     assert s["heldout_accuracy"] == 1.0  # the content reader falls back on the generator where no content dominates
     assert (s["trained_accuracy"] == 1.0) == (reader == "fingerprint")
+    # the images one by one: what the cells pool
+    images = swap_outcomes(pred, dominant)
+    assert len(images) == cells["n"].sum() and images["conflict"].sum() == s["n_conflict"]
+    assert images.loc[images["conflict"], "follows_generator"].mean() == s["follows_generator"]
+    assert images.loc[images["subclass"] == "military_vehicle", "follows_content"].isna().all()
     # content that predicts no generator (a run trained on the unbiased variant): no conflict cells, NaN, not 0
     even = swap_summary(swap_cells(pred, {sub: () for sub in dominant}, tiny.generators))
     assert np.isnan(even["follows_generator"]) and even["n_conflict"] == 0
     assert even["chance_generator"] == pytest.approx(1 / 6)
+
+
+def _swap_with(images: pd.DataFrame) -> pd.DataFrame:
+    table = pd.DataFrame({"follows_generator": images[images["conflict"]].groupby("arm")["follows_generator"].mean()})
+    table.attrs = {"images": images, "caption": "Content swap."}
+    return table.reindex(sorted(set(images["arm"])))
+
+
+def _images(arm: str, outcomes: list[list[int]], heldout: str = "mv", conflict: bool = True) -> pd.DataFrame:
+    """One arm's swap images: outcomes[seed][image] is follows_generator (follows_content is its complement)."""
+    return pd.DataFrame([{"arm": arm, "seed": s, "heldout": heldout, "subclass": "car", "generator": "g", "item": i,
+                          "conflict": conflict, "follows_generator": float(o), "follows_content": float(1 - o)}
+                         for s, row in enumerate(outcomes) for i, o in enumerate(row)])
+
+
+def test_swap_intervals_resample_seeds_and_images_and_narrow_with_more_images():
+    rng = np.random.default_rng(0)
+    few = rng.integers(0, 2, (3, 12)).tolist()
+    many = rng.integers(0, 2, (3, 120)).tolist()
+    images = pd.concat([_images("reader", [[1] * 12] * 3), _images("few", few), _images("many", many),
+                        _images("unbiased", [[1] * 12] * 3, conflict=False)], ignore_index=True)
+    table = swap_intervals(_swap_with(images), n_boot=400)
+    assert table.loc["reader", ["generator_low", "generator_high"]].tolist() == [1.0, 1.0]  # no spread to resample
+    assert table.loc["reader", ["content_low", "content_high"]].tolist() == [0.0, 0.0]
+    for arm in ("few", "many"):
+        assert table.loc[arm, "generator_low"] < table.loc[arm, "follows_generator"] < table.loc[arm, "generator_high"]
+    width = table["generator_high"] - table["generator_low"]
+    assert width["many"] < width["few"] / 2  # ten times the images: about a third of the width
+    assert table.loc["unbiased", ["generator_low", "generator_high"]].isna().all()  # no conflict image
+    assert "400 resamples" in table.attrs["caption"] and table.attrs["images"].equals(images)
+    # a seed that disagrees with the others widens the interval: seeds are resampled, not only images
+    split = _images("split", [[1] * 60, [1] * 60, [0] * 60])
+    pooled = _images("pooled", [[1, 1, 0] * 20] * 3)
+    both = swap_intervals(_swap_with(pd.concat([split, pooled], ignore_index=True)), n_boot=400)
+    assert both.loc["split", "generator_high"] - both.loc["split", "generator_low"] > \
+        2 * (both.loc["pooled", "generator_high"] - both.loc["pooled", "generator_low"])
+    with pytest.raises(ValueError, match="content_swap_table"):
+        swap_intervals(pd.DataFrame({"follows_generator": [0.5]}))
 
 
 # --------------------------------------------------------------------------------------------- probe
@@ -193,6 +237,10 @@ def test_run_tables_on_a_tiny_simulated_benchmark(tmp_path, tiny_data, tiny):
     assert set(cells["instance"]) == {"military_vehicle"}
     assert 0 <= swap.loc["baseline", "follows_generator"] + swap.loc["baseline", "follows_content"] <= 1
     assert "Chance" in swap.attrs["caption"]
+    framed = swap_intervals(swap, n_boot=50)
+    row = framed.loc["baseline"]
+    assert row["generator_low"] <= row["follows_generator"] <= row["generator_high"]
+    assert "hierarchical bootstrap, 50 resamples" in framed.attrs["caption"] and "images" in framed.attrs
     # a user's folder: no fingerprint known, no swap, no unbiased variant
     user = sweep.train(Config(data=str(tiny_data), runs=str(tmp_path / "runs"), image_size=32, batch_size=16, steps=4),
                        progress=False)

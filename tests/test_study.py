@@ -216,6 +216,14 @@ def test_notebooks_08_to_10_outputs(quick_study):
     assert "image/png" in kinds and "application/vnd.jupyter.widget-view+json" not in kinds
     reliance = pd.read_csv(res / "08_content_reliance.csv", index_col=0)
     assert reliance["share_in_mask"].between(0, 1).all() and reliance["mask_area"].between(0, 1).all()
+    # the content swap: the profile's swap_images per subclass and generator, each share with its interval
+    from attrlib.config import PROFILES
+
+    cells = pd.read_csv(res / "08_content_swap_cells.csv", index_col=0)
+    assert (cells["n"] == PROFILES["quick"]["notebook"]["swap_images"]).all()
+    swap = pd.read_csv(res / "08_content_swap.csv", index_col=0).dropna(subset=["generator_low"])
+    assert len(swap) and (swap["generator_low"] <= swap["follows_generator"]).all()
+    assert (swap["follows_generator"] <= swap["generator_high"]).all()
 
 
 def test_notebook_12_open_set_table_has_auroc_and_oscr_with_intervals_for_every_arm(quick_study):

@@ -55,6 +55,26 @@ def dominant_generators(frame: pd.DataFrame, generators: Sequence[str] | None = 
     return out
 
 
+def swap_outcomes(predictions: pd.DataFrame, dominant: Mapping[str, Sequence[str]]) -> pd.DataFrame:
+    """One row per image of a content swap: `predictions` (columns subclass = content, generator = rendering
+    generator, pred = predicted generator, and item, the clean image's index, where known) with trained,
+    dominant, conflict (as in `swap_cells`), follows_generator (1.0 / 0.0) and follows_content (1.0 / 0.0, NaN
+    for content without a dominant generator): what `swap_cells` pools and an interval resamples."""
+    missing = {"subclass", "generator", "pred"} - set(predictions)
+    if missing:
+        raise ValueError(f"predictions lack column(s) {sorted(missing)}; give subclass, generator and pred per image")
+    dom = predictions["subclass"].map(lambda sub: tuple(dominant.get(sub, ())))
+    pred = predictions["pred"].to_numpy()
+    has = dom.map(bool).to_numpy()
+    return pd.DataFrame({
+        "subclass": predictions["subclass"].to_numpy(), "generator": predictions["generator"].to_numpy(),
+        "item": predictions["item"].to_numpy() if "item" in predictions else np.arange(len(predictions)),
+        "trained": predictions["subclass"].isin(list(dominant)).to_numpy(), "dominant": dom.map("|".join).to_numpy(),
+        "conflict": has & np.array([g not in d for g, d in zip(predictions["generator"], dom)], dtype=bool),
+        "follows_generator": (pred == predictions["generator"].to_numpy()).astype(float),
+        "follows_content": np.where(has, [p in d for p, d in zip(pred, dom)], np.nan).astype(float)})
+
+
 def swap_cells(predictions: pd.DataFrame, dominant: Mapping[str, Sequence[str]],
                generators: Sequence[str]) -> pd.DataFrame:
     """The tidy table of a content swap: one row per (content subclass, rendering generator) of `predictions`
@@ -64,21 +84,18 @@ def swap_cells(predictions: pd.DataFrame, dominant: Mapping[str, Sequence[str]],
     Columns (CELL_COLUMNS): trained (the subclass is in `dominant`), dominant ("a|b", empty for a subclass
     without one), conflict (the rendering generator is not dominant), n, follows_generator, follows_content
     (NaN without a dominant generator), chance_generator (1 / n_generators), chance_content (|dominant| /
-    n_generators).
+    n_generators). The images one by one: `swap_outcomes`.
     """
-    missing = {"subclass", "generator", "pred"} - set(predictions)
-    if missing:
-        raise ValueError(f"predictions lack column(s) {sorted(missing)}; give subclass, generator and pred per image")
+    images = swap_outcomes(predictions, dominant)
     rows = []
-    for (sub, gen), cell in predictions.groupby(["subclass", "generator"], sort=True):
-        dom = tuple(dominant.get(sub, ()))
-        pred = cell["pred"].to_numpy()
-        rows.append({"subclass": sub, "generator": gen, "trained": sub in dominant, "dominant": "|".join(dom),
-                     "conflict": bool(dom) and gen not in dom,
-                     "n": len(cell), "follows_generator": float(np.mean(pred == gen)),
-                     "follows_content": float(np.isin(pred, dom).mean()) if dom else float("nan"),
+    for (sub, gen), cell in images.groupby(["subclass", "generator"], sort=True):
+        dom = cell["dominant"].iat[0]
+        rows.append({"subclass": sub, "generator": gen, "trained": bool(cell["trained"].iat[0]), "dominant": dom,
+                     "conflict": bool(cell["conflict"].iat[0]), "n": len(cell),
+                     "follows_generator": float(cell["follows_generator"].mean()),
+                     "follows_content": float(cell["follows_content"].mean()) if dom else float("nan"),
                      "chance_generator": 1.0 / len(generators),
-                     "chance_content": len(dom) / len(generators) if dom else float("nan")})
+                     "chance_content": len(dom.split("|")) / len(generators) if dom else float("nan")})
     return pd.DataFrame(rows, columns=list(CELL_COLUMNS))
 
 
@@ -129,15 +146,23 @@ def content_swap(run, params: dict, folder: str | os.PathLike, n: int = 6, insta
     `params` (`attrlib.simulator.known.benchmark_params`): n clean images of each of `swap_contents`,
     each rendered through every generator with its instance of the cell `instance` (default: the run's first
     held-out subclass), written under `folder` (or `renders`, such a frame made before). Dominance: the
-    data's train split. Columns: technique, seed, instance, then CELL_COLUMNS."""
+    data's train split. Columns: arm, seed, instance, then CELL_COLUMNS."""
+    return _swap(run, params, folder, n, instance, batch_size, renders)[0]
+
+
+def _swap(run, params: dict, folder: str | os.PathLike, n: int, instance: str | None, batch_size: int,
+          renders: pd.DataFrame | None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """`content_swap`'s cells and the images they pool (`swap_outcomes`), each with arm, seed and instance."""
     instance = instance or run.data.heldout[0]
     if renders is None:
         renders = known_images(params, swap_contents(run.data), run.generators, n, folder, instance=instance)
     pred = swap_predictions(run.technique.predict, renders, run.data, run.generators, run.config.input_policy,
                             run.config.image_size, run.config.test_patches, batch_size)
-    cells = swap_cells(pred, dominant_generators(run.data.split("train"), run.generators), run.generators)
-    return cells.assign(arm=run.name, seed=run.seed, instance=instance)[
-        ["arm", "seed", "instance", *CELL_COLUMNS]]
+    dominant = dominant_generators(run.data.split("train"), run.generators)
+    cells = swap_cells(pred, dominant, run.generators)
+    images = swap_outcomes(pred, dominant)
+    return tuple(frame.assign(arm=run.name, seed=run.seed, instance=instance)[
+        ["arm", "seed", "instance", *frame.columns]] for frame in (cells, images))
 
 
 def content_swap_table(runs: Mapping[str, Sequence[str | os.PathLike]], data=None, n: int = 6,
@@ -149,9 +174,10 @@ def content_swap_table(runs: Mapping[str, Sequence[str | os.PathLike]], data=Non
 
     Columns: follows_generator, generator_std, follows_content, content_std, follows_neither,
     chance_generator, chance_content, trained_accuracy, heldout_accuracy, n_conflict (images per seed), seeds.
-    attrs: per_seed (one `swap_summary` per run), cells (every run's `content_swap` rows), caption.
+    attrs: per_seed (one `swap_summary` per run), cells (every run's `content_swap` rows), images (every run's
+    `swap_outcomes`, with heldout: what `attrlib.reporting.swap_intervals` resamples), caption.
     """
-    per_seed, cells, skipped, cache = [], [], [], {}
+    per_seed, cells, images, skipped, cache = [], [], [], [], {}
     made: dict = {}
     with tempfile.TemporaryDirectory(prefix="attrlib-swap-") as tmp:
         for name, dirs in runs.items():
@@ -166,8 +192,9 @@ def content_swap_table(runs: Mapping[str, Sequence[str | os.PathLike]], data=Non
                 if key not in made:
                     made[key] = known_images(params, list(key[1]), run.generators, n, Path(tmp) / str(len(made)),
                                              instance=inst)
-                c = content_swap(run, params, tmp, n, inst, batch_size, renders=made[key]).assign(arm=name)
+                c, i = (f.assign(arm=name) for f in _swap(run, params, tmp, n, inst, batch_size, made[key]))
                 cells.append(c)
+                images.append(i.assign(heldout=run.config.heldout.key))
                 per_seed.append({"arm": name, "seed": run.seed, "heldout": run.config.heldout.key,
                                  **swap_summary(c)})
     seeds = pd.DataFrame(per_seed, columns=["arm", "seed", "heldout", "follows_generator", "follows_content",
@@ -187,6 +214,9 @@ def content_swap_table(runs: Mapping[str, Sequence[str | os.PathLike]], data=Non
     table.attrs["per_seed"] = seeds
     table.attrs["cells"] = pd.concat(cells, ignore_index=True) if cells else pd.DataFrame(
         columns=["arm", "seed", "instance", *CELL_COLUMNS])
+    table.attrs["images"] = pd.concat(images, ignore_index=True) if images else pd.DataFrame(
+        columns=["arm", "seed", "instance", "subclass", "generator", "item", "trained", "dominant", "conflict",
+                 "follows_generator", "follows_content", "heldout"])
     table.attrs["caption"] = _swap_caption(table, n, instance, sorted(set(skipped)))
     return table
 

@@ -7,6 +7,7 @@ ddof=1; "mean ± n/a" for one seed: one value has no spread, and "± 0.00" would
     format_within_model `evaluation.within_model_table` as text: gap closed within each arm's own model
     format_robustness   `evaluation.robustness_table` as technique x perturbation "mean ± std" cells
     label_target_data   marks the techniques that train on target data in every table and figure
+    swap_intervals      95 % intervals of `inspection.content_swap_table`'s follows_generator and follows_content
 """
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ import numpy as np
 import pandas as pd
 
 from .. import records
-from ..evaluation import MACRO_CONVENTION, aggregate_over_seeds, robustness_stats, seed_style_report
+from ..evaluation import (MACRO_CONVENTION, aggregate_over_seeds, hierarchical_bootstrap, robustness_stats,
+                          seed_style_report)
 from ..runfolder import generators_of, load_predictions
 
 METRICS = ("precision", "recall", "f1", "support")
@@ -270,3 +272,35 @@ def format_open_set(table: pd.DataFrame) -> pd.DataFrame:
             out[column] = table[column].round(3)
     out.attrs["caption"] = table.attrs.get("caption", "")
     return out.set_index(["arm", "heldout", "unknown", "seed", "score"])
+
+
+def swap_intervals(swap: pd.DataFrame, n_boot: int = 1000, alpha: float = 0.05, seed: int = 0) -> pd.DataFrame:
+    """`inspection.content_swap_table`'s table with the 95 % intervals of follows_generator and follows_content
+    (generator_low / _high, content_low / _high): the hierarchical bootstrap of `evaluation.hierarchical_bootstrap`
+    (within each held-out rotation: seeds, then the conflict images, resampled with replacement; rotations fixed
+    strata) over the images of its `attrs["images"]`. An arm without conflict images (trained where content and
+    generator are independent) gets NaN. The caption says how the intervals were made; other attrs are kept."""
+    images = swap.attrs.get("images")
+    if images is None:
+        raise ValueError("swap_intervals needs inspection.content_swap_table's table (its attrs['images'])")
+    out = swap.copy()
+    out.attrs = dict(swap.attrs)
+    for column, name in (("follows_generator", "generator"), ("follows_content", "content")):
+        low, high = {}, {}
+        for arm, frame in images[images["conflict"].astype(bool)].groupby("arm", sort=False):
+            per_rotation = {}
+            for heldout, rot in frame.groupby("heldout", sort=True):
+                # seeds x images, the images every seed saw (the same renders for every run of a rotation)
+                grid = rot.pivot_table(index="seed", columns=["subclass", "generator", "item"], values=column,
+                                       aggfunc="first").dropna(axis=1)
+                if grid.shape[1]:
+                    per_rotation[heldout] = (np.ones(grid.shape[1], int), grid.to_numpy().astype(int))
+            if per_rotation:
+                interval = hierarchical_bootstrap(per_rotation, n_boot=n_boot, alpha=alpha, seed=seed)[1]
+                low[arm], high[arm] = interval.low, interval.high
+        out[f"{name}_low"] = pd.Series(low, dtype=float).reindex(out.index)
+        out[f"{name}_high"] = pd.Series(high, dtype=float).reindex(out.index)
+    out.attrs["caption"] = (swap.attrs.get("caption", "") + f" Intervals (generator_low / _high, content_low / "
+                            f"_high): {100 * (1 - alpha):.0f} % hierarchical bootstrap, {n_boot} resamples (within each "
+                            "held-out rotation: seeds, then conflict images, with replacement; rotations fixed strata).")
+    return out
