@@ -154,7 +154,7 @@ def _choice(name: str, value: Any, valid: tuple) -> None:
 # Profiles: overrides of Config plus the seeds, rotations and hyper-parameter draws a notebook runs. `quick` is
 # for tests and smoke runs, `default` is the embedded benchmark on a 2-core CPU (one seed, the crossed pair: a
 # demonstration, not a claim), `claims` is what the README's claims rest on (five seeds, every rotation, the arms
-# the claims name, default hyper-parameters: about two hours on a 2-core CPU, docs/cost.md), `thorough` is the
+# the claims name, default hyper-parameters: about 9 hours on a 2-core CPU, docs/cost.md), `thorough` is the
 # full search (every technique and arm, eight draws: meant for a GPU), `paper` is seed 002's protocol (a GPU's).
 # notebooks (optional): the notebooks a profile's study runs (`attrlib study` and `attrlib launch`; empty: all).
 # closing_arms: the arms of notebook 11 (its ARMS and SEEDS_TECHNIQUES by name; empty: all).
@@ -181,7 +181,7 @@ _FULL_NOTEBOOKS = dict(sweep_strengths="0,1", n_boot=1000, cam_images=None, robu
                        open_world_generators=0, open_world_arms="all", closing_arms=(), figure_formats="png,pdf")
 # the arms the README's claims rest on: the baseline, the seeds' techniques without target data, and the front end
 # the combined arms build on with what is done on it (mixing; DFR, which costs no training); their own models'
-# oracles come with them (notebook 11). Left out to stay within two hours on a 2-core CPU (docs/cost.md): the other
+# oracles come with them (notebook 11). Left out to keep it short (docs/cost.md prices it and what would fit): the other
 # front ends (srm, local_srm: an observation of the ablation, not a claim), JTT (a second training per run), the
 # augmented arms and fine_tuning (target data); `thorough` has them all.
 CLAIMS_ARMS = ("baseline", "local_srm_rgb", "local_srm_rgb_mix", "local_srm_rgb_dfr",

@@ -1,32 +1,31 @@
 """Figure 8: what each profile's study trains, in runs and optimiser steps, and what that costs on this machine.
 
-Counts the runs the study's notebooks train for a profile, from its rotations, seeds, hyper-parameter draws and
-notebook knobs (`attrlib.config.PROFILES`), and prices each with its optimiser steps times the seconds of one
-step of its technique (`Technique.update`, the technique's own batch and budget) on its model (backbone, stem,
-image size, dtype), measured here on random tensors already in memory, one thread (CPU seconds). An estimate, labelled so:
-the data path, scoring, closed-form fits (`prepare`) and the notebooks' own work add to it; runs shared by
-notebooks are counted once. The job list mirrors notebooks 01-11 (kept in step with them by hand, as
-bench_thorough_cost.py's count is): per rotation and job, `draws + seeds - 1` runs when a profile searches
-(draws > 1; the draws train seed 0), else one per seed.
+The runs are the study's own list (`attrlib.study.jobs.study_jobs`, what `attrlib launch --dry-run` counts; plus
+notebook 01's strength sweep), each run once; each is priced with its optimiser steps (`attrlib.launch.run_steps`:
+a cross-fitted reference's folds included) times the seconds of one step of its technique (`Technique.update`,
+the technique's own batch) on its model (backbone, stem, image size, dtype), measured here on random tensors
+already in memory, one thread (CPU seconds). That is the training steps only: the data path, scoring, closed-form
+fits (`prepare`) and the notebooks' own work add to it. So each profile's baseline is also trained once for real
+at the profile's budget on its benchmark (one thread, in a scratch folder: `--no-calibrate` skips it), and its
+CPU seconds over its estimate give the factor by which a real run costs more than its steps alone
+(`calibrated_train_seconds`: the estimate times that factor; still without the notebooks' own work).
 
-    python benchmarks/bench_profile_cost.py [--profiles quick default claims thorough] [--steps 3]
+    python benchmarks/bench_profile_cost.py [--profiles quick default claims thorough] [--steps 3] [--no-calibrate]
 
 The `paper` profile (ResNet-50 at 224 px, meant for a GPU) is priced only when named: its steps take seconds
-each here.
+each here. The first call makes each profile's benchmark and its variants when missing (minutes).
 """
 from __future__ import annotations
 
 import argparse
 import json
 import statistics
-from collections import defaultdict
 
 from _lib import Timer, emit
 
 import pandas as pd
 import torch
 
-from attrlib.study.closing import arm_configs, chosen_arms, model_arms, model_oracle_configs
 
 
 def benchmark_rotations() -> int:
@@ -41,60 +40,44 @@ def benchmark_rotations() -> int:
 
 
 def study_jobs(name: str) -> list[dict]:
-    """Every distinct job the study trains for profile `name`: label, Config overrides, data (a tag), runs."""
-    from attrlib import techniques
+    """Every run the study trains for profile `name`, grouped by job: label, runs, optimiser steps and a Config
+    to price its step with. The runs are `attrlib.study.jobs.study_jobs`' (what `attrlib launch` trains: every
+    notebook's sweeps on every rotation, seed and draw, notebook 11's arms and own-model oracles, the target-data
+    references, notebook 12's runs without a generator; a profile naming its notebooks, only theirs), each once;
+    steps are `attrlib.launch.run_steps` (a cross-fitted reference trains its folds). Added here: notebook 01's
+    strength sweep, which the study trains itself (a few baselines on benchmarks of their own). A job's label is
+    its arm's, with the data it trains on when that is not the profile's benchmark (unbiased twin, variants) and
+    "without a generator" for notebook 12's runs. Makes the profile's benchmark and its twins when missing."""
+    from pathlib import Path
+
+    from attrlib import launch
     from attrlib.config import PROFILES, profile
+    from attrlib.study import resolve_data
     from attrlib.study.checks import sweep_points
+    from attrlib.study.jobs import study_jobs as launch_jobs
 
-    p, knobs = PROFILES[name], PROFILES[name]["notebook"]
-    spec = p["rotations"]
-    rotations = {"crossed": 2, "all": benchmark_rotations()}.get(spec) if isinstance(spec, str) else len(spec)
-    seeds, draws = len(p["seeds"]), int(p.get("draws", 1))
-    per_rotation = draws + seeds - 1 if draws > 1 else seeds
-    half = profile(name)[0].image_size // 2
+    benchmark = Path(resolve_data(name, progress=False)).name
     jobs: dict[str, dict] = {}
-
-    def add(label: str, overrides: dict, data: str, n_rotations: int, runs_each: int = per_rotation) -> None:
-        key = json.dumps([overrides, data], sort_keys=True)  # one run folder however many notebooks ask for it
-        if key not in jobs or jobs[key]["runs"] < n_rotations * runs_each:
-            jobs[key] = dict(label=label, overrides=overrides, data=data, runs=n_rotations * runs_each)
-
-    only = tuple(p.get("notebooks", ()))  # the notebooks the profile's study runs (claims: 11 only)
-    if not only or set(only) - {"11"}:
-        for t in techniques.available():  # notebooks 02-10
-            add(t, {"technique": t}, "benchmark", rotations)
-        add("matched_oracle", {"technique": "baseline"}, "matched", rotations)  # notebook 02
-        ablation = min(rotations, knobs["ablation_rotations"] or rotations)  # notebook 07's front-end ablation
-        for label, overrides in {"baseline_srm": {"stem": "srm"}, "baseline_npr": {"stem": "npr"},
-                                 f"crop_{half}px": {"image_size": half},
-                                 f"resize_{half}px": {"image_size": half, "input_policy": "resize"}}.items():
-            add(label, {"technique": "baseline", **overrides}, "benchmark", ablation)
-    add("oracle", {"technique": "baseline"}, "unbiased", rotations)  # notebooks 02, 10, 11
-    configs = arm_configs(*chosen_arms(knobs.get("closing_arms", ())))  # notebook 11's arms (the same run once)
-    for label, overrides in configs.items():
-        add(label, overrides, "benchmark", rotations)
-    # notebook 11: every arm's own model by ERM on the unbiased twin (the compact one is the oracle, counted once)
-    for model, overrides in model_oracle_configs(model_arms(configs), configs, "unbiased").items():
-        add(f"oracle of {model}", {k: v for k, v in overrides.items() if k != "data"}, "unbiased", rotations)
-    if knobs["second_config"]:  # notebook 10: every technique and the oracle on a second configuration
-        for t in techniques.available():
-            add(f"{t} (second config)", {"technique": t}, "second", rotations)
-        add("oracle (second config)", {"technique": "baseline"}, "second-unbiased", rotations)
-    if knobs["closing_variants"]:  # notebook 11: baseline, the two checked arms, the selected arm (+1), the oracle
-        variant_rotations = min(rotations, knobs["closing_variant_rotations"] or rotations)
-        for label, overrides in {"baseline": {"technique": "baseline"},
-                                 "local_srm_rgb": configs["local_srm_rgb"],
-                                 "local_srm_rgb_mix": configs["local_srm_rgb_mix"],
-                                 "selected arm": configs["local_srm_rgb_mix"]}.items():
-            add(f"{label} (non-additive)", overrides, f"non-additive {label}", variant_rotations)
-            add(f"{label} (realistic)", overrides, f"realistic {label}", 1)
-        add("oracle (non-additive)", {"technique": "baseline"}, "non-additive-unbiased", variant_rotations)
-    # notebook 01's strength sweep: biased and unbiased at every point but the default strength (those are the
-    # study's own baseline and oracle, reused); one seed, no search
-    points = sweep_points(knobs["sweep_strengths"])
-    if points:
-        add("strength sweep", {"technique": "baseline"}, "sweep", 2 * (len(points) - 1), runs_each=1)
-    return [{**job, "config": profile(name, **job["overrides"])[0]} for job in jobs.values()]
+    seen: set[str] = set()
+    for arm in launch_jobs(name):
+        for config in (*arm.draws, *arm.runs(0)):  # launch.count's runs: the draws, then the first draw's seeds
+            key = repr(sorted(config.to_dict().items()))
+            if key in seen:
+                continue
+            seen.add(key)
+            data = Path(config.data).name
+            label = (arm.label + (f" [{data}]" if data != benchmark else "")
+                     + (" (without a generator)" if config.unknown_generators else ""))
+            job = jobs.setdefault(label, dict(label=label, data=data, runs=0, steps=0, config=config))
+            job["runs"] += 1
+            job["steps"] += launch.run_steps(config)
+    points = sweep_points(PROFILES[name]["notebook"]["sweep_strengths"])
+    if points:  # biased and unbiased at every point but the default strength (the study's own baseline and oracle)
+        config = profile(name, technique="baseline")[0]
+        n = 2 * (len(points) - 1)
+        jobs["strength sweep"] = dict(label="strength sweep", data="sweep", runs=n, steps=n * launch.run_steps(config),
+                                      config=config)
+    return list(jobs.values())
 
 
 def run_cost(config, steps: int, cache: dict) -> dict:
@@ -134,41 +117,82 @@ def run_cost(config, steps: int, cache: dict) -> dict:
     return dict(steps_per_run=budget, batch=batch, **cache[key])
 
 
+def calibrate(name: str, seconds_per_step: float, cache: dict) -> dict:
+    """One real run of profile `name`'s baseline at its budget on its benchmark (a scratch folder, one thread): its
+    CPU seconds (data, training, scoring, predictions) against steps x `seconds_per_step`. Runs of the same Config
+    are measured once (claims and default share theirs)."""
+    import shutil
+    import tempfile
+
+    from attrlib import launch, sweep
+    from attrlib.config import profile
+    from attrlib.study import resolve_data
+
+    config = profile(name, technique="baseline", data=str(resolve_data(name, progress=False)), device="cpu")[0]
+    key = repr(sorted(config.replace(runs="").to_dict().items()))
+    if key not in cache:
+        scratch = tempfile.mkdtemp(prefix="attrlib-calibrate-")
+        try:
+            with Timer() as t:
+                sweep.train(config.replace(runs=scratch), progress=False)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+        steps = launch.run_steps(config)
+        cache[key] = dict(steps=steps, run_cpu_seconds=round(t.cpu_seconds, 1), run_wall_seconds=round(t.seconds, 1),
+                          estimate_seconds=round(steps * seconds_per_step, 1),
+                          factor=round(t.cpu_seconds / max(steps * seconds_per_step, 1e-9), 2))
+    return cache[key]
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--profiles", nargs="+", default=["quick", "default", "claims", "thorough"],
                    help="profiles to price (default: quick default claims thorough; paper too when named)")
     p.add_argument("--steps", type=int, default=3, help="timed steps per technique and model; the median (default 3)")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    p.add_argument("--no-calibrate", dest="calibrate", action="store_false",
+                   help="skip the one real baseline run per profile (about a minute each at the default budget)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     cache: dict = {}
+    calibrations: dict = {}
     totals = []
     for name in args.profiles:
         rows = []
         for job in study_jobs(name):
             cost = run_cost(job["config"], args.steps, cache)
-            steps = job["runs"] * cost["steps_per_run"]
+            steps = job["steps"] if cost["steps_per_run"] else 0  # no steps: a closed-form fit (DFR, residual stats)
             rows.append(dict(job=job["label"], data=job["data"], runs=job["runs"], **cost,
                              steps=steps, seconds=round(steps * cost["seconds_per_step"], 1)))
             rows[-1]["seconds_per_step"] = round(cost["seconds_per_step"], 4)
         table = pd.DataFrame(rows).sort_values("seconds", ascending=False)
-        by_technique = defaultdict(float)
-        for r in rows:
-            by_technique[r["job"].split(" (")[0]] += r["seconds"]
         total = dict(profile=name, runs=int(table["runs"].sum()), steps=int(table["steps"].sum()),
                      estimated_train_seconds=round(float(table["seconds"].sum()), 1))
+        if args.calibrate:
+            from attrlib.config import profile
+
+            baseline = run_cost(profile(name, technique="baseline")[0], args.steps, cache)
+            calibration = calibrate(name, baseline["seconds_per_step"], calibrations)
+            total.update(calibrated_train_seconds=round(total["estimated_train_seconds"] * calibration["factor"], 1),
+                         calibration=calibration)
+        seconds = total.get("calibrated_train_seconds", total["estimated_train_seconds"])
+        total["hours_on_2_cores"] = round(seconds / 3600 / 2, 2)  # two one-thread runs at a time
         totals.append(total)
         emit("profile_cost", **total, threads=args.threads,
              top_jobs=table.head(5)[["job", "runs", "steps", "seconds"]].to_dict("records"),
-             note="estimate: steps x measured seconds per step (random tensors, one thread); data path, scoring, "
-                  "prepare and notebooks not included")
+             note="estimate: steps x measured seconds per step (random tensors, one thread); calibrated: times one "
+                  "real baseline run's CPU seconds over its estimate; notebooks' own work not included")
         print(f"\n{name}: {total['runs']} runs, {total['steps']:,} optimiser steps, "
-              f"~{total['estimated_train_seconds']:,.0f} s of training (estimate)")
+              f"~{total['estimated_train_seconds']:,.0f} s of training steps (estimate), "
+              f"~{seconds:,.0f} s {'calibrated with a real run' if args.calibrate else ''}")
         print(table.to_string(index=False))
-    print("\n| profile | runs | optimiser steps | estimated training seconds (1 thread) |\n|---|---|---|---|")
+    print("\n| profile | runs | optimiser steps | training steps (s, 1 thread) | a real run / its steps | "
+          "calibrated (s) | hours on 2 cores |\n|---|---|---|---|---|---|---|")
     for t in totals:
-        print(f"| {t['profile']} | {t['runs']} | {t['steps']:,} | {t['estimated_train_seconds']:,.0f} |")
+        c = t.get("calibration", {})
+        print(f"| {t['profile']} | {t['runs']:,} | {t['steps']:,} | {t['estimated_train_seconds']:,.0f} | "
+              f"{c.get('factor', 'n/a')} | {t.get('calibrated_train_seconds', float('nan')):,.0f} | "
+              f"{t['hours_on_2_cores']} |")
 
 
 if __name__ == "__main__":

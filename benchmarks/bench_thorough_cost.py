@@ -9,8 +9,9 @@ train_seconds, bf16), scaled to thorough's step budget and by the bf16 speed-up 
     python benchmarks/bench_thorough_cost.py [RUNS_FOLDER]      (default: runs)
 
 Counts, per job and rotation: draws + seeds - 1 runs (the draws train seed 0; the chosen draw's other seeds
-follow). Jobs: bench_profile_cost.py's `study_jobs("thorough")` (every notebook's, notebook 11's arms and
-variants included), each priced by the same job's default-study runs where there are some.
+follow). Jobs: bench_profile_cost.py's `study_jobs("thorough")`, the study's own run list
+(`attrlib.study.jobs.study_jobs`: every notebook's, notebook 11's arms and variants, the target-data references,
+notebook 12's runs without a generator), each priced by the same job's default-study runs where there are some.
 """
 from __future__ import annotations
 
