@@ -44,7 +44,7 @@ def job_label(config: dict) -> str:
 
 def _measured_label(label: str) -> str:
     """bench_profile_cost.py's job label as `job_label` names the same job's runs in a default study."""
-    label = label.split(" (")[0]
+    label = label.split(" (")[0].split(" [")[0]  # without "(without a generator)" and the data tag "[benchmark-...]"
     return {"strength sweep": "baseline", "crop_32px": "crop_half", "resize_32px": "resize_half"}.get(label, label)
 
 

@@ -165,10 +165,13 @@ def _swap_with(images: pd.DataFrame) -> pd.DataFrame:
     return table.reindex(sorted(set(images["arm"])))
 
 
-def _images(arm: str, outcomes: list[list[int]], heldout: str = "mv", conflict: bool = True) -> pd.DataFrame:
-    """One arm's swap images: outcomes[seed][image] is follows_generator (follows_content is its complement)."""
-    return pd.DataFrame([{"arm": arm, "seed": s, "heldout": heldout, "subclass": "car", "generator": "g", "item": i,
-                          "conflict": conflict, "follows_generator": float(o), "follows_content": float(1 - o)}
+def _images(arm: str, outcomes: list[list[int]], heldout: str = "mv", conflict: bool = True,
+            renders: int = 1) -> pd.DataFrame:
+    """One arm's swap images: outcomes[seed][image] is follows_generator (follows_content is its complement); with
+    `renders` > 1, consecutive images are renders of one clean image through that many generators."""
+    return pd.DataFrame([{"arm": arm, "seed": s, "heldout": heldout, "subclass": "car", "generator": f"g{i % renders}",
+                          "item": i // renders, "conflict": conflict, "follows_generator": float(o),
+                          "follows_content": float(1 - o)}
                          for s, row in enumerate(outcomes) for i, o in enumerate(row)])
 
 
@@ -193,6 +196,20 @@ def test_swap_intervals_resample_seeds_and_images_and_narrow_with_more_images():
     both = swap_intervals(_swap_with(pd.concat([split, pooled], ignore_index=True)), n_boot=400)
     assert both.loc["split", "generator_high"] - both.loc["split", "generator_low"] > \
         2 * (both.loc["pooled", "generator_high"] - both.loc["pooled", "generator_low"])
+    # the renders of one clean image share its content: resampled together, so 20 clean images x 5 renders that
+    # agree give a wider interval than 100 clean images of one render each with the same outcomes
+    shared = np.repeat(rng.integers(0, 2, 20), 5).tolist()
+    renders = pd.concat([_images("renders", [shared] * 3, renders=5), _images("distinct", [shared] * 3)],
+                        ignore_index=True)
+    table = swap_intervals(_swap_with(renders), n_boot=1000)
+    width = table["generator_high"] - table["generator_low"]
+    assert width["renders"] > 1.5 * width["distinct"]
+    # two rotations are fixed strata (their mean), and an image a seed lacks is left out of its rotation only
+    two = pd.concat([_images("two", [[1] * 30] * 2, heldout="a"), _images("two", [[0] * 30] * 2, heldout="b")],
+                    ignore_index=True)
+    two = two.drop(index=two.index[(two["heldout"] == "b") & (two["seed"] == 1) & (two["item"] == 0)])
+    strata = swap_intervals(_swap_with(two), n_boot=200).loc["two"]
+    assert strata["generator_low"] == strata["generator_high"] == 0.5  # 1 and 0, each without spread
     with pytest.raises(ValueError, match="content_swap_table"):
         swap_intervals(pd.DataFrame({"follows_generator": [0.5]}))
 

@@ -114,6 +114,14 @@ def test_launch_dry_run_counts_the_study_s_runs_and_trains_nothing(tiny_data, tm
     chosen_claims, seeds_claims = closing.chosen_arms(_PROFILES["claims"]["notebook"]["closing_arms"])
     assert not any(a.draws[0].unknown_generators for a in claims)
     assert {a.label for a in claims} == {*chosen_claims, *seeds_claims, *closing.reference_jobs()}
+    # a profile of notebook 12 alone: its arms on every generator and without the one it leaves out, nothing else
+    monkeypatch.setitem(_PROFILES, "quick", {**_PROFILES["quick"], "notebooks": ("12",)})
+    alone = study_jobs("quick", str(tiny_data))
+    twelve = set(open_world.open_world_jobs(open_world.TECHNIQUES, _PROFILES["quick"]["notebook"]["open_world_arms"]))
+    assert {a.label for a in alone} == twelve
+    assert {bool(a.draws[0].unknown_generators) for a in alone} == {True, False}
+    monkeypatch.undo()
+    monkeypatch.chdir(tmp_path)
     runs, steps = launch.count(arms)
     assert cli.main(["launch", "--profile", "quick", "--data", str(tiny_data), "--dry-run"]) == 0
     out = capsys.readouterr().out

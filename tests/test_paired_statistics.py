@@ -162,6 +162,27 @@ def test_macro_averages_are_over_the_generators_present():
     assert ci.estimate == pytest.approx(ref["macro avg"]["f1-score"])
 
 
+def test_hierarchical_bootstrap_resamples_clusters_together():
+    """Images that are not independent (renders of one clean image) are drawn cluster by cluster: singleton clusters
+    are the image-by-image bootstrap exactly; 20 clusters of 5 identical outcomes give a wider interval than 100
+    independent images with the same outcomes, about sqrt(5) times; a wrong number of ids is refused."""
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 3, 100)
+    p = np.where(rng.random((2, 100)) < 0.6, y, (y + 1) % 3)
+    plain = hierarchical_bootstrap({"r": (y, p)}, n_boot=300)[1]
+    assert hierarchical_bootstrap({"r": (y, p)}, n_boot=300, clusters={"r": np.arange(100)})[1] == plain
+    outcome = np.repeat(rng.random(20) < 0.5, 5).astype(int)  # one outcome per clean image, shared by its 5 renders
+    ones = np.ones(100, int)
+    independent = hierarchical_bootstrap({"r": (ones, outcome[None])}, n_boot=2000)[1]
+    clustered = hierarchical_bootstrap({"r": (ones, outcome[None])}, n_boot=2000,
+                                       clusters={"r": np.repeat(np.arange(20), 5)})[1]
+    assert clustered.estimate == independent.estimate
+    ratio = (clustered.high - clustered.low) / (independent.high - independent.low)
+    assert 1.7 < ratio < 2.8  # sqrt(5) = 2.24
+    with pytest.raises(ValueError, match="cluster ids"):
+        hierarchical_bootstrap({"r": (ones, outcome[None])}, clusters={"r": np.arange(99)})
+
+
 def test_captions_state_the_macro_convention(tmp_path):
     data = tmp_path / "data"
     run = _run(tmp_path / "runs", "baseline", data, "mv", 0, {"test": _pattern(40, 0.5, 0)})

@@ -199,8 +199,9 @@ def _seed_mean(per_seed: np.ndarray, seed_w: np.ndarray) -> np.ndarray:
 
 
 def _accuracy_per_seed(correct: np.ndarray, image_w: np.ndarray) -> np.ndarray:
-    """(B, S) accuracy of every seed on every replicate's images: correct (S, N) 0/1, image_w (B, N) counts."""
-    return image_w @ correct.T / correct.shape[1]
+    """(B, S) accuracy of every seed on every replicate's images: correct (S, N) 0/1, image_w (B, N) counts (their
+    sum is N when images are drawn one by one; it varies with the clusters drawn when they are drawn in clusters)."""
+    return image_w @ correct.T / image_w.sum(1, keepdims=True)
 
 
 def _macro_f1_per_seed(y_true: np.ndarray, y_pred: np.ndarray, image_w: np.ndarray, labels: np.ndarray,
@@ -236,12 +237,16 @@ def _check_alpha(alpha: float, n_boot: int) -> None:
 
 def hierarchical_bootstrap(per_rotation: Mapping[str, tuple[np.ndarray, np.ndarray]], metric: str = "accuracy",
                            n_classes: int | None = None, n_boot: int = 1000, alpha: float = 0.05,
-                           seed: int = 0) -> tuple[pd.DataFrame, Interval]:
+                           seed: int = 0, clusters: Mapping[str, Sequence] | None = None
+                           ) -> tuple[pd.DataFrame, Interval]:
     """One technique's accuracy or macro F1 with CONVENTION's hierarchical bootstrap.
 
     per_rotation: rotation label -> (y_true (N,), y_pred (S, N)): class indices of the N images of that
     rotation's evaluated split and of S seeds' predictions. Macro F1 is over the generators present in that
     split (MACRO_CONVENTION of `metrics`), of `n_classes` (default: the largest index + 1).
+    clusters (optional): rotation label -> a cluster id per image (N,): images that are not independent (renders
+    of one clean image, near-duplicates) are resampled together, cluster by cluster; a rotation it does not name
+    resamples its images one by one.
     Returns (per rotation: seeds, images, estimate, low, high) and the mean over rotations as an Interval.
     The estimate is the mean over seeds of the metric on all images (mean over rotations for the total).
     """
@@ -259,7 +264,15 @@ def hierarchical_bootstrap(per_rotation: Mapping[str, tuple[np.ndarray, np.ndarr
             raise ValueError(f"rotation {rotation!r}: y_pred is {y_pred.shape} for {len(y_true)} labels; give "
                              "(seeds, images) predictions of at least one image")
         s, n = y_pred.shape
-        seed_w, image_w = _counts(rng, s, n_boot), _counts(rng, n, n_boot)
+        seed_w = _counts(rng, s, n_boot)
+        if clusters is not None and rotation in clusters:
+            ids = np.asarray(clusters[rotation])
+            if ids.shape != (n,):
+                raise ValueError(f"rotation {rotation!r}: {ids.shape} cluster ids for {n} images; give one per image")
+            _, cluster = np.unique(ids, return_inverse=True)
+            image_w = _counts(rng, int(cluster.max()) + 1, n_boot)[:, cluster]  # a cluster's count on each image
+        else:
+            image_w = _counts(rng, n, n_boot)
         ones_s, ones_n = np.ones((1, s)), np.ones((1, n))
         if metric == "accuracy":
             correct = (y_pred == y_true[None]).astype(float)

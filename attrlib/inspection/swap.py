@@ -95,7 +95,7 @@ def swap_cells(predictions: pd.DataFrame, dominant: Mapping[str, Sequence[str]],
                      "follows_generator": float(cell["follows_generator"].mean()),
                      "follows_content": float(cell["follows_content"].mean()) if dom else float("nan"),
                      "chance_generator": 1.0 / len(generators),
-                     "chance_content": len(dom.split("|")) / len(generators) if dom else float("nan")})
+                     "chance_content": len(dominant[sub]) / len(generators) if dom else float("nan")})
     return pd.DataFrame(rows, columns=list(CELL_COLUMNS))
 
 

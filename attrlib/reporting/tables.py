@@ -275,11 +275,14 @@ def format_open_set(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def swap_intervals(swap: pd.DataFrame, n_boot: int = 1000, alpha: float = 0.05, seed: int = 0) -> pd.DataFrame:
-    """`inspection.content_swap_table`'s table with the 95 % intervals of follows_generator and follows_content
-    (generator_low / _high, content_low / _high): the hierarchical bootstrap of `evaluation.hierarchical_bootstrap`
-    (within each held-out rotation: seeds, then the conflict images, resampled with replacement; rotations fixed
-    strata) over the images of its `attrs["images"]`. An arm without conflict images (trained where content and
-    generator are independent) gets NaN. The caption says how the intervals were made; other attrs are kept."""
+    """`inspection.content_swap_table`'s table with the (1 - alpha) intervals of follows_generator and
+    follows_content (generator_low / _high, content_low / _high), from the images of its `attrs["images"]` on
+    conflict cells: `evaluation.hierarchical_bootstrap`, within each held-out rotation seeds, then clean images, each
+    with all its renders (one clean image is rendered through every generator: its renders share their content and
+    are resampled together); rotations fixed strata. The interval is around the mean over rotations of the seeds'
+    shares, which is the table's mean over runs when every rotation has the same seeds. An arm without conflict
+    images (trained where content and generator are independent) gets NaN. The caption says how the intervals were
+    made; other attrs are kept."""
     images = swap.attrs.get("images")
     if images is None:
         raise ValueError("swap_intervals needs inspection.content_swap_table's table (its attrs['images'])")
@@ -288,19 +291,22 @@ def swap_intervals(swap: pd.DataFrame, n_boot: int = 1000, alpha: float = 0.05, 
     for column, name in (("follows_generator", "generator"), ("follows_content", "content")):
         low, high = {}, {}
         for arm, frame in images[images["conflict"].astype(bool)].groupby("arm", sort=False):
-            per_rotation = {}
+            per_rotation, clusters = {}, {}
             for heldout, rot in frame.groupby("heldout", sort=True):
                 # seeds x images, the images every seed saw (the same renders for every run of a rotation)
                 grid = rot.pivot_table(index="seed", columns=["subclass", "generator", "item"], values=column,
                                        aggfunc="first").dropna(axis=1)
                 if grid.shape[1]:
                     per_rotation[heldout] = (np.ones(grid.shape[1], int), grid.to_numpy().astype(int))
+                    clusters[heldout] = [f"{sub}/{item}" for sub, _, item in grid.columns]  # the clean image
             if per_rotation:
-                interval = hierarchical_bootstrap(per_rotation, n_boot=n_boot, alpha=alpha, seed=seed)[1]
+                interval = hierarchical_bootstrap(per_rotation, n_boot=n_boot, alpha=alpha, seed=seed,
+                                                  clusters=clusters)[1]
                 low[arm], high[arm] = interval.low, interval.high
         out[f"{name}_low"] = pd.Series(low, dtype=float).reindex(out.index)
         out[f"{name}_high"] = pd.Series(high, dtype=float).reindex(out.index)
     out.attrs["caption"] = (swap.attrs.get("caption", "") + f" Intervals (generator_low / _high, content_low / "
                             f"_high): {100 * (1 - alpha):.0f} % hierarchical bootstrap, {n_boot} resamples (within each "
-                            "held-out rotation: seeds, then conflict images, with replacement; rotations fixed strata).")
+                            "held-out rotation: seeds, then clean images with all their conflict renders, with "
+                            "replacement; rotations fixed strata).")
     return out

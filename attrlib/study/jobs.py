@@ -67,9 +67,10 @@ def study_jobs(profile: str = "default", data: str = "", heldout: str | Iterable
         arms += _plan(s, {"baseline": configs["baseline"], **checked}, rotations=list(checks.REALISTIC_ROTATIONS),
                       data=str(checks.realistic_configuration(s.data)))
     twelve = open_world.open_world_jobs(open_world.TECHNIQUES, s.knobs.open_world_arms)  # notebook 12
-    for generator in (open_world.unknown_rotations(s.data, s.heldout, s.knobs.open_world_generators)
-                      if runs_any("12") else ()):
-        arms += _plan(s, twelve, unknown_generators=(generator,))
+    if runs_any("12"):  # its arms on every generator (02-11's runs when those run too) and without each left out
+        arms += _plan(s, twelve)
+        for generator in open_world.unknown_rotations(s.data, s.heldout, s.knobs.open_world_generators):
+            arms += _plan(s, twelve, unknown_generators=(generator,))
     unique: dict[str, sweep.Arm] = {}
     for arm in arms:
         unique.setdefault(repr([sorted(c.to_dict().items()) for c in arm.draws] + [arm.seeds]), arm)
