@@ -225,8 +225,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="the page holding the headline markers (figure and short table); empty: the README.md beside "
                          "the --readme page or one folder up (the repository's); skipped, saying so, without markers")
     rd.add_argument("--real-results", default="",
-                    help="results folder of a study on real data, drawn beside the benchmark in the headline figure "
-                         "(empty: the benchmark only, said under the figure)")
+                    help="results folder of a study on real data, drawn beside the benchmark in the headline figure, "
+                         "with the rank agreement of the arms both ran; the real data lead unless the benchmark orders "
+                         "them alike (empty: the benchmark only, said under the figure)")
     rd.add_argument("--check", action="store_true",
                     help="write nothing; exit 1 when the README is not current with the results, or when attrlib/ or "
                          "notebooks/ changed since the commit its section records (or git does not know that commit)")

@@ -207,6 +207,45 @@ def test_the_readme_headline_is_a_generated_figure_and_a_short_table_led_by_the_
     assert "never read while designing" in block and "Real data (notebook 10)" in block and "Benchmark only" not in block
 
 
+def _arms(scores: dict[str, float], balanced: dict[str, float] | None = None) -> pd.DataFrame:
+    rows = {arm: dict(accuracy=a, accuracy_low=a - 0.05, accuracy_high=a + 0.05, difference=0.0, difference_low=0.0,
+                      difference_high=0.0, uses_target_data=False, seeds=5, rotations=2,
+                      **({"balanced_accuracy": balanced[arm]} if balanced else {}))
+            for arm, a in scores.items()}
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def test_the_real_data_lead_unless_the_benchmark_orders_the_arms_as_they_do(tmp_path):
+    """Issue 17 §7: with a study on real data, the README gives the rank agreement of the arms both ran (Kendall's
+    tau, one-sided, and Spearman's rho on held-out balanced accuracy where both have it) and leads with the
+    benchmark only where its ordering carries over; otherwise the real data come first, figure and table."""
+    from attrlib.study.readme import arm_rank_agreement, headline_section
+
+    bench = {f"arm{i}": 0.9 - 0.05 * i for i in range(7)}
+    same = {f"arm{i}": 0.6 - 0.04 * i for i in range(7)}
+    reversed_ = {f"arm{i}": 0.3 + 0.04 * i for i in range(7)}
+    results, real = tmp_path / "results", tmp_path / "real"
+    results.mkdir(), real.mkdir()
+    _arms(bench).to_csv(results / "11_ablation_numbers.csv")
+    _arms(same).to_csv(real / "11_ablation_numbers.csv")
+    text, panels = headline_section(results, real, page=tmp_path / "README.md")
+    assert list(panels)[0].startswith("embedded benchmark") and "carries over to real images" in text
+    assert text.index("Real data (") > text.index("| arm ")  # the benchmark's table first
+    agreement = arm_rank_agreement(_arms(bench), _arms(same))
+    assert agreement.kendall == pytest.approx(1.0) and agreement.p_value < 0.01 and agreement.metric == "accuracy"
+    _arms(reversed_).to_csv(real / "11_ablation_numbers.csv")
+    text, panels = headline_section(results, real, page=tmp_path / "README.md")
+    assert list(panels)[0].startswith("real data") and "does not carry over" in text
+    assert text.index("Real data (") < text.index("The embedded benchmark:")
+    assert "Kendall's tau = -1.00" in text
+    # balanced accuracy decides where both tables have it (a real test set is imbalanced): here it agrees
+    agreement = arm_rank_agreement(_arms(bench, balanced=same), _arms(reversed_, balanced=same))
+    assert agreement.metric == "balanced_accuracy" and agreement.carries_over
+    # too few arms in common: nothing to compare, and the real data lead
+    few = arm_rank_agreement(_arms(bench), _arms({"arm0": 0.5, "arm1": 0.4, "other": 0.3}))
+    assert few.arms == ["arm0", "arm1"] and not few.carries_over and "too few" in few.sentence()
+
+
 def test_a_study_of_notebook_11_alone_writes_its_section_and_says_what_it_did_not_run(tmp_path):
     results = tmp_path / "results"
     results.mkdir()

@@ -22,6 +22,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from scipy.stats import kendalltau, spearmanr
 
 from ..errors import ConfigError
 from ..io import atomic_write_text
@@ -316,9 +317,9 @@ HEADLINE_SOURCES = (("11_ablation_unexplored_numbers.csv", "11", "notebook 11, t
                     ("10_summary_numbers.csv", "10", "notebook 10"))
 
 
-def headline_numbers(results: str | os.PathLike) -> tuple[pd.DataFrame, str, str] | None:
-    """(numbers, notebook, what they are) of the first HEADLINE_SOURCES file under `results`, at most
-    HEADLINE_ROWS rows: the baseline, the selected arm, then the others without target data by accuracy."""
+def _source_numbers(results: str | os.PathLike) -> tuple[pd.DataFrame, str, str] | None:
+    """(every arm's numbers without target data, notebook, what they are) of the first HEADLINE_SOURCES file under
+    `results`: the baseline, the selected arm, then the others by accuracy."""
     for name, notebook, what in HEADLINE_SOURCES:
         path = Path(results) / name
         if path.is_file():
@@ -326,8 +327,62 @@ def headline_numbers(results: str | os.PathLike) -> tuple[pd.DataFrame, str, str
             target = numbers.get("uses_target_data", pd.Series(False, index=numbers.index)).astype(str).str.lower()
             first = [t for t in ("baseline", "selected (rule b)") if t in numbers.index]
             rest = numbers[(target != "true") & ~numbers.index.isin(first)].sort_values("accuracy", ascending=False)
-            return numbers.loc[first + list(rest.index)].head(HEADLINE_ROWS), notebook, what
+            return numbers.loc[first + list(rest.index)], notebook, what
     return None
+
+
+def headline_numbers(results: str | os.PathLike) -> tuple[pd.DataFrame, str, str] | None:
+    """(numbers, notebook, what they are) of the first HEADLINE_SOURCES file under `results`, at most
+    HEADLINE_ROWS rows: the baseline, the selected arm, then the others without target data by accuracy."""
+    found = _source_numbers(results)
+    return None if found is None else (found[0].head(HEADLINE_ROWS), *found[1:])
+
+
+@dataclass
+class RankAgreement:
+    """How far two studies order the same arms alike (`arm_rank_agreement`)."""
+    arms: list[str]
+    metric: str
+    kendall: float = float("nan")
+    p_value: float = float("nan")  # one-sided: the orderings agree more than chance (tau > 0)
+    spearman: float = float("nan")
+
+    @property
+    def carries_over(self) -> bool:
+        """At least MIN_RANK_ARMS arms in common, and their orderings agree (tau > 0, one-sided p < 0.05)."""
+        return len(self.arms) >= MIN_RANK_ARMS and self.kendall > 0 and self.p_value < 0.05
+
+    def sentence(self, benchmark: str = "the benchmark", real: str = "real images") -> str:
+        if len(self.arms) < MIN_RANK_ARMS:
+            return (f"Rank agreement: {len(self.arms)} arm(s) in common between {benchmark} and {real}, too few to "
+                    f"compare their orderings (at least {MIN_RANK_ARMS}), so the real data lead here.")
+        head = (f"Rank agreement of the {len(self.arms)} arms both studies ran (held-out {self.metric.replace('_', ' ')}): "
+                f"Kendall's tau = {self.kendall:+.2f} (one-sided p = {self.p_value:.3f}), Spearman's rho = "
+                f"{self.spearman:+.2f}. ")
+        if self.carries_over:
+            return head + f"The ordering of the arms on {benchmark} carries over to {real}."
+        return head + (f"The ordering of the arms on {benchmark} does not carry over to {real}, so the real data "
+                       f"lead here and {benchmark}'s numbers describe its simulation only.")
+
+
+MIN_RANK_ARMS = 4  # fewer arms in common: no ordering to compare (a tau over 3 arms cannot reach p < 0.05)
+
+
+def arm_rank_agreement(benchmark: pd.DataFrame, real: pd.DataFrame) -> RankAgreement:
+    """Kendall's tau-b (scipy, one-sided: agreement) and Spearman's rho between the held-out scores of the arms
+    both tables hold (index: arm; numbers of `summary_table`): balanced accuracy where both have it (a real test
+    set is imbalanced), else accuracy."""
+    metric = "balanced_accuracy" if {"balanced_accuracy"} <= set(benchmark) & set(real) else "accuracy"
+    arms = [a for a in benchmark.index if a in real.index]
+    b, r = benchmark.loc[arms, metric].to_numpy(float), real.loc[arms, metric].to_numpy(float)
+    keep = np.isfinite(b) & np.isfinite(r)
+    arms = [a for a, k in zip(arms, keep) if k]
+    out = RankAgreement(arms, metric)
+    if len(arms) >= MIN_RANK_ARMS:
+        tau = kendalltau(b[keep], r[keep], alternative="greater")
+        out.kendall, out.p_value = float(tau.statistic), float(tau.pvalue)
+        out.spearman = float(spearmanr(b[keep], r[keep]).statistic)
+    return out
 
 
 def headline_table(numbers: pd.DataFrame) -> str:
@@ -364,8 +419,12 @@ def headline_section(results: str | os.PathLike = "results", real_results: str |
     numbers, notebook, what = found
     panels = {"embedded benchmark (simulated generators)": numbers}
     real = headline_numbers(real_results) if real_results else None
+    agreement = None
     if real is not None:
-        panels[f"real data ({Path(real_results).name})"] = real[0]
+        agreement = arm_rank_agreement(_source_numbers(results)[0], _source_numbers(real_results)[0])
+        title = f"real data ({Path(real_results).name})"
+        # the real data lead unless the benchmark orders the arms as they do
+        panels = {**panels, title: real[0]} if agreement.carries_over else {title: real[0], **panels}
     link = os.path.relpath(Path(figure).resolve(), Path(page).resolve().parent)
     seeds = "/".join(map(str, sorted(set(numbers["seeds"])))) if "seeds" in numbers else "?"
     lines = [f"![Held-out accuracy per arm with 95 % intervals]({link})", "",
@@ -378,8 +437,11 @@ def headline_section(results: str | os.PathLike = "results", real_results: str |
              "The within-model gap closed, both intervals (rotations fixed and random) and every other table: "
              "[docs/results.md](docs/results.md)."]
     if real is not None:
-        lines += ["", f"Real data ({real[2]}):", "", headline_table(real[0]), "",
-                  provenance_line(Path(real_results), real[1])]
+        block = [f"Real data ({real[2]}):", "", headline_table(real[0]), "", provenance_line(Path(real_results), real[1])]
+        if agreement.carries_over:
+            lines += ["", *block, "", agreement.sentence()]
+        else:  # the real data first: the benchmark's figure does not lead where its conclusion does not carry over
+            lines = [lines[0], "", agreement.sentence(), "", *block, "", "The embedded benchmark:", "", *lines[2:]]
     return "\n".join(lines) + "\n", panels
 
 
