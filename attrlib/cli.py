@@ -37,6 +37,17 @@ def _heldout(text: str) -> tuple[str, ...]:
         raise argparse.ArgumentTypeError(str(err)) from None
 
 
+def _seeds(text: str) -> tuple[int, ...]:
+    """--seeds: comma-separated training seeds ("0,1,2"), each a non-negative integer, none twice; "" the profile's."""
+    parts = [t.strip() for t in text.split(",") if t.strip()]
+    if not all(t.isdigit() for t in parts):
+        raise argparse.ArgumentTypeError(f"--seeds {text!r}: give non-negative integers, comma-separated (e.g. 0,1,2)")
+    seeds = tuple(int(t) for t in parts)
+    if len(set(seeds)) != len(seeds):
+        raise argparse.ArgumentTypeError(f"--seeds {text!r} names a seed twice; each seed is one training")
+    return seeds
+
+
 def _kv(text: str) -> tuple[str, object]:
     if "=" not in text:
         raise argparse.ArgumentTypeError(f"--param {text!r} must look like name=value")
@@ -172,6 +183,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="the rotations: held-out subclasses, comma-separated, one rotation each ('a+b': one "
                          "rotation holding out both), or all (every subclass the data allows) or crossed; default: "
                          f"the profile's (default: {', '.join(HELDOUT)} and its validation subclass, crossed; thorough: all)")
+    st.add_argument("--seeds", type=_seeds, default=(),
+                    help="training seeds, comma-separated (e.g. 0,1,2: a smaller protocol than the profile's, said in "
+                         "provenance.json and the README's generated parts); default: the profile's")
     st.add_argument("--on-bad", default="raise", choices=("raise", "skip"),
                     help="an image that cannot be decoded: raise (stop, naming it) or skip (leave it out; notebook 01 lists it)")
     st.add_argument("--notebooks", default="notebooks", help="folder of NN_name.ipynb notebooks")
@@ -196,6 +210,8 @@ def build_parser() -> argparse.ArgumentParser:
     la.add_argument("--profile", default="default", help="quick | default | claims | thorough | paper")
     la.add_argument("--data", default="", help="your data folder or manifest (default: the embedded benchmark)")
     la.add_argument("--heldout", default="", help="the rotations, as `attrlib study --heldout` (default: the profile's)")
+    la.add_argument("--seeds", type=_seeds, default=(), help="training seeds, as `attrlib study --seeds` (default: the "
+                                                             "profile's)")
     la.add_argument("--on-bad", default="raise", choices=("raise", "skip"),
                     help="an image that cannot be decoded: raise (stop, naming it) or skip (leave it out)")
     la.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
@@ -345,7 +361,7 @@ def _predict(args) -> None:
 def _study(args) -> None:
     from .study.runner import run_study
 
-    run_study(profile=args.profile, data=args.data, heldout=args.heldout, notebooks=args.notebooks,
+    run_study(profile=args.profile, data=args.data, heldout=args.heldout, seeds=args.seeds, notebooks=args.notebooks,
               out=args.out, device=args.device, threads=args.threads, jobs=args.jobs, only=tuple(args.only),
               on_bad=args.on_bad)
 
@@ -365,7 +381,7 @@ def _launch(args) -> None:
     from .launch import count, launch
     from .study.jobs import study_jobs
 
-    arms = study_jobs(args.profile, args.data, args.heldout, device=args.device, on_bad=args.on_bad)
+    arms = study_jobs(args.profile, args.data, args.heldout, seeds=args.seeds, device=args.device, on_bad=args.on_bad)
     runs, steps = count(arms)
     print(f"attrlib launch: profile {args.profile}: {len(arms)} jobs (a technique or variant on a rotation), "
           f"{runs} runs at most (hyper-parameter draws, then the chosen draw's seeds), {steps:,} optimiser steps "
@@ -375,7 +391,7 @@ def _launch(args) -> None:
     dirs = launch(arms, scheduler=args.scheduler or None, n_workers=args.workers, threads_per_worker=args.threads)
     print(f"attrlib launch: {len(dirs)} runs finished under runs/; now `attrlib study --profile {args.profile}"
           + (f" --data {args.data}" if args.data else "") + (f" --heldout {args.heldout}" if args.heldout else "")
-          + "` evaluates them")
+          + (f" --seeds {','.join(map(str, args.seeds))}" if args.seeds else "") + "` evaluates them")
 
 
 def _report(args) -> None:

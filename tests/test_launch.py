@@ -126,4 +126,7 @@ def test_launch_dry_run_counts_the_study_s_runs_and_trains_nothing(tiny_data, tm
     assert cli.main(["launch", "--profile", "quick", "--data", str(tiny_data), "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert f"{len(arms)} jobs" in out and f"{runs} runs" in out and f"{steps:,} optimiser steps" in out
+    # --seeds: every run once per seed (the quick profile has one seed, no search: twice the runs with two)
+    assert cli.main(["launch", "--profile", "quick", "--data", str(tiny_data), "--seeds", "0,1", "--dry-run"]) == 0
+    assert f"{2 * runs} runs" in capsys.readouterr().out
     assert not (tmp_path / "runs").exists()

@@ -483,6 +483,41 @@ def test_side_by_side_a_failure_starts_nothing_more_and_lets_the_running_one_fin
     assert "2 at a time" in printed and "[failed] 00_broken.ipynb" in printed and "01_slow.ipynb done in" in printed
 
 
+def test_seeds_reach_every_notebook_and_the_records_and_a_bad_value_is_refused(tmp_path, tiny_data, capsys):
+    """`attrlib study --seeds 3,5`: a smaller (or other) protocol than the profile's. Every notebook gets the seeds
+    as its `seeds` parameter, provenance.json and study_timing.json record them; without the option the notebooks
+    keep their own default (the profile's seeds) and the records say the profile's. A bad list fails before any
+    work, naming the option."""
+    from attrlib.cli import main
+    from attrlib.config import PROFILES
+
+    nbs = tmp_path / "notebooks"
+    nbs.mkdir()
+    _write_notebook(nbs / "00_seeds.ipynb", PARAMS + "seeds = []\n",
+                    "import json, pathlib; pathlib.Path(results).mkdir(exist_ok=True)\n"
+                    "(pathlib.Path(results) / 'seeds.json').write_text(json.dumps(seeds))")
+    old_cwd = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        assert main(["study", "--profile", "quick", "--data", str(tiny_data), "--notebooks", str(nbs),
+                     "--seeds", "3,5", "--jobs", "1"]) == 0
+        assert json.loads((tmp_path / "results" / "seeds.json").read_text()) == [3, 5]
+        [record] = json.loads((tmp_path / "results" / "provenance.json").read_text())["studies"]
+        timing = json.loads((tmp_path / "runs" / "notebooks" / "study_timing.json").read_text())
+        assert record["seeds"] == timing["seeds"] == [3, 5]
+        assert main(["study", "--profile", "quick", "--data", str(tiny_data), "--notebooks", str(nbs),
+                     "--jobs", "1"]) == 0
+        assert json.loads((tmp_path / "results" / "seeds.json").read_text()) == []  # the notebook's own default
+        timing = json.loads((tmp_path / "runs" / "notebooks" / "study_timing.json").read_text())
+        assert timing["seeds"] == list(PROFILES["quick"]["seeds"])
+        for bad in ("1,x", "2,2", "-1"):
+            with pytest.raises(SystemExit):
+                main(["study", "--profile", "quick", "--seeds", bad])
+            assert "--seeds" in capsys.readouterr().err
+    finally:
+        os.chdir(old_cwd)
+
+
 def test_the_cli_reports_a_failing_study_and_exits_1(tmp_path, tiny_data, capsys):
     from attrlib.cli import main
 

@@ -38,7 +38,7 @@ def notebooks_in(folder: str | Path) -> list[Path]:
 
 
 def run_study(profile: str = "default", data: str = "", heldout: str | Iterable[str] = "",
-              notebooks: str | Path = "notebooks", out: str | Path = "runs/notebooks", runs: str = "runs",
+              seeds: Iterable[int] = (), notebooks: str | Path = "notebooks", out: str | Path = "runs/notebooks", runs: str = "runs",
               figures: str = "figures", results: str = "results", device: str = "auto",
               only: tuple[str, ...] = (), progress: bool = True, threads: int = 0, jobs: int = 0,
               on_bad: str = "raise") -> list[Path]:
@@ -53,6 +53,8 @@ def run_study(profile: str = "default", data: str = "", heldout: str | Iterable[
     numeric order; a run two of them need is trained once (the engine locks a run while it trains it, the
     other waits and reuses it), and they share nothing else but files, so any order gives the same results.
     threads: torch CPU threads in every notebook (0: the cores divided by jobs, or torch's default for one job).
+    seeds: the training seeds of every notebook (empty: the profile's); a smaller protocol than the profile's is
+    recorded as such (provenance.json's seeds, study_timing.json).
     """
     if profile not in PROFILES:
         raise ConfigError(f"unknown profile {profile!r}; valid profiles: {', '.join(PROFILES)}")
@@ -79,9 +81,11 @@ def run_study(profile: str = "default", data: str = "", heldout: str | Iterable[
     data_root = str(made[0])
     # the rotations, resolved once (the profile's when none are given), passed to every notebook and recorded
     rotations = resolve_rotations(profile, data_root, heldout)
+    seeds = tuple(int(x) for x in seeds)
     params = dict(profile=profile, data=data_root, heldout=rotations_text(rotations),
                   runs=runs, figures=figures,
-                  results=results, device=device, threads=int(threads), on_bad=on_bad)
+                  results=results, device=device, threads=int(threads), on_bad=on_bad,
+                  **({"seeds": list(seeds)} if seeds else {}))
     only = tuple(only) or tuple(PROFILES[profile].get("notebooks", ()))  # the profile's notebooks (claims: 11)
     todo = [nb for nb in notebooks_in(notebooks) if not only or nb.name.startswith(only)]
     out = Path(out)
@@ -91,7 +95,8 @@ def run_study(profile: str = "default", data: str = "", heldout: str | Iterable[
     os.environ[HEADLESS_ENV] = "1"  # the kernels inherit it: notebook 08's explorer draws a figure, not widgets
     # provenance: the notebooks about to run are this study's from now on (a failed or stopped study leaves
     # its record "running"/"failed", never an older study's claim on results it may have overwritten)
-    record = dict(commit=git_commit(), profile=profile, data=data_root, rotations=rotations, seeds=PROFILES[profile]["seeds"],
+    record = dict(commit=git_commit(), profile=profile, data=data_root, rotations=rotations,
+                  seeds=list(seeds) or list(PROFILES[profile]["seeds"]),
                   parameters=params, settings=PROFILES[profile], notebooks=[nb.name for nb in todo], started=started)
     write_provenance(results, study_record(**record))
     try:
@@ -109,7 +114,8 @@ def run_study(profile: str = "default", data: str = "", heldout: str | Iterable[
     provenance = write_provenance(results, study_record(**record, finished=finished, status="finished"))
     # a record of this study's wall time (benchmarks/bench_study.py reports the last default one)
     atomic_write_json(out / "study_timing.json", dict(
-        profile=profile, data=data_root, heldout=params["heldout"], device=device, commit=record["commit"],
+        profile=profile, data=data_root, heldout=params["heldout"], seeds=record["seeds"], device=device,
+        commit=record["commit"],
         runs=str(runs), figures=str(figures), results=str(results), only=list(only), runs_reused_or_before=finished_before,
         runs_trained=len(list(Path(runs).glob("*/*/done"))) - finished_before, jobs=jobs, threads=int(threads),
         cores=cores, seconds=round(total, 1),
