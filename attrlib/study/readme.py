@@ -331,13 +331,6 @@ def _source_numbers(results: str | os.PathLike) -> tuple[pd.DataFrame, str, str]
     return None
 
 
-def headline_numbers(results: str | os.PathLike) -> tuple[pd.DataFrame, str, str] | None:
-    """(numbers, notebook, what they are) of the first HEADLINE_SOURCES file under `results`, at most
-    HEADLINE_ROWS rows: the baseline, the selected arm, then the others without target data by accuracy."""
-    found = _source_numbers(results)
-    return None if found is None else (found[0].head(HEADLINE_ROWS), *found[1:])
-
-
 @dataclass
 class RankAgreement:
     """How far two studies order the same arms alike (`arm_rank_agreement`)."""
@@ -412,16 +405,17 @@ def headline_section(results: str | os.PathLike = "results", real_results: str |
                      ) -> tuple[str, dict[str, pd.DataFrame]]:
     """The README's generated block (without the markers) and the figure's panels (title -> numbers)."""
     results = Path(results)
-    found = headline_numbers(results)
+    found = _source_numbers(results)  # every arm (the rank agreement's), read once; the table shows the first rows
     if found is None:
         raise ConfigError(f"{results} holds none of {', '.join(n for n, _, _ in HEADLINE_SOURCES)}; run the study "
                           "first (`make study`), then `attrlib readme`")
-    numbers, notebook, what = found
+    every, notebook, what = found
+    numbers = every.head(HEADLINE_ROWS)
     panels = {"embedded benchmark (simulated generators)": numbers}
-    real = headline_numbers(real_results) if real_results else None
-    agreement = None
+    real = _source_numbers(real_results) if real_results else None
     if real is not None:
-        agreement = arm_rank_agreement(_source_numbers(results)[0], _source_numbers(real_results)[0])
+        agreement = arm_rank_agreement(every, real[0])
+        real = (real[0].head(HEADLINE_ROWS), *real[1:])
         title = f"real data ({Path(real_results).name})"
         # the real data lead unless the benchmark orders the arms as they do
         panels = {**panels, title: real[0]} if agreement.carries_over else {title: real[0], **panels}
