@@ -172,13 +172,16 @@ def _choice(name: str, value: Any, valid: tuple) -> None:
 # first `closing_variant_rotations` rotations (0: all; the realistic variant has military vehicles only);
 # open_world_generators: notebook 12's leave-one-generator-out rotations (the first N generators that can be left
 # out; 0: every one); open_world_arms: notebook 11's arms (attrlib.study.closing.ARMS) notebook 12 also trains
-# without each of them, comma-separated, or "all"; figure_formats: what `reporting.save_fig` writes (PNG is what the
+# without each of them, comma-separated, or "all"; figure_arms: the techniques notebooks 08 and 10 draw a figure
+# of their own for (08's CAM grid, 10's LLR chart), comma-separated, or "all" (every table keeps every
+# technique); figure_formats: what `reporting.save_fig` writes (PNG is what the
 # notebooks show and the report links; the PDF is for a write-up: the quick smoke run skips it, about half of a
 # figure's saving cost, benchmarks/bench_figures.py).
 _FULL_NOTEBOOKS = dict(sweep_strengths="0,1", n_boot=1000, cam_images=None, robustness_images=None,
                        summary_images=None, cam_per_generator=2, swap_images=30, ablation_rotations=0,
                        second_config=True, closing_variants=True, closing_variant_rotations=0,
-                       open_world_generators=0, open_world_arms="all", closing_arms=(), figure_formats="png,pdf")
+                       open_world_generators=0, open_world_arms="all", closing_arms=(), figure_arms="all",
+                       figure_formats="png,pdf")
 # the arms the README's claims rest on: the baseline, the seeds' techniques without target data, and the front end
 # the combined arms build on with what is done on it (mixing; DFR, which costs no training); their own models'
 # oracles come with them (notebook 11). Left out to keep it short (docs/cost.md prices it and what would fit): the other
@@ -194,6 +197,11 @@ CLAIMS_ARMS = ("baseline", "local_srm_rgb", "local_srm_rgb_mix", "local_srm_rgb_
 QUICK_ARMS = ("baseline", "residual_stats", "srm_rgb", "local_srm_rgb", "local_srm_rgb_mix", "local_srm_rgb_mix_jpeg",
               "local_srm_rgb_dfr", "local_srm_rgb_jtt",
               "weighted_sampling", "adversarial_debiasing", "blind_head", "runtime_adversarial", "fine_tuning")
+
+# the per-technique figures of the quick profile: one of each kind of model the figures draw (a neural one, one
+# that uses target data, the runtime attack's, the non-neural residual statistics); its 13 CAM grids and 13 LLR
+# charts were half of notebooks 08 and 10's time (matplotlib's layout and saving), and the code is the same for each
+QUICK_FIGURE_ARMS = "baseline,fine_tuning,runtime_adversarial,residual_stats"
 
 PROFILES: dict[str, dict[str, Any]] = {
     # budgets in optimiser steps, the same on any data; on each profile's embedded benchmark they are whole
@@ -212,7 +220,7 @@ PROFILES: dict[str, dict[str, Any]] = {
                                 summary_images=48, cam_per_generator=1, swap_images=6, ablation_rotations=1,
                                 second_config=False, closing_variants=False, closing_variant_rotations=1,
                                 open_world_generators=1, open_world_arms="residual_stats", closing_arms=QUICK_ARMS,
-                                figure_formats="png"),
+                                figure_arms=QUICK_FIGURE_ARMS, figure_formats="png"),
                   # a technique carrying its own budget gets a smoke run's too: with the seed's 2,700 steps (75
                   # epochs) fine_tuning was the quick study's longest run by far (77 s against the baseline's 7 s
                   # on the shared 2-core machine: docs/cost.md)

@@ -93,6 +93,24 @@ def test_the_quick_profile_keeps_the_smoke_run_small(tiny_data):
     assert sweep_points("") == []
 
 
+def test_figure_arms_chooses_the_techniques_drawn_a_figure_of_their_own(tiny_data):
+    from attrlib.config import PROFILES
+    from attrlib.techniques import available
+
+    quick = session(profile="quick", data=str(tiny_data), progress=False)
+    chosen = PROFILES["quick"]["notebook"]["figure_arms"].split(",")
+    assert [t for t in available() if quick.draws_figure(t)] == [t for t in available() if t in chosen]
+    assert 0 < len(chosen) < len(available())
+    default = session(profile="default", data=str(tiny_data), progress=False)
+    assert all(default.draws_figure(t) for t in available())
+    mine = session(profile="default", data=str(tiny_data), progress=False, figure_arms=" dfr, jtt ")
+    assert [t for t in available() if mine.draws_figure(t)] == [t for t in available() if t in ("dfr", "jtt")]
+    assert session(profile="quick", data=str(tiny_data), progress=False, figure_arms="all").draws_figure("dfr")
+    for bad, says in (("baseline,no_such", "unknown technique.*no_such"), (" , ", "no technique")):
+        with pytest.raises(ConfigError, match=f"figure_arms.*{says}"):
+            session(profile="quick", data=str(tiny_data), progress=False, figure_arms=bad)
+
+
 def test_relative_folders_are_the_project_roots_from_any_working_directory(tiny_data, tmp_path, monkeypatch):
     """JupyterLab's kernel works in notebooks/, the study in the root: both mean the root's data/, runs/,
     figures/ and results/ (the nearest folder holding pyproject.toml or .git, or $ATTRLIB_ROOT); a user's

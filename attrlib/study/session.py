@@ -45,6 +45,7 @@ from ..errors import ConfigError
 from ..reporting.html import table_html
 from ..reporting.save import set_figure_formats
 from ..rotation import Rotation
+from ..techniques import available
 from ..simulator import SIMULATED_NOTE
 
 # The embedded benchmark each profile studies when no --data is given. `quick` is small enough for the
@@ -251,6 +252,10 @@ def benchmark_spec(profile: str, root: str | Path, **execution) -> dict:
                 data_dir=str(Path(root).parent / "checks"), **PROFILES[profile]["config"], **execution)
 
 
+def _figure_arms(arms: str) -> list[str]:
+    return [a.strip() for a in str(arms).split(",") if a.strip()]
+
+
 class Knobs(dict):
     """A notebook's profile-dependent settings (`PROFILES[profile]["notebook"]`, with the notebook's own
     overrides), read as `s.knobs.n_boot` or `s.knobs["n_boot"]`."""
@@ -302,6 +307,12 @@ class Session:
         overrides data, runs, device, on_bad."""
         return dict(data=str(self.data), rotations=self.rotations, runs=self.runs, device=self.device,
                     on_bad=self.on_bad)
+
+    def draws_figure(self, technique: str) -> bool:
+        """Whether notebooks 08 and 10 draw `technique`'s own figure (its CAM grid, its LLR chart): the
+        `figure_arms` knob, "all" or technique names."""
+        arms = self.knobs.get("figure_arms", "all")
+        return arms == "all" or technique in _figure_arms(arms)
 
     @cached_property
     def oracle_data(self) -> Path | None:
@@ -368,6 +379,12 @@ def session(profile: str = "default", data: str = "", heldout: str | Iterable[st
         set_figure_formats(chosen.figure_formats)
     except ValueError as e:
         raise ConfigError(f"notebook knob figure_formats: {e}") from None
+    if chosen.get("figure_arms", "all") != "all":
+        unknown = sorted(set(_figure_arms(chosen.figure_arms)) - set(available()))
+        if unknown or not _figure_arms(chosen.figure_arms):
+            raise ConfigError(f"notebook knob figure_arms={chosen.figure_arms!r}: "
+                              + (f"unknown technique(s) {', '.join(unknown)}" if unknown else "no technique")
+                              + f"; give 'all' or comma-separated names of: {', '.join(available())}")
     if threads:
         torch.set_num_threads(int(threads))
     notebook_output()
