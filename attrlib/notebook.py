@@ -4,9 +4,16 @@ It imports papermill, nbformat and jupyter_client and nothing of attrlib. A para
 from a fresh worker interpreter (spawn) that imports this module alone: importing the runner, in the `study`
 package, would load torch, torchvision and the data layer there (`attrlib.study` gives the notebooks their
 session), about 12 CPU s per worker for a process that only drives papermill (benchmarks/bench_study_overheads.py).
+
+A process executes its notebooks one after the other on one kernel of its own (`fresh=False`, the study's default):
+before each notebook the kernel's namespace is reset (`%reset -f`), its figures closed, the global random streams
+(torch, NumPy, Python) seeded afresh and the working directory set, so a notebook sees none of the one before;
+what stays is the modules it imported, about 9 CPU s of torch, torchvision, scikit-learn and attrlib per notebook
+(benchmarks/bench_study_overheads.py). `fresh=True` starts a kernel per notebook, as JupyterLab runs them.
 """
 from __future__ import annotations
 
+import atexit
 import time
 from pathlib import Path
 from typing import Any, Iterable
@@ -14,6 +21,8 @@ from typing import Any, Iterable
 import nbformat
 import papermill as pm
 from jupyter_client.kernelspec import KernelSpecManager
+from jupyter_client.manager import AsyncKernelManager
+from jupyter_core.utils import run_sync
 
 # The kernel the notebooks are written for (their kernelspec metadata), installed by `make install` into the
 # venv; a study falls back to python3 only when it is missing.
@@ -41,13 +50,68 @@ def failure(name: str, target: Path, cell: Any, count: Any, what: str) -> str:
             f"the partial executed notebook is kept at {target}")
 
 
-def execute(nb: str, target: str, params: dict, cwd: str) -> tuple[float, str | None]:
-    """Execute notebook `nb` into `target` with `params` in `cwd`: (seconds, None) or (seconds, the failure
-    message naming the notebook and the cell)."""
-    start = time.perf_counter()
+# run on a kept kernel before each notebook: what a fresh kernel would start from, the imported modules aside (a
+# fresh interpreter seeds torch's, NumPy's and Python's global random streams from the OS: so are they here)
+RESET = """get_ipython().run_line_magic("reset", "-f")
+get_ipython().execution_count = 1  # the notebook's first cell is [1], as on a fresh kernel
+import gc as _gc, os as _os, random as _random, sys as _sys
+if "matplotlib.pyplot" in _sys.modules:
+    _sys.modules["matplotlib.pyplot"].close("all")
+if "torch" in _sys.modules:
+    _sys.modules["torch"].seed()
+if "numpy" in _sys.modules:
+    _sys.modules["numpy"].random.seed()
+_random.seed()
+_os.chdir({cwd!r})
+_gc.collect()
+del _gc, _os, _random, _sys
+"""
+# this process's kept kernel per kernel name; asynchronous, as papermill's own (nbclient runs on an event loop,
+# and a synchronous manager's liveness check blocks there: a kernel that died would hang the notebook)
+_KERNELS: dict[str, AsyncKernelManager] = {}
+
+
+def _shutdown_kernels() -> None:
+    while _KERNELS:
+        run_sync(_KERNELS.popitem()[1].shutdown_kernel)(now=True)
+
+
+atexit.register(_shutdown_kernels)
+
+
+def _kept_kernel(name: str, cwd: str) -> AsyncKernelManager:
+    """This process's live kernel `name`, started in `cwd` if there is none (or the last one died), and reset."""
+    km = _KERNELS.get(name)
+    if km is not None and not run_sync(km.is_alive)():
+        run_sync(_KERNELS.pop(name).shutdown_kernel)(now=True)  # its ports and files
+        km = None
+    if km is None:
+        km = _KERNELS[name] = AsyncKernelManager(kernel_name=name)
+        run_sync(km.start_kernel)(cwd=cwd)
+    client = km.client()
+    client.start_channels()
     try:
-        pm.execute_notebook(nb, target, parameters=params, kernel_name=notebook_kernel(nb), progress_bar=False,
-                            cwd=cwd)
+        run_sync(client.wait_for_ready)(timeout=60)
+        reply = run_sync(client.execute_interactive)(RESET.format(cwd=str(cwd)), timeout=60,
+                                                     output_hook=lambda msg: None)
+    finally:
+        client.stop_channels()
+    if reply["content"]["status"] != "ok":
+        raise RuntimeError(f"the kernel {name!r} could not be reset before the next notebook: "
+                           f"{reply['content'].get('ename')}: {reply['content'].get('evalue')}")
+    return km
+
+
+def execute(nb: str, target: str, params: dict, cwd: str, fresh: bool = False,
+            progress: bool = False) -> tuple[float, str | None]:
+    """Execute notebook `nb` into `target` with `params` in `cwd`: (seconds, None) or (seconds, the failure
+    message naming the notebook and the cell). fresh: a kernel of its own (else this process's kept kernel,
+    reset first: the module docstring)."""
+    start = time.perf_counter()
+    kernel = notebook_kernel(nb)
+    try:
+        kept = {} if fresh else {"km": _kept_kernel(kernel, cwd)}
+        pm.execute_notebook(nb, target, parameters=params, kernel_name=kernel, progress_bar=progress, cwd=cwd, **kept)
     except pm.PapermillExecutionError as err:
         return time.perf_counter() - start, failure(Path(nb).name, Path(target), err.cell_index, err.exec_count,
                                                     f"{err.ename}: {err.evalue}")

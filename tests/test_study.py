@@ -441,6 +441,51 @@ def test_a_lane_worker_drives_papermill_without_loading_torch(monkeypatch):
     assert out.strip() == "[]"
 
 
+def test_a_lane_keeps_its_kernel_and_resets_it_between_notebooks(tmp_path):
+    """A study's lane executes its notebooks on one kernel (its imports are the cost a notebook would pay again):
+    the next notebook sees none of the previous one's names, starts at [1] in its own working directory with
+    the global random streams seeded afresh (as a fresh kernel's); a failed notebook does not stop the next, a kernel that died
+    is replaced; fresh=True gives each notebook a kernel of its own (the pids differ)."""
+    import json
+
+    from attrlib import notebook
+
+    probe = ('import json, os, numpy\n'  # NumPy's global stream: reset as torch's and Python's are, cheaper to load
+             'print(json.dumps(dict(pid=os.getpid(), cwd=os.getcwd(), leaked="mine" in dir(), x=x,'
+             ' draw=numpy.random.rand())))')
+    _write_notebook(tmp_path / "a.ipynb", "x = 0", probe, "mine = 1\nnumpy.random.seed(5)")
+    _write_notebook(tmp_path / "fails.ipynb", "x = 0", "mine = 2\nraise ValueError('on purpose')")
+    _write_notebook(tmp_path / "dies.ipynb", "x = 0", "import os\nos._exit(3)")
+
+    def run(nb: str, x: int, cwd: Path, fresh: bool = False) -> tuple[dict, list]:
+        target = tmp_path / f"out-{x}.ipynb"
+        seconds, error = notebook.execute(str(tmp_path / nb), str(target), {"x": x}, str(cwd), fresh=fresh)
+        assert error is None, error
+        cells = json.loads(target.read_text())["cells"]
+        return json.loads("".join(cells[2]["outputs"][0]["text"])), [c["execution_count"] for c in cells]
+
+    (tmp_path / "one").mkdir()
+    (tmp_path / "two").mkdir()
+    first, counts = run("a.ipynb", 1, tmp_path / "one")
+    assert counts == [1, 2, 3, 4] and first["x"] == 1 and not first["leaked"]
+    second, counts = run("a.ipynb", 2, tmp_path / "two")
+    assert second["pid"] == first["pid"] and counts == [1, 2, 3, 4]  # the kept kernel, counted afresh
+    assert second["cwd"] == str(tmp_path / "two") and second["x"] == 2 and not second["leaked"]
+    import numpy as np
+
+    assert second["draw"] != np.random.RandomState(5).rand()  # the first notebook's seed(5) did not carry over
+    _, error = notebook.execute(str(tmp_path / "fails.ipynb"), str(tmp_path / "f.ipynb"), {"x": 3}, str(tmp_path))
+    assert "fails.ipynb failed in cell" in error and "on purpose" in error
+    after_failure, _ = run("a.ipynb", 4, tmp_path)
+    assert after_failure["pid"] == first["pid"] and not after_failure["leaked"]
+    _, error = notebook.execute(str(tmp_path / "dies.ipynb"), str(tmp_path / "d.ipynb"), {"x": 5}, str(tmp_path))
+    assert error and "dies.ipynb" in error
+    replaced, _ = run("a.ipynb", 6, tmp_path)
+    assert replaced["pid"] != first["pid"]
+    fresh, _ = run("a.ipynb", 7, tmp_path, fresh=True)
+    assert fresh["pid"] != replaced["pid"] and not fresh["leaked"]
+
+
 def _failing_study(tmp_path, tiny_data, jobs: int, notebooks: dict) -> tuple[Path, str]:
     """Write notebooks {stem: cell sources} (each after a parameters cell), run them as a study that must fail;
     the folder of executed copies and the StudyError's message."""
@@ -490,7 +535,8 @@ def test_seeds_reach_every_notebook_and_the_records_and_a_bad_value_is_refused(t
     """`attrlib study --seeds 3,5`: a smaller (or other) protocol than the profile's. Every notebook gets the seeds
     as its `seeds` parameter, provenance.json and study_timing.json record them; without the option the notebooks
     keep their own default (the profile's seeds) and the records say the profile's. A bad list fails before any
-    work, naming the option."""
+    work, naming the option. `--fresh-kernels` gives the notebook a kernel of its own (by default the lane's
+    kept one: the same process as the study before) and study_timing.json says so."""
     from attrlib.cli import main
     from attrlib.config import PROFILES
 
@@ -498,7 +544,8 @@ def test_seeds_reach_every_notebook_and_the_records_and_a_bad_value_is_refused(t
     nbs.mkdir()
     _write_notebook(nbs / "00_seeds.ipynb", PARAMS + "seeds = []\n",
                     "import json, pathlib; pathlib.Path(results).mkdir(exist_ok=True)\n"
-                    "(pathlib.Path(results) / 'seeds.json').write_text(json.dumps(seeds))")
+                    "(pathlib.Path(results) / 'seeds.json').write_text(json.dumps(seeds))\n"
+                    "import os; (pathlib.Path(results) / 'pid.txt').write_text(str(os.getpid()))")
     old_cwd = os.getcwd()
     os.chdir(tmp_path)
     try:
@@ -508,11 +555,18 @@ def test_seeds_reach_every_notebook_and_the_records_and_a_bad_value_is_refused(t
         [record] = json.loads((tmp_path / "results" / "provenance.json").read_text())["studies"]
         timing = json.loads((tmp_path / "runs" / "notebooks" / "study_timing.json").read_text())
         assert record["seeds"] == timing["seeds"] == [3, 5]
+        first = (tmp_path / "results" / "pid.txt").read_text()
         assert main(["study", "--profile", "quick", "--data", str(tiny_data), "--notebooks", str(nbs),
                      "--jobs", "1"]) == 0
         assert json.loads((tmp_path / "results" / "seeds.json").read_text()) == []  # the notebook's own default
         timing = json.loads((tmp_path / "runs" / "notebooks" / "study_timing.json").read_text())
-        assert timing["seeds"] == list(PROFILES["quick"]["seeds"])
+        assert timing["seeds"] == list(PROFILES["quick"]["seeds"]) and timing["fresh_kernels"] is False
+        kept = (tmp_path / "results" / "pid.txt").read_text()
+        assert kept == first  # the kept kernel, reset
+        assert main(["study", "--profile", "quick", "--data", str(tiny_data), "--notebooks", str(nbs),
+                     "--jobs", "1", "--fresh-kernels"]) == 0
+        assert (tmp_path / "results" / "pid.txt").read_text() != kept
+        assert json.loads((tmp_path / "runs" / "notebooks" / "study_timing.json").read_text())["fresh_kernels"] is True
         for bad in ("1,x", "2,2", "-1"):
             with pytest.raises(SystemExit):
                 main(["study", "--profile", "quick", "--seeds", bad])

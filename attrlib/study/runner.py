@@ -18,13 +18,13 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
 from typing import Iterable
 
-import papermill as pm
-
 from ..config import PROFILES
 from ..errors import ConfigError
 from ..reporting.explorer import HEADLESS_ENV
 from ..io import atomic_write_json
-from ..notebook import execute, failure as _failure, notebook_kernel  # notebook_kernel: attrlib.study gives it
+from ..notebook import execute, notebook_kernel
+
+__all__ = ["run_study", "StudyError", "notebook_kernel", "notebooks_in"]  # notebook_kernel: attrlib.study gives it
 from ..provenance import git_commit, now, study_record, write_provenance
 from ..rotation import rotations_text
 from .session import project_path, resolve_data, resolve_rotations
@@ -41,7 +41,7 @@ def run_study(profile: str = "default", data: str = "", heldout: str | Iterable[
               seeds: Iterable[int] = (), notebooks: str | Path = "notebooks", out: str | Path = "runs/notebooks", runs: str = "runs",
               figures: str = "figures", results: str = "results", device: str = "auto",
               only: tuple[str, ...] = (), progress: bool = True, threads: int = 0, jobs: int = 0,
-              on_bad: str = "raise") -> list[Path]:
+              on_bad: str = "raise", fresh_kernels: bool = False) -> list[Path]:
     """Execute every numbered notebook (or those whose name starts with one of `only`) and return the executed copies.
 
     Prints one line per notebook before and after it (with its time); a finished run folder is reused by
@@ -55,6 +55,9 @@ def run_study(profile: str = "default", data: str = "", heldout: str | Iterable[
     threads: torch CPU threads in every notebook (0: the cores divided by jobs, or torch's default for one job).
     seeds: the training seeds of every notebook (empty: the profile's); a smaller protocol than the profile's is
     recorded as such (provenance.json's seeds, study_timing.json).
+    fresh_kernels: each notebook on a kernel of its own, as JupyterLab runs them; by default a lane executes its
+    notebooks one after the other on one kernel, reset between them (`attrlib.notebook`: the imports are kept,
+    about 9 CPU s per notebook, and nothing else).
     """
     if profile not in PROFILES:
         raise ConfigError(f"unknown profile {profile!r}; valid profiles: {', '.join(PROFILES)}")
@@ -100,7 +103,7 @@ def run_study(profile: str = "default", data: str = "", heldout: str | Iterable[
                   parameters=params, settings=PROFILES[profile], notebooks=[nb.name for nb in todo], started=started)
     write_provenance(results, study_record(**record))
     try:
-        timings = _execute_all(todo, out, params, jobs, progress)
+        timings = _execute_all(todo, out, params, jobs, progress, fresh_kernels)
     except BaseException:
         write_provenance(results, study_record(**record, finished=now(), status="failed"))
         raise
@@ -118,6 +121,7 @@ def run_study(profile: str = "default", data: str = "", heldout: str | Iterable[
         commit=record["commit"],
         runs=str(runs), figures=str(figures), results=str(results), only=list(only), runs_reused_or_before=finished_before,
         runs_trained=len(list(Path(runs).glob("*/*/done"))) - finished_before, jobs=jobs, threads=int(threads),
+        fresh_kernels=bool(fresh_kernels),
         cores=cores, seconds=round(total, 1),
         notebooks={k: round(v, 1) for k, v in timings.items()}, started=started, finished=finished,
         provenance=str(provenance)))
@@ -125,27 +129,24 @@ def run_study(profile: str = "default", data: str = "", heldout: str | Iterable[
     return [out / nb.name for nb in todo]
 
 
-def _execute_all(todo: list[Path], out: Path, params: dict, jobs: int, progress: bool) -> dict[str, float]:
+def _execute_all(todo: list[Path], out: Path, params: dict, jobs: int, progress: bool,
+                 fresh: bool = False) -> dict[str, float]:
     """Run the notebooks, one at a time in this process or `jobs` at a time: seconds per notebook."""
     if jobs > 1:
-        return _run_parallel(todo, out, params, jobs)
+        return _run_parallel(todo, out, params, jobs, fresh)
     timings = {}
     for i, nb in enumerate(todo, 1):
         target = out / nb.name
-        start = time.perf_counter()
         print(f"[{i}/{len(todo)}] {nb.name} ...", flush=True)
-        try:
-            pm.execute_notebook(str(nb), str(target), parameters=params, kernel_name=notebook_kernel(nb),
-                                progress_bar=progress, cwd=str(Path.cwd()))
-        except pm.PapermillExecutionError as err:
-            raise StudyError(_failure(nb.name, target, err.cell_index, err.exec_count,
-                                      f"{err.ename}: {err.evalue}")) from None
-        timings[nb.name] = time.perf_counter() - start
+        seconds, error = execute(str(nb), str(target), params, str(Path.cwd()), fresh=fresh, progress=progress)
+        if error is not None:
+            raise StudyError(error)
+        timings[nb.name] = seconds
         print(f"[{i}/{len(todo)}] {nb.name} done in {timings[nb.name]:.0f} s -> {target}", flush=True)
     return timings
 
 
-def _run_parallel(todo: list[Path], out: Path, params: dict, jobs: int) -> dict[str, float]:
+def _run_parallel(todo: list[Path], out: Path, params: dict, jobs: int, fresh: bool = False) -> dict[str, float]:
     """`jobs` notebooks at once, started in numeric order; the first failure stops new starts (the ones
     running finish, so their runs are kept) and is raised as StudyError."""
     print(f"{len(todo)} notebooks, {jobs} at a time, {params['threads']} torch thread(s) each", flush=True)
@@ -157,7 +158,7 @@ def _run_parallel(todo: list[Path], out: Path, params: dict, jobs: int) -> dict[
             while queue and len(running) < jobs and failure is None:
                 nb = queue.pop(0)
                 print(f"[start] {nb.name}", flush=True)
-                running[pool.submit(execute, str(nb), str(out / nb.name), params, str(Path.cwd()))] = nb
+                running[pool.submit(execute, str(nb), str(out / nb.name), params, str(Path.cwd()), fresh)] = nb
             if not running:
                 break
             done, _ = wait(running, return_when=FIRST_COMPLETED)
