@@ -7,13 +7,15 @@ session), about 12 CPU s per worker for a process that only drives papermill (be
 
 A process executes its notebooks one after the other on one kernel of its own (`fresh=False`, the study's default):
 before each notebook the kernel's namespace is reset (`%reset -f`), its figures closed, the global random streams
-(torch, NumPy, Python) seeded afresh and the working directory set, so a notebook sees none of the one before;
+(torch, NumPy, Python) seeded afresh and the working directory set, so a notebook sees none of the one before
+(a change of this process's environment starts a new kernel: a kernel reads it once);
 what stays is the modules it imported, about 9 CPU s of torch, torchvision, scikit-learn and attrlib per notebook
 (benchmarks/bench_study_overheads.py). `fresh=True` starts a kernel per notebook, as JupyterLab runs them.
 """
 from __future__ import annotations
 
 import atexit
+import os
 import time
 from pathlib import Path
 from typing import Any, Iterable
@@ -69,6 +71,7 @@ del _gc, _os, _random, _sys
 # this process's kept kernel per kernel name; asynchronous, as papermill's own (nbclient runs on an event loop,
 # and a synchronous manager's liveness check blocks there: a kernel that died would hang the notebook)
 _KERNELS: dict[str, AsyncKernelManager] = {}
+_STARTED_WITH: dict[str, dict[str, str]] = {}  # the environment each kept kernel was started with
 
 
 def _shutdown_kernels() -> None:
@@ -80,13 +83,16 @@ atexit.register(_shutdown_kernels)
 
 
 def _kept_kernel(name: str, cwd: str) -> AsyncKernelManager:
-    """This process's live kernel `name`, started in `cwd` if there is none (or the last one died), and reset."""
+    """This process's live kernel `name`, reset; started in `cwd` if there is none, if the last one died, or if
+    this process's environment changed since it started (a kernel reads its environment once: a variable set
+    since, such as $ATTRLIB_ROOT, must reach the next notebook as it would reach a fresh kernel)."""
     km = _KERNELS.get(name)
-    if km is not None and not run_sync(km.is_alive)():
-        run_sync(_KERNELS.pop(name).shutdown_kernel)(now=True)  # its ports and files
+    if km is not None and (not run_sync(km.is_alive)() or _STARTED_WITH.get(name) != dict(os.environ)):
+        run_sync(_KERNELS.pop(name).shutdown_kernel)(now=True)  # its process, ports and files
         km = None
     if km is None:
         km = _KERNELS[name] = AsyncKernelManager(kernel_name=name)
+        _STARTED_WITH[name] = dict(os.environ)
         run_sync(km.start_kernel)(cwd=cwd)
     client = km.client()
     client.start_channels()

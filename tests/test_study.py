@@ -484,6 +484,12 @@ def test_a_lane_keeps_its_kernel_and_resets_it_between_notebooks(tmp_path):
     assert replaced["pid"] != first["pid"]
     fresh, _ = run("a.ipynb", 7, tmp_path, fresh=True)
     assert fresh["pid"] != replaced["pid"] and not fresh["leaked"]
+    os.environ["ATTRLIB_TEST_KEPT_KERNEL"] = "changed"  # what a fresh kernel would see: a kernel started anew
+    try:
+        changed, _ = run("a.ipynb", 8, tmp_path)
+    finally:
+        del os.environ["ATTRLIB_TEST_KEPT_KERNEL"]
+    assert changed["pid"] != replaced["pid"]
 
 
 def _failing_study(tmp_path, tiny_data, jobs: int, notebooks: dict) -> tuple[Path, str]:
