@@ -64,9 +64,11 @@ if "torch" in _sys.modules:
 if "numpy" in _sys.modules:
     _sys.modules["numpy"].random.seed()
 _random.seed()
+for _module in list(_sys.modules.values()):  # a warning shown once before is shown again, as in a fresh kernel
+    getattr(_module, "__warningregistry__", {{}}).clear()
 _os.chdir({cwd!r})
 _gc.collect()
-del _gc, _os, _random, _sys
+del _gc, _os, _random, _sys, _module
 """
 # this process's kept kernel per kernel name; asynchronous, as papermill's own (nbclient runs on an event loop,
 # and a synchronous manager's liveness check blocks there: a kernel that died would hang the notebook)

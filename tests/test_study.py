@@ -453,7 +453,9 @@ def test_a_lane_keeps_its_kernel_and_resets_it_between_notebooks(tmp_path):
     probe = ('import json, os, numpy\n'  # NumPy's global stream: reset as torch's and Python's are, cheaper to load
              'print(json.dumps(dict(pid=os.getpid(), cwd=os.getcwd(), leaked="mine" in dir(), x=x,'
              ' draw=numpy.random.rand())))')
-    _write_notebook(tmp_path / "a.ipynb", "x = 0", probe, "mine = 1\nnumpy.random.seed(5)")
+    _write_notebook(tmp_path / "a.ipynb", "x = 0", probe, "mine = 1\nnumpy.random.seed(5)",
+                    "import sys; sys.path.insert(0, %r); import noisy; noisy.warn()" % str(tmp_path))
+    (tmp_path / "noisy.py").write_text("import warnings\ndef warn():\n    warnings.warn('said once per module')\n")
     _write_notebook(tmp_path / "fails.ipynb", "x = 0", "mine = 2\nraise ValueError('on purpose')")
     _write_notebook(tmp_path / "dies.ipynb", "x = 0", "import os\nos._exit(3)")
 
@@ -462,14 +464,16 @@ def test_a_lane_keeps_its_kernel_and_resets_it_between_notebooks(tmp_path):
         seconds, error = notebook.execute(str(tmp_path / nb), str(target), {"x": x}, str(cwd), fresh=fresh)
         assert error is None, error
         cells = json.loads(target.read_text())["cells"]
+        if nb == "a.ipynb":  # shown by every notebook, as in a fresh kernel (the module's registry is cleared)
+            assert "said once per module" in "".join("".join(o.get("text", "")) for o in cells[4]["outputs"])
         return json.loads("".join(cells[2]["outputs"][0]["text"])), [c["execution_count"] for c in cells]
 
     (tmp_path / "one").mkdir()
     (tmp_path / "two").mkdir()
     first, counts = run("a.ipynb", 1, tmp_path / "one")
-    assert counts == [1, 2, 3, 4] and first["x"] == 1 and not first["leaked"]
+    assert counts == [1, 2, 3, 4, 5] and first["x"] == 1 and not first["leaked"]
     second, counts = run("a.ipynb", 2, tmp_path / "two")
-    assert second["pid"] == first["pid"] and counts == [1, 2, 3, 4]  # the kept kernel, counted afresh
+    assert second["pid"] == first["pid"] and counts == [1, 2, 3, 4, 5]  # the kept kernel, counted afresh
     assert second["cwd"] == str(tmp_path / "two") and second["x"] == 2 and not second["leaked"]
     import numpy as np
 
