@@ -64,11 +64,17 @@ if "torch" in _sys.modules:
 if "numpy" in _sys.modules:
     _sys.modules["numpy"].random.seed()
 _random.seed()
+_registry = None
 for _module in list(_sys.modules.values()):  # a warning shown once before is shown again, as in a fresh kernel
-    getattr(_module, "__warningregistry__", {{}}).clear()
+    try:  # vars: a module's own dictionary (torch.ops answers any attribute asked of it)
+        _registry = vars(_module).get("__warningregistry__")
+    except TypeError:
+        continue
+    if isinstance(_registry, dict):
+        _registry.clear()
 _os.chdir({cwd!r})
 _gc.collect()
-del _gc, _os, _random, _sys, _module
+del _gc, _os, _random, _sys, _module, _registry
 """
 # this process's kept kernel per kernel name; asynchronous, as papermill's own (nbclient runs on an event loop,
 # and a synchronous manager's liveness check blocks there: a kernel that died would hang the notebook)

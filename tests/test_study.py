@@ -454,7 +454,10 @@ def test_a_lane_keeps_its_kernel_and_resets_it_between_notebooks(tmp_path):
              'print(json.dumps(dict(pid=os.getpid(), cwd=os.getcwd(), leaked="mine" in dir(), x=x,'
              ' draw=numpy.random.rand())))')
     _write_notebook(tmp_path / "a.ipynb", "x = 0", probe, "mine = 1\nnumpy.random.seed(5)",
-                    "import sys; sys.path.insert(0, %r); import noisy; noisy.warn()" % str(tmp_path))
+                    "import sys; sys.path.insert(0, %r); import noisy; noisy.warn()\n" % str(tmp_path)
+                    # a module that answers any attribute (as torch.ops does) and one that is no module at all
+                    + "sys.modules['odd'] = type('Odd', (), {'__getattr__': lambda self, n: 1})()\n"
+                    + "sys.modules['none'] = None")
     (tmp_path / "noisy.py").write_text("import warnings\ndef warn():\n    warnings.warn('said once per module')\n")
     _write_notebook(tmp_path / "fails.ipynb", "x = 0", "mine = 2\nraise ValueError('on purpose')")
     _write_notebook(tmp_path / "dies.ipynb", "x = 0", "import os\nos._exit(3)")
