@@ -80,8 +80,8 @@ MESSY_CORE = ("01", "02")
 
 @pytest.fixture(scope="session")
 def messy_core(tmp_path_factory):
-    """`attrlib study --profile quick --data <messy> --heldout boat --on-bad skip --only 01 --only 02`: a folder
-    as a user brings it (conftest.make_messy_data: mixed sizes and aspect ratios, under-crop and huge images,
+    """`attrlib study --profile quick --data <messy> --heldout boat --on-bad skip --jobs 1 --only 01 --only 02`: a
+    folder as a user brings it (conftest.make_messy_data: mixed sizes and aspect ratios, under-crop and huge images,
     JPEG, RGBA, palette and 16-bit PNGs, missing cells, a held-out subclass one generator lacks, two bad files)."""
     import shutil
 
@@ -95,8 +95,9 @@ def messy_core(tmp_path_factory):
     shutil.copy(NOTEBOOKS / "02_baseline.ipynb", cwd / "notebooks")
     data = make_messy_data(tmp_path_factory.mktemp("messy"))
     only = [a for n in MESSY_CORE for a in ("--only", n)]
-    return {**_run_study(cwd, "--data", str(data), "--heldout", MESSY_HELDOUT, "--on-bad", "skip", *only),
-            "data": data}
+    # one notebook at a time: no lane workers to start (the quick study and the side-by-side test run lanes)
+    return {**_run_study(cwd, "--data", str(data), "--heldout", MESSY_HELDOUT, "--on-bad", "skip", "--jobs", "1",
+                         *only), "data": data}
 
 
 @pytest.fixture(scope="session")
