@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from attrlib.config import PROFILES
-from attrlib.errors import ConfigError, DataError
+from attrlib.errors import ConfigError
 from attrlib.study import Session, parse_heldout, session
 from attrlib.study.session import parse_rotations
 
