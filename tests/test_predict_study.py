@@ -11,7 +11,7 @@ import torch
 
 import attrlib
 from attrlib import cli, runfolder, sweep
-from attrlib.config import PROFILES, Config
+from attrlib.config import PROFILES
 from attrlib.errors import ConfigError
 from attrlib.evaluation import select_arm
 from attrlib.evaluation.inference import provenance_path

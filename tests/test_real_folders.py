@@ -4,7 +4,6 @@ untrained, validation subclasses that need coverage, and balanced accuracy with 
 from __future__ import annotations
 
 import io
-import warnings
 
 import numpy as np
 import pandas as pd

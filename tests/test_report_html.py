@@ -9,7 +9,6 @@ import warnings
 
 import numpy as np
 import pandas as pd
-import pytest
 
 from attrlib.reporting.html import (HEADLINE_COLUMNS, MAX_WIDTH_PX, estimated_width, headline, interval_digits, rounded,
                                    table_html)

@@ -6,9 +6,8 @@ import errno
 import json
 import os
 import signal
-import subprocess
+import multiprocessing
 import sys
-import textwrap
 import time
 from pathlib import Path
 
@@ -21,25 +20,28 @@ from attrlib.config import Config
 from attrlib.errors import WriteError
 
 TIMING = ("train_seconds", "train_images_per_second", "prepare_seconds", "device")
-SCRIPT = textwrap.dedent("""
-    import sys
-    from attrlib import sweep
-    from attrlib.config import Config
-    config = Config(data=sys.argv[1], runs=sys.argv[2], image_size=32, batch_size=8, steps=8 * int(sys.argv[3]),
-                    technique="group_dro", device="cpu", val_subclass="none")
-    print(sweep.train(config, progress=False))
-""")
 
 
-def _config(tiny_data, runs, epochs) -> Config:  # the same Config as SCRIPT's
+def _config(tiny_data, runs, epochs) -> Config:
     return Config(data=str(tiny_data), runs=str(runs), image_size=32, batch_size=8, steps=8 * epochs,
                   technique="group_dro", device="cpu", val_subclass="none")  # 8 steps per epoch
 
 
-def _train_process(tiny_data, runs, epochs) -> subprocess.Popen:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
-    return subprocess.Popen([sys.executable, "-c", SCRIPT, str(tiny_data), str(runs), str(epochs)], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+def _train_process(config: Config, log: Path, progress: bool = False) -> multiprocessing.Process:
+    """`print(sweep.train(config))` in a process of its own, forked from this one with one torch thread: a real
+    process to kill or to race, without a fresh interpreter's imports (about 10 CPU s each). Its stdout and
+    stderr go to `log`."""
+    def child():
+        torch.set_num_threads(1)
+        fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+        sys.stdout = sys.stderr = open(1, "w", buffering=1, closefd=False)
+        print(sweep.train(config, progress=progress))
+
+    process = multiprocessing.get_context("fork").Process(target=child)
+    process.start()
+    return process
 
 
 def _metrics(run: Path) -> dict:
@@ -51,19 +53,21 @@ def _history(run: Path) -> list[dict]:
     return [{k: v for k, v in r.items() if k not in ("seconds", "images_per_second")} for r in rows]
 
 
-def test_sigkill_then_the_same_command_resumes_to_identical_results(tiny_data, tmp_path):
+def test_sigkill_then_the_same_command_resumes_to_identical_results(tiny_data, tmp_path, one_torch_thread):
+    """A process training a run is killed with SIGKILL; the same call in another process resumes it to the results
+    of an uninterrupted run (trained here, with one torch thread as theirs)."""
     epochs = 4
-    whole_proc = _train_process(tiny_data, tmp_path / "whole", epochs)  # runs beside the one we kill
-    cut_proc = _train_process(tiny_data, tmp_path / "cut", epochs)
-    run = runfolder.run_dir(_config(tiny_data, tmp_path / "cut", epochs))
+    config = _config(tiny_data, tmp_path / "cut", epochs)
+    cut_proc = _train_process(config, tmp_path / "cut.log")
+    run = runfolder.run_dir(config)
     ckpt = run / "checkpoint.pt"
     deadline = time.monotonic() + 60
-    while not ckpt.exists() and cut_proc.poll() is None and time.monotonic() < deadline:
+    while not ckpt.exists() and cut_proc.is_alive() and time.monotonic() < deadline:
         time.sleep(0.02)
-    assert ckpt.exists(), f"no checkpoint appeared: {cut_proc.communicate()[1][-2000:]}"
+    assert ckpt.exists(), f"no checkpoint appeared: {(tmp_path / 'cut.log').read_text()[-2000:]}"
     os.kill(cut_proc.pid, signal.SIGKILL)
-    cut_proc.wait()
-    assert cut_proc.returncode == -signal.SIGKILL
+    cut_proc.join()
+    assert cut_proc.exitcode == -signal.SIGKILL
     assert not (run / "done").exists(), "the run finished before it could be killed; give it more epochs"
     # whatever the moment of the kill, every file present is whole
     last = torch.load(ckpt, weights_only=True)["epoch"]
@@ -71,12 +75,12 @@ def test_sigkill_then_the_same_command_resumes_to_identical_results(tiny_data, t
     assert [h["epoch"] for h in _history(run)][: last + 1] == list(range(last + 1))
     json.loads((run / "config.json").read_text())
 
-    again = _train_process(tiny_data, tmp_path / "cut", epochs)
-    out, err = again.communicate(timeout=120)
-    assert again.returncode == 0, err[-2000:]
+    again = _train_process(config, tmp_path / "again.log")
+    whole = sweep.train(_config(tiny_data, tmp_path / "whole", epochs), progress=False)  # beside the resumed one
+    again.join(timeout=120)
+    out = (tmp_path / "again.log").read_text()
+    assert again.exitcode == 0, out[-2000:]
     assert Path(out.strip()) == run
-    assert whole_proc.wait(timeout=120) == 0, whole_proc.communicate()[1][-2000:]
-    whole = runfolder.run_dir(_config(tiny_data, tmp_path / "whole", epochs))
     assert _metrics(run) == _metrics(whole)
     assert (run / "predictions.csv").read_bytes() == (whole / "predictions.csv").read_bytes()
     assert _history(run) == _history(whole)
@@ -147,46 +151,26 @@ def test_a_full_disk_during_a_run_keeps_the_finished_epochs(tiny_data, tmp_path,
     assert (sweep.train(config, progress=False) / "done").exists()
 
 
-WAIT_SCRIPT = textwrap.dedent("""
-    import os, sys, time
-    from attrlib import sweep
-    from attrlib.config import Config
-    config = Config(data=sys.argv[1], runs=sys.argv[2], image_size=32, batch_size=8, steps=8 * int(sys.argv[3]),
-                    technique="baseline", device="cpu", val_subclass="none")
-    open(sys.argv[4] + ".ready", "w").close()
-    while not os.path.exists(sys.argv[4]):  # imported and ready: start when told to
-        time.sleep(0.01)
-    print(sweep.train(config, progress=True))
-""")
-
-
-def test_two_processes_asking_for_one_run_train_it_once(tiny_data, tmp_path):
+def test_two_processes_asking_for_one_run_train_it_once(tiny_data, tmp_path, capfd, one_torch_thread):
     """A parallel study's notebooks may ask for the same run at once (04, 06 and 07 all need the baseline):
-    the first trains it under a lock, the second says it waits, then reuses the finished run."""
+    the first trains it under a lock, the second says it waits, then reuses the finished run. The first is a
+    process of its own; the second is this one."""
     epochs = 6
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
-
-    def start(go):
-        return subprocess.Popen([sys.executable, "-c", WAIT_SCRIPT, str(tiny_data), str(tmp_path), str(epochs),
-                                 str(tmp_path / go)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
     config = Config(data=str(tiny_data), runs=str(tmp_path), image_size=32, batch_size=8, steps=8 * epochs,
                     technique="baseline", device="cpu", val_subclass="none")
     run = runfolder.run_dir(config)
-    first, second = start("go1"), start("go2")
+    first = _train_process(config, tmp_path / "first.log", progress=True)
     deadline = time.monotonic() + 60
-    while not all((tmp_path / f"go{i}.ready").exists() for i in (1, 2)) and time.monotonic() < deadline:
-        time.sleep(0.02)
-    (tmp_path / "go1").touch()
-    deadline = time.monotonic() + 60
-    while not (run / "config.json").exists() and first.poll() is None and time.monotonic() < deadline:
+    while not (run / "config.json").exists() and first.is_alive() and time.monotonic() < deadline:
         time.sleep(0.02)  # config.json is written inside the lock, once training has begun
-    assert (run / "config.json").exists(), first.communicate()[1][-2000:]
-    (tmp_path / "go2").touch()
-    out2, err2 = second.communicate(timeout=180)
-    out1, err1 = first.communicate(timeout=180)
-    assert first.returncode == 0 and second.returncode == 0, (err1[-2000:], err2[-2000:])
-    assert Path(out1.strip().splitlines()[-1]) == run and Path(out2.strip().splitlines()[-1]) == run
+    assert (run / "config.json").exists(), (tmp_path / "first.log").read_text()[-2000:]
+    capfd.readouterr()
+    second = sweep.train(config, progress=True)
+    out2, err2 = capfd.readouterr()
+    first.join(timeout=180)
+    out1 = (tmp_path / "first.log").read_text()
+    assert first.exitcode == 0, out1[-2000:]
+    assert Path(out1.strip().splitlines()[-1]) == run and second == run
     log = (run / runfolder.LOG).read_text().splitlines()  # the training lines: the run's, not the caller's output
     assert [line.split(" (")[0] for line in log] == [f"epoch {e}" for e in range(1, epochs + 1)]  # trained once
     assert log[-1].startswith(f"epoch {epochs} (step {8 * epochs}):")  # the first trained every epoch

@@ -80,16 +80,24 @@ MESSY_CORE = ("01", "02")
 
 @pytest.fixture(scope="session")
 def messy_core(tmp_path_factory):
-    """`attrlib study --profile quick --data <messy> --heldout boat --on-bad skip --only 01 --only 02`: a folder
-    as a user brings it (conftest.make_messy_data: mixed sizes and aspect ratios, under-crop and huge images,
+    """`attrlib study --profile quick --data <messy> --heldout boat --on-bad skip --jobs 1 --only 01 --only 02`: a
+    folder as a user brings it (conftest.make_messy_data: mixed sizes and aspect ratios, under-crop and huge images,
     JPEG, RGBA, palette and 16-bit PNGs, missing cells, a held-out subclass one generator lacks, two bad files)."""
+    import shutil
+
     from conftest import MESSY_HELDOUT, make_messy_data
 
     cwd = tmp_path_factory.mktemp("messy_study")
-    data = make_messy_data(cwd / "messy")
+    # a project's root, as a user's clone: its marker and notebook 02 in notebooks/ (where JupyterLab's kernel runs
+    # it: test_a_notebook_run_from_notebooks_reuses_the_runs_trained_from_the_root)
+    (cwd / "pyproject.toml").write_text("[project]\nname = 'scratch'\n")
+    (cwd / "notebooks").mkdir()
+    shutil.copy(NOTEBOOKS / "02_baseline.ipynb", cwd / "notebooks")
+    data = make_messy_data(tmp_path_factory.mktemp("messy"))
     only = [a for n in MESSY_CORE for a in ("--only", n)]
-    return {**_run_study(cwd, "--data", str(data), "--heldout", MESSY_HELDOUT, "--on-bad", "skip", *only),
-            "data": data}
+    # one notebook at a time: no lane workers to start (the quick study and the side-by-side test run lanes)
+    return {**_run_study(cwd, "--data", str(data), "--heldout", MESSY_HELDOUT, "--on-bad", "skip", "--jobs", "1",
+                         *only), "data": data}
 
 
 @pytest.fixture(scope="session")
@@ -620,29 +628,26 @@ def _output_lines(nb: dict) -> list[str]:
     return lines
 
 
-def test_a_notebook_run_from_notebooks_reuses_the_runs_trained_from_the_root(tmp_path, tiny_data, monkeypatch):
+def test_a_notebook_run_from_notebooks_reuses_the_runs_trained_from_the_root(messy_core, tmp_path, monkeypatch):
     """JupyterLab's kernel works in notebooks/. Notebook 02 run there (papermill with cwd notebooks/, its folders
-    left at their defaults) reuses the run `attrlib study` trained from the root: no run trained or added,
-    nothing written under notebooks/, its figure and tables rewritten in the root's folders. The study's copy,
-    which trained, shows no training log line and no progress bar."""
-    import shutil
-
+    left at their defaults) reuses the run `attrlib study` trained from the root (messy_core's study: the root
+    holds pyproject.toml and notebooks/02_baseline.ipynb): no run trained or added, nothing written under
+    notebooks/, its figure and tables rewritten in the root's folders. The study's copy, which trained, shows no
+    training log line and no progress bar."""
     import papermill as pm
 
-    from attrlib.study import notebook_kernel, run_study
+    from attrlib.study import notebook_kernel
 
-    root = tmp_path / "project"
-    (root / "notebooks").mkdir(parents=True)
-    (root / "pyproject.toml").write_text("[project]\nname = 'scratch'\n")  # the root's marker
-    notebook = Path(shutil.copy(NOTEBOOKS / "02_baseline.ipynb", root / "notebooks"))
+    root = messy_core["cwd"]
+    notebook = root / "notebooks" / "02_baseline.ipynb"
+    assert messy_core["code"] == 0
     monkeypatch.delenv("ATTRLIB_ROOT", raising=False)
     monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the kernels inherit these
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p))
-    monkeypatch.chdir(root)
-    run_study(profile="quick", data=str(tiny_data), only=("02",), device="cpu", progress=False, jobs=1)
     runs = {p: p.stat().st_mtime_ns for p in (root / "runs").glob("*/*/done")}
     assert runs and all((p.parent / "train.log").is_file() for p in runs)  # the training log's place
-    lines = _output_lines(json.loads((root / "runs" / "notebooks" / "02_baseline.ipynb").read_text()))
+    study_copy = json.loads((root / "runs" / "notebooks" / "02_baseline.ipynb").read_text())
+    lines = _output_lines(study_copy)
     assert lines and not [line for line in lines if LOG_OR_BAR.search(line)]
     # its 21-column summary as a narrow headline, the whole table collapsed (attrlib.reporting.html)
     assert any("<details class='attr-full'>" in line for line in lines) and not any(str(root) in l for l in lines
@@ -650,13 +655,15 @@ def test_a_notebook_run_from_notebooks_reuses_the_runs_trained_from_the_root(tmp
     figure = root / "figures" / "02_baseline_confusion.png"
     written = figure.stat().st_mtime_ns
     under_notebooks = sorted((root / "notebooks").rglob("*"))
+    folders = sorted(p for p in (root / "runs").glob("*/*") if p.is_dir())  # messy_study's too, under test-all
 
     monkeypatch.chdir(root / "notebooks")  # as JupyterLab's kernel
-    pm.execute_notebook(str(notebook), str(tmp_path / "lab.ipynb"), parameters=dict(profile="quick",
-                        data=str(tiny_data), device="cpu"), kernel_name=notebook_kernel(notebook),
+    study = study_copy["metadata"]["papermill"]["parameters"]  # the study's data, rotation and bad-file policy
+    pm.execute_notebook(str(notebook), str(tmp_path / "lab.ipynb"), parameters={k: study[k] for k in (
+                        "profile", "data", "heldout", "on_bad", "device")}, kernel_name=notebook_kernel(notebook),
                         progress_bar=False, cwd=str(root / "notebooks"))
     assert {p: p.stat().st_mtime_ns for p in (root / "runs").glob("*/*/done")} == runs  # reused, none added
-    assert sorted(p for p in (root / "runs").glob("*/*") if p.is_dir()) == sorted(p.parent for p in runs)
+    assert sorted(p for p in (root / "runs").glob("*/*") if p.is_dir()) == folders  # no run folder begun either
     assert sorted((root / "notebooks").rglob("*")) == under_notebooks == [notebook]
     assert figure.stat().st_mtime_ns > written  # its outputs went to the root's folders
 
@@ -670,15 +677,15 @@ def test_resolve_data_unbiased_variant(tmp_path, tiny_data, monkeypatch):
     assert resolve_data("quick", str(tiny_data), variant="unbiased") is None  # the user's data has none
     with pytest.raises(ConfigError, match="valid variants"):
         resolve_data("quick", str(tiny_data), variant="fair")
-    root = synthesize(tmp_path / "bench", scale=1 / 250, size=32, progress=False)
+    root = synthesize(tmp_path / "bench", scale=1 / 1000, size=16, progress=False)  # 16 px: the cheapest calibrations
     twin = unbiased_variant(root)
     assert twin == tmp_path / "bench-unbiased"
     params = json.loads((twin / "benchmark.json").read_text())
-    assert params["variant"] == "unbiased" and params["size"] == 32 and params["scale"] == pytest.approx(1 / 250)
+    assert params["variant"] == "unbiased" and params["size"] == 16 and params["scale"] == pytest.approx(1 / 1000)
     assert unbiased_variant(twin) == twin
     monkeypatch.chdir(tmp_path)  # no pyproject.toml or .git above it: the project root is the working directory
     monkeypatch.delenv("ATTRLIB_ROOT", raising=False)
-    monkeypatch.setitem(STUDY_BENCHMARKS, "quick", dict(out="bench", scale=1 / 250, size=32))
+    monkeypatch.setitem(STUDY_BENCHMARKS, "quick", dict(out="bench", scale=1 / 1000, size=16))
     assert resolve_data("quick", variant="unbiased") == tmp_path.resolve() / "bench-unbiased"
 
 
