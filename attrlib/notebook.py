@@ -1,6 +1,6 @@
 """One notebook executed with papermill on its kernel: the study runner's unit of work (`attrlib.study.runner`).
 
-It imports papermill, nbformat and jupyter_client and nothing of attrlib. A parallel study runs each notebook
+It imports papermill, nbformat, jupyter_client and jupyter_core and nothing of attrlib. A parallel study runs each notebook
 from a fresh worker interpreter (spawn) that imports this module alone: importing the runner, in the `study`
 package, would load torch, torchvision and the data layer there (`attrlib.study` gives the notebooks their
 session), about 12 CPU s per worker for a process that only drives papermill (benchmarks/bench_study_overheads.py).
@@ -74,45 +74,87 @@ for _module in list(_sys.modules.values()):  # a warning shown once before is sh
         _registry.clear()
 _os.chdir({cwd!r})
 _gc.collect()
+if "torch" in _sys.modules and _sys.modules["torch"].cuda.is_initialized():
+    _sys.modules["torch"].cuda.empty_cache()  # what the last notebook held on the GPU, given back as at its end
 del _gc, _os, _random, _sys, _module, _registry
 """
-# this process's kept kernel per kernel name; asynchronous, as papermill's own (nbclient runs on an event loop,
-# and a synchronous manager's liveness check blocks there: a kernel that died would hang the notebook)
-_KERNELS: dict[str, AsyncKernelManager] = {}
+RESET_TIMEOUT = 60  # seconds a kept kernel has to become ready and reset, else it is replaced
+
+
+class _KeptKernelManager(AsyncKernelManager):
+    """A kernel manager that remembers the clients it gave out. nbclient stops only the clients of a manager it
+    owns: a kept kernel's would keep their sockets and heartbeat thread (and buffer every later notebook's
+    output) until the process ends. Asynchronous, as papermill's own manager: nbclient runs on an event loop,
+    where a synchronous manager's liveness check blocks (a kernel that died would hang the notebook)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.clients: list = []
+
+    def client(self, **kwargs):
+        kc = super().client(**kwargs)
+        self.clients.append(kc)
+        return kc
+
+    def stop_clients(self) -> None:
+        while self.clients:
+            self.clients.pop().stop_channels()
+
+
+_KERNELS: dict[str, _KeptKernelManager] = {}  # this process's kept kernel per kernel name
 _STARTED_WITH: dict[str, dict[str, str]] = {}  # the environment each kept kernel was started with
 
 
-def _shutdown_kernels() -> None:
-    while _KERNELS:
-        run_sync(_KERNELS.popitem()[1].shutdown_kernel)(now=True)
+def _drop(name: str) -> None:
+    km = _KERNELS.pop(name, None)
+    if km is not None:
+        km.stop_clients()
+        run_sync(km.shutdown_kernel)(now=True)  # its process, ports and files
 
 
-atexit.register(_shutdown_kernels)
+def shutdown_kernels() -> None:
+    """Stop this process's kept kernels (a study ends with them; the process's exit does it too)."""
+    for name in list(_KERNELS):
+        _drop(name)
 
 
-def _kept_kernel(name: str, cwd: str) -> AsyncKernelManager:
-    """This process's live kernel `name`, reset; started in `cwd` if there is none, if the last one died, or if
-    this process's environment changed since it started (a kernel reads its environment once: a variable set
-    since, such as $ATTRLIB_ROOT, must reach the next notebook as it would reach a fresh kernel)."""
-    km = _KERNELS.get(name)
-    if km is not None and (not run_sync(km.is_alive)() or _STARTED_WITH.get(name) != dict(os.environ)):
-        run_sync(_KERNELS.pop(name).shutdown_kernel)(now=True)  # its process, ports and files
-        km = None
-    if km is None:
-        km = _KERNELS[name] = AsyncKernelManager(kernel_name=name)
-        _STARTED_WITH[name] = dict(os.environ)
-        run_sync(km.start_kernel)(cwd=cwd)
+atexit.register(shutdown_kernels)
+
+
+def _reset(km: _KeptKernelManager, cwd: str) -> str | None:
+    """Run RESET on the kernel: None, or why it failed (an error, a kernel still busy or not answering)."""
     client = km.client()
     client.start_channels()
     try:
-        run_sync(client.wait_for_ready)(timeout=60)
-        reply = run_sync(client.execute_interactive)(RESET.format(cwd=str(cwd)), timeout=60,
+        run_sync(client.wait_for_ready)(timeout=RESET_TIMEOUT)
+        reply = run_sync(client.execute_interactive)(RESET.format(cwd=str(cwd)), timeout=RESET_TIMEOUT,
                                                      output_hook=lambda msg: None)
+    except Exception as err:  # not ready in time (RuntimeError), no reply in time (TimeoutError), a closed socket
+        return f"{type(err).__name__}: {err}"
     finally:
-        client.stop_channels()
-    if reply["content"]["status"] != "ok":
-        raise RuntimeError(f"the kernel {name!r} could not be reset before the next notebook: "
-                           f"{reply['content'].get('ename')}: {reply['content'].get('evalue')}")
+        km.stop_clients()
+    content = reply["content"]
+    return None if content["status"] == "ok" else f"{content.get('ename')}: {content.get('evalue')}"
+
+
+def _kept_kernel(name: str, cwd: str) -> _KeptKernelManager:
+    """This process's live kernel `name`, reset; started in `cwd` if there is none, if the last one died, if it
+    cannot be reset (still busy, say), or if this process's environment changed since it started (a kernel reads
+    its environment once: a variable set since, such as $ATTRLIB_ROOT, must reach the next notebook as it would
+    reach a fresh kernel)."""
+    km = _KERNELS.get(name)
+    if km is not None and (not run_sync(km.is_alive)() or _STARTED_WITH.get(name) != dict(os.environ)
+                           or _reset(km, cwd) is not None):
+        _drop(name)
+        km = None
+    if km is None:
+        km = _KERNELS[name] = _KeptKernelManager(kernel_name=name)
+        _STARTED_WITH[name] = dict(os.environ)
+        run_sync(km.start_kernel)(cwd=cwd)
+        why = _reset(km, cwd)
+        if why is not None:
+            _drop(name)
+            raise RuntimeError(f"a new kernel {name!r} could not be prepared for the notebook: {why}")
     return km
 
 
@@ -123,14 +165,21 @@ def execute(nb: str, target: str, params: dict, cwd: str, fresh: bool = False,
     reset first: the module docstring)."""
     start = time.perf_counter()
     kernel = notebook_kernel(nb)
+    kept = None
     try:
-        kept = {} if fresh else {"km": _kept_kernel(kernel, cwd)}
-        pm.execute_notebook(nb, target, parameters=params, kernel_name=kernel, progress_bar=progress, cwd=cwd, **kept)
+        kept = None if fresh else _kept_kernel(kernel, cwd)
+        pm.execute_notebook(nb, target, parameters=params, kernel_name=kernel, progress_bar=progress, cwd=cwd,
+                            **({"km": kept} if kept else {}))
     except pm.PapermillExecutionError as err:
         return time.perf_counter() - start, failure(Path(nb).name, Path(target), err.cell_index, err.exec_count,
                                                     f"{err.ename}: {err.evalue}")
     except Exception as err:  # a kernel that died, a notebook that cannot be read: still name the notebook
+        if kept is not None:
+            _drop(kernel)  # whatever state it was left in, the next notebook starts on a new kernel
         return time.perf_counter() - start, (f"notebook {Path(nb).name} could not be executed: "
                                              f"{type(err).__name__}: {err}\nthe partial executed notebook (if any) is "
                                              f"kept at {target}")
+    finally:
+        if kept is not None:
+            kept.stop_clients()  # nbclient's, which it leaves running on a manager it does not own
     return time.perf_counter() - start, None

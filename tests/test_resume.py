@@ -53,12 +53,14 @@ def _history(run: Path) -> list[dict]:
     return [{k: v for k, v in r.items() if k not in ("seconds", "images_per_second")} for r in rows]
 
 
-def test_sigkill_then_the_same_command_resumes_to_identical_results(tiny_data, tmp_path, one_torch_thread):
+@pytest.mark.timeout(300)
+def test_sigkill_then_the_same_command_resumes_to_identical_results(tiny_data, tmp_path, one_torch_thread, request):
     """A process training a run is killed with SIGKILL; the same call in another process resumes it to the results
     of an uninterrupted run (trained here, with one torch thread as theirs)."""
     epochs = 4
     config = _config(tiny_data, tmp_path / "cut", epochs)
     cut_proc = _train_process(config, tmp_path / "cut.log")
+    request.addfinalizer(lambda: (cut_proc.kill(), cut_proc.join()))  # no child outlives a failed assertion
     run = runfolder.run_dir(config)
     ckpt = run / "checkpoint.pt"
     deadline = time.monotonic() + 60
@@ -76,6 +78,7 @@ def test_sigkill_then_the_same_command_resumes_to_identical_results(tiny_data, t
     json.loads((run / "config.json").read_text())
 
     again = _train_process(config, tmp_path / "again.log")
+    request.addfinalizer(lambda: (again.kill(), again.join()))
     whole = sweep.train(_config(tiny_data, tmp_path / "whole", epochs), progress=False)  # beside the resumed one
     again.join(timeout=120)
     out = (tmp_path / "again.log").read_text()
@@ -151,7 +154,8 @@ def test_a_full_disk_during_a_run_keeps_the_finished_epochs(tiny_data, tmp_path,
     assert (sweep.train(config, progress=False) / "done").exists()
 
 
-def test_two_processes_asking_for_one_run_train_it_once(tiny_data, tmp_path, capfd, one_torch_thread):
+@pytest.mark.timeout(300)  # the second asker waits on the first's lock: a child that hung must fail, not stall the suite
+def test_two_processes_asking_for_one_run_train_it_once(tiny_data, tmp_path, capfd, one_torch_thread, request):
     """A parallel study's notebooks may ask for the same run at once (04, 06 and 07 all need the baseline):
     the first trains it under a lock, the second says it waits, then reuses the finished run. The first is a
     process of its own; the second is this one."""
@@ -160,6 +164,7 @@ def test_two_processes_asking_for_one_run_train_it_once(tiny_data, tmp_path, cap
                     technique="baseline", device="cpu", val_subclass="none")
     run = runfolder.run_dir(config)
     first = _train_process(config, tmp_path / "first.log", progress=True)
+    request.addfinalizer(lambda: (first.kill(), first.join()))  # whatever fails below, no child outlives the test
     deadline = time.monotonic() + 60
     while not (run / "config.json").exists() and first.is_alive() and time.monotonic() < deadline:
         time.sleep(0.02)  # config.json is written inside the lock, once training has begun

@@ -105,7 +105,7 @@ def test_figure_arms_chooses_the_techniques_drawn_a_figure_of_their_own(tiny_dat
     assert all(default.draws_figure(t) for t in available())
     mine = session(profile="default", data=str(tiny_data), progress=False, figure_arms=" dfr, jtt ")
     assert [t for t in available() if mine.draws_figure(t)] == [t for t in available() if t in ("dfr", "jtt")]
-    assert session(profile="quick", data=str(tiny_data), progress=False, figure_arms="all").draws_figure("dfr")
+    assert session(profile="quick", data=str(tiny_data), progress=False, figure_arms=" All ").draws_figure("dfr")
     for bad, says in (("baseline,no_such", "unknown technique.*no_such"), (" , ", "no technique")):
         with pytest.raises(ConfigError, match=f"figure_arms.*{says}"):
             session(profile="quick", data=str(tiny_data), progress=False, figure_arms=bad)

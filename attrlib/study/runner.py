@@ -22,7 +22,7 @@ from ..config import PROFILES
 from ..errors import ConfigError
 from ..reporting.explorer import HEADLESS_ENV
 from ..io import atomic_write_json
-from ..notebook import execute, notebook_kernel
+from ..notebook import execute, notebook_kernel, shutdown_kernels
 
 __all__ = ["run_study", "StudyError", "notebook_kernel", "notebooks_in"]  # notebook_kernel: attrlib.study gives it
 from ..provenance import git_commit, now, study_record, write_provenance
@@ -133,16 +133,19 @@ def _execute_all(todo: list[Path], out: Path, params: dict, jobs: int, progress:
                  fresh: bool = False) -> dict[str, float]:
     """Run the notebooks, one at a time in this process or `jobs` at a time: seconds per notebook."""
     if jobs > 1:
-        return _run_parallel(todo, out, params, jobs, fresh)
+        return _run_parallel(todo, out, params, jobs, fresh)  # each lane's kept kernel ends with its worker
     timings = {}
-    for i, nb in enumerate(todo, 1):
-        target = out / nb.name
-        print(f"[{i}/{len(todo)}] {nb.name} ...", flush=True)
-        seconds, error = execute(str(nb), str(target), params, str(Path.cwd()), fresh=fresh, progress=progress)
-        if error is not None:
-            raise StudyError(error)
-        timings[nb.name] = seconds
-        print(f"[{i}/{len(todo)}] {nb.name} done in {timings[nb.name]:.0f} s -> {target}", flush=True)
+    try:
+        for i, nb in enumerate(todo, 1):
+            target = out / nb.name
+            print(f"[{i}/{len(todo)}] {nb.name} ...", flush=True)
+            seconds, error = execute(str(nb), str(target), params, str(Path.cwd()), fresh=fresh, progress=progress)
+            if error is not None:
+                raise StudyError(error)
+            timings[nb.name] = seconds
+            print(f"[{i}/{len(todo)}] {nb.name} done in {timings[nb.name]:.0f} s -> {target}", flush=True)
+    finally:
+        shutdown_kernels()  # the study's kernel ends with it: the next study (its threads, say) starts afresh
     return timings
 
 

@@ -253,7 +253,9 @@ def benchmark_spec(profile: str, root: str | Path, **execution) -> dict:
 
 
 def _figure_arms(arms: str) -> list[str]:
-    return [a.strip() for a in str(arms).split(",") if a.strip()]
+    """The techniques of the figure_arms knob, or ["all"] (in any case)."""
+    names = [a.strip() for a in str(arms).split(",") if a.strip()]
+    return ["all"] if [n.lower() for n in names] == ["all"] else names
 
 
 class Knobs(dict):
@@ -311,8 +313,8 @@ class Session:
     def draws_figure(self, technique: str) -> bool:
         """Whether notebooks 08 and 10 draw `technique`'s own figure (its CAM grid, its LLR chart): the
         `figure_arms` knob, "all" or technique names."""
-        arms = self.knobs.get("figure_arms", "all")
-        return arms == "all" or technique in _figure_arms(arms)
+        arms = _figure_arms(self.knobs.get("figure_arms", "all"))
+        return arms == ["all"] or technique in arms
 
     @cached_property
     def oracle_data(self) -> Path | None:
@@ -379,7 +381,7 @@ def session(profile: str = "default", data: str = "", heldout: str | Iterable[st
         set_figure_formats(chosen.figure_formats)
     except ValueError as e:
         raise ConfigError(f"notebook knob figure_formats: {e}") from None
-    if chosen.get("figure_arms", "all") != "all":
+    if _figure_arms(chosen.get("figure_arms", "all")) != ["all"]:
         unknown = sorted(set(_figure_arms(chosen.figure_arms)) - set(available()))
         if unknown or not _figure_arms(chosen.figure_arms):
             raise ConfigError(f"notebook knob figure_arms={chosen.figure_arms!r}: "
