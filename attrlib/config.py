@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterable
 
 from .errors import ConfigError
 from .rotation import Rotation
@@ -144,6 +144,11 @@ class Config:
 
 def _same(value: Any, default: Any) -> bool:
     return list(value) == list(default) if isinstance(default, tuple) else value == default
+
+
+def comma_names(value: str | Iterable[str]) -> list[str]:
+    """The names of a comma-separated knob or option ("a, b") or of a sequence, stripped, empty ones dropped."""
+    return [n.strip() for n in (value.split(",") if isinstance(value, str) else value) if n.strip()]
 
 
 def _choice(name: str, value: Any, valid: tuple) -> None:

@@ -1,8 +1,8 @@
 """One notebook executed with papermill on its kernel: the study runner's unit of work (`attrlib.study.runner`).
 
-It imports papermill, nbformat, jupyter_client and jupyter_core and nothing of attrlib. A parallel study runs each notebook
-from a fresh worker interpreter (spawn) that imports this module alone: importing the runner, in the `study`
-package, would load torch, torchvision and the data layer there (`attrlib.study` gives the notebooks their
+It imports papermill, nbformat, jupyter_client and jupyter_core and nothing of attrlib. A parallel study runs
+each notebook from a fresh worker interpreter (spawn) that imports this module alone: importing the runner, in the
+`study` package, would load torch, torchvision and the data layer there (`attrlib.study` gives the notebooks their
 session), about 12 CPU s per worker for a process that only drives papermill (benchmarks/bench_study_overheads.py).
 
 A process executes its notebooks one after the other on one kernel of its own (`fresh=False`, the study's default):
@@ -90,6 +90,7 @@ class _KeptKernelManager(AsyncKernelManager):
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self.clients: list = []
+        self.environment = dict(os.environ)  # what the kernel it starts reads, once
 
     def client(self, **kwargs):
         kc = super().client(**kwargs)
@@ -102,7 +103,6 @@ class _KeptKernelManager(AsyncKernelManager):
 
 
 _KERNELS: dict[str, _KeptKernelManager] = {}  # this process's kept kernel per kernel name
-_STARTED_WITH: dict[str, dict[str, str]] = {}  # the environment each kept kernel was started with
 
 
 def _drop(name: str) -> None:
@@ -143,13 +143,12 @@ def _kept_kernel(name: str, cwd: str) -> _KeptKernelManager:
     its environment once: a variable set since, such as $ATTRLIB_ROOT, must reach the next notebook as it would
     reach a fresh kernel)."""
     km = _KERNELS.get(name)
-    if km is not None and (not run_sync(km.is_alive)() or _STARTED_WITH.get(name) != dict(os.environ)
+    if km is not None and (not run_sync(km.is_alive)() or km.environment != dict(os.environ)
                            or _reset(km, cwd) is not None):
         _drop(name)
         km = None
     if km is None:
         km = _KERNELS[name] = _KeptKernelManager(kernel_name=name)
-        _STARTED_WITH[name] = dict(os.environ)
         run_sync(km.start_kernel)(cwd=cwd)
         why = _reset(km, cwd)
         if why is not None:

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from .. import records, sweep
+from ..config import comma_names
 from ..data import load_study_data
 from ..data.sources import discover
 from ..errors import ConfigError, DataError
@@ -32,7 +33,7 @@ def unknown_rotations(root: str | os.PathLike, heldout: Sequence[str], n: int = 
     """The generators left out, one rotation each: those named in `unknown` (comma-separated), else the first `n`
     (0: all) in name order whose removal leaves a study the data layer accepts (every known generator keeps a
     training image, at least two known generators)."""
-    names = [u.strip() for u in (unknown.split(",") if isinstance(unknown, str) else unknown) if u.strip()]
+    names = comma_names(unknown)
     if names:
         for g in names:
             load_study_data(root, heldout=heldout, unknown_generators=(g,))  # a clear error for a bad name
@@ -60,16 +61,13 @@ TECHNIQUES = "baseline,weighted_sampling,group_dro"
 def open_world_jobs(techniques: str | Iterable[str], arms: str | Iterable[str] = "") -> dict[str, dict[str, Any]]:
     """Notebook 12's jobs ({label: Config overrides}): the named techniques, then notebook 11's arms
     (`closing.ARMS`) named in `arms` (comma-separated names, or "all"; a label among the techniques is kept once)."""
-    def names(value: str | Iterable[str]) -> list[str]:
-        return [n.strip() for n in (value.split(",") if isinstance(value, str) else value) if n.strip()]
-
-    chosen = list(ARMS) if names(arms) == ["all"] else names(arms)
+    chosen = list(ARMS) if comma_names(arms) == ["all"] else comma_names(arms)
     unknown = [a for a in chosen if a not in ARMS]
     if unknown:
         raise ConfigError(f"unknown arm(s) {', '.join(unknown)} (open_world_arms); notebook 11's arms: "
                           f"{', '.join(ARMS)}, or all")
-    return {**{t: {"technique": t} for t in names(techniques)}, **{a: dict(ARMS[a]) for a in chosen
-                                                                   if a not in names(techniques)}}
+    return {**{t: {"technique": t} for t in comma_names(techniques)}, **{a: dict(ARMS[a]) for a in chosen
+                                                                         if a not in comma_names(techniques)}}
 
 
 def train_open_world(arms: Iterable[str] | Mapping[str, Mapping[str, Any]], left_out: Sequence[str], profile: str,

@@ -37,7 +37,7 @@ import torch
 from IPython import get_ipython
 
 from ..simulator import VARIANTS, read_benchmark, synthesize
-from ..config import PROFILES, Config, profile as profile_config, profile_heldout
+from ..config import PROFILES, Config, comma_names, profile as profile_config, profile_heldout
 from ..data import eligible_rotations, resolve_rotation
 from ..data.sources import discover
 from .. import rotation
@@ -254,7 +254,7 @@ def benchmark_spec(profile: str, root: str | Path, **execution) -> dict:
 
 def _figure_arms(arms: str) -> list[str]:
     """The techniques of the figure_arms knob, or ["all"] (in any case)."""
-    names = [a.strip() for a in str(arms).split(",") if a.strip()]
+    names = comma_names(str(arms))
     return ["all"] if [n.lower() for n in names] == ["all"] else names
 
 
