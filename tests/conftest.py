@@ -8,12 +8,13 @@ empty) and one held-out subclass seen by every generator. Each generator adds it
 """
 from __future__ import annotations
 
+import json
 import os
+import re
 import shutil
+import signal
 import subprocess
 import sys
-import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -40,6 +41,15 @@ TINY_PER_CELL = 8
 # third generator makes it a validation subclass the rule accepts (at least 3 generators: splits.choose_val_subclass).
 TINY_LATE_CELLS = {"latent_diffusion": ("car",)}
 TINY_ALL_CELLS = {g: TINY_CELLS[g] + TINY_LATE_CELLS.get(g, ()) for g in TINY_GENERATORS}
+
+NOTEBOOKS = REPO / "notebooks"
+# a training line, a tqdm bar: what no report page or notebook output shown to a reader should carry
+LOG_OR_BAR = re.compile(r"val acc (?:\d|nan)|\d img/s|\d%\|")
+
+
+def numbered_notebooks() -> list[str]:
+    """The study's notebooks (01_..., 02_...), by stem, in order."""
+    return sorted(p.stem for p in NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
 
 
 def make_tiny_data(root: Path, per_cell: int = TINY_PER_CELL, size: int = 32, seed: int = 0) -> Path:
@@ -167,6 +177,37 @@ def train_whole_and_interrupted(config, tmp_path, monkeypatch, epoch: int = 2):
     return whole, cut_config, runfolder.run_dir(cut_config)
 
 
+def train_in_fork(config, log: Path, progress: bool = False, env: dict | None = None):
+    """`print(sweep.train(config))` in a process of its own, forked from this one with one torch thread and `env`
+    added to its environment: a real process to kill, to race, or to be a rank of a process group, without a
+    fresh interpreter's imports (about 10 CPU s each). Its stdout and stderr go to `log`."""
+    import multiprocessing
+
+    import torch
+
+    from attrlib import sweep
+
+    def child():
+        import threading
+
+        from tqdm.std import tqdm
+
+        # tqdm's default lock holds a multiprocessing lock shared with this process across the fork: a child killed
+        # while a bar held it would leave every later bar here waiting for it forever. The child gets its own.
+        tqdm.set_lock(threading.RLock())
+        os.environ.update(env or {})
+        torch.set_num_threads(1)
+        fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+        sys.stdout = sys.stderr = open(1, "w", buffering=1, closefd=False)
+        print(sweep.train(config, progress=progress))
+
+    process = multiprocessing.get_context("fork").Process(target=child)
+    process.start()
+    return process
+
+
 @pytest.fixture(autouse=True)
 def _figure_formats_restored():
     """A notebook session sets the formats save_fig writes (its profile's figure_formats knob) for the process:
@@ -179,49 +220,111 @@ def _figure_formats_restored():
 
 
 # --------------------------------------------------------------------------------------- the quick study
+# The study runs under a wrapper that records its exit code and wall seconds in exit.json (atomically) when it ends,
+# whichever pytest process started it: under pytest-xdist (`make test` runs two workers) the first worker to
+# collect starts it and the readers of every worker wait for that file.
+_WRAPPER = ("import json, os, subprocess, sys, time\n"
+            "start = time.perf_counter()\n"
+            "code = subprocess.call(sys.argv[2:])\n"
+            "with open(sys.argv[1] + '.part', 'w') as fh:\n"
+            "    json.dump({'code': code, 'seconds': time.perf_counter() - start}, fh)\n"
+            "os.replace(sys.argv[1] + '.part', sys.argv[1])\n")
+# A worker's niceness once the study runs: the study (started before, at 0) keeps a core to itself and ends as early
+# as it can, since its readers wait for it; the workers share what is left, then both cores
+WORKER_NICENESS = 10
+
+
 class QuickStudy:
-    """`attrlib study --profile quick` in a scratch folder, in a child process started at collection time, so
-    that its notebooks run while the rest of the suite does (the machine's cores are shared by both instead of
-    the suite waiting for the study). The kernels import the attrlib under test (PYTHONPATH) with one torch
-    thread each (OMP_NUM_THREADS=1), as `_run_study` in test_study.py does for the other studies."""
+    """`attrlib study --profile quick` in a scratch folder, in a process started at collection time, so that its
+    notebooks run while the rest of the suite does. One notebook at a time (`--jobs 1`, one kernel): the study
+    keeps one core while the suite's workers (lowered in priority) share the other. The kernel imports the attrlib
+    under test (PYTHONPATH) with one torch thread (OMP_NUM_THREADS=1), as `_run_study` in test_study.py does for
+    the other studies; side-by-side lanes are tested there (test_side_by_side_...).
 
-    def __init__(self) -> None:
-        self.cwd = Path(tempfile.mkdtemp(prefix="attrlib-quick-study-"))
-        self.repo_before = repo_outputs()  # what figures/ and results/ of the repository hold before it runs
-        env = {**os.environ, "OMP_NUM_THREADS": "1",
-               "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)}
-        self.log = self.cwd / "study.log"
-        self.start = time.perf_counter()
-        with open(self.log, "wb") as out:
-            self.proc = subprocess.Popen([sys.executable, "-m", "attrlib", "study", "--profile", "quick",
-                                          "--notebooks", str(REPO / "notebooks"), "--device", "cpu"],
-                                         cwd=self.cwd, env=env, stdout=out, stderr=subprocess.STDOUT)
-        self.seconds: float | None = None
-        self.waiter = threading.Thread(target=self._wait, daemon=True)  # its end time, whenever a test asks
-        self.waiter.start()
+    One study per test run: its folder is `quick-study` under pytest's base temporary folder, which every xdist
+    worker shares (each works in its own popen-gwN below it); the first process to take the lock starts it."""
 
-    def _wait(self) -> None:
-        self.proc.wait()
-        self.seconds = time.perf_counter() - self.start
+    def __init__(self, cwd: Path) -> None:
+        self.cwd = cwd
+        self.log, self.exit, self.pid = cwd / "study.log", cwd / "exit.json", cwd / "study.pid"
+        self.before = cwd / "repo_before.json"
+        self.waited = cwd / f"waited-{os.getpid()}.txt"
+
+    def start(self) -> None:
+        """Start the study unless a process of this test run already has."""
+        from filelock import FileLock
+
+        with FileLock(str(self.cwd) + ".lock"):
+            if self.pid.exists():
+                return
+            self.cwd.mkdir(parents=True, exist_ok=True)
+            # what figures/ and results/ of the repository hold before it runs
+            self.before.write_text(json.dumps(sorted(map(str, repo_outputs()))))
+            env = {**os.environ, "OMP_NUM_THREADS": "1",
+                   "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)}
+            study = [sys.executable, "-m", "attrlib", "study", "--profile", "quick",
+                     "--notebooks", str(REPO / "notebooks"), "--device", "cpu", "--jobs", "1"]
+            with open(self.log, "wb") as out:
+                # its own session: `stop` kills the wrapper, the study and its kernel as one process group
+                proc = subprocess.Popen([sys.executable, "-c", _WRAPPER, str(self.exit), *study], cwd=self.cwd,
+                                        env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+            self.pid.write_text(str(proc.pid))
 
     def result(self) -> dict:
-        self.waiter.join()
-        (self.cwd / "study_seconds.txt").write_text(f"{self.seconds:.1f}\n")
-        print(f"\nquick study (background): {self.seconds:.0f} s, log {self.log}")
-        return {"cwd": self.cwd, "code": self.proc.returncode, "seconds": self.seconds,
-                "repo_before": self.repo_before, "log": self.log.read_text(errors="replace")}
+        """Once the study has ended: its folder, exit code, wall seconds, log and what the repository held."""
+        asked = time.perf_counter()
+        while not self.exit.exists():
+            if not _alive(int(self.pid.read_text())):  # killed before it could say how it ended
+                time.sleep(1)  # (or it ended between the two looks)
+                if not self.exit.exists():
+                    pytest.fail(f"the quick study's process ended without recording its exit: log {self.log}")
+            time.sleep(0.5)
+        self.waited.write_text(f"{time.perf_counter() - asked:.1f}\n")  # the study on the critical path
+        ended = json.loads(self.exit.read_text())
+        return {"cwd": self.cwd, "code": ended["code"], "seconds": ended["seconds"],
+                "repo_before": {Path(p) for p in json.loads(self.before.read_text())},
+                "log": self.log.read_text(errors="replace")}
+
+    def summary(self) -> str:
+        """How long it ran and how long the suite's processes waited for it (empty if it did not end)."""
+        if not self.exit.exists():
+            return "quick study: not run (no test read it) or did not end"
+        waited = [float(p.read_text()) for p in self.cwd.glob("waited-*.txt")]
+        return (f"quick study (background, one kernel): {json.loads(self.exit.read_text())['seconds']:.0f} s; "
+                f"the suite's processes waited {', '.join(f'{w:.0f}' for w in waited) or 'no'} s for it")
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
+        """Kill the study if it is still running (the run was interrupted, or its readers deselected late)."""
+        if self.pid.exists() and not self.exit.exists():
+            try:
+                os.killpg(int(self.pid.read_text()), signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+def _alive(pid: int) -> bool:
+    """Whether process `pid` is still running (not ended, nor a zombie its parent has yet to reap)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
 
 
 def repo_outputs() -> set[Path]:
     return {p for d in ("figures", "results") if (REPO / d).is_dir() for p in (REPO / d).rglob("*")}
 
 
-_QUICK: list[QuickStudy] = []
+def _quick_study(config) -> QuickStudy:
+    """This test run's quick study (started or not): under pytest's base temporary folder, the one xdist's workers
+    share (a worker's own is popen-gwN below it)."""
+    base = config._tmp_path_factory.getbasetemp()
+    return QuickStudy((base.parent if hasattr(config, "workerinput") else base) / "quick-study")
 
 
 @pytest.hookimpl(trylast=True)  # after -k / -m deselected theirs: start it only when a test will read it
@@ -230,19 +333,35 @@ def pytest_collection_modifyitems(session, config, items):
     if not readers or config.option.collectonly:
         return
     items[:] = [item for item in items if item not in readers] + readers  # the study's readers last
-    _QUICK.append(QuickStudy())
+    _quick_study(config).start()
+    if hasattr(config, "workerinput"):
+        os.nice(WORKER_NICENESS)
+
+
+_SUMMARY: list[str] = []
+
+
+def pytest_terminal_summary(terminalreporter):
+    for line in _SUMMARY:
+        terminalreporter.write_line(line)
 
 
 def pytest_sessionfinish(session, exitstatus):
-    for study in _QUICK:
-        study.stop()
-        if exitstatus == 0:
-            shutil.rmtree(study.cwd, ignore_errors=True)  # kept when a test failed: its log and notebooks
+    """In the process that owns the run (xdist's controller, or pytest without workers), once every test is done:
+    stop a study still running; remove its folder if the run passed (kept when a test failed: its log and
+    notebooks)."""
+    if hasattr(session.config, "workerinput"):
+        return
+    study = _quick_study(session.config)
+    study.stop()
+    _SUMMARY.append(study.summary())  # printed after this hook (the terminal summary)
+    if exitstatus == 0:
+        shutil.rmtree(study.cwd, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
-def quick_study():
+def quick_study(request):
     """The quick study's folder (cwd), exit code, wall seconds and log, once it has finished."""
-    if not _QUICK:  # collected without the hook (e.g. a plugin reordering): start it now
-        _QUICK.append(QuickStudy())
-    return _QUICK[0].result()
+    study = _quick_study(request.config)
+    study.start()  # collected without the hook (e.g. a plugin reordering): start it now
+    return study.result()

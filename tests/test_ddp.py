@@ -16,7 +16,7 @@ from attrlib import runfolder, sweep
 from attrlib.config import Config
 from attrlib.training.distributed import EpochSampler
 
-from conftest import TINY_HELDOUT
+from conftest import TINY_HELDOUT, train_in_fork
 
 
 def test_the_epoch_sampler_deals_disjoint_shares_of_one_weighted_sample():
@@ -67,13 +67,35 @@ def _torchrun(script_text: str, tiny_data, tmp_path, timeout: int = 120) -> subp
     return proc
 
 
-def test_torchrun_two_cpu_processes_train_one_run(tiny_data, tmp_path):
-    proc = _torchrun(SCRIPT, tiny_data, tmp_path)
+def _forked_ranks(config: Config, tmp_path, size: int = 2) -> str:
+    """`sweep.train(config)` by `size` processes forked from this one, each given what torchrun gives a rank (RANK,
+    LOCAL_RANK, WORLD_SIZE, MASTER_ADDR/PORT): the engine's multi-process path without torchrun's interpreters
+    (three fresh imports of torch and attrlib, about 30 CPU s). Their stdout, concatenated."""
+    port = str(_free_port())
+    ranks = [train_in_fork(config, tmp_path / f"rank{r}.log",
+                           env={"RANK": str(r), "LOCAL_RANK": str(r), "WORLD_SIZE": str(size), "LOCAL_WORLD_SIZE": str(size),
+                                "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": port, "PYTHONWARNINGS": "ignore"})
+             for r in range(size)]
+    for rank in ranks:
+        rank.join(timeout=120)
+    logs = [(tmp_path / f"rank{r}.log").read_text() for r in range(size)]
+    for rank in ranks:
+        if rank.exitcode is None:
+            rank.kill()
+    assert [rank.exitcode for rank in ranks] == [0] * size, "\n".join(log[-3000:] for log in logs)
+    return "".join(logs)
+
+
+@pytest.mark.parametrize("launch", ["fork", pytest.param("torchrun", marks=pytest.mark.slow)])
+def test_two_cpu_processes_train_one_run(launch, tiny_data, tmp_path):
+    """Two ranks (gloo) train one run together: forked from this process with torchrun's environment (CI), or
+    started by torchrun itself (the slow tier: its own interpreters)."""
     config = Config(data=str(tiny_data), runs=str(tmp_path / "ddp"), heldout=TINY_HELDOUT, technique="weighted_sampling",
                     image_size=32, batch_size=8, steps=48, device="cpu", val_subclass="none")
+    stdout = _torchrun(SCRIPT, tiny_data, tmp_path).stdout if launch == "torchrun" else _forked_ranks(config, tmp_path)
     run = runfolder.run_dir(config)
-    # both ranks return the one run folder (their prints share a pipe and may interleave without a newline)
-    assert proc.stdout.count(str(run)) == 2 and not proc.stdout.replace(str(run), "").split(), proc.stdout
+    # both ranks return the one run folder (torchrun's share a pipe and may interleave without a newline)
+    assert stdout.count(str(run)) == 2 and not stdout.replace(str(run), "").split(), stdout
     assert [p.relative_to(tmp_path / "ddp") for p in (tmp_path / "ddp").glob("*/*")] == [run.relative_to(tmp_path / "ddp")]
     assert {p.name for p in run.iterdir()} == {"config.json", "history.jsonl", "checkpoint.pt", "predictions.csv", "trajectory.csv",
                                                "metrics.json", "train.log", "done"}

@@ -6,8 +6,6 @@ import errno
 import json
 import os
 import signal
-import multiprocessing
-import sys
 import time
 from pathlib import Path
 
@@ -19,29 +17,14 @@ from attrlib import io, runfolder, sweep, training
 from attrlib.config import Config
 from attrlib.errors import WriteError
 
+from conftest import train_in_fork
+
 TIMING = ("train_seconds", "train_images_per_second", "prepare_seconds", "device")
 
 
 def _config(tiny_data, runs, epochs) -> Config:
     return Config(data=str(tiny_data), runs=str(runs), image_size=32, batch_size=8, steps=8 * epochs,
                   technique="group_dro", device="cpu", val_subclass="none")  # 8 steps per epoch
-
-
-def _train_process(config: Config, log: Path, progress: bool = False) -> multiprocessing.Process:
-    """`print(sweep.train(config))` in a process of its own, forked from this one with one torch thread: a real
-    process to kill or to race, without a fresh interpreter's imports (about 10 CPU s each). Its stdout and
-    stderr go to `log`."""
-    def child():
-        torch.set_num_threads(1)
-        fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
-        os.dup2(fd, 1)
-        os.dup2(fd, 2)
-        sys.stdout = sys.stderr = open(1, "w", buffering=1, closefd=False)
-        print(sweep.train(config, progress=progress))
-
-    process = multiprocessing.get_context("fork").Process(target=child)
-    process.start()
-    return process
 
 
 def _metrics(run: Path) -> dict:
@@ -59,7 +42,7 @@ def test_sigkill_then_the_same_command_resumes_to_identical_results(tiny_data, t
     of an uninterrupted run (trained here, with one torch thread as theirs)."""
     epochs = 4
     config = _config(tiny_data, tmp_path / "cut", epochs)
-    cut_proc = _train_process(config, tmp_path / "cut.log")
+    cut_proc = train_in_fork(config, tmp_path / "cut.log")
     request.addfinalizer(lambda: (cut_proc.kill(), cut_proc.join()))  # no child outlives a failed assertion
     run = runfolder.run_dir(config)
     ckpt = run / "checkpoint.pt"
@@ -77,7 +60,7 @@ def test_sigkill_then_the_same_command_resumes_to_identical_results(tiny_data, t
     assert [h["epoch"] for h in _history(run)][: last + 1] == list(range(last + 1))
     json.loads((run / "config.json").read_text())
 
-    again = _train_process(config, tmp_path / "again.log")
+    again = train_in_fork(config, tmp_path / "again.log")
     request.addfinalizer(lambda: (again.kill(), again.join()))
     whole = sweep.train(_config(tiny_data, tmp_path / "whole", epochs), progress=False)  # beside the resumed one
     again.join(timeout=120)
@@ -163,7 +146,7 @@ def test_two_processes_asking_for_one_run_train_it_once(tiny_data, tmp_path, cap
     config = Config(data=str(tiny_data), runs=str(tmp_path), image_size=32, batch_size=8, steps=8 * epochs,
                     technique="baseline", device="cpu", val_subclass="none")
     run = runfolder.run_dir(config)
-    first = _train_process(config, tmp_path / "first.log", progress=True)
+    first = train_in_fork(config, tmp_path / "first.log", progress=True)
     request.addfinalizer(lambda: (first.kill(), first.join()))  # whatever fails below, no child outlives the test
     deadline = time.monotonic() + 60
     while not (run / "config.json").exists() and first.is_alive() and time.monotonic() < deadline:

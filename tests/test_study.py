@@ -1,16 +1,12 @@
-"""The whole study, end to end: `attrlib study --profile quick` executes every numbered notebook once (one
-session fixture, conftest.quick_study: started in the background at collection, in a scratch folder, so nothing is
-written into the repository), and the
-assertions below read its executed copies, figures and tables. Also: the runner's failure path, reuse of
-finished runs, and the library pieces the study adds (the unbiased oracle data, gap closed against two
-references, the image hook robustness uses, the fast bootstrap).
+"""The study's runner and the library pieces it adds: a study on a messy folder (notebooks 01 and 02), the runner's
+lanes, kept kernels and failure path, seeds and kernels reaching every notebook, a notebook run from notebooks/,
+the unbiased oracle data, gap closed against two references, the image hook robustness uses, the fast bootstrap.
+The quick study's readers are in test_quick_study.py and test_quick_study_report.py.
 """
 from __future__ import annotations
 
-import base64
 import json
 import os
-import re
 import time
 from pathlib import Path
 
@@ -19,7 +15,7 @@ import pandas as pd
 import pytest
 from attrlib.reporting import COMPACT_GAIN
 
-from conftest import repo_outputs as _repo_outputs  # what figures/ and results/ of the repository hold
+from conftest import LOG_OR_BAR, numbered_notebooks as _numbered
 
 pytest.importorskip("papermill")
 
@@ -27,8 +23,6 @@ REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = REPO / "notebooks"
 
 
-def _numbered() -> list[str]:
-    return sorted(p.stem for p in NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
 
 
 def _write_notebook(path: Path, *sources: str) -> None:
@@ -145,252 +139,6 @@ def test_every_notebook_runs_on_a_messy_folder(messy_study):
 
 
 
-def test_quick_study_runs_every_numbered_notebook(quick_study):
-    assert quick_study["code"] == 0, quick_study["log"][-3000:]
-    executed = sorted(p.stem for p in (quick_study["cwd"] / "runs" / "notebooks").glob("*.ipynb"))
-    assert executed == _numbered()  # 01 included once it exists
-    timing = json.loads((quick_study["cwd"] / "runs" / "notebooks" / "study_timing.json").read_text())
-    assert timing["profile"] == "quick" and sorted(timing["notebooks"]) == [f"{n}.ipynb" for n in _numbered()]
-    assert timing["jobs"] == min(4, os.cpu_count() or 1)
-    assert timing["runs_reused_or_before"] == 0 and timing["runs_trained"] == len(list((quick_study["cwd"] / "runs").glob("*/*/done")))
-    assert 0 < max(timing["notebooks"].values()) <= timing["seconds"] <= quick_study["seconds"] + 1
-    assert timing["heldout"] == "military_vehicle" and timing["started"] <= timing["finished"]
-    assert timing["commit"] is None or len(timing["commit"].split("-")[0]) == 40  # run outside the checkout: None
-    # provenance.json beside the results names what produced them, every notebook by this one study
-    prov = json.loads((quick_study["cwd"] / "results" / "provenance.json").read_text())
-    [record] = prov["studies"]
-    assert {"commit", "profile", "data", "data_fingerprint", "seeds", "rotations", "parameters", "settings",
-            "versions", "started", "finished", "notebooks", "status"} <= set(record)
-    assert record["status"] == "finished" and record["profile"] == "quick" and record["commit"] == timing["commit"]
-    assert record["rotations"] == [["military_vehicle"]] and record["seeds"] == [0]
-    assert record["notebooks"] == [f"{n}.ipynb" for n in _numbered()] and record["data_fingerprint"].startswith("benchmark:")
-    assert record["versions"]["torch"] != "unknown" and timing["provenance"].endswith("provenance.json")
-
-
-@pytest.mark.parametrize("name", _numbered())
-def test_executed_notebook_has_no_errors_and_its_exports(quick_study, name):
-    cwd = quick_study["cwd"]
-    nb = json.loads((cwd / "runs" / "notebooks" / f"{name}.ipynb").read_text())
-    errors = [o for c in nb["cells"] for o in c.get("outputs", []) if o.get("output_type") == "error"]
-    assert not errors, errors
-    source = "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code")
-    prefix = name[:3]
-    if "save_fig(" in source:
-        pngs = {p.stem for p in (cwd / "figures").glob(f"{prefix}*.png")}
-        others = {p.name for p in (cwd / "figures").glob(f"{prefix}*") if p.suffix != ".png"}
-        assert pngs and not others, f"{name}: the quick profile's figure_formats is PNG only: {others}"
-        # reporting.show put each in the notebook from the bytes written (not drawn a second time)
-        shown = {"".join(o["data"]["image/png"]).replace("\n", "") for c in nb["cells"] for o in c.get("outputs", [])
-                 if "image/png" in o.get("data", {})}
-        for stem in pngs:
-            assert base64.b64encode((cwd / "figures" / f"{stem}.png").read_bytes()).decode() in shown, stem
-    if "save_table(" in source:
-        stems = {p.stem for p in (cwd / "results").glob(f"{prefix}*")}
-        assert stems
-        for stem in stems:
-            assert all((cwd / "results" / f"{stem}.{ext}").is_file() for ext in ("csv", "md", "tex")), stem
-            assert "\\toprule" in (cwd / "results" / f"{stem}.tex").read_text()
-
-
-def test_every_figure_and_table_carries_a_notebook_prefix(quick_study):
-    cwd = quick_study["cwd"]
-    prefixes = {n[:3] for n in _numbered()}
-    for path in [*(cwd / "figures").iterdir(), *(cwd / "results").iterdir()]:
-        assert path.name[:3] in prefixes or path.name == "provenance.json", path.name  # the study's record
-    assert _repo_outputs() == quick_study["repo_before"]  # nothing written into the repository
-    assert (cwd / "data" / "benchmark-quick").is_dir() and (cwd / "data" / "benchmark-quick-unbiased").is_dir()
-
-
-def test_notebooks_08_to_10_outputs(quick_study):
-    from attrlib.techniques import available
-
-    from attrlib.config import PROFILES
-
-    figs, res = quick_study["cwd"] / "figures", quick_study["cwd"] / "results"
-    # a figure of its own for each of the profile's figure_arms, and for no other technique (the knob's effect)
-    drawn = PROFILES["quick"]["notebook"]["figure_arms"].split(",")
-    assert 0 < len(drawn) < len(available())
-    for prefix in ("08_cam_grid_", "10_llr_"):
-        assert sorted(p.stem[len(prefix):] for p in figs.glob(f"{prefix}*.png")) == sorted(drawn), prefix
-    for stem in ("10_confusion_counts", "10_confusion_normalised", "09_robustness"):
-        assert (figs / f"{stem}.png").is_file()
-    summary = pd.read_csv(res / "10_summary.csv", index_col=0)
-    assert {COMPACT_GAIN, "gap closed vs fine_tuning", "subclass probe", "CAM share in object",
-            "accuracy 95% CI", "val accuracy", "worst recall", "ECE", "AUC"} <= set(summary.columns)
-    assert "fine_tuning (target data)" in summary.index
-    assert summary.loc["fine_tuning (target data)", "uses target data"] == "yes"
-    robust = pd.read_csv(res / "09_robustness.csv", index_col=0)
-    assert list(robust.columns) == ["clean", "jpeg_q95", "jpeg_q75", "jpeg_q50", "blur_s0.5", "blur_s1", "resize_0.75"]
-    assert len(robust) == len(available())
-    # headless, notebook 08's explorer is a plain figure: no widget output for papermill's client to wait on
-    nb = json.loads((quick_study["cwd"] / "runs" / "notebooks" / "08_gradcam_inspection.ipynb").read_text())
-    explorer = [c for c in nb["cells"] if c["cell_type"] == "code" and "cam_explorer(" in "".join(c["source"])]
-    kinds = {k for o in explorer[0]["outputs"] for k in o.get("data", {})}
-    assert "image/png" in kinds and "application/vnd.jupyter.widget-view+json" not in kinds
-    reliance = pd.read_csv(res / "08_content_reliance.csv", index_col=0)
-    assert reliance["share_in_mask"].between(0, 1).all() and reliance["mask_area"].between(0, 1).all()
-    # the content swap: the profile's swap_images per subclass and generator, each share with its interval
-    cells = pd.read_csv(res / "08_content_swap_cells.csv", index_col=0)
-    assert (cells["n"] == PROFILES["quick"]["notebook"]["swap_images"]).all()
-    swap = pd.read_csv(res / "08_content_swap.csv", index_col=0).dropna(subset=["generator_low"])
-    assert len(swap) and (swap["generator_low"] <= swap["follows_generator"]).all()
-    assert (swap["follows_generator"] <= swap["generator_high"]).all()
-
-
-def test_notebook_12_open_set_table_has_auroc_and_oscr_with_intervals_for_every_arm(quick_study):
-    res, figs = quick_study["cwd"] / "results", quick_study["cwd"] / "figures"
-    from attrlib.config import PROFILES
-
-    numbers = pd.read_csv(res / "12_open_set_numbers.csv")
-    # the notebook's techniques and the quick profile's one arm of notebook 11 (open_world_arms)
-    closing_arm = PROFILES["quick"]["notebook"]["open_world_arms"]
-    assert set(numbers["arm"]) == {"baseline", "weighted_sampling", "group_dro", closing_arm}
-    arms = pd.read_csv(res / "12_arms.csv")  # over rotations and seeds, paired against the baseline
-    assert set(arms["arm"]) == set(numbers["arm"]) and set(arms["score"]) == set(numbers["score"])
-    for metric in ("auroc", "oscr"):
-        assert (arms[f"{metric}_low"] <= arms[metric]).all() and (arms[metric] <= arms[f"{metric}_high"]).all()
-        other = arms[arms["arm"] != "baseline"]
-        assert other[f"{metric} - baseline low"].notna().all() and (
-            other[f"{metric} - baseline low"] <= other[f"{metric} - baseline high"]).all()
-    assert set(numbers["score"]) == {"msp", "energy", "mahalanobis", "relative_mahalanobis"} and numbers["unknown"].nunique() == 1
-    for metric in ("auroc", "oscr"):
-        assert (numbers[f"{metric}_low"] <= numbers[metric]).all() and (numbers[metric] <= numbers[f"{metric}_high"]).all()
-    assert (numbers["oscr"] <= numbers["accuracy"] + 1e-9).all()
-    assert {"drop", "closed_set_balanced_accuracy"} <= set(pd.read_csv(res / "12_closed_set.csv").columns)
-    assert (figs / "12_open_set_tradeoff.png").is_file()
-    nb = json.loads((quick_study["cwd"] / "runs" / "notebooks" / "12_open_world.ipynb").read_text())
-    shown = "".join(t for c in nb["cells"] for o in c.get("outputs", []) for t in o.get("data", {}).get("text/markdown", []))
-    assert "flagged unknown" in shown  # the predict demonstration ran on a folder
-
-
-def test_predict_with_the_model_the_quick_study_selected(quick_study, tmp_path):
-    """`attrlib predict --study` on the study's folder: notebook 11's choice in its first rotation, seed 0, with
-    that run's id and the commit that trained it in every row."""
-    from attrlib import runfolder
-    from attrlib.cli import main
-    from attrlib.provenance import git_commit
-    from attrlib.study import closing
-
-    cwd = quick_study["cwd"]
-    choice = pd.read_csv(cwd / "results" / "11_selection.csv", index_col=0)
-    images = next(p for p in sorted((cwd / "data" / "benchmark-quick").iterdir()) if p.is_dir() and p.name[0] not in "._")
-    out = tmp_path / "predictions.csv"
-    assert main(["predict", "--study", str(cwd), str(images), "--out", str(out), "--progress", "off"]) == 0
-    table = pd.read_csv(out, dtype={"commit": str})
-    assert len(table) == sum(1 for p in images.rglob("*.png"))
-    run = Path(table["run"].iat[0])
-    config = runfolder.read_config(run)
-    arm = closing.arm_configs(closing.ARMS, closing.SEEDS_TECHNIQUES)[choice["chosen"].iat[0]]
-    assert "+".join(config.heldout) == choice["heldout"].iat[0] and config.seed == 0
-    assert all(getattr(config, k) == v for k, v in arm.items()) and not config.unknown_generators
-    assert (table["run_id"] == run.name).all() and (table["commit"] == git_commit(REPO)).all()
-    about = json.loads(out.with_suffix(".provenance.json").read_text())
-    assert about["study"]["arm"] == choice["chosen"].iat[0] and about["commit"] == git_commit(REPO)
-
-
-def test_the_study_reused_runs_and_trains_nothing_again(quick_study):
-    """Every notebook asked the engine for its runs; 04, 06-10 found 02's baseline (and each other's) done.
-    Asking again for every technique of the study returns the same folders without training."""
-    from attrlib import sweep
-    from attrlib.config import PROFILES
-    from attrlib.data.fingerprint import data_fingerprint
-    from attrlib.techniques import available
-
-    cwd = quick_study["cwd"]
-    done = {p: p.stat().st_mtime_ns for p in (cwd / "runs").glob("*/*/done")}
-    old_cwd = os.getcwd()
-    os.chdir(cwd)  # as the study: its notebooks got data="data/benchmark-quick" (relative to this folder)
-    try:
-        for name in available():
-            dirs = sweep.train_seeds(name, "quick", data="data/benchmark-quick", runs="runs", device="cpu",
-                                      progress=False)
-            assert all((cwd / d / "done") in done for d in dirs), name
-    finally:
-        os.chdir(old_cwd)
-    assert {p: p.stat().st_mtime_ns for p in (cwd / "runs").glob("*/*/done")} == done
-    baselines = [json.loads((p.parent / "config.json").read_text()) for p in (cwd / "runs" / "baseline").glob("*/done")]
-    plain = [c for c in baselines if c["stem"] == "none" and c["input_policy"] == "crop" and c["image_size"] == 32
-             and c["backbone"] == "compact" and c.get("augment", "none") == "none"
-             and not c.get("unknown_generators")  # not notebook 11's arms, nor notebook 12's left-out generators
-             and c["steps"] == PROFILES["quick"]["config"]["steps"]]  # nor jtt's identification run (id_steps)
-    # Runs are keyed by the data's fingerprint, not its path: notebook 01's check on the biased default and
-    # 02-10 share one run, the unbiased check and notebook 10's oracle another. One run per data set.
-    fingerprints = [data_fingerprint(cwd / c["data"]) for c in plain]
-    assert len(fingerprints) == len(set(fingerprints))
-    for benchmark in ("data/benchmark-quick", "data/benchmark-quick-unbiased"):
-        assert data_fingerprint(cwd / benchmark) in fingerprints
-
-
-def test_the_kernels_ran_on_the_project_kernel(quick_study):
-    """Every executed copy says which kernel ran it: the notebooks' own `attrlib` kernel when installed
-    (`make install` installs it), python3 otherwise (the runner says so)."""
-    from jupyter_client.kernelspec import KernelSpecManager
-
-    expected = "attrlib" if "attrlib" in KernelSpecManager().find_kernel_specs() else "python3"
-    for path in (quick_study["cwd"] / "runs" / "notebooks").glob("*.ipynb"):
-        nb = json.loads(path.read_text())
-        assert nb["metadata"]["papermill"]["parameters"]["profile"] == "quick"
-        assert nb["metadata"]["kernelspec"]["name"] == expected, path.name
-
-
-def test_the_report_links_every_notebook_figure_and_table(quick_study, tmp_path):
-    """`attrlib report` over the quick study: an index linking one page per notebook, every figure and
-    every table (all copied into the report), the study's profile, data and time; pages hide the code."""
-    import re
-
-    from attrlib.cli import main
-
-    cwd = quick_study["cwd"]
-    out = tmp_path / "report"
-    code = main(["report", "--executed", str(cwd / "runs" / "notebooks"), "--figures", str(cwd / "figures"),
-                 "--results", str(cwd / "results"), "--out", str(out)])
-    assert code == 0
-    index = (out / "index.html").read_text(encoding="utf-8")
-    links = set(re.findall(r"(?:href|src)='([^']+)'", index))
-    assert all((out / link).is_file() for link in links)  # nothing dangles
-    for name in _numbered():
-        assert f"notebooks/{name}.html" in links
-    for fig in (cwd / "figures").iterdir():
-        assert f"figures/{fig.name}" in links, fig.name
-    for table in (cwd / "results").iterdir():
-        assert f"results/{table.name}" in links, table.name
-    assert "quick" in index and "benchmark-quick" in index and "military_vehicle" in index
-    timing = json.loads((cwd / "runs" / "notebooks" / "study_timing.json").read_text())
-    assert timing["finished"] in index
-    page = (out / "notebooks" / "02_baseline.html").read_text(encoding="utf-8")
-    assert "data:image/png;base64" in page and "../index.html" in page  # figures embedded, a way back
-    assert "hl-ipython3" not in page  # code cells hidden by default
-    main(["report", "--executed", str(cwd / "runs" / "notebooks"), "--figures", str(cwd / "figures"),
-          "--results", str(cwd / "results"), "--out", str(out), "--show-input"])
-    assert "hl-ipython3" in (out / "notebooks" / "02_baseline.html").read_text(encoding="utf-8")
-
-
-def test_the_report_reads_on_one_screen_without_a_network(quick_study, tmp_path):
-    """Every page of the quick study's report stands alone (nothing fetched from http(s)://), shows no
-    training line, progress bar or machine path, and every table it shows first is narrow: at most
-    HEADLINE_COLUMNS columns or estimated to fit the window, the whole table collapsed below it."""
-    from attrlib.reporting.html import HEADLINE_COLUMNS, MAX_WIDTH_PX
-    from attrlib.study.report import build_report, remote_references
-
-    cwd = quick_study["cwd"]
-    index = build_report(cwd / "runs" / "notebooks", cwd / "figures", cwd / "results", tmp_path / "report")
-    pages = sorted(index.parent.rglob("*.html"))
-    assert len(pages) > len(_numbered())
-    for page in pages:
-        text = page.read_text(encoding="utf-8")
-        assert remote_references(text) == [], page.name
-        if page.parent.name == "notebooks":
-            assert not LOG_OR_BAR.search(text), (page.name, LOG_OR_BAR.search(text).group(0))
-            assert str(cwd) not in text and "ipykernel_" not in text, page.name  # warnings without paths
-        shown = re.sub(r"<details.*?</details>", "", text, flags=re.DOTALL)  # the collapsed full tables
-        for table in re.findall(r"<table class='attr'>.*?</table>", shown, re.DOTALL):
-            rows = [re.findall(r"<t[hd][^>]*>(.*?)</t[hd]>", row, re.DOTALL) for row in table.split("</tr>")[:-1]]
-            widths = [max(len(row[i]) for row in rows if i < len(row)) for i in range(len(rows[0]))]
-            # shown whole beyond HEADLINE_COLUMNS only when it fits (13 px text: 7.5 px a character, 29 px padding)
-            assert len(widths) <= HEADLINE_COLUMNS or sum(7.5 * w + 29 for w in widths) <= MAX_WIDTH_PX, \
-                (page.name, len(widths))
-
-
 def test_the_report_needs_an_executed_study(tmp_path, capsys):
     from attrlib.cli import main
 
@@ -414,6 +162,19 @@ def test_the_runner_uses_the_notebooks_kernel_or_says_it_falls_back(tmp_path, ca
     assert "'attrlib' is not installed" in said and "ipykernel install" in said
     for numbered in NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"):
         assert notebook_kernel(numbered, installed=["attrlib", "python3"]) == "attrlib"
+
+
+def test_lanes_default_to_the_cores_and_a_bad_value_is_refused():
+    """run_study's jobs and threads of 0 (the CLI's default): up to 4 notebooks at a time, the cores shared among
+    them; one notebook keeps torch's own thread count."""
+    from attrlib.errors import ConfigError
+    from attrlib.study.runner import lanes
+
+    assert [lanes(cores=c) for c in (1, 2, 8, 16)] == [(1, 0), (2, 1), (4, 2), (4, 4)]
+    assert lanes(1, cores=8) == (1, 0) and lanes(2, 3, cores=8) == (2, 3) and lanes(3, cores=8) == (3, 2)
+    for bad in ({"jobs": -1}, {"threads": -2}):
+        with pytest.raises(ConfigError, match="must be 0"):
+            lanes(**bad)
 
 
 def test_a_lane_worker_drives_papermill_without_loading_torch(monkeypatch):
@@ -623,7 +384,6 @@ def test_the_cli_reports_a_failing_study_and_exits_1(tmp_path, tiny_data, capsys
 
 
 # a training line ("epoch 3 (step 48): loss 1.2, val acc 0.812, 410 img/s") or a tqdm bar (" 40%|####  | 2/5")
-LOG_OR_BAR = re.compile(r"val acc (?:\d|nan)|\d img/s|\d%\|")
 
 
 def _output_lines(nb: dict) -> list[str]:

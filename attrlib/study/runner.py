@@ -37,6 +37,18 @@ def notebooks_in(folder: str | Path) -> list[Path]:
     return found
 
 
+def lanes(jobs: int = 0, threads: int = 0, cores: int | None = None) -> tuple[int, int]:
+    """(notebooks at a time, torch threads in each) for `run_study`'s jobs and threads (0: automatic): 2 cores give
+    2 notebooks of 1 thread, 8 cores 4 notebooks of 2 threads; one job keeps torch's default (0) unless told."""
+    if int(jobs) < 0 or int(threads) < 0:
+        raise ConfigError(f"jobs ({jobs}) and threads ({threads}) must be 0 (automatic) or more")
+    cores = cores or os.cpu_count() or 1
+    jobs = int(jobs) or min(4, cores)
+    if jobs > 1 and not threads:
+        threads = max(1, cores // jobs)
+    return jobs, int(threads)
+
+
 def run_study(profile: str = "default", data: str = "", heldout: str | Iterable[str] = "",
               seeds: Iterable[int] = (), notebooks: str | Path = "notebooks", out: str | Path = "runs/notebooks", runs: str = "runs",
               figures: str = "figures", results: str = "results", device: str = "auto",
@@ -61,12 +73,7 @@ def run_study(profile: str = "default", data: str = "", heldout: str | Iterable[
     """
     if profile not in PROFILES:
         raise ConfigError(f"unknown profile {profile!r}; valid profiles: {', '.join(PROFILES)}")
-    if int(jobs) < 0 or int(threads) < 0:
-        raise ConfigError(f"jobs ({jobs}) and threads ({threads}) must be 0 (automatic) or more")
-    cores = os.cpu_count() or 1
-    jobs = int(jobs) or min(4, cores)  # 2 cores: 2 notebooks of 1 thread; 8 cores: 4 notebooks of 2 threads
-    if jobs > 1 and not threads:
-        threads = max(1, cores // jobs)
+    jobs, threads = lanes(jobs, threads)
     # relative folders are the project root's (as in every notebook's session), wherever this is started
     runs, figures, results, notebooks, out = (str(project_path(p)) for p in (runs, figures, results, notebooks, out))
     began, started = time.perf_counter(), now()
@@ -122,7 +129,7 @@ def run_study(profile: str = "default", data: str = "", heldout: str | Iterable[
         runs=str(runs), figures=str(figures), results=str(results), only=list(only), runs_reused_or_before=finished_before,
         runs_trained=len(list(Path(runs).glob("*/*/done"))) - finished_before, jobs=jobs, threads=int(threads),
         fresh_kernels=bool(fresh_kernels),
-        cores=cores, seconds=round(total, 1),
+        cores=os.cpu_count() or 1, seconds=round(total, 1),
         notebooks={k: round(v, 1) for k, v in timings.items()}, started=started, finished=finished,
         provenance=str(provenance)))
     print(f"study ({profile}): {len(todo)} notebooks in {total / 60:.1f} min", flush=True)
