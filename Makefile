@@ -38,17 +38,19 @@ study: $(STAMP)
 report: $(STAMP)
 	$(VENV)/bin/attrlib report
 
-# Two pytest-xdist workers, each taking whole test files (a module's fixtures are made once), beside the quick
-# study that tests/conftest.py starts at collection (one kernel, one core: the workers lower their priority)
+# Two pytest-xdist workers, each taking whole test files (a module's fixtures are made once) in the order collected
+# (--no-loadscope-reorder: xdist would start the largest files first, and a worker would sit waiting on the quick
+# study's readers), beside the study that tests/conftest.py starts at collection (one kernel, one core: the workers
+# lower their priority); its readers come last
 TEST_WORKERS ?= 2
 
 # CI's tier: every module, every knob-effect, resume and bad-input test; the slow tier (the whole messy-folder
 # study and the like) repeats what this tier covers at a higher cost and runs in `make test-all`
 test: $(STAMP)
-	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile -m "not slow" --durations=15
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder -m "not slow" --durations=15
 
 test-all: $(STAMP)
-	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=15
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=15
 
 # The kernel works in notebooks/; the notebooks still read and write the root's data/, runs/, figures/ and
 # results/ (attrlib.study.session.project_root), so they reuse the runs of `make study`.

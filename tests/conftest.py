@@ -219,6 +219,15 @@ def _figure_formats_restored():
     save.FIGURE_FORMATS = before
 
 
+@pytest.hookimpl(trylast=True)  # after the tmp_path plugin has set up the base temporary folder
+def pytest_configure(config):
+    """The simulator's shared calibrations (attrlib.simulator.families: a file per family and size) in this test
+    run's own folder, which xdist's workers and the quick study share: every run starts without them, and no
+    test reads or writes the user's ~/.cache/attrlib."""
+    base = config._tmp_path_factory.getbasetemp()
+    os.environ["ATTRLIB_CACHE_DIR"] = str((base.parent if hasattr(config, "workerinput") else base) / "calibrations")
+
+
 # --------------------------------------------------------------------------------------- the quick study
 # The study runs under a wrapper that records its exit code and wall seconds in exit.json (atomically) when it ends,
 # whichever pytest process started it: under pytest-xdist (`make test` runs two workers) the first worker to
@@ -287,8 +296,10 @@ class QuickStudy:
 
     def summary(self) -> str:
         """How long it ran and how long the suite's processes waited for it (empty if it did not end)."""
+        if not self.pid.exists():
+            return ""
         if not self.exit.exists():
-            return "quick study: not run (no test read it) or did not end"
+            return "quick study: did not end (stopped)"
         waited = [float(p.read_text()) for p in self.cwd.glob("waited-*.txt")]
         return (f"quick study (background, one kernel): {json.loads(self.exit.read_text())['seconds']:.0f} s; "
                 f"the suite's processes waited {', '.join(f'{w:.0f}' for w in waited) or 'no'} s for it")
@@ -342,7 +353,7 @@ _SUMMARY: list[str] = []
 
 
 def pytest_terminal_summary(terminalreporter):
-    for line in _SUMMARY:
+    for line in filter(None, _SUMMARY):
         terminalreporter.write_line(line)
 
 

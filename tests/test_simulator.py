@@ -170,6 +170,27 @@ def test_cached_unless_a_parameter_changes(tmp_path):
     assert probe.stat().st_mtime_ns != stamp[0]
 
 
+def test_a_calibration_is_shared_through_a_file_and_a_broken_file_is_recomputed(tmp_path, monkeypatch):
+    """A calibration computed once is written under $ATTRLIB_CACHE_DIR and read back by a process that has not
+    computed it (here: this one, its in-process cache cleared); a file that does not parse, or that holds
+    another key's arguments, is recomputed and rewritten. Images stay byte-identical: the pinned digests above."""
+    monkeypatch.setenv(families.CACHE_ENV, str(tmp_path))
+    args = ("lsgm", 16, "", 0.0)
+    families.calibration.cache_clear()
+    true = families.calibration(*args)
+    [path] = list(tmp_path.glob("calibration-*/calibration-*.json"))
+    assert json.loads(path.read_text()) == {"args": list(args), "value": list(true)}
+    path.write_text(json.dumps({"args": list(args), "value": [1.5, 2.5]}))  # what "another process" computed
+    families.calibration.cache_clear()
+    assert families.calibration("lsgm", 16) == (1.5, 2.5)  # read, not recomputed (keywords and defaults: one key)
+    for broken in ("{not json", json.dumps({"args": ["lsgm", 32, "", 0.0], "value": [9.0, 9.0]})):
+        path.write_text(broken)
+        families.calibration.cache_clear()
+        assert families.calibration(*args) == true
+        assert json.loads(path.read_text())["value"] == list(true)
+    families.calibration.cache_clear()  # the tampered value leaves no trace in this process
+
+
 def test_refuses_to_replace_a_folder_that_is_not_a_benchmark(tmp_path):
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "photo.png").write_bytes(b"not mine to delete")

@@ -77,13 +77,19 @@ Family pipelines (literature in docs/benchmark.md):
 from __future__ import annotations
 
 import functools
+import hashlib
+import inspect
+import json
 import math
+import os
 import zlib
+from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..io import atomic_write_text
 from .content import SUBCLASS_DRAWERS, draw
 
 GENERATORS = ("guided_diffusion", "latent_diffusion", "lsgm", "stylegan2", "stylegan3", "taming_transformers")
@@ -534,7 +540,57 @@ def _calibration_batch(size: int) -> tuple[torch.Tensor, np.random.Generator]:
     return c, np.random.Generator(bits)
 
 
-@functools.lru_cache(maxsize=None)
+CACHE_ENV = "ATTRLIB_CACHE_DIR"  # where calibrations are shared between processes; default ~/.cache/attrlib
+
+
+@functools.lru_cache(maxsize=1)
+def _code_digest() -> str:
+    """What a calibration depends on besides its arguments: the simulator's source and the numeric libraries'
+    versions. A change of either makes a new cache folder (the old one is never read again)."""
+    h = hashlib.sha256(f"{torch.__version__} {np.__version__}".encode())
+    for path in sorted(Path(__file__).parent.glob("*.py")):
+        h.update(path.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def _shared(fn):
+    """Cache `fn`'s result (floats) in this process and in a file per argument tuple under $ATTRLIB_CACHE_DIR
+    (default ~/.cache/attrlib), so that another process (a study's lane, a notebook's kernel, `attrlib synth`
+    again) reads what one computed: a calibration runs the family's pipeline on a fixed batch, a few seconds
+    per family and size. The value read is the one written (JSON keeps a float's every bit), so images are
+    byte-identical either way. A file that cannot be read or written is recomputed or left out, never fatal."""
+    signature = inspect.signature(fn)
+
+    @functools.wraps(fn)
+    def call(*args, **kwargs):
+        bound = signature.bind(*args, **kwargs)  # one key however it is called (positional, keywords, defaults)
+        bound.apply_defaults()
+        return cached(*bound.args)
+
+    @functools.lru_cache(maxsize=None)
+    def cached(*args):
+        root = Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "attrlib")
+        key = hashlib.sha256(repr((fn.__name__, args)).encode()).hexdigest()[:24]
+        path = root / f"calibration-{_code_digest()}" / f"{fn.__name__}-{key}.json"
+        try:
+            stored = json.loads(path.read_text())
+            if stored["args"] == list(args):
+                value = stored["value"]
+                return tuple(value) if isinstance(value, list) else float(value)
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+        value = fn(*args)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(path, json.dumps({"args": list(args), "value": value}))
+        except OSError:
+            pass
+        return value
+    call.cache_clear = cached.cache_clear
+    return call
+
+
+@_shared
 def calibration(name: str, size: int, instance: str = "", spread: float = 0.0) -> tuple[float, float]:
     """(a_g, b_g): RMS of the high-passed deterministic part and of the high-passed noise on a fixed batch
     of content of every subclass at this image size. Dividing by them makes every family equally loud."""
@@ -608,7 +664,7 @@ def pipeline_image(c: torch.Tensor, r: torch.Tensor | None, gain: float) -> torc
     return low + highpass(luminance_gain(c) * saturate(h))
 
 
-@functools.lru_cache(maxsize=None)
+@_shared
 def pipeline_calibration(name: str, size: int, instance: str = "", spread: float = 0.0,
                          strength: float = 1.0) -> float:
     """kappa_g(s): the gain on R_g that makes the pipeline trace (x_g - x_0: the image minus the family-free
