@@ -1,6 +1,6 @@
 """Shared fixtures. `tiny_data`: a few hundred 32x32 PNGs in the layout attrlib reads, made once per session.
-`quick_study`: `attrlib study --profile quick` once per session, started in the background as soon as the tests
-that read it are collected (it runs beside the other tests; those tests run last).
+`quick_study`: `attrlib study --profile quick` once per test run (shared by xdist's workers), started in the
+background as soon as the tests that read it are collected (it runs beside the other tests; those tests run last).
 
 Six generators, three training subclasses with a generator x subclass bias (as in seed 002, some cells are
 empty) and one held-out subclass seen by every generator. Each generator adds its own periodic pattern
@@ -43,7 +43,8 @@ TINY_LATE_CELLS = {"latent_diffusion": ("car",)}
 TINY_ALL_CELLS = {g: TINY_CELLS[g] + TINY_LATE_CELLS.get(g, ()) for g in TINY_GENERATORS}
 
 NOTEBOOKS = REPO / "notebooks"
-# a training line, a tqdm bar: what no report page or notebook output shown to a reader should carry
+# a training line ("epoch 3 (step 48): loss 1.2, val acc 0.812, 410 img/s") or a tqdm bar (" 40%|####  | 2/5"):
+# what no report page or notebook output shown to a reader carries
 LOG_OR_BAR = re.compile(r"val acc (?:\d|nan)|\d img/s|\d%\|")
 
 
@@ -177,10 +178,10 @@ def train_whole_and_interrupted(config, tmp_path, monkeypatch, epoch: int = 2):
     return whole, cut_config, runfolder.run_dir(cut_config)
 
 
-def train_in_fork(config, log: Path, progress: bool = False, env: dict | None = None):
+def train_in_fork(config, log: Path, progress: bool = False, env: dict | None = None, err: Path | None = None):
     """`print(sweep.train(config))` in a process of its own, forked from this one with one torch thread and `env`
     added to its environment: a real process to kill, to race, or to be a rank of a process group, without a
-    fresh interpreter's imports (about 10 CPU s each). Its stdout and stderr go to `log`."""
+    fresh interpreter's imports (about 10 CPU s each). Its stdout goes to `log`, its stderr to `err` (or `log`)."""
     import multiprocessing
 
     import torch
@@ -197,10 +198,10 @@ def train_in_fork(config, log: Path, progress: bool = False, env: dict | None = 
         tqdm.set_lock(threading.RLock())
         os.environ.update(env or {})
         torch.set_num_threads(1)
-        fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
-        os.dup2(fd, 1)
-        os.dup2(fd, 2)
-        sys.stdout = sys.stderr = open(1, "w", buffering=1, closefd=False)
+        out = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+        os.dup2(out, 1)
+        os.dup2(os.open(err, os.O_WRONLY | os.O_CREAT | os.O_TRUNC) if err else out, 2)  # one file: one offset
+        sys.stdout, sys.stderr = open(1, "w", buffering=1, closefd=False), open(2, "w", buffering=1, closefd=False)
         print(sweep.train(config, progress=progress))
 
     process = multiprocessing.get_context("fork").Process(target=child)
@@ -224,8 +225,7 @@ def pytest_configure(config):
     """The simulator's shared calibrations (attrlib.simulator.families: a file per family and size) in this test
     run's own folder, which xdist's workers and the quick study share: every run starts without them, and no
     test reads or writes the user's ~/.cache/attrlib."""
-    base = config._tmp_path_factory.getbasetemp()
-    os.environ["ATTRLIB_CACHE_DIR"] = str((base.parent if hasattr(config, "workerinput") else base) / "calibrations")
+    os.environ["ATTRLIB_CACHE_DIR"] = str(_run_folder(config) / "calibrations")
 
 
 # --------------------------------------------------------------------------------------- the quick study
@@ -274,7 +274,8 @@ class QuickStudy:
             study = [sys.executable, "-m", "attrlib", "study", "--profile", "quick",
                      "--notebooks", str(REPO / "notebooks"), "--device", "cpu", "--jobs", "1"]
             with open(self.log, "wb") as out:
-                # its own session: `stop` kills the wrapper, the study and its kernel as one process group
+                # its own session: `stop` kills the wrapper and the study as one process group (the kernel, in a
+                # session of its own, exits once it sees its parent gone)
                 proc = subprocess.Popen([sys.executable, "-c", _WRAPPER, str(self.exit), *study], cwd=self.cwd,
                                         env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
             self.pid.write_text(str(proc.pid))
@@ -331,11 +332,15 @@ def repo_outputs() -> set[Path]:
     return {p for d in ("figures", "results") if (REPO / d).is_dir() for p in (REPO / d).rglob("*")}
 
 
-def _quick_study(config) -> QuickStudy:
-    """This test run's quick study (started or not): under pytest's base temporary folder, the one xdist's workers
-    share (a worker's own is popen-gwN below it)."""
+def _run_folder(config) -> Path:
+    """This test run's base temporary folder, the one xdist's workers share (a worker's own is popen-gwN below it)."""
     base = config._tmp_path_factory.getbasetemp()
-    return QuickStudy((base.parent if hasattr(config, "workerinput") else base) / "quick-study")
+    return base.parent if hasattr(config, "workerinput") else base
+
+
+def _quick_study(config) -> QuickStudy:
+    """This test run's quick study (started or not)."""
+    return QuickStudy(_run_folder(config) / "quick-study")
 
 
 @pytest.hookimpl(trylast=True)  # after -k / -m deselected theirs: start it only when a test will read it

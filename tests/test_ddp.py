@@ -70,20 +70,26 @@ def _torchrun(script_text: str, tiny_data, tmp_path, timeout: int = 120) -> subp
 def _forked_ranks(config: Config, tmp_path, size: int = 2) -> str:
     """`sweep.train(config)` by `size` processes forked from this one, each given what torchrun gives a rank (RANK,
     LOCAL_RANK, WORLD_SIZE, MASTER_ADDR/PORT): the engine's multi-process path without torchrun's interpreters
-    (three fresh imports of torch and attrlib, about 30 CPU s). Their stdout, concatenated."""
+    (three fresh imports of torch and attrlib, about 30 CPU s). Their stdout, concatenated (stderr is shown on a
+    failure only: gloo may log a connection retry there)."""
     port = str(_free_port())
-    ranks = [train_in_fork(config, tmp_path / f"rank{r}.log",
-                           env={"RANK": str(r), "LOCAL_RANK": str(r), "WORLD_SIZE": str(size), "LOCAL_WORLD_SIZE": str(size),
-                                "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": port, "PYTHONWARNINGS": "ignore"})
-             for r in range(size)]
-    for rank in ranks:
-        rank.join(timeout=120)
-    logs = [(tmp_path / f"rank{r}.log").read_text() for r in range(size)]
-    for rank in ranks:
-        if rank.exitcode is None:
-            rank.kill()
-    assert [rank.exitcode for rank in ranks] == [0] * size, "\n".join(log[-3000:] for log in logs)
-    return "".join(logs)
+    ranks = []
+    try:
+        for r in range(size):
+            ranks.append(train_in_fork(config, tmp_path / f"rank{r}.log", err=tmp_path / f"rank{r}.err",
+                                       env={"RANK": str(r), "LOCAL_RANK": str(r), "WORLD_SIZE": str(size),
+                                            "LOCAL_WORLD_SIZE": str(size), "MASTER_ADDR": "127.0.0.1",
+                                            "MASTER_PORT": port}))
+        for rank in ranks:
+            rank.join(timeout=120)
+        errors = "\n".join((tmp_path / f"rank{r}.err").read_text()[-3000:] for r in range(size))
+        assert [rank.exitcode for rank in ranks] == [0] * size, errors
+        return "".join((tmp_path / f"rank{r}.log").read_text() for r in range(size))
+    finally:  # a rank left waiting on the others in gloo would hold this process at exit
+        for rank in ranks:
+            if rank.is_alive():
+                rank.kill()
+                rank.join()
 
 
 @pytest.mark.parametrize("launch", ["fork", pytest.param("torchrun", marks=pytest.mark.slow)])

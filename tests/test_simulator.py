@@ -188,7 +188,16 @@ def test_a_calibration_is_shared_through_a_file_and_a_broken_file_is_recomputed(
         families.calibration.cache_clear()
         assert families.calibration(*args) == true
         assert json.loads(path.read_text())["value"] == list(true)
-    families.calibration.cache_clear()  # the tampered value leaves no trace in this process
+    # pipeline_calibration's one float, read back as such; a spread or strength given as an int is the same key
+    families.pipeline_calibration.cache_clear()
+    kappa = families.pipeline_calibration("lsgm", 16, spread=0, strength=1)
+    [kpath] = list(tmp_path.glob("calibration-*/pipeline_calibration-*.json"))
+    assert json.loads(kpath.read_text())["args"] == ["lsgm", 16, "", 0.0, 1.0] and isinstance(kappa, float)
+    kpath.write_text(json.dumps({"args": ["lsgm", 16, "", 0.0, 1.0], "value": 0.25}))
+    families.pipeline_calibration.cache_clear()
+    assert families.pipeline_calibration("lsgm", 16, "", 0.0, 1.0) == 0.25
+    families.calibration.cache_clear()  # the tampered values leave no trace in this process
+    families.pipeline_calibration.cache_clear()
 
 
 def test_refuses_to_replace_a_folder_that_is_not_a_benchmark(tmp_path):

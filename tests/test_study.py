@@ -23,8 +23,6 @@ REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = REPO / "notebooks"
 
 
-
-
 def _write_notebook(path: Path, *sources: str) -> None:
     import nbformat
     from nbformat.v4 import new_code_cell, new_notebook
@@ -381,9 +379,6 @@ def test_the_cli_reports_a_failing_study_and_exits_1(tmp_path, tiny_data, capsys
     assert code == 1
     assert "05_broken.ipynb failed in cell" in capsys.readouterr().err
     assert (tmp_path / "runs" / "notebooks" / "05_broken.ipynb").is_file()
-
-
-# a training line ("epoch 3 (step 48): loss 1.2, val acc 0.812, 410 img/s") or a tqdm bar (" 40%|####  | 2/5")
 
 
 def _output_lines(nb: dict) -> list[str]:

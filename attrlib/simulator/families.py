@@ -82,6 +82,7 @@ import inspect
 import json
 import math
 import os
+import platform
 import zlib
 from pathlib import Path
 
@@ -545,12 +546,21 @@ CACHE_ENV = "ATTRLIB_CACHE_DIR"  # where calibrations are shared between process
 
 @functools.lru_cache(maxsize=1)
 def _code_digest() -> str:
-    """What a calibration depends on besides its arguments: the simulator's source and the numeric libraries'
-    versions. A change of either makes a new cache folder (the old one is never read again)."""
-    h = hashlib.sha256(f"{torch.__version__} {np.__version__}".encode())
+    """What a calibration depends on besides its arguments: the simulator's source, the numeric libraries' versions
+    and the CPU's kind and vector extensions (a folder shared by other machines is read only by its own kind). A
+    change of any makes a new cache folder (the old one is never read again)."""
+    h = hashlib.sha256(f"{torch.__version__} {np.__version__} {platform.machine()} "
+                       f"{torch.backends.cpu.get_cpu_capability()}".encode())
     for path in sorted(Path(__file__).parent.glob("*.py")):
         h.update(path.read_bytes())
     return h.hexdigest()[:16]
+
+
+_ANNOTATED = {"float": float, "int": int, "str": str}
+
+
+def _same(value):
+    return value
 
 
 def _shared(fn):
@@ -565,26 +575,33 @@ def _shared(fn):
     def call(*args, **kwargs):
         bound = signature.bind(*args, **kwargs)  # one key however it is called (positional, keywords, defaults)
         bound.apply_defaults()
-        return cached(*bound.args)
+        # and whatever the argument's type: a spread of 0 is 0.0 (the annotations are strings: `annotations`)
+        return cached(*(_ANNOTATED.get(signature.parameters[name].annotation, _same)(value)
+                        for name, value in bound.arguments.items()))
 
     @functools.lru_cache(maxsize=None)
     def cached(*args):
-        root = Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "attrlib")
-        key = hashlib.sha256(repr((fn.__name__, args)).encode()).hexdigest()[:24]
-        path = root / f"calibration-{_code_digest()}" / f"{fn.__name__}-{key}.json"
-        try:
-            stored = json.loads(path.read_text())
-            if stored["args"] == list(args):
-                value = stored["value"]
-                return tuple(value) if isinstance(value, list) else float(value)
-        except (OSError, ValueError, KeyError, TypeError):
-            pass
+        try:  # a folder that cannot be named (no home directory) is left out
+            root = Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "attrlib")
+            key = hashlib.sha256(repr((fn.__name__, args)).encode()).hexdigest()[:24]
+            path = root / f"calibration-{_code_digest()}" / f"{fn.__name__}-{key}.json"
+        except (OSError, RuntimeError):
+            path = None
+        if path is not None:
+            try:
+                stored = json.loads(path.read_text())
+                if stored["args"] == list(args):
+                    value = stored["value"]
+                    return tuple(value) if isinstance(value, list) else float(value)
+            except (OSError, ValueError, KeyError, TypeError):
+                pass
         value = fn(*args)
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write_text(path, json.dumps({"args": list(args), "value": value}))
-        except OSError:
-            pass
+        if path is not None:
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                atomic_write_text(path, json.dumps({"args": list(args), "value": value}))
+            except OSError:
+                pass
         return value
     call.cache_clear = cached.cache_clear
     return call

@@ -27,7 +27,7 @@ from ..provenance import git_commit, now, study_record, write_provenance
 from ..rotation import rotations_text
 from .session import project_path, resolve_data, resolve_rotations
 
-__all__ = ["run_study", "StudyError", "notebook_kernel", "notebooks_in"]  # notebook_kernel: attrlib.study gives it
+__all__ = ["run_study", "StudyError", "lanes", "notebook_kernel", "notebooks_in"]  # notebook_kernel: attrlib.study gives it
 
 def notebooks_in(folder: str | Path) -> list[Path]:
     found = sorted(Path(folder).glob("[0-9][0-9]_*.ipynb"))
