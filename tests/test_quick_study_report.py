@@ -10,11 +10,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from conftest import LOG_OR_BAR, numbered_notebooks as _numbered
+from conftest import LOG_OR_BAR, REPO, numbered_notebooks as _numbered
 
 pytest.importorskip("papermill")
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def test_predict_with_the_model_the_quick_study_selected(quick_study, tmp_path):

@@ -15,12 +15,9 @@ import pandas as pd
 import pytest
 from attrlib.reporting import COMPACT_GAIN
 
-from conftest import LOG_OR_BAR, numbered_notebooks as _numbered
+from conftest import LOG_OR_BAR, NOTEBOOKS, REPO, numbered_notebooks as _numbered
 
 pytest.importorskip("papermill")
-
-REPO = Path(__file__).resolve().parents[1]
-NOTEBOOKS = REPO / "notebooks"
 
 
 def _write_notebook(path: Path, *sources: str) -> None:
