@@ -33,7 +33,7 @@ install: $(STAMP)
 study: $(STAMP)
 	$(VENV)/bin/attrlib study --profile $(PROFILE) $(if $(DATA),--data $(DATA)) $(STUDY_ARGS)
 	$(VENV)/bin/attrlib report
-	$(if $(DATA),,$(if $(filter default thorough,$(PROFILE)),$(VENV)/bin/attrlib readme))
+	$(if $(DATA),,$(if $(filter default claims thorough,$(PROFILE)),$(VENV)/bin/attrlib readme))
 
 report: $(STAMP)
 	$(VENV)/bin/attrlib report

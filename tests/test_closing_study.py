@@ -239,7 +239,7 @@ def test_variant_tables_train_the_rotations_they_are_given_and_each_rotations_ow
 
 
 def test_each_arm_is_read_against_its_own_model_and_the_claims_profile_carries_those_models():
-    from attrlib.config import CLAIMS_ARMS, PROFILES
+    from attrlib.config import CLAIMS_ARMS, CLAIMS_ROTATIONS, PROFILES
     from attrlib.errors import ConfigError
     from attrlib.study import closing
     configs = closing.arm_configs(closing.ARMS, closing.SEEDS_TECHNIQUES)
@@ -252,9 +252,12 @@ def test_each_arm_is_read_against_its_own_model_and_the_claims_profile_carries_t
     oracle = closing.model_oracle_configs(models, configs, "data/unbiased")
     assert oracle["local_srm_rgb"] == {**configs["local_srm_rgb"], "data": "data/unbiased"}
     assert oracle["baseline"] == {"technique": "baseline", "data": "data/unbiased"}  # the study's oracle, reused
-    # the claims profile: five seeds x every rotation, notebook 11 only, and every model of its arms among them
+    # the claims profile: five seeds x rotations never read while designing, notebook 11 only, no target-data
+    # references, and every model of its arms among them
     claims = PROFILES["claims"]
-    assert len(claims["seeds"]) >= 5 and claims["rotations"] == "all" and claims["draws"] == 1
+    assert len(claims["seeds"]) >= 5 and claims["rotations"] == CLAIMS_ROTATIONS and claims["draws"] == 1
+    assert len(CLAIMS_ROTATIONS) >= 3 and not set(CLAIMS_ROTATIONS) & set(closing.EXPLORED)
+    assert claims["notebook"]["target_references"] is False
     assert claims["notebooks"] == ("11",) and claims["notebook"]["closing_arms"] == CLAIMS_ARMS
     arms, techniques = closing.chosen_arms(CLAIMS_ARMS)
     chosen = closing.arm_configs(arms, techniques)

@@ -109,10 +109,19 @@ def test_launch_dry_run_counts_the_study_s_runs_and_trains_nothing(tiny_data, tm
     assert len({repr(a.draws[0].to_dict()) for a in arms}) == len(arms)
     # a profile that names its notebooks trains only theirs: claims runs notebook 11 alone, so none of 02-10's
     # techniques or ablation and none of notebook 12's runs without a generator (they were half a claims launch)
-    claims = study_jobs("claims", str(tiny_data))
+    claims = study_jobs("claims", str(tiny_data), heldout="car")  # (the profile's rotations are the benchmark's)
     chosen_claims, seeds_claims = closing.chosen_arms(_PROFILES["claims"]["notebook"]["closing_arms"])
     assert not any(a.draws[0].unknown_generators for a in claims)
-    assert {a.label for a in claims} == {*chosen_claims, *seeds_claims, *closing.reference_jobs()}
+    assert {a.label for a in claims} == {*chosen_claims, *seeds_claims}  # and no target-data reference (the knob)
+    # target_references: notebook 11 trains each model's target-data reference, unless the profile leaves them out
+    monkeypatch.setitem(_PROFILES, "claims", {**_PROFILES["claims"], "notebook": {
+        **_PROFILES["claims"]["notebook"], "target_references": True}})
+    with_refs = {a.label: a.draws[0] for a in study_jobs("claims", str(tiny_data), heldout="car")}
+    assert set(with_refs) == {*chosen_claims, *seeds_claims, *closing.reference_jobs()}
+    extra = {k: c for k, c in with_refs.items() if k not in {*chosen_claims, *seeds_claims}}
+    assert {c.technique for c in extra.values()} == {"target_reference"}
+    monkeypatch.undo()
+    monkeypatch.chdir(tmp_path)
     # a profile of notebook 12 alone: its arms on every generator and without the one it leaves out, nothing else
     monkeypatch.setitem(_PROFILES, "quick", {**_PROFILES["quick"], "notebooks": ("12",)})
     alone = study_jobs("quick", str(tiny_data))

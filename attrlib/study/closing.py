@@ -171,15 +171,18 @@ def own_model(config: Mapping[str, Any]) -> dict[str, Any]:
     return {"technique": "baseline", **{k: v for k, v in config.items() if k not in ("technique", "technique_params")}}
 
 
-def reference_jobs(models: Iterable[str] = BIAS_GAP_MODELS, oracle_data: str | Path | None = None) -> dict[str, dict]:
+def reference_jobs(models: Iterable[str] = BIAS_GAP_MODELS, oracle_data: str | Path | None = None,
+                   target: bool = True) -> dict[str, dict]:
     """Per model (a key of ARMS): its target-data reference, `<model> target_reference` (that model by ERM trained
-    with the held-out subclass, cross-fitted: the `target_reference` technique), and, where the data has an
-    unbiased twin, its oracle, `<model> oracle` (that model by ERM on the twin). "baseline target_reference" is
-    notebook 10's target-data reference too (the same run)."""
+    with the held-out subclass, cross-fitted: the `target_reference` technique; left out with target=False, the
+    profile's `target_references` knob), and, where the data has an unbiased twin, its oracle, `<model> oracle`
+    (that model by ERM on the twin). "baseline target_reference" is notebook 10's target-data reference too (the
+    same run)."""
     jobs = {}
     for name in models:
         model = own_model(ARMS[name])
-        jobs[f"{name} target_reference"] = {**model, "technique": "target_reference"}
+        if target:
+            jobs[f"{name} target_reference"] = {**model, "technique": "target_reference"}
         if oracle_data:
             jobs[f"{name} oracle"] = {**model, "data": str(oracle_data)}
     return jobs

@@ -51,8 +51,10 @@ def study_jobs(profile: str = "default", data: str = "", heldout: str | Iterable
     if s.oracle_data and runs_any("11"):  # notebook 11: every arm's own model by ERM on the unbiased twin
         own = closing.model_oracle_configs(closing.model_arms(configs), configs, s.oracle_data)
         arms += _plan(s, {f"oracle_{m}": c for m, c in own.items()})
-    if runs_any("10", "11"):  # notebooks 10-11: target-data references
-        arms += _plan(s, closing.reference_jobs(oracle_data=s.oracle_data))
+    if runs_any("11"):  # notebook 11: each model's references (the target-data ones unless the profile drops them)
+        arms += _plan(s, closing.reference_jobs(oracle_data=s.oracle_data, target=s.knobs.target_references in (True, "yes")))
+    if runs_any("10"):  # notebook 10: the baseline's target-data reference
+        arms += _plan(s, {"target_reference": {"technique": "target_reference"}})
     if s.knobs.second_config in (True, "yes") and checks_apply(s.data) and runs_any("10"):  # notebook 10
         second = checks.second_configuration(s.data)
         arms += _plan(s, {**{name: {"technique": name} for name in techniques.available()},
