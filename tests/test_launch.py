@@ -48,6 +48,22 @@ def test_a_local_dask_cluster_of_two_workers_trains_the_local_runner_s_runs(tiny
     assert {d.name for d in local[4:]} <= {d.name for d in cluster}
 
 
+def test_the_local_cluster_s_workers_keep_glibc_s_own_memory_behaviour():
+    """Dask's nanny would start each worker with MALLOC_TRIM_THRESHOLD_=65536 (a third of a training run's CPU in
+    page faults, docs/cost.md); the launcher's cluster unsets it, and leaves Dask's configuration as it was."""
+    import os
+
+    import dask
+    from dask.distributed import Client
+
+    key = "distributed.nanny.pre-spawn-environ"
+    assert dask.config.get(key).get("MALLOC_TRIM_THRESHOLD_") is not None  # Dask's default: what is undone
+    with launch.local_cluster(1, 1) as cluster, Client(cluster) as client:
+        environ = next(iter(client.run(lambda: dict(os.environ)).values()))
+    assert "MALLOC_TRIM_THRESHOLD_" not in environ and environ["OMP_NUM_THREADS"] == "1"
+    assert dask.config.get(key).get("MALLOC_TRIM_THRESHOLD_") is not None
+
+
 def test_count_and_bad_items(tiny_data, tmp_path):
     config = profile("quick", data=str(tiny_data), runs=str(tmp_path), **TINY)[0]
     arms = sweep.plan(("baseline", "fine_tuning"), "quick", seeds=(0, 1, 2), draws=3, data=str(tiny_data),
