@@ -14,7 +14,7 @@ LAB_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root)
 .PHONY: install study report test test-all lab filter bench clean help
 
 help:
-	@echo "make study [PROFILE=quick|default|paper] [DATA=DIR]  run the whole study (notebooks, figures, tables)"
+	@echo "make study [PROFILE=quick|default|claims|thorough|paper] [DATA=DIR]  the whole study (notebooks, figures, tables)"
 	@echo "make test                                            install if needed and run the test suite (what CI runs; not -m slow)"
 	@echo "make test-all                                        the whole suite, the slow tier included (-m slow: see pyproject.toml)"
 	@echo "make report                                          HTML report of the executed study (report/index.html)"

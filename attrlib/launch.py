@@ -32,7 +32,7 @@ from .errors import AttrlibError, ConfigError
 RETRIES = 2  # a task whose worker died (killed, out of memory, a machine lost) runs again elsewhere
 # Dask's nanny starts every worker with MALLOC_TRIM_THRESHOLD_=65536 (`distributed.nanny.pre-spawn-environ`): glibc
 # then returns freed memory at once and fixes its thresholds, so each step of a run faults its tensors' pages in
-# afresh: a third of a launched claims run's CPU was system time, 3 % without it (docs/cost.md; a 60-step run alone,
+# afresh: a third of a launched claims run's CPU was system time, under 2 % without it (docs/cost.md; one run alone,
 # benchmarks/bench_launch_memory.py: 2.3x the system time, 1.17x the CPU). The local cluster's workers keep
 # glibc's own behaviour, as `attrlib train` has it (None unsets a pre-spawn variable); workers you start yourself
 # get it from the same setting in your Dask configuration.

@@ -48,20 +48,36 @@ def test_a_local_dask_cluster_of_two_workers_trains_the_local_runner_s_runs(tiny
     assert {d.name for d in local[4:]} <= {d.name for d in cluster}
 
 
-def test_the_local_cluster_s_workers_keep_glibc_s_own_memory_behaviour():
-    """Dask's nanny would start each worker with MALLOC_TRIM_THRESHOLD_=65536 (a third of a training run's CPU in
-    page faults, docs/cost.md); the launcher's cluster unsets it, and leaves Dask's configuration as it was."""
-    import os
-
+def test_the_local_cluster_is_built_without_dask_s_trim_threshold(monkeypatch):
+    """Dask's nanny would start each worker with MALLOC_TRIM_THRESHOLD_=65536 (a third of a launched run's CPU in
+    page faults, docs/cost.md): the launcher's cluster is built with it unset (a nanny reads the setting when it is
+    built) and leaves Dask's configuration as it was. The real workers' environment: the slow test below."""
     import dask
-    from dask.distributed import Client
 
     key = "distributed.nanny.pre-spawn-environ"
+    seen = {}
+
+    def recorder(**kwargs):
+        seen.update(kwargs, environ=dict(dask.config.get(key)))
+        return "cluster"
+
+    monkeypatch.setattr(launch, "LocalCluster", recorder)
     assert dask.config.get(key).get("MALLOC_TRIM_THRESHOLD_") is not None  # Dask's default: what is undone
-    with launch.local_cluster(1, 1) as cluster, Client(cluster) as client:
-        environ = next(iter(client.run(lambda: dict(os.environ)).values()))
-    assert "MALLOC_TRIM_THRESHOLD_" not in environ and environ["OMP_NUM_THREADS"] == "1"
+    assert launch.local_cluster(3, 2) == "cluster"
+    assert seen["environ"]["MALLOC_TRIM_THRESHOLD_"] is None and seen["n_workers"] == 3
+    assert seen["env"] == {"OMP_NUM_THREADS": "2"} and seen["threads_per_worker"] == 1
     assert dask.config.get(key).get("MALLOC_TRIM_THRESHOLD_") is not None
+
+
+@pytest.mark.slow
+def test_the_local_cluster_s_workers_run_without_dask_s_trim_threshold():
+    import os
+
+    from dask.distributed import Client
+
+    with launch.local_cluster(1, 2) as cluster, Client(cluster) as client:
+        environ = next(iter(client.run(lambda: dict(os.environ)).values()))
+    assert "MALLOC_TRIM_THRESHOLD_" not in environ and environ["OMP_NUM_THREADS"] == "2"
 
 
 def test_count_and_bad_items(tiny_data, tmp_path):
@@ -125,14 +141,14 @@ def test_launch_dry_run_counts_the_study_s_runs_and_trains_nothing(tiny_data, tm
     assert len({repr(a.draws[0].to_dict()) for a in arms}) == len(arms)
     # a profile that names its notebooks trains only theirs: claims runs notebook 11 alone, so none of 02-10's
     # techniques or ablation and none of notebook 12's runs without a generator (they were half a claims launch)
-    claims = study_jobs("claims", str(tiny_data), heldout="car")  # (the profile's rotations are the benchmark's)
+    claims = study_jobs("claims", str(tiny_data))
     chosen_claims, seeds_claims = closing.chosen_arms(_PROFILES["claims"]["notebook"]["closing_arms"])
     assert not any(a.draws[0].unknown_generators for a in claims)
     assert {a.label for a in claims} == {*chosen_claims, *seeds_claims}  # and no target-data reference (the knob)
     # target_references: notebook 11 trains each model's target-data reference, unless the profile leaves them out
     monkeypatch.setitem(_PROFILES, "claims", {**_PROFILES["claims"], "notebook": {
         **_PROFILES["claims"]["notebook"], "target_references": True}})
-    with_refs = {a.label: a.draws[0] for a in study_jobs("claims", str(tiny_data), heldout="car")}
+    with_refs = {a.label: a.draws[0] for a in study_jobs("claims", str(tiny_data))}
     assert set(with_refs) == {*chosen_claims, *seeds_claims, *closing.reference_jobs()}
     extra = {k: c for k, c in with_refs.items() if k not in {*chosen_claims, *seeds_claims}}
     assert {c.technique for c in extra.values()} == {"target_reference"}

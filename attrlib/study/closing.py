@@ -19,8 +19,7 @@ from typing import Any, Iterable, Mapping
 
 import pandas as pd
 
-from .. import sweep, techniques
-from ..config import HELDOUT
+from .. import config as _config, sweep, techniques
 from ..errors import ConfigError
 from ..evaluation import selected_runs, summary_table, within_model_table
 from ..rotation import Rotation
@@ -109,10 +108,9 @@ def model_oracles(models: Mapping[str, str], configs: Mapping[str, Mapping[str, 
 
 
 SELECTED_MODEL = "(the selected arm's model)"
-# the rotations whose test accuracy was read while the arms were designed (notebook 11's `explored` parameter,
-# by default): the benchmark's crossed pair, the profiles' held-out subclass and its validation subclass there; the
-# headline, the goal and the non-additive check use the others
-EXPLORED = (*HELDOUT, "animal_face")
+# the rotations whose test accuracy was read while the arms were designed (notebook 11's `explored` parameter, by
+# default): the headline, the goal and the non-additive check use the others
+EXPLORED = _config.EXPLORED
 
 
 def within_model(run_dirs: Mapping[str, list], choice: pd.DataFrame, models: Mapping[str, str],

@@ -43,17 +43,21 @@ def goal_table(numbers: pd.DataFrame, versus: pd.DataFrame, robustness: pd.DataF
     rows.append({"criterion": "no image of the held-out subclass", "goal": "no target data",
                  "measured": "uses target data" if target else "none used", "met": _yes(not target)})
     table = versus.set_index("arm") if "arm" in versus.columns else versus
-    beaten, not_beaten = [], []
+    beaten, not_beaten, missing = [], [], []
     for name in competitors:
-        if name not in table.index:
-            not_beaten.append(f"{name} (not trained)")
+        if name not in table.index:  # not measured: neither beaten nor a loss, and the verdict says so
+            missing.append(name)
             continue
         hi = float(table.loc[name, "difference_high"])  # competitor - arm: < 0 everywhere means the arm wins
         (beaten if hi < 0 else not_beaten).append(f"{name} {float(table.loc[name, 'difference']):+.2f} "
                                                   f"[{float(table.loc[name, 'difference_low']):+.2f}, {hi:+.2f}]")
+    verdict = ("no" if not_beaten else "yes" if not missing else f"yes for the {len(beaten)} trained" if beaten
+               else "not measured")
     rows.append({"criterion": "paired interval (technique - selected) excludes 0 for every seed technique",
-                 "goal": "all below 0", "measured": "; ".join(beaten + not_beaten),
-                 "met": _yes(not not_beaten) + ("" if not not_beaten else f" (not: {len(not_beaten)})")})
+                 "goal": "all below 0",
+                 "measured": "; ".join(beaten + not_beaten + [f"{n} (not trained)" for n in missing]),
+                 "met": verdict + (f" (not: {len(not_beaten)})" if not_beaten else "")
+                 + (f"; not measured: {len(missing)} not trained here" if missing else "")})
     jpeg = robustness[(robustness["arm"] == arm) & (robustness["perturbation"] == perturbation)]["accuracy"]
     value = float(jpeg.mean()) if len(jpeg) else np.nan
     rows.append({"criterion": f"held-out accuracy under {perturbation} (mean over {len(jpeg)} run(s))",

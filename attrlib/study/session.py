@@ -37,7 +37,7 @@ import torch
 from IPython import get_ipython
 
 from ..simulator import VARIANTS, read_benchmark, synthesize
-from ..config import PROFILES, Config, comma_names, profile as profile_config, profile_heldout
+from ..config import EXPLORED, PROFILES, Config, comma_names, profile as profile_config, profile_heldout
 from ..data import eligible_rotations, resolve_rotation
 from ..data.sources import discover
 from .. import rotation
@@ -55,7 +55,7 @@ STUDY_BENCHMARKS = {
     "quick": dict(out="data/benchmark-quick", scale=1 / 250, size=32),
     "default": dict(out="data/benchmark", scale=1 / 50, size=64),
     "thorough": dict(out="data/benchmark", scale=1 / 50, size=64),  # the default's benchmark, longer protocol
-    "claims": dict(out="data/benchmark", scale=1 / 50, size=64),  # the default's benchmark, 5 seeds x every rotation
+    "claims": dict(out="data/benchmark", scale=1 / 50, size=64),  # the default's benchmark, 5 seeds x 6 rotations
     "paper": dict(out="data/benchmark-paper", scale=1 / 50, size=256),
 }
 
@@ -108,20 +108,21 @@ def parse_rotations(heldout: str | Iterable[str]) -> tuple[tuple[str, ...], ...]
     return rotation.parse_rotations(heldout)
 
 
-ROTATION_SPECS = ("all", "crossed")  # a notebook's `heldout` may name one instead of subclasses
+ROTATION_SPECS = ("all", "crossed", "unexplored")  # a notebook's `heldout` may name one instead of subclasses
 
 
 def profile_rotations(profile: str, root: str | Path, heldout: tuple[str, ...],
                       spec: str | tuple | None = None) -> tuple[tuple[str, ...], ...]:
-    """The rotations a profile runs on `root` (its `rotations`: names, "crossed" or "all"; `spec` instead of the
-    profile's, when given)."""
+    """The rotations a profile runs on `root` (its `rotations`: names, "crossed", "all" or "unexplored": all but
+    `config.EXPLORED`, the rotations read while notebook 11's arms were designed; `spec` instead of the profile's,
+    when given)."""
     if spec is None:
         spec = PROFILES[profile].get("rotations", (heldout[0],) if heldout else profile_heldout(profile))
     if not isinstance(spec, str):
         return tuple((r,) for r in spec)
     frame = discover(root).frame
-    if spec == "all":
-        found = eligible_rotations(frame)
+    if spec in ("all", "unexplored"):
+        found = [r for r in eligible_rotations(frame) if spec == "all" or r not in EXPLORED]
         if not found:
             raise ConfigError(f"no subclass of {str(root)!r} can be held out in a rotation (each needs at least "
                               "3 generators that keep training images elsewhere with at least 3 images of it: "
@@ -138,7 +139,8 @@ def profile_rotations(profile: str, root: str | Path, heldout: tuple[str, ...],
         second = resolve_rotation(root, first).val_subclass
         eligible = set(eligible_rotations(frame))
         return (tuple(first),) + (((second,),) if second in eligible and len(first) == 1 else ())
-    raise ConfigError(f"profile {profile!r} has rotations={spec!r}; use a tuple of names, 'crossed' or 'all'")
+    raise ConfigError(f"profile {profile!r} has rotations={spec!r}; use a tuple of names, 'crossed', 'all' or "
+                      "'unexplored'")
 
 
 def resolve_rotations(profile: str, root: str | Path, heldout: str | Iterable[str]) -> tuple[tuple[str, ...], ...]:
