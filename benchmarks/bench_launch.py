@@ -47,7 +47,7 @@ def main() -> None:
                         "prints them (default: counted here)")
     args = p.parse_args()
     import torch
-    from dask.distributed import Client, LocalCluster
+    from dask.distributed import Client
 
     from attrlib import launch, sweep
     from attrlib.study import resolve_data
@@ -71,8 +71,7 @@ def main() -> None:
 
         remote = [c.replace(runs=str(scratch / "cluster")) for c in configs]
         with Timer() as start:
-            cluster = LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True,
-                                   dashboard_address=None, env={"OMP_NUM_THREADS": "1"})
+            cluster = launch.local_cluster(args.workers, 1)  # the launcher's own cluster
             client = Client(cluster)
             client.run(_warm)  # torch and attrlib imported in every worker, as the first task would
         try:

@@ -5,7 +5,8 @@ default), which `attrlib.launch.local_cluster` unsets (`launch.WORKER_CONFIG`).
     python benchmarks/bench_launch_memory.py [--steps 60] [--repeats 2] [--profile claims]
 
 Each run is a fresh `attrlib train --technique baseline` process (one torch thread, a fresh runs folder, the
-profile's config on its embedded benchmark, which is made if missing), the two settings alternating; the child's
+profile's config on its embedded benchmark, which a first, untimed run makes if missing), the two settings in
+alternating order; the child's
 own rusage (os.wait4) gives user and system CPU seconds and minor page faults, which other processes on a shared
 machine inflate less than wall time. The figure is the ratio of CPU seconds with Dask's setting to without it.
 """
@@ -41,26 +42,30 @@ def one_run(profile: str, steps: int, trim: str | None, runs: Path) -> dict:
     command = [sys.executable, "-m", "attrlib", "train", "--technique", "baseline", "--profile", profile,
                "--steps", str(steps), "--runs", str(runs)]
     start = time.perf_counter()
-    proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
-    err = proc.stderr.read().decode(errors="replace")
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"{' '.join(command)} failed:\n{err[-2000:]}")
+    with tempfile.TemporaryFile() as err:  # a file, not a pipe: a chatty child cannot block on a full pipe
+        proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=err)
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        if proc.returncode != 0:
+            err.seek(0)
+            raise SystemExit(f"{' '.join(command)} failed:\n{err.read().decode(errors='replace')[-2000:]}")
     return dict(wall=time.perf_counter() - start, user=usage.ru_utime, sys=usage.ru_stime, minflt=usage.ru_minflt)
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--steps", type=int, default=60, help="optimiser steps per run (default 60)")
-    p.add_argument("--repeats", type=int, default=2, help="runs per setting, alternating (default 2)")
+    p.add_argument("--repeats", type=int, default=2, help="runs per setting, in alternating order (default 2; the "
+                   "figures are medians: with 2, means)")
     p.add_argument("--profile", default="claims", help="the profile whose config the runs take (default claims)")
     args = p.parse_args()
     trim = dask_trim_threshold() or "65536"
     settings = {"glibc": None, f"MALLOC_TRIM_THRESHOLD_={trim} (Dask's nanny)": trim}
     out: dict[str, list[dict]] = {name: [] for name in settings}
     with tempfile.TemporaryDirectory() as tmp:
+        one_run(args.profile, args.steps, None, Path(tmp) / "warm_up")  # the benchmark made if missing, caches warm
         for i in range(args.repeats):
-            for name, value in settings.items():
+            for name, value in (settings.items() if i % 2 == 0 else reversed(settings.items())):  # order alternates
                 runs = Path(tmp) / f"runs_{i}_{'dask' if value else 'glibc'}"
                 out[name].append(one_run(args.profile, args.steps, value, runs))
     med = {name: {k: statistics.median(r[k] for r in rows) for k in rows[0]} for name, rows in out.items()}
