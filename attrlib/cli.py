@@ -181,8 +181,10 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--data", default="", help="your data folder or manifest (default: the embedded benchmark)")
     st.add_argument("--heldout", default="",
                     help="the rotations: held-out subclasses, comma-separated, one rotation each ('a+b': one "
-                         "rotation holding out both), or all (every subclass the data allows) or crossed; default: "
-                         f"the profile's (default: {', '.join(HELDOUT)} and its validation subclass, crossed; thorough: all)")
+                         "rotation holding out both), or all (every subclass the data allows), crossed, or "
+                         "unexplored (all but those read while notebook 11's arms were designed); default: the "
+                         f"profile's (default: {', '.join(HELDOUT)} and its validation subclass, crossed; thorough: "
+                         "all; claims: unexplored)")
     st.add_argument("--seeds", type=_seeds, default=(),
                     help="training seeds, comma-separated (e.g. 0,1,2: a smaller protocol than the profile's, said in "
                          "provenance.json and the README's generated parts); default: the profile's")

@@ -160,8 +160,8 @@ def _choice(name: str, value: Any, valid: tuple) -> None:
 # for tests and smoke runs, `default` is the embedded benchmark on a 2-core CPU (one seed, the crossed pair: a
 # demonstration, not a claim), `claims` is what the README's claims rest on (five seeds, the six rotations never read
 # while designing, the arms the claims name, default hyper-parameters: under two hours on a 2-core CPU, measured in
-# docs/cost.md), `thorough` is the
-# full search (every technique and arm, eight draws: meant for a GPU), `paper` is seed 002's protocol (a GPU's).
+# docs/cost.md), `thorough` is the full search (every technique and arm, eight draws: meant for a GPU), `paper` is
+# seed 002's protocol (a GPU's).
 # notebooks (optional): the notebooks a profile's study runs (`attrlib study` and `attrlib launch`; empty: all).
 # closing_arms: the arms of notebook 11 (its ARMS and SEEDS_TECHNIQUES by name; empty: all).
 # What the notebooks do differently per profile (`attrlib.study.session` gives them as `s.knobs`; a notebook's
@@ -192,13 +192,13 @@ _FULL_NOTEBOOKS = dict(sweep_strengths="0,1", n_boot=1000, cam_images=None, robu
                        open_world_generators=0, open_world_arms="all", closing_arms=(), figure_arms="all",
                        figure_formats="png,pdf", target_references=True)
 # the arms the README's claims rest on, cut by cost (every arm whose one training costs about one baseline training;
-# a calibration cell's table, bed and seed 0, was displayed before the cut: docs/cost.md): the baseline, the front end the combined arms build on with what is done on it
-# (mixing; DFR, which costs no training), and the seeds' techniques of that cost (weighted sampling, seed 002; the
-# subclass-blind head, seed 000); their own models' oracles come with them (notebook 11). Left out to fit two hours
-# on 2 cores (docs/cost.md prices them): adversarial_debiasing and runtime_adversarial (two models, twice a
-# baseline's training each), the target-data references (5 fold runs each; the `target_references` knob), the
-# other front ends (srm, local_srm: an observation of the ablation, not a claim), JTT (a second training per run),
-# the augmented arms and fine_tuning (target data); `thorough` has them all.
+# a calibration cell's table, bed and seed 0, was displayed before the cut: docs/cost.md): the baseline, the front
+# end the combined arms build on with what is done on it (mixing; DFR, which costs no training), and the seeds'
+# techniques of that cost (weighted sampling, seed 002; the subclass-blind head, seed 000); their own models' oracles
+# come with them (notebook 11). Left out to fit two hours on 2 cores (docs/cost.md): adversarial_debiasing and
+# runtime_adversarial (two models, twice a baseline's training each), the target-data references (5 fold runs each;
+# the `target_references` knob), the other front ends (srm, local_srm: an observation of the ablation, not a
+# claim), JTT (a second training per run), the augmented arms and fine_tuning (target data); `thorough` has them all.
 CLAIMS_ARMS = ("baseline", "local_srm_rgb", "local_srm_rgb_mix", "local_srm_rgb_dfr", "weighted_sampling",
                "blind_head")
 # the rotations whose test accuracy was read while notebook 11's arms were designed: the benchmark's crossed pair, the
