@@ -154,6 +154,16 @@ def test_launch_dry_run_counts_the_study_s_runs_and_trains_nothing(tiny_data, tm
     assert {c.technique for c in extra.values()} == {"target_reference"}
     monkeypatch.undo()
     monkeypatch.chdir(tmp_path)
+    # with the knob off in a profile that runs notebook 10 too, notebook 10 keeps its baseline's reference
+    assert {"baseline target_reference", "local_srm_rgb target_reference"} <= labels  # on: notebook 11's (10's is
+    # the baseline's, the same run, planned once)
+    monkeypatch.setitem(_PROFILES, "quick", {**_PROFILES["quick"], "notebook": {
+        **_PROFILES["quick"]["notebook"], "target_references": False}})
+    off = {a.label: a.draws[0].technique for a in study_jobs("quick", str(tiny_data))}
+    assert off["target_reference"] == "target_reference"
+    assert [k for k, v in off.items() if v == "target_reference"] == ["target_reference"]
+    monkeypatch.undo()
+    monkeypatch.chdir(tmp_path)
     # a profile of notebook 12 alone: its arms on every generator and without the one it leaves out, nothing else
     monkeypatch.setitem(_PROFILES, "quick", {**_PROFILES["quick"], "notebooks": ("12",)})
     alone = study_jobs("quick", str(tiny_data))
