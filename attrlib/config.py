@@ -183,9 +183,10 @@ def _choice(name: str, value: Any, valid: tuple) -> None:
 # technique); figure_formats: what `reporting.save_fig` writes (PNG is what the
 # notebooks show and the report links; the PDF is for a write-up: the quick smoke run skips it, about half of a
 # figure's saving cost, benchmarks/bench_figures.py); target_references: notebook 11 trains each model's target-data
-# reference (cross-fitted, 5 fold runs per rotation and seed: half of a claims run's cost) beside its unbiased
-# oracle; the claims profile leaves them out (on the benchmark the oracle is the reference its claims use; the
-# default profile keeps both, so the two references stay compared: issue 17 §2).
+# reference (cross-fitted, 5 fold runs per rotation and seed: half of a claims run's cost on the benchmark) beside
+# its unbiased oracle: True, False, or "real" (only on data without an unbiased twin, a user's folder, where it is
+# the only reference: `closing.target_references_on`); claims has "real" (on the benchmark the oracle is the
+# reference its claims use; the default profile keeps both, so the two references stay compared: issue 17 §2).
 _FULL_NOTEBOOKS = dict(sweep_strengths="0,1", n_boot=1000, cam_images=None, robustness_images=None,
                        summary_images=None, cam_per_generator=2, swap_images=30, ablation_rotations=0,
                        second_config=True, closing_variants=True, closing_variant_rotations=0,
@@ -255,15 +256,15 @@ PROFILES: dict[str, dict[str, Any]] = {
     # what the README's claims rest on: five seeds x every rotation but EXPLORED (on the benchmark: bed, car, cat,
     # church, face, horse) for CLAIMS_ARMS and their own models' oracles,
     # default hyper-parameters and the default profile's budget (390 steps, bf16, 3 scoring points), notebook 11
-    # only, no variants, second configuration or target-data references; priced by benchmarks/bench_profile_cost.py
-    # and measured (docs/cost.md)
+    # only, no variants, second configuration or target-data references (on a user's folder the references are
+    # trained: they are its only ones); priced by benchmarks/bench_profile_cost.py and measured (docs/cost.md)
     "claims": dict(seeds=(0, 1, 2, 3, 4), rotations="unexplored", draws=1,
                    config=dict(steps=390, bf16=True, checkpoints=3),
                    notebooks=("11",),
                    notebook=dict(_FULL_NOTEBOOKS, sweep_strengths="", ablation_rotations=1, second_config=False,
                                  closing_variants=False, open_world_generators=1, cam_images=96,
                                  robustness_images=96, summary_images=96, closing_arms=CLAIMS_ARMS,
-                                 target_references=False)),
+                                 target_references="real")),
     # the full search: every rotation, five seeds, eight hyper-parameter draws per technique (a GPU's)
     "thorough": dict(seeds=(0, 1, 2, 3, 4), rotations="all", draws=8, config=dict(steps=468),
                      notebook=dict(_FULL_NOTEBOOKS)),

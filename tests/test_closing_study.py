@@ -269,11 +269,17 @@ def test_each_arm_is_read_against_its_own_model_and_the_claims_profile_carries_t
     oracle = closing.model_oracle_configs(models, configs, "data/unbiased")
     assert oracle["local_srm_rgb"] == {**configs["local_srm_rgb"], "data": "data/unbiased"}
     assert oracle["baseline"] == {"technique": "baseline", "data": "data/unbiased"}  # the study's oracle, reused
-    # the claims profile: five seeds x rotations never read while designing, notebook 11 only, no target-data
-    # references, and every model of its arms among them
+    # the claims profile: five seeds x rotations never read while designing, notebook 11 only, target-data
+    # references on a folder without an unbiased twin only, and every model of its arms among them
     claims = PROFILES["claims"]
     assert len(claims["seeds"]) >= 5 and claims["rotations"] == "unexplored" and claims["draws"] == 1
-    assert claims["notebook"]["target_references"] is False
+    # the target-data references only where the data has no unbiased twin (on the benchmark its oracle is the reference)
+    assert claims["notebook"]["target_references"] == "real"
+    assert closing.target_references_on("real", None) and not closing.target_references_on("real", "data/unbiased")
+    assert closing.target_references_on(True, "data/unbiased") and closing.target_references_on("yes", None)
+    assert not closing.target_references_on(False, None) and not closing.target_references_on("no", None)
+    with pytest.raises(ConfigError, match="target_references.*maybe"):
+        closing.target_references_on("maybe", None)
     assert claims["notebooks"] == ("11",) and claims["notebook"]["closing_arms"] == CLAIMS_ARMS
     arms, techniques = closing.chosen_arms(CLAIMS_ARMS)
     chosen = closing.arm_configs(arms, techniques)

@@ -144,14 +144,16 @@ def test_launch_dry_run_counts_the_study_s_runs_and_trains_nothing(tiny_data, tm
     claims = study_jobs("claims", str(tiny_data))
     chosen_claims, seeds_claims = closing.chosen_arms(_PROFILES["claims"]["notebook"]["closing_arms"])
     assert not any(a.draws[0].unknown_generators for a in claims)
-    assert {a.label for a in claims} == {*chosen_claims, *seeds_claims}  # and no target-data reference (the knob)
-    # target_references: notebook 11 trains each model's target-data reference, unless the profile leaves them out
-    monkeypatch.setitem(_PROFILES, "claims", {**_PROFILES["claims"], "notebook": {
-        **_PROFILES["claims"]["notebook"], "target_references": True}})
-    with_refs = {a.label: a.draws[0] for a in study_jobs("claims", str(tiny_data))}
+    # target_references: notebook 11 trains each model's target-data reference, unless the profile leaves them out;
+    # claims' "real" trains them on a folder without an unbiased twin (this one), where they are the only references
+    assert _PROFILES["claims"]["notebook"]["target_references"] == "real"
+    with_refs = {a.label: a.draws[0] for a in claims}
     assert set(with_refs) == {*chosen_claims, *seeds_claims, *closing.reference_jobs()}
     extra = {k: c for k, c in with_refs.items() if k not in {*chosen_claims, *seeds_claims}}
     assert {c.technique for c in extra.values()} == {"target_reference"}
+    monkeypatch.setitem(_PROFILES, "claims", {**_PROFILES["claims"], "notebook": {
+        **_PROFILES["claims"]["notebook"], "target_references": False}})
+    assert {a.label for a in study_jobs("claims", str(tiny_data))} == {*chosen_claims, *seeds_claims}  # off: none
     monkeypatch.undo()
     monkeypatch.chdir(tmp_path)
     # with the knob off in a profile that runs notebook 10 too, notebook 10 keeps its baseline's reference

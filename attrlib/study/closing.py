@@ -169,6 +169,18 @@ def own_model(config: Mapping[str, Any]) -> dict[str, Any]:
     return {"technique": "baseline", **{k: v for k, v in config.items() if k not in ("technique", "technique_params")}}
 
 
+TARGET_REFERENCE_KNOB = (True, False, "yes", "no", "real")  # the values of the profiles' `target_references` knob
+
+
+def target_references_on(knob: Any, oracle_data: str | Path | None) -> bool:
+    """Whether notebook 11 trains each model's target-data reference, from the profile's `target_references` knob:
+    True / "yes" on any data; "real" only where the data has no unbiased twin (a user's folder, where it is the only
+    reference and gap closed is empty without it; on the benchmark the oracle is the reference); False / "no" never."""
+    if knob not in TARGET_REFERENCE_KNOB:
+        raise ConfigError(f"notebook knob 'target_references' is {knob!r}; valid: True, False, 'yes', 'no', 'real'")
+    return knob in (True, "yes") or (knob == "real" and not oracle_data)
+
+
 def reference_jobs(models: Iterable[str] = BIAS_GAP_MODELS, oracle_data: str | Path | None = None,
                    target: bool = True) -> dict[str, dict]:
     """Per model (a key of ARMS): its target-data reference, `<model> target_reference` (that model by ERM trained

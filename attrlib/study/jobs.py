@@ -52,7 +52,7 @@ def study_jobs(profile: str = "default", data: str = "", heldout: str | Iterable
         own = closing.model_oracle_configs(closing.model_arms(configs), configs, s.oracle_data)
         arms += _plan(s, {f"oracle_{m}": c for m, c in own.items()})
     if runs_any("11"):  # notebook 11: each model's references (the target-data ones unless the profile drops them)
-        target = s.knobs.target_references in (True, "yes")
+        target = closing.target_references_on(s.knobs.target_references, s.oracle_data)
         arms += _plan(s, closing.reference_jobs(oracle_data=s.oracle_data, target=target))
     if runs_any("10"):  # notebook 10: the baseline's target-data reference
         arms += _plan(s, {"target_reference": {"technique": "target_reference"}})
