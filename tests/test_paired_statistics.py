@@ -30,11 +30,11 @@ GENS = ["a", "b", "c", "d"]
 
 
 # --------------------------------------------------------------------------------------------- fake run folders
-def _images(root: Path, rotation: str, n: int, salt: str = "") -> list[Path]:
+def _images(root: Path, rotation: str, n: int, salt: str = "", gens: list[str] = GENS) -> list[Path]:
     """n small files of `root`/<generator>/<rotation>/ (contents depend on `salt`: another variant's bytes)."""
     paths = []
     for i in range(n):
-        p = root / GENS[i % len(GENS)] / rotation / f"{i:03d}.png"
+        p = root / gens[i % len(gens)] / rotation / f"{i:03d}.png"
         p.parent.mkdir(parents=True, exist_ok=True)
         if not p.exists():
             p.write_bytes(f"{rotation}-{i}-{salt}".encode())
@@ -43,31 +43,32 @@ def _images(root: Path, rotation: str, n: int, salt: str = "") -> list[Path]:
 
 
 def _run(root: Path, name: str, data: Path, rotation: str, seed: int, correct: dict[str, np.ndarray],
-         heldout_split: str = "test", val: float = 0.9, salt: str = "") -> Path:
-    """A finished run folder whose predictions are right exactly where `correct[split]` says (1 = right)."""
+         heldout_split: str = "test", val: float = 0.9, salt: str = "", gens: list[str] = GENS) -> Path:
+    """A finished run folder whose predictions are right exactly where `correct[split]` says (1 = right), over the
+    generators `gens` (a rotation can run without some)."""
     run = root / name / f"{rotation}-{seed}"
     run.mkdir(parents=True)
     runfolder.write_config(run, Config(data=str(data), heldout=(rotation,), seed=seed, technique="baseline",
                                        runs=str(root)))
     parts = []
     for split, right in correct.items():
-        paths = _images(data, rotation if split in ("test", "ft_test") else "train", len(right), salt)
+        paths = _images(data, rotation if split in ("test", "ft_test") else "train", len(right), salt, gens)
         if split == "ft_test":  # a part of the test images, as seed 002's 80/20 split
-            paths = _images(data, rotation, 4 * len(right), salt)[::4]
-        true = np.array([GENS.index(p.parent.parent.name) for p in paths])
-        pred = np.where(np.asarray(right) > 0, true, (true + 1) % len(GENS))
-        logits = np.full((len(paths), len(GENS)), -3.0)
+            paths = _images(data, rotation, 4 * len(right), salt, gens)[::4]
+        true = np.array([gens.index(p.parent.parent.name) for p in paths])
+        pred = np.where(np.asarray(right) > 0, true, (true + 1) % len(gens))
+        logits = np.full((len(paths), len(gens)), -3.0)
         logits[np.arange(len(paths)), pred] = 3.0
         logp = logits - np.log(np.exp(logits).sum(1, keepdims=True))
-        frame = pd.DataFrame({"path": [str(p) for p in paths], "generator": [GENS[t] for t in true],
+        frame = pd.DataFrame({"path": [str(p) for p in paths], "generator": [gens[t] for t in true],
                               "subclass": rotation})
-        parts.append(runfolder.prediction_frame(frame, split, GENS, log_probs=logp))
+        parts.append(runfolder.prediction_frame(frame, split, gens, log_probs=logp))
     runfolder.write_predictions(run, pd.concat(parts, ignore_index=True))
     metrics = runfolder.load_predictions(run)
     acc = {s: float((g["pred"] == g["generator"]).mean()) for s, g in metrics.groupby("split")}
     runfolder.write_metrics(run, {"heldout": {"split": heldout_split, "accuracy": acc[heldout_split]},
                                   "val": {"accuracy": val}, "seed": seed, "uses_target_data": heldout_split != "test",
-                                  "train_prior": {g: 0.25 for g in GENS}})
+                                  "train_prior": {g: 1 / len(gens) for g in gens}})
     runfolder.mark_done(run)
     return run
 
@@ -452,3 +453,16 @@ def test_a_crossed_pair_is_one_training(study):
     apart = summary_table({k: study[k] for k in ("baseline", "same")}, n_boot=100)
     assert apart.loc["same", "units"] == 2
     assert apart.loc["same", "difference_rot_low"] <= apart.loc["same", "difference"] <= apart.loc["same", "difference_rot_high"]
+
+
+def test_macro_f1_interval_over_rotations_that_keep_different_generators(tmp_path):
+    """A rotation can run without a generator (realdev's face: two generators have no other training subclass), so
+    its class indices span fewer generators: the macro-F1 bootstrap must size its classes for every rotation (it
+    took the last rotation's count, and an index of another rotation's fifth generator fell outside it)."""
+    data, runs = tmp_path / "data", tmp_path / "runs"
+    five = [*GENS, "e"]
+    dirs = [_run(runs, "baseline", data, "r1", seed, {"test": _pattern(40, 0.6, seed)}, gens=five) for seed in (0, 1)]
+    dirs += [_run(runs, "baseline", data, "r2", seed, {"test": _pattern(30, 0.7, seed)}, gens=GENS) for seed in (0, 1)]
+    table = summary_table({"baseline": dirs}, n_boot=50)
+    row = table.loc["baseline"] if "baseline" in table.index else table.iloc[0]
+    assert 0 < row["f1_low"] <= row["f1_high"] < 1

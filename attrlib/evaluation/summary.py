@@ -99,12 +99,13 @@ def technique_summary(run_dirs: Sequence[str | os.PathLike], n_boot: int = 1000,
     per_seed = pd.DataFrame(per_run).groupby("seed").mean()
     agg = aggregate_over_seeds(per_seed.to_dict("records"))
     rotations = _by_rotation(run_dirs)
-    inputs = {}
+    inputs, n_classes = {}, 0
     for rotation, dirs in rotations.items():
         y_true, y_pred, gens = paired_predictions(dirs)
         inputs[rotation] = (y_true, y_pred)
+        n_classes = max(n_classes, len(gens))  # each rotation indexes its own generators (one may run without some)
     _, acc_ci = hierarchical_bootstrap(inputs, "accuracy", n_boot=n_boot, alpha=alpha, seed=seed)
-    _, f1_ci = hierarchical_bootstrap(inputs, "macro_f1", n_classes=len(gens), n_boot=n_boot, alpha=alpha, seed=seed)
+    _, f1_ci = hierarchical_bootstrap(inputs, "macro_f1", n_classes=n_classes, n_boot=n_boot, alpha=alpha, seed=seed)
     out = {k: float(agg.loc[k, "mean"]) for k in agg.index}
     out.update({f"{k}_std": float(agg.loc[k, "std"])
                 for k in ("avg_precision", "avg_recall", "avg_f1", "accuracy", "balanced_accuracy")})
