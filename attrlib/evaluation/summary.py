@@ -111,7 +111,7 @@ def technique_summary(run_dirs: Sequence[str | os.PathLike], n_boot: int = 1000,
                 for k in ("avg_precision", "avg_recall", "avg_f1", "accuracy", "balanced_accuracy")})
     out.update(accuracy=acc_ci.estimate, accuracy_low=acc_ci.low, accuracy_high=acc_ci.high,
                f1_low=f1_ci.low, f1_high=f1_ci.high,
-               worst_generator=max(set(worst), key=worst.count), heldout_split=metrics[0]["heldout"]["split"],
+               worst_generator=max(sorted(set(worst)), key=worst.count), heldout_split=metrics[0]["heldout"]["split"],
                seeds=len(per_seed), rotations=len(rotations),
                uses_target_data=bool(metrics[0].get("uses_target_data", False)))
     return out
