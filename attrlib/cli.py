@@ -88,6 +88,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="additive: the fingerprint is added to the clean content; pipeline: the non-additive "
                         "variant, the whole image's high band passes through the family's pipeline (so a "
                         "high-pass residual moved to another image does not carry a fingerprint it could have)")
+    s.add_argument("--texture", type=float, default=0.0,
+                   help="grey levels (RMS) of a fine texture each subclass carries in the fingerprint's band (0: none, "
+                        "the default); with --trace pipeline, the coupled configuration where a high-pass front end "
+                        "keeps a bias gap (docs/benchmark.md)")
     s.add_argument("--force", action="store_true", help="regenerate even if the cached benchmark matches")
 
     b = sub.add_parser("bias-table", help="generator x subclass counts of a data folder or manifest", formatter_class=fmt)
@@ -270,7 +274,7 @@ def _synth(args) -> None:
     strength = DEFAULT_STRENGTH if args.strength is None else args.strength
     print(synthesize(args.out, scale=args.scale, size=args.size, strength=strength, seed=args.seed,
                      variant=args.variant, instance_spread=args.instance_spread, force=args.force,
-                     realistic=args.realistic, trace=args.trace))
+                     realistic=args.realistic, trace=args.trace, texture=args.texture))
 
 
 def _bias_table(args) -> None:

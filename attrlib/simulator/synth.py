@@ -183,7 +183,7 @@ def _spread(total: int, contents: tuple[str, ...], instances: tuple[str, ...]) -
 def synthesize(out: str | os.PathLike = "data/benchmark", scale: float = DEFAULT_SCALE, size: int = 64,
                strength: float = DEFAULT_STRENGTH, seed: int = 0, variant: str = "biased",
                instance_spread: float | None = None, force: bool = False, progress: bool = True,
-               realistic: bool | dict = False, trace: str = "additive") -> Path:
+               realistic: bool | dict = False, trace: str = "additive", texture: float = 0.0) -> Path:
     """Write the simulated benchmark to `out` and return `out`.
 
     trace: "additive" (the default: x = 255 c + s R_g(c)) or "pipeline" (the non-additive variant: the whole
@@ -192,6 +192,13 @@ def synthesize(out: str | os.PathLike = "data/benchmark", scale: float = DEFAULT
     parameters and stay cached. Both traces draw the same random numbers from the same streams: a pipeline
     benchmark holds the same content (and noise draws) as the additive one of its parameters, rendered
     differently.
+
+    texture: grey levels (RMS) of a fine texture each subclass carries in the fingerprint's band (periods of 2-5 px,
+    a spectrum of its own per subclass, fresh noise per image; `subclass_texture`), added to the content before
+    the generator renders it, so the content is visible to a high-pass front end too (issue 18 §5: with the
+    pipeline trace, the coupled configuration, where a high-pass front end keeps a bias gap). 0 (the default):
+    none, and nothing is drawn. Only a non-zero texture is written to benchmark.json. Its noise has streams of
+    its own, so the content and the fingerprint's noise are those of the benchmark without it.
 
     realistic: write the realistic variant (see the module docstring and `attrlib.simulator.realistic`);
     `size` is then the model crop the folder is made for (image sizes scale with size/64). A benchmark.json's
@@ -202,7 +209,7 @@ def synthesize(out: str | os.PathLike = "data/benchmark", scale: float = DEFAULT
     renames, so a reader never sees a half-written benchmark; an interrupted run leaves the old one intact.
     """
     spread = DEFAULT_INSTANCE_SPREAD if instance_spread is None else instance_spread
-    params = _params(scale, size, strength, seed, variant, spread, trace)
+    params = _params(scale, size, strength, seed, variant, spread, trace, texture)
     if realistic:
         params["realistic"] = _realistic.spec(size)
     out = Path(out)
@@ -246,7 +253,7 @@ def _check_variant(variant) -> None:
         raise ConfigError(f"benchmark parameter 'variant' is {variant!r}; valid values: {', '.join(VARIANTS)}")
 
 
-def _params(scale, size, strength, seed, variant, instance_spread=0.0, trace="additive") -> dict:
+def _params(scale, size, strength, seed, variant, instance_spread=0.0, trace="additive", texture=0.0) -> dict:
     _check_scale(scale)
     _check_variant(variant)
     if not isinstance(size, int) or isinstance(size, bool) or size < 16 or size % 8:
@@ -269,8 +276,14 @@ def _params(scale, size, strength, seed, variant, instance_spread=0.0, trace="ad
     params = {"scale": float(scale), "size": size, "strength": float(strength), "seed": seed,
               "variant": variant, "instance_spread": float(instance_spread), "generator_version": GENERATOR_VERSION,
               "simulated": True}
+    if not isinstance(texture, (int, float)) or isinstance(texture, bool) or not math.isfinite(texture) \
+            or not 0 <= texture <= 64:
+        raise ConfigError(f"benchmark parameter 'texture' is {texture!r}; it must lie in [0, 64] (grey levels RMS of "
+                          "each subclass's fine texture; 0: none, the default)")
     if trace != "additive":
         params["trace"] = trace  # only then: the parameters (and the cache key) of additive benchmarks stay as they were
+    if texture:
+        params["texture"] = float(texture)  # likewise
     return params
 
 
@@ -300,7 +313,8 @@ def _cached(out: Path, params: dict) -> bool:
     # a realistic folder never stands in for the default benchmark (params without "realistic") or vice versa,
     # nor a pipeline folder for an additive one (params without "trace")
     return (out / "manifest.csv").is_file() and {k: stored.get(k) for k in params} == params \
-        and ("realistic" in stored) == ("realistic" in params) and ("trace" in stored) == ("trace" in params)
+        and ("realistic" in stored) == ("realistic" in params) and ("trace" in stored) == ("trace" in params) \
+        and ("texture" in stored) == ("texture" in params)
 
 
 def _generate(root: Path, params: dict, progress: bool) -> None:
@@ -342,6 +356,9 @@ def _generate(root: Path, params: dict, progress: bool) -> None:
     if "trace" in params:
         note += ("; non-additive trace: each image's high band passed through its family's pipeline "
                  "(attrlib.simulator.families.pipeline_image)")
+    if "texture" in params:
+        note += (f"; each subclass carries a fine texture of {params['texture']:g} grey levels RMS in the "
+                 "fingerprint's band (attrlib.simulator.synth.subclass_texture)")
     counts = cell_counts(params["scale"], params["variant"], realistic)
     atomic_write_json(root / BENCHMARK_FILE, {**params, "note": note, "counts": counts, "n_images": total, **extra})
 
@@ -374,6 +391,10 @@ def _write_cell(root: Path, params: dict, g: str, sc: str, split: str, n: int, r
     for lo in range(0, n, chunk):
         m = min(chunk, n - lo)
         clean, masks = content.draw(sc, m, params["size"], rng)
+        if params.get("texture"):  # the subclass's fine texture, from streams of its own (the content is unchanged)
+            tex_rng = np.random.default_rng([params["seed"], len(VARIANTS), SPLITS.index(split), GENERATORS.index(g),
+                                             (SUBCLASSES + HELDOUT).index(sc), lo, 2])
+            clean = clean + subclass_texture(sc, m, params["size"], tex_rng) * (params["texture"] / 255.0)
         # every generator x subclass cell is its own model of the family (seed 000, Table 1)
         images = families.render(g, clean, params["strength"], rng, instance=instance,
                                  spread=params["instance_spread"], trace=params.get("trace", "additive"))
@@ -387,6 +408,19 @@ def _write_cell(root: Path, params: dict, g: str, sc: str, split: str, n: int, r
             rows.append((rel, g, sc, split, rel_mask))
         bar.update(m)
     return rows
+
+
+def subclass_texture(subclass: str, n: int, size: int, rng: np.random.Generator) -> torch.Tensor:
+    """(n, 3, size, size) float64, zero mean, unit RMS: white noise (one plane, the same in R, G and B) filtered by
+    the subclass's own 5x5 kernel, zero-mean (no DC: nothing a thumbnail sees), drawn once from the subclass's name.
+    Every image gets fresh noise, so the texture is a spectrum (periods of 2-5 px, an orientation of its own), not a
+    pattern to memorise: the fingerprint's band carries content, as fine texture does in real images."""
+    k = np.random.default_rng([len(VARIANTS), (SUBCLASSES + HELDOUT).index(subclass), 9]).standard_normal((5, 5))
+    kernel = torch.from_numpy(k - k.mean()).view(1, 1, 5, 5)
+    noise = torch.from_numpy(rng.standard_normal((n, 1, size + 4, size + 4)))
+    t = torch.nn.functional.conv2d(noise, kernel)
+    t = t / t.pow(2).mean().sqrt().clamp_min(1e-12)
+    return t.expand(n, 3, size, size).clone()
 
 
 @contextlib.contextmanager

@@ -1,0 +1,3 @@
+class Client: pass
+class LocalCluster: pass
+def as_completed(*a, **k): raise RuntimeError("no dask on the device")

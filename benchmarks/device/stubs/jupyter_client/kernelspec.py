@@ -1,0 +1,3 @@
+class KernelSpecManager:
+    def find_kernel_specs(self):
+        return {}

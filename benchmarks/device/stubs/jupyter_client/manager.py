@@ -1,0 +1,2 @@
+class AsyncKernelManager:
+    pass

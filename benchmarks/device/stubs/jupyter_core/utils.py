@@ -1,0 +1,2 @@
+def run_sync(f):
+    return f
