@@ -90,8 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "high-pass residual moved to another image does not carry a fingerprint it could have)")
     s.add_argument("--texture", type=float, default=0.0,
                    help="grey levels (RMS) of a fine texture each subclass carries in the fingerprint's band (0: none, "
-                        "the default); with --trace pipeline, the coupled configuration where a high-pass front end "
-                        "keeps a bias gap (docs/benchmark.md)")
+                        "the default); a knob of the coupled configuration with --trace pipeline, whose calibration "
+                        "against real data chose 0 (docs/coupled.md)")
     s.add_argument("--force", action="store_true", help="regenerate even if the cached benchmark matches")
 
     b = sub.add_parser("bias-table", help="generator x subclass counts of a data folder or manifest", formatter_class=fmt)

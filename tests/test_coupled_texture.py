@@ -30,7 +30,8 @@ def _high_band_rms(root, paths) -> float:
     return float(highpass(x.permute(0, 3, 1, 2)).pow(2).mean().sqrt())
 
 
-def test_texture_is_a_cached_parameter_of_its_own_the_content_stays_and_the_high_band_gains_its_energy(tmp_path):
+def test_texture_is_a_cached_parameter_of_its_own_the_content_stays_and_the_high_band_gains_its_energy(tmp_path,
+                                                                                                     monkeypatch):
     plain = synthesize(tmp_path / "plain", **TINY)
     coupled = synthesize(tmp_path / "coupled", texture=8.0, **TINY)
     pp, pc = (json.loads((r / "benchmark.json").read_text()) for r in (plain, coupled))
@@ -53,6 +54,20 @@ def test_texture_is_a_cached_parameter_of_its_own_the_content_stays_and_the_high
     again = synthesize(tmp_path / "coupled", **TINY)  # no texture asked: regenerated without it
     assert "texture" not in json.loads((again / "benchmark.json").read_text())
     assert (again / frame["path"][0]).read_bytes() == (plain / frame["path"][0]).read_bytes()
+    # the texture draws from streams of its own: with a texture of zeros, every image is the plain benchmark's
+    import torch
+
+    import attrlib.simulator.synth as synth
+
+    def no_texture(subclass, n, size, rng):
+        rng.standard_normal((n, 1, size + 4, size + 4))  # the draw the texture makes, from its own stream
+        return torch.zeros(n, 3, size, size, dtype=torch.float64)
+    monkeypatch.setattr(synth, "subclass_texture", no_texture)
+    zeros = synthesize(tmp_path / "zeros", texture=8.0, **TINY)
+    assert all((zeros / p).read_bytes() == (plain / p).read_bytes() for p in frame["path"])
+    # the realistic variant is written without a texture: asking for both is refused
+    with pytest.raises(ConfigError, match="'realistic' and 'texture'"):
+        synthesize(tmp_path / "both", texture=8.0, realistic=True, **TINY)
 
 
 def test_each_subclass_s_texture_has_a_spectrum_of_its_own_at_fingerprint_scales():

@@ -47,6 +47,7 @@ import ctypes
 import hashlib
 import json
 import math
+import numbers
 import os
 import shutil
 import tempfile
@@ -211,6 +212,9 @@ def synthesize(out: str | os.PathLike = "data/benchmark", scale: float = DEFAULT
     spread = DEFAULT_INSTANCE_SPREAD if instance_spread is None else instance_spread
     params = _params(scale, size, strength, seed, variant, spread, trace, texture)
     if realistic:
+        if texture:
+            raise ConfigError("benchmark parameters 'realistic' and 'texture' cannot be combined: the realistic "
+                              "variant's files are written without the subclass texture; choose one")
         params["realistic"] = _realistic.spec(size)
     out = Path(out)
     if not force and _cached(out, params):
@@ -276,7 +280,7 @@ def _params(scale, size, strength, seed, variant, instance_spread=0.0, trace="ad
     params = {"scale": float(scale), "size": size, "strength": float(strength), "seed": seed,
               "variant": variant, "instance_spread": float(instance_spread), "generator_version": GENERATOR_VERSION,
               "simulated": True}
-    if not isinstance(texture, (int, float)) or isinstance(texture, bool) or not math.isfinite(texture) \
+    if not isinstance(texture, numbers.Real) or isinstance(texture, bool) or not math.isfinite(texture) \
             or not 0 <= texture <= 64:
         raise ConfigError(f"benchmark parameter 'texture' is {texture!r}; it must lie in [0, 64] (grey levels RMS of "
                           "each subclass's fine texture; 0: none, the default)")
@@ -392,8 +396,11 @@ def _write_cell(root: Path, params: dict, g: str, sc: str, split: str, n: int, r
         m = min(chunk, n - lo)
         clean, masks = content.draw(sc, m, params["size"], rng)
         if params.get("texture"):  # the subclass's fine texture, from streams of its own (the content is unchanged)
-            tex_rng = np.random.default_rng([params["seed"], len(VARIANTS), SPLITS.index(split), GENERATORS.index(g),
-                                             (SUBCLASSES + HELDOUT).index(sc), lo, 2])
+            # every variant draws the same texture for a cell and chunk (the twins differ in content, not in this);
+            # the matched variant's instances each their own
+            own = [(SUBCLASSES + HELDOUT).index(instance)] if params["variant"] == "matched" and split != "pool" else []
+            tex_rng = np.random.default_rng([params["seed"], TEXTURE_STREAM, SPLITS.index(split), GENERATORS.index(g),
+                                             (SUBCLASSES + HELDOUT).index(sc), lo, *own, 2])
             clean = clean + subclass_texture(sc, m, params["size"], tex_rng) * (params["texture"] / 255.0)
         # every generator x subclass cell is its own model of the family (seed 000, Table 1)
         images = families.render(g, clean, params["strength"], rng, instance=instance,
@@ -410,12 +417,15 @@ def _write_cell(root: Path, params: dict, g: str, sc: str, split: str, n: int, r
     return rows
 
 
+TEXTURE_STREAM = 3  # the second element of the texture's stream keys: no variant index is 3 (`_stream`)
+
+
 def subclass_texture(subclass: str, n: int, size: int, rng: np.random.Generator) -> torch.Tensor:
     """(n, 3, size, size) float64, zero mean, unit RMS: white noise (one plane, the same in R, G and B) filtered by
     the subclass's own 5x5 kernel, zero-mean (no DC: nothing a thumbnail sees), drawn once from the subclass's name.
     Every image gets fresh noise, so the texture is a spectrum (periods of 2-5 px, an orientation of its own), not a
     pattern to memorise: the fingerprint's band carries content, as fine texture does in real images."""
-    k = np.random.default_rng([len(VARIANTS), (SUBCLASSES + HELDOUT).index(subclass), 9]).standard_normal((5, 5))
+    k = np.random.default_rng([TEXTURE_STREAM, (SUBCLASSES + HELDOUT).index(subclass), 9]).standard_normal((5, 5))
     kernel = torch.from_numpy(k - k.mean()).view(1, 1, 5, 5)
     noise = torch.from_numpy(rng.standard_normal((n, 1, size + 4, size + 4)))
     t = torch.nn.functional.conv2d(noise, kernel)

@@ -199,7 +199,7 @@ def second_configuration(root: str | os.PathLike, progress: bool = False) -> Pat
 def _biased_default_params(root: str | os.PathLike, what: str) -> dict:
     params = read_benchmark(root)
     if (params is None or "realistic" in params or params.get("variant", "biased") != "biased"
-            or params.get("trace", "additive") != "additive"):
+            or params.get("trace", "additive") != "additive" or "texture" in params):
         raise ValueError(f"{root} is not the embedded benchmark's biased default variant; the {what} is made "
                          "from that one")
     return params

@@ -227,9 +227,10 @@ def checks_apply(root: str | Path) -> bool:
     """True when the simulation checks (a strength sweep of the same benchmark) apply to `root`: the embedded
     benchmark's default variant. Not on real data (no strength knob) nor on the realistic variant (its checks
     are the default variant's: it changes the files, not the fingerprints), nor on the non-additive trace (the
-    checks' benchmarks are additive: their numbers would not describe it)."""
+    checks' benchmarks are additive: their numbers would not describe it), nor with a subclass texture (the coupled
+    configuration: the checks' benchmarks have none)."""
     params = read_benchmark(root)
-    return params is not None and "realistic" not in params and "trace" not in params
+    return params is not None and not {"realistic", "trace", "texture"} & set(params)
 
 
 def benchmark_spec(profile: str, root: str | Path, **execution) -> dict:

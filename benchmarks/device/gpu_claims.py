@@ -108,6 +108,7 @@ def train(tasks) -> set[int]:
     done: dict[int, int] = {}
     durations = []
     pool = ProcessPoolExecutor(WORKERS, mp_context=multiprocessing.get_context("spawn"), initializer=_init)
+    futures, pending = {}, set()
     try:
         futures = {pool.submit(_train, c): (s, c) for s, _, c in tasks}
         pending = set(futures)
@@ -132,8 +133,15 @@ def train(tasks) -> set[int]:
             total = sum(done.values())
             if finished and total % 20 == 0:
                 say(f"{total} runs done: {dict(sorted(done.items()))}, median {sorted(durations)[len(durations) // 2]:.1f} s a run")
-        if pending:
-            say(f"hard stop: {len(pending)} runs still going are stopped")
+        if pending:  # what finished since the last look counts; the rest is stopped (its seed is not evaluated)
+            finished, pending = wait(pending, timeout=0)
+            for fut in finished:
+                s, c = futures[fut]
+                if not fut.cancelled() and fut.exception() is None:
+                    done[s] = done.get(s, 0) + 1
+            if pending:
+                say(f"hard stop: {len(pending)} runs still going are stopped (their folders stay unfinished, "
+                    "their lock files behind: a later run of the same config waits for none and trains again)")
     finally:
         for process in list(getattr(pool, "_processes", {}).values()):
             if pending:
@@ -150,9 +158,19 @@ def execute(path, target, params, cwd, fresh=False, progress=False):
     """attrlib.notebook.execute's contract (seconds, error or None), in this process: the notebook's code cells in
     one namespace, its parameters injected after the cell tagged `parameters`."""
     nb = json.loads(Path(path).read_text())
+    if not any("parameters" in c.get("metadata", {}).get("tags", []) for c in nb["cells"]):
+        return 0.0, f"notebook {Path(path).name} has no cell tagged `parameters`: its parameters cannot be injected"
     namespace = {"__name__": "__main__"}
     began = time.perf_counter()
+    before = os.getcwd()
     os.chdir(cwd)
+    try:
+        return _cells(nb, path, target, params, namespace, began)
+    finally:
+        os.chdir(before)
+
+
+def _cells(nb, path, target, params, namespace, began):
     for i, cell in enumerate(nb["cells"]):
         if cell["cell_type"] != "code":
             continue
@@ -165,7 +183,7 @@ def execute(path, target, params, cwd, fresh=False, progress=False):
             return time.perf_counter() - began, f"notebook {Path(path).name} failed in cell {i}:\n{traceback.format_exc()}"
         say(f"{Path(path).name} cell {i} done")
     Path(target).parent.mkdir(parents=True, exist_ok=True)
-    Path(target).write_text(json.dumps(nb))
+    Path(target).write_text(json.dumps(nb))  # the source notebook (no outputs: they went to this process's stdout)
     return time.perf_counter() - began, None
 
 
