@@ -205,6 +205,13 @@ def test_the_readme_headline_is_a_generated_figure_and_a_short_table_led_by_the_
     update_headline(page, results, real_results=real, figure=figure)
     block = page.read_text().split(HEADLINE_BEGIN)[1]
     assert "never read while designing" in block and "Real data (notebook 10)" in block and "Benchmark only" not in block
+    # a real folder's notebook-11 numbers are not labelled as the benchmark's unexplored rotations: on real data every
+    # rotation is one the arms' design (on the benchmark) did not read, and the label says so
+    (real / "10_summary_numbers.csv").unlink()
+    numbers(-0.1, 0.1).to_csv(real / "11_ablation_unexplored_numbers.csv")
+    update_headline(page, results, real_results=real, figure=figure)
+    block = page.read_text().split(HEADLINE_BEGIN)[1]
+    assert "Real data (notebook 11, every rotation: the arms were designed on the benchmark)" in block
 
 
 def _arms(scores: dict[str, float], balanced: dict[str, float] | None = None) -> pd.DataFrame:
