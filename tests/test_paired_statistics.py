@@ -437,6 +437,30 @@ def test_within_model_table_without_any_oracle_is_empty_and_says_why(study):
     assert len(text) == 0 and "No arm has an oracle of its own model" in text.attrs["caption"]
 
 
+def test_within_model_table_against_target_data_references_says_so(study):
+    """On a folder without an unbiased twin each model's reference is its target-data reference (notebook 11 via
+    `closing.own_references`): the numbers are the same arithmetic, the caption and the column labels name it."""
+    from attrlib.evaluation import within_model_table
+    from attrlib.reporting import format_within_model
+    from attrlib.study import closing
+
+    runs = {k: study[k] for k in ("baseline", "better")}
+    kwargs = dict(models={"better": "baseline", "baseline": "baseline"}, n_boot=50)
+    as_oracle = within_model_table(runs, oracles={"baseline": study["oracle"]}, **kwargs)
+    as_target = within_model_table(runs, oracles={"baseline": study["oracle"]}, reference="target_reference", **kwargs)
+    assert as_target["gap_closed_within"].equals(as_oracle["gap_closed_within"])
+    assert as_target.attrs["reference"] == "target_reference" and "with the held-out subclass" in as_target.attrs["caption"]
+    text = format_within_model(as_target)
+    assert "ERM_M biased / with target data" in text and "arm - reference_M [fixed] / [rotations random]" in text
+    assert "ERM_M biased / unbiased" in format_within_model(as_oracle)
+    with pytest.raises(ValueError, match="reference 'twin'"):
+        within_model_table(runs, oracles={}, reference="twin", **kwargs)
+    # notebook 11's choice of references: the oracles where the data has a twin, else the target-data references
+    refs = {"baseline target_reference": ["b"], "local_srm_rgb target_reference": ["l"], "baseline oracle": ["o"]}
+    assert closing.own_references({"baseline": ["o"]}, refs) == ({"baseline": ["o"]}, "oracle")
+    assert closing.own_references({}, refs) == ({"baseline": ["b"], "local_srm_rgb": ["l"]}, "target_reference")
+
+
 def test_a_crossed_pair_is_one_training(study):
     from attrlib.evaluation import training_units
     for d in study["better"]:

@@ -391,13 +391,26 @@ WITHIN_MODEL_CAPTION = (
     "model = (arm - compact baseline) / (compact oracle - compact baseline): above 100 % means only that the arm "
     "beats the compact model trained without the bias, a weaker reference (a better front end), not that more than "
     "all of a bias was removed.")
+# on a folder without an unbiased twin (a user's), each model's reference is its target-data reference instead
+WITHIN_MODEL_TARGET_CAPTION = (
+    "Gap closed within the arm's own model M (its front end and backbone): (arm - ERM_M biased) / (ERM_M with target "
+    "data - ERM_M biased), ERM_M the same model trained by plain ERM on the biased training data and, as its "
+    "reference, with the held-out subclass (cross-fitted: each held-out image scored by a fold model that never saw "
+    "it; the data has no unbiased twin); 0 % is the model's own biased accuracy, 100 % its accuracy when trained on "
+    "the target subclass, above 100 % means the arm beats that. `vs reference_M` = arm - ERM_M with target data, "
+    "paired.")
+WITHIN_MODEL_REFERENCES = ("oracle", "target_reference")
 
 
 def within_model_table(runs: Mapping[str, Sequence[str | os.PathLike]], models: Mapping[str, str],
                        oracles: Mapping[str, Sequence[str | os.PathLike]], baseline: str = "baseline",
                        compact_oracle: Sequence[str | os.PathLike] | None = None, n_boot: int = 1000,
-                       alpha: float = 0.05, seed: int = 0) -> pd.DataFrame:
+                       alpha: float = 0.05, seed: int = 0, reference: str = "oracle") -> pd.DataFrame:
     """One row per arm of `runs` whose model has runs and an oracle: the arm against its own model.
+
+    reference: what `oracles` hold, "oracle" (each model's ERM on the unbiased twin) or "target_reference" (its
+    cross-fitted ERM with the held-out subclass: a folder without an unbiased twin); the caption and
+    `attrs["reference"]` say which (the columns keep their names).
 
     models: arm -> the name (a key of `runs` and of `oracles`) of its model's plain ERM on the biased data (an
     ERM arm is its own model); oracles: model name -> that model's ERM runs on the unbiased twin. Columns:
@@ -407,6 +420,8 @@ def within_model_table(runs: Mapping[str, Sequence[str | os.PathLike]], models: 
     (rotations random, a crossed pair once: ROTATION_CONVENTION); rotations, units (independent trainings),
     seeds and a note. `attrs["caption"]` says what above 100 % means.
     """
+    if reference not in WITHIN_MODEL_REFERENCES:
+        raise ValueError(f"reference {reference!r}; valid: {', '.join(WITHIN_MODEL_REFERENCES)}")
     rows, notes = {}, {}
     fields = {"gap_closed": "gap_closed_within", "vs_reference": "vs_model_oracle"}
     for arm, dirs in runs.items():
@@ -437,8 +452,8 @@ def within_model_table(runs: Mapping[str, Sequence[str | os.PathLike]], models: 
     table.index.name = "arm"
     table["note"] = pd.Series(notes, dtype=object)  # also on an empty table (a user's folder: no oracle, no row)
     level = f"{100 * (1 - alpha):.0f}%"
-    table.attrs.update(alpha=alpha, n_boot=n_boot, caption=(
-        WITHIN_MODEL_CAPTION + f" Two {level} intervals each: rotations fixed ({CONVENTION}) and rotations random "
+    table.attrs.update(alpha=alpha, n_boot=n_boot, reference=reference, caption=(
+        (WITHIN_MODEL_CAPTION if reference == "oracle" else WITHIN_MODEL_TARGET_CAPTION) + f" Two {level} intervals each: rotations fixed ({CONVENTION}) and rotations random "
         f"({ROTATION_CONVENTION}); {n_boot} resamples."))
     return table
 

@@ -202,14 +202,17 @@ def format_within_model(table: pd.DataFrame, digits: int = 2) -> pd.DataFrame:
                                 + out.attrs.get("caption", ""))
         return out
     num = lambda v: "" if pd.isna(v) else f"{v:.{digits}f}"  # noqa: E731
+    # the model's reference: its ERM on the unbiased twin, or (a folder without one) its ERM with target data
+    ref, ref_name = (("unbiased", "oracle_M") if table.attrs.get("reference", "oracle") == "oracle"
+                     else ("with target data", "reference_M"))
     out["model M"] = table["model"]
     out["accuracy"] = table["accuracy"].map(num)
-    out["ERM_M biased / unbiased"] = [f"{num(a)} / {num(b)}" for a, b in
-                                      zip(table["model_accuracy"], table["model_oracle_accuracy"])]
+    out[f"ERM_M biased / {ref}"] = [f"{num(a)} / {num(b)}" for a, b in
+                                    zip(table["model_accuracy"], table["model_oracle_accuracy"])]
     out["gap closed within M [fixed] / [rotations random]"] = [
         _two_intervals(r["gap_closed_within"], r, "gap_closed_within", 100, ".0f",
-                       "undefined: ERM_M unbiased does not beat ERM_M biased") for _, r in table.iterrows()]
-    out["arm - oracle_M [fixed] / [rotations random]"] = [
+                       f"undefined: ERM_M {ref} does not beat ERM_M biased") for _, r in table.iterrows()]
+    out[f"arm - {ref_name} [fixed] / [rotations random]"] = [
         _two_intervals(r["vs_model_oracle"], r, "vs_model_oracle", 1, f"+.{digits}f") for _, r in table.iterrows()]
     if "gain_over_compact" in table:
         out[COMPACT_GAIN] = [_two_intervals(r["gain_over_compact"], r, "gain_over_compact", 100, ".0f",

@@ -114,15 +114,27 @@ EXPLORED = _config.EXPLORED
 
 
 def within_model(run_dirs: Mapping[str, list], choice: pd.DataFrame, models: Mapping[str, str],
-                 oracles: Mapping[str, list], compact_oracle: list | None, n_boot: int) -> pd.DataFrame:
+                 oracles: Mapping[str, list], compact_oracle: list | None, n_boot: int,
+                 reference: str = "oracle") -> pd.DataFrame:
     """`evaluation.within_model_table` of every arm and of the selected arm (each rotation's choice against the
-    ERM of that choice's own model, biased and unbiased, in that rotation), with the gain over the compact model."""
+    ERM of that choice's own model, biased and unbiased, in that rotation), with the gain over the compact model.
+    reference "target_reference": `oracles` are each model's target-data references (`own_references`)."""
     own = {arm: run_dirs[m] for arm, m in models.items() if m in run_dirs and arm in run_dirs}
     own_oracle = {arm: oracles[m] for arm, m in models.items() if m in oracles and arm in run_dirs}
     runs = {SELECTED: selected_runs(run_dirs, choice), **run_dirs, SELECTED_MODEL: selected_runs(own, choice)}
     return within_model_table(runs, {**models, SELECTED: SELECTED_MODEL},
                               {**oracles, SELECTED_MODEL: selected_runs(own_oracle, choice)},
-                              compact_oracle=compact_oracle, n_boot=n_boot)
+                              compact_oracle=compact_oracle, n_boot=n_boot, reference=reference)
+
+
+def own_references(oracles: Mapping[str, list], references: Mapping[str, list]) -> tuple[dict[str, list], str]:
+    """(model -> its reference runs, what they are) for the within-model table: each model's oracle on the unbiased
+    twin where the data has one, else its target-data reference (`reference_jobs`' "<model> target_reference":
+    BIAS_GAP_MODELS; an arm on another model gets no row), so that a user's folder has the table too."""
+    if oracles:
+        return dict(oracles), "oracle"
+    return ({m: list(references[f"{m} target_reference"]) for m in BIAS_GAP_MODELS
+             if references.get(f"{m} target_reference")}, "target_reference")
 
 
 def unexplored(rotations: Iterable[tuple[str, ...]], explored: Iterable[str]) -> list[Rotation]:
