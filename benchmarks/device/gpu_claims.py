@@ -47,7 +47,7 @@ HELDOUT = os.environ.get("HELDOUT", "")  # empty: the profile's rotations
 SEEDS = tuple(int(x) for x in os.environ.get("SEEDS", "").split(",") if x)  # empty: the profile's
 STEPS = int(os.environ.get("STEPS", "0"))  # a local rehearsal's budget (0: the profile's)
 ONLY = tuple(n for n in os.environ.get("ONLY", "").split(",") if n)  # empty: the profile's notebooks
-OUT = Path(os.environ.get("OUT", "/tmp/out"))
+OUT = Path(os.environ.get("OUT") or ROOT / "runs" / "device_out")  # what comes back (the device sets $OUT)
 EVAL_RESERVE = float(os.environ.get("EVAL_RESERVE", "220"))  # seconds kept for the evaluation and the packing
 RESULTS, FIGURES, EXECUTED = "results_real", "figures_real", "runs/notebooks_real"
 
