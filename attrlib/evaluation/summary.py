@@ -392,14 +392,15 @@ WITHIN_MODEL_CAPTION = (
     "beats the compact model trained without the bias, a weaker reference (a better front end), not that more than "
     "all of a bias was removed.")
 # on a folder without an unbiased twin (a user's), each model's reference is its target-data reference instead
-WITHIN_MODEL_TARGET_CAPTION = (
+_WITHIN_MODEL_TARGET_CAPTION = (
     "Gap closed within the arm's own model M (its front end and backbone): (arm - ERM_M biased) / (ERM_M with target "
     "data - ERM_M biased), ERM_M the same model trained by plain ERM on the biased training data and, as its "
     "reference, with the held-out subclass (cross-fitted: each held-out image scored by a fold model that never saw "
     "it; the data has no unbiased twin); 0 % is the model's own biased accuracy, 100 % its accuracy when trained on "
     "the target subclass, above 100 % means the arm beats that. `vs reference_M` = arm - ERM_M with target data, "
     "paired.")
-WITHIN_MODEL_REFERENCES = ("oracle", "target_reference")
+# what a within-model table's references are -> its caption
+WITHIN_MODEL_CAPTIONS = {"oracle": WITHIN_MODEL_CAPTION, "target_reference": _WITHIN_MODEL_TARGET_CAPTION}
 
 
 def within_model_table(runs: Mapping[str, Sequence[str | os.PathLike]], models: Mapping[str, str],
@@ -420,8 +421,8 @@ def within_model_table(runs: Mapping[str, Sequence[str | os.PathLike]], models: 
     (rotations random, a crossed pair once: ROTATION_CONVENTION); rotations, units (independent trainings),
     seeds and a note. `attrs["caption"]` says what above 100 % means.
     """
-    if reference not in WITHIN_MODEL_REFERENCES:
-        raise ValueError(f"reference {reference!r}; valid: {', '.join(WITHIN_MODEL_REFERENCES)}")
+    if reference not in WITHIN_MODEL_CAPTIONS:
+        raise ValueError(f"reference {reference!r}; valid: {', '.join(WITHIN_MODEL_CAPTIONS)}")
     rows, notes = {}, {}
     fields = {"gap_closed": "gap_closed_within", "vs_reference": "vs_model_oracle"}
     for arm, dirs in runs.items():
@@ -453,8 +454,8 @@ def within_model_table(runs: Mapping[str, Sequence[str | os.PathLike]], models: 
     table["note"] = pd.Series(notes, dtype=object)  # also on an empty table (a user's folder: no oracle, no row)
     level = f"{100 * (1 - alpha):.0f}%"
     table.attrs.update(alpha=alpha, n_boot=n_boot, reference=reference, caption=(
-        (WITHIN_MODEL_CAPTION if reference == "oracle" else WITHIN_MODEL_TARGET_CAPTION) + f" Two {level} intervals each: rotations fixed ({CONVENTION}) and rotations random "
-        f"({ROTATION_CONVENTION}); {n_boot} resamples."))
+        WITHIN_MODEL_CAPTIONS[reference] + f" Two {level} intervals each: rotations fixed ({CONVENTION}) and "
+        f"rotations random ({ROTATION_CONVENTION}); {n_boot} resamples."))
     return table
 
 

@@ -36,6 +36,7 @@ from .. import records
 from ..config import Config
 from ..errors import DataError
 from ..sweep import train
+from .session import checks_apply  # the one definition of the benchmark's default variant
 
 # Thresholds of the issue. Chance for 6 generators is 1/6; 0.25 leaves room for the noise of 176 test images.
 CHANCE_MAX = 0.25
@@ -198,8 +199,7 @@ def second_configuration(root: str | os.PathLike, progress: bool = False) -> Pat
 
 def _biased_default_params(root: str | os.PathLike, what: str) -> dict:
     params = read_benchmark(root)
-    if (params is None or "realistic" in params or params.get("variant", "biased") != "biased"
-            or params.get("trace", "additive") != "additive" or "texture" in params):
+    if params is None or not checks_apply(root) or params.get("variant", "biased") != "biased":
         raise ValueError(f"{root} is not the embedded benchmark's biased default variant; the {what} is made "
                          "from that one")
     return params

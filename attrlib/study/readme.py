@@ -155,12 +155,13 @@ def closing_section(results: Path) -> list[str]:
              "never by its test subclass.", "", provenance_line(results, "11"), ""]
     if goal.is_file():
         lines += ["#### The goal, criterion by criterion", "", goal.read_text(encoding="utf-8").strip(), ""]
-    fresh = results / "11_ablation_unexplored_numbers.csv"
-    if fresh.is_file():  # the headline: rotations whose test pools no design choice read
+    fresh_path = results / "11_ablation_unexplored_numbers.csv"
+    fresh = pd.read_csv(fresh_path, index_col=0) if fresh_path.is_file() else None
+    if fresh is not None:  # the headline: rotations whose test pools no design choice read
         lines += ["#### Headline: every arm against the baseline on the rotations never read while designing", "",
-                  compact_summary(pd.read_csv(fresh, index_col=0)), "",
+                  compact_summary(fresh), "",
                   "Full table and its caption: `results/11_ablation_unexplored.md`. " + COMPACT_GAIN_MEANING, ""]
-    if fresh.is_file() and set(pd.read_csv(fresh, index_col=0)["rotations"]) == set(numbers["rotations"]):
+    if fresh is not None and set(fresh["rotations"]) == set(numbers["rotations"]):
         lines += ["#### Every rotation", "", "No rotation of this study was read while designing: the table over "
                   "every rotation is the headline's (`results/11_ablation.md`)."]
     else:
