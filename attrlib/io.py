@@ -23,6 +23,15 @@ from .errors import WriteError
 _TEMP_SUFFIX = ".tmp"
 
 
+CACHE_ENV = "ATTRLIB_CACHE_DIR"  # caches shared between processes (calibrations, file digests); a speed-up only
+
+
+def cache_root() -> Path:
+    """The folder of attrlib's caches: `$ATTRLIB_CACHE_DIR`, else `~/.cache/attrlib`. Deleting it only costs time.
+    Raises RuntimeError (from `Path.home`) where there is no home directory: callers then go without."""
+    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "attrlib")
+
+
 def _umask() -> int:
     mask = os.umask(0)  # the only way to read it is to set it
     os.umask(mask)

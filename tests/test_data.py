@@ -411,3 +411,49 @@ def test_labels_differing_only_in_case_warn(tmp_path):
                                         ("a", "military_vehicle"): 1, ("b", "military_vehicle"): 1}, h=8, w=8)
     with pytest.warns(UserWarning, match=r"subclass labels that differ only in case.*\['Horse', 'horse'\]"):
         load_study_data(root)
+
+
+# --- the data fingerprint (part of a run's identity) ----------------------------------------------------
+
+def _fresh_fingerprint(root, monkeypatch):
+    """data_fingerprint as a new process computes it (empty memo), counting the files it reads."""
+    from attrlib.data import fingerprint
+    monkeypatch.setattr(fingerprint, "_MEMO", {})
+    reads = []
+    real = fingerprint.file_digest
+    monkeypatch.setattr(fingerprint, "file_digest", lambda p: reads.append(p) or real(p))
+    return fingerprint.data_fingerprint(root), len(reads)
+
+
+def test_a_copy_with_new_modification_times_keeps_the_fingerprint_and_a_changed_byte_does_not(tmp_path, monkeypatch):
+    import shutil
+    monkeypatch.setenv("ATTRLIB_CACHE_DIR", str(tmp_path / "cache"))
+    src = make_folder(tmp_path / "src", CELLS, h=8, w=8)
+    first, read = _fresh_fingerprint(src, monkeypatch)
+    assert first.startswith("files:") and read == sum(CELLS.values())
+    again, read = _fresh_fingerprint(src, monkeypatch)          # a new process: the digests come from the cache
+    assert (again, read) == (first, 0)
+    copy = shutil.copytree(src, tmp_path / "copy", copy_function=shutil.copyfile)   # bytes only: new mtimes
+    image = copy / "sg2" / "horse" / "000.png"
+    os.utime(image, ns=(10**18, 10**18))
+    assert image.stat().st_mtime_ns != (src / "sg2" / "horse" / "000.png").stat().st_mtime_ns
+    assert _fresh_fingerprint(copy, monkeypatch)[0] == first
+    data = bytearray(image.read_bytes())                        # same size, one byte changed, a new mtime
+    data[-5] ^= 1
+    image.write_bytes(bytes(data))
+    os.utime(image, ns=(2 * 10**18, 2 * 10**18))
+    changed, read = _fresh_fingerprint(copy, monkeypatch)
+    assert changed != first and read == 1                       # only the changed file is read again
+    (copy / "sg2" / "horse" / "000.png").rename(copy / "sg2" / "horse" / "zzz.png")
+    assert _fresh_fingerprint(copy, monkeypatch)[0] not in (first, changed)
+
+
+def test_the_fingerprint_works_without_a_writable_cache(tmp_path, monkeypatch):
+    blocker = tmp_path / "not_a_folder"
+    blocker.write_text("x")
+    src = make_folder(tmp_path / "src", CELLS, h=8, w=8)
+    monkeypatch.setenv("ATTRLIB_CACHE_DIR", str(tmp_path / "cache"))
+    expected, _ = _fresh_fingerprint(src, monkeypatch)
+    monkeypatch.setenv("ATTRLIB_CACHE_DIR", str(blocker))            # its digests folder cannot be made
+    got, read = _fresh_fingerprint(src, monkeypatch)
+    assert got == expected and read == sum(CELLS.values())

@@ -15,6 +15,7 @@ from attrlib.simulator import (DEFAULT_STRENGTH, GENERATORS, HELDOUT, SEED002_MA
                                SUBCLASSES, cell_counts, files_digest, synthesize)
 from attrlib.simulator import content, families, stats
 from attrlib.errors import ConfigError, DataError
+from attrlib.io import CACHE_ENV
 
 # seed 002's matrix at scale 1/50, written out by hand (round(7001/50)=140, round(8480/50)=170, round(3440/50)=69)
 EXPECTED_TRAIN = {
@@ -174,7 +175,7 @@ def test_a_calibration_is_shared_through_a_file_and_a_broken_file_is_recomputed(
     """A calibration computed once is written under $ATTRLIB_CACHE_DIR and read back by a process that has not
     computed it (here: this one, its in-process cache cleared); a file that does not parse, or that holds
     another key's arguments, is recomputed and rewritten. Images stay byte-identical: the pinned digests above."""
-    monkeypatch.setenv(families.CACHE_ENV, str(tmp_path))
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path))
     args = ("lsgm", 16, "", 0.0)
     families.calibration.cache_clear()
     true = families.calibration(*args)

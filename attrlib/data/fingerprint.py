@@ -3,18 +3,29 @@
 The path alone is not enough (the benchmark regenerated with other parameters at the same path would reuse
 stale runs) and too much (the same data reached by another path would retrain). The embedded benchmark is
 identified by its benchmark.json (its images are a pure function of those parameters); any other data by its
-manifest (if any) and the name, size and modification time of every image file.
+manifest (if any) and the relative path, size and content digest (BLAKE2b) of every image file. Not by
+modification times: a copy of a folder (to another disk, back from a GPU machine) gets new ones, and its runs
+must still be found.
+
+Reading every byte is paid once per file: the digests are kept in a cache file per data folder under
+`$ATTRLIB_CACHE_DIR/digests` (default `~/.cache/attrlib`: `attrlib.io.cache_root`), keyed by a file's path, size
+and modification time, so a changed file (new time) is read again. A file rewritten with another content of the same
+size *and* its old modification time restored is not noticed (rsync's assumption too). An unwritable cache
+folder only costs speed.
 """
 from __future__ import annotations
 
-import functools
 import hashlib
+import json
 import os
 from pathlib import Path
 
+from ..io import atomic_write_text, cache_root
 from .images import is_image_path
 
 BENCHMARK_FILE = "benchmark.json"  # the simulator's parameters in a benchmark folder (it writes and parses the file)
+_CHUNK = 1 << 20
+_MEMO: dict[tuple[str, int, int], str] = {}   # (absolute path, size, mtime_ns) -> digest, in this process
 
 
 def benchmark_file(root: str | os.PathLike | None) -> Path | None:
@@ -28,19 +39,15 @@ def benchmark_file(root: str | os.PathLike | None) -> Path | None:
 
 
 def data_fingerprint(data: str | os.PathLike) -> str:
+    """"benchmark:<hash of benchmark.json>" for the embedded benchmark, "files:<hash>" for any other folder or
+    manifest (its bytes, and every image's relative path, size and content), "missing:<path>" when there is none."""
     path = Path(data).expanduser()
     try:
         path = path.resolve(strict=True)
-        stamp = path.stat().st_mtime_ns
     except OSError:
         return f"missing:{os.fspath(data)}"
-    return _fingerprint(str(path), stamp)
-
-
-@functools.lru_cache(maxsize=64)
-def _fingerprint(path: str, stamp: int) -> str:
-    root = Path(path)
     h = hashlib.sha1()
+    root = path
     if root.is_file():                       # a manifest CSV given directly
         h.update(root.read_bytes())
         root = root.parent
@@ -49,6 +56,15 @@ def _fingerprint(path: str, stamp: int) -> str:
         return "benchmark:" + h.hexdigest()[:16]
     elif (root / "manifest.csv").is_file():
         h.update((root / "manifest.csv").read_bytes())
+    for rel, size, digest in _contents(root):
+        h.update(f"{rel}\0{size}\0{digest}\n".encode())
+    return "files:" + h.hexdigest()[:16]
+
+
+def _listing(root: Path) -> list[tuple[str, int, int]]:
+    """(relative path, size, mtime_ns) of every image file under root, in a fixed order; folders starting with
+    "_" or "." are skipped (masks, caches)."""
+    out = []
     for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith(("_", ".")))
         for name in sorted(filenames):
@@ -58,5 +74,70 @@ def _fingerprint(path: str, stamp: int) -> str:
                     st = os.stat(full)
                 except OSError:
                     continue
-                h.update(f"{os.path.relpath(full, root)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
-    return "files:" + h.hexdigest()[:16]
+                out.append((Path(os.path.relpath(full, root)).as_posix(), st.st_size, st.st_mtime_ns))
+    return out
+
+
+def file_digest(path: str | os.PathLike) -> str:
+    """BLAKE2b (16 bytes) of a file's bytes."""
+    h = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(_CHUNK), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _cache_path(root: Path) -> Path | None:
+    try:
+        return cache_root() / "digests" / (hashlib.sha1(os.fspath(root).encode()).hexdigest()[:16] + ".json")
+    except RuntimeError:                     # no home directory: no cache
+        return None
+
+
+def _read_cache(path: Path | None) -> dict:
+    if path is None:
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _write_cache(path: Path | None, entries: dict) -> None:
+    if path is None:
+        return
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(path, json.dumps(entries))
+    except OSError:                          # WriteError included
+        pass                                 # a cache: without it the next call reads the files again
+
+
+def _contents(root: Path) -> list[tuple[str, int, str]]:
+    """(relative path, size, content digest) of every image file under root; digests from this process's memo,
+    then the folder's cache file, then the bytes."""
+    listing = _listing(root)
+    cache_file = _cache_path(root)
+    cached: dict | None = None               # read only when this process's memo misses a file
+    fresh = {}
+    out = []
+    for rel, size, mtime in listing:
+        key = (os.path.join(os.fspath(root), rel), size, mtime)
+        digest = _MEMO.get(key)
+        if digest is None:
+            if cached is None:
+                cached = _read_cache(cache_file)
+            entry = cached.get(rel)
+            if isinstance(entry, list) and len(entry) == 3 and entry[:2] == [size, mtime]:
+                digest = entry[2]
+            else:
+                try:
+                    digest = file_digest(key[0])
+                except OSError:
+                    continue                 # vanished or unreadable since the listing: as if absent
+            _MEMO[key] = digest
+        fresh[rel] = [size, mtime, digest]
+        out.append((rel, size, digest))
+    if cached is not None and cached != fresh:
+        _write_cache(cache_file, fresh)
+    return out

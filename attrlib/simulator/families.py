@@ -81,7 +81,6 @@ import hashlib
 import inspect
 import json
 import math
-import os
 import platform
 import zlib
 from pathlib import Path
@@ -90,7 +89,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..io import atomic_write_text
+from ..io import atomic_write_text, cache_root
 from .content import SUBCLASS_DRAWERS, draw
 
 GENERATORS = ("guided_diffusion", "latent_diffusion", "lsgm", "stylegan2", "stylegan3", "taming_transformers")
@@ -541,9 +540,6 @@ def _calibration_batch(size: int) -> tuple[torch.Tensor, np.random.Generator]:
     return c, np.random.Generator(bits)
 
 
-CACHE_ENV = "ATTRLIB_CACHE_DIR"  # where calibrations are shared between processes; default ~/.cache/attrlib
-
-
 @functools.lru_cache(maxsize=1)
 def _code_digest() -> str:
     """What a calibration depends on besides its arguments: the simulator's source, the numeric libraries' versions
@@ -582,7 +578,7 @@ def _shared(fn):
     @functools.lru_cache(maxsize=None)
     def cached(*args):
         try:  # a folder that cannot be named (no home directory) is left out
-            root = Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "attrlib")
+            root = cache_root()
             key = hashlib.sha256(repr((fn.__name__, args)).encode()).hexdigest()[:24]
             path = root / f"calibration-{_code_digest()}" / f"{fn.__name__}-{key}.json"
         except (OSError, RuntimeError):
