@@ -339,6 +339,26 @@ def test_robustness_table_has_every_row(runs):
     assert "mean ± std over 1 run(s)" in text.attrs["caption"]
 
 
+def test_robustness_runs_of_one_rotation_share_each_perturbed_data_set_and_get_their_own_numbers(runs, monkeypatch):
+    from attrlib.evaluation import robustness
+    from attrlib.runfolder import iter_runs
+    made = []
+    real = robustness._perturbed_dataset
+    monkeypatch.setattr(robustness, "_perturbed_dataset", lambda *a, **k: made.append(a[2].name) or real(*a, **k))
+    perturbations = [robustness.clean(), robustness.jpeg(50), robustness.gaussian_blur(1.0)]
+    table = robustness_table(runs, perturbations=perturbations, max_images=24)
+    loaded = list(iter_runs(runs, None, None, 24))
+    assert len(loaded) >= 3 and len({r.config.heldout.key for _, r, _ in loaded}) == 1
+    assert made == [p.name for p in perturbations]            # one rotation: each perturbed set built once
+    expected = pd.concat([robustness.perturbed_accuracy(run.technique, frame, run.data, perturbations,
+                                                        run.config.input_policy, run.config.image_size,
+                                                        patches=run.config.test_patches)
+                          .assign(arm=name, seed=run.seed) for name, run, frame in loaded], ignore_index=True)
+    assert table["arm"].tolist() == expected["arm"].tolist() and table["seed"].tolist() == expected["seed"].tolist()
+    assert table["accuracy"].tolist() == expected["accuracy"].tolist() and (table["n"] == expected["n"]).all()
+    assert table.groupby("perturbation", observed=True)["accuracy"].nunique().max() > 1  # runs differ: not one copy
+
+
 def test_load_run_refuses_an_unfinished_run_and_shares_data_through_a_cache(runs, tmp_path):
     import shutil
 

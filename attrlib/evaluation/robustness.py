@@ -86,22 +86,29 @@ def standard_perturbations() -> list[Perturbation]:
     return [clean(), jpeg(95), jpeg(75), jpeg(50), gaussian_blur(0.5), gaussian_blur(1.0), down_up(0.75)]
 
 
+def _perturbed_dataset(frame: pd.DataFrame, data, p: Perturbation, policy: str, size: int,
+                       patches: int) -> ImageDataset:
+    return ImageDataset(frame, data, policy=policy, size=size, train=False, pre_policy=p, patches=patches)
+
+
+def _accuracy(technique, ds: ImageDataset, data, batch_size: int, device: torch.device) -> dict:
+    loader = torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=False, collate_fn=collate_patches)
+    technique.eval()
+    probs = predict_probs(technique.predict, loader, device, technique.n_generators)
+    y = data.labels(ds.frame)["generator"]
+    return {"accuracy": float((probs.argmax(1) == y).mean()) if len(y) else np.nan, "n": int(len(y))}
+
+
 def perturbed_accuracy(technique, frame: pd.DataFrame, data, perturbations: Sequence[Perturbation],
                        policy: str = "crop", size: int = 64, batch_size: int = 64,
                        device: str | torch.device = "cpu", patches: int = 1) -> pd.DataFrame:
     """Accuracy of `technique.predict` on `frame` under each perturbation: columns perturbation, accuracy, n.
     patches: the grid of crops per image whose log-probabilities are averaged (the run's `test_patches`)."""
     device = torch.device(device)
-    rows = []
-    for p in perturbations:
-        ds = ImageDataset(frame, data, policy=policy, size=size, train=False, pre_policy=p, patches=patches)
-        loader = torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=False, collate_fn=collate_patches)
-        technique.eval()
-        probs = predict_probs(technique.predict, loader, device, technique.n_generators)
-        y = data.labels(ds.frame)["generator"]
-        rows.append({"perturbation": p.name, "accuracy": float((probs.argmax(1) == y).mean()) if len(y) else np.nan,
-                     "n": int(len(y))})
-    return pd.DataFrame(rows)
+    return pd.DataFrame([{"perturbation": p.name,
+                          **_accuracy(technique, _perturbed_dataset(frame, data, p, policy, size, patches), data,
+                                      batch_size, device)}
+                         for p in perturbations])
 
 
 def robustness_table(runs: Mapping[str, Sequence[str | os.PathLike]], data=None,
@@ -109,13 +116,32 @@ def robustness_table(runs: Mapping[str, Sequence[str | os.PathLike]], data=None,
                      max_images: int | None = None, batch_size: int = 64) -> pd.DataFrame:
     """Tidy table (technique, heldout rotation, seed, perturbation, accuracy, n) of every run (runs: name -> run folders) on
     `split` (default: each run's held-out split) under every perturbation (default: `standard_perturbations`),
-    each run rebuilt on the CPU under its own input policy and size."""
+    each run rebuilt on the CPU under its own input policy and size.
+
+    The runs that read the same images the same way (one data, the same rows, input policy, size and test patches:
+    every arm and seed of a rotation) share each perturbed data set: it is decoded and perturbed once, not once per
+    run (on a folder of large images that was most of the table's time), one perturbation at a time (so the memory
+    is one perturbed data set's). The numbers are `perturbed_accuracy`'s, run by run (tested)."""
     perturbations = list(perturbations or standard_perturbations())
-    parts = []
-    for name, run, frame in iter_runs(runs, data, split, max_images):
-        acc = perturbed_accuracy(run.technique, frame, run.data, perturbations, run.config.input_policy,
-                                 run.config.image_size, batch_size, patches=run.config.test_patches)
-        parts.append(acc.assign(arm=name, heldout=run.config.heldout.key, seed=run.seed))
+    loaded = list(iter_runs(runs, data, split, max_images))
+    groups: dict[tuple, list[int]] = {}
+    for i, (_, run, frame) in enumerate(loaded):
+        c = run.config
+        key = (id(run.data), tuple(frame["path"]), c.input_policy, c.image_size, c.test_patches)
+        groups.setdefault(key, []).append(i)
+    rows: list[list[dict]] = [[] for _ in loaded]
+    cpu = torch.device("cpu")
+    for members in groups.values():
+        _, first, frame = loaded[members[0]]
+        c = first.config
+        for p in perturbations:
+            ds = _perturbed_dataset(frame, first.data, p, c.input_policy, c.image_size, c.test_patches)
+            for i in members:
+                rows[i].append({"perturbation": p.name, **_accuracy(loaded[i][1].technique, ds, first.data,
+                                                                     batch_size, cpu)})
+            del ds
+    parts = [pd.DataFrame(r).assign(arm=name, heldout=run.config.heldout.key, seed=run.seed)
+             for r, (name, run, _) in zip(rows, loaded)]
     table = pd.concat(parts, ignore_index=True)[["arm", "heldout", "seed", "perturbation", "accuracy", "n"]]
     order = [p.name for p in perturbations]
     table["perturbation"] = pd.Categorical(table["perturbation"], categories=order, ordered=True)

@@ -49,6 +49,9 @@ STEPS = int(os.environ.get("STEPS", "0"))  # a local rehearsal's budget (0: the 
 ONLY = tuple(n for n in os.environ.get("ONLY", "").split(",") if n)  # empty: the profile's notebooks
 OUT = Path(os.environ.get("OUT") or ROOT / "runs" / "device_out")  # what comes back (the device sets $OUT)
 EVAL_RESERVE = float(os.environ.get("EVAL_RESERVE", "220"))  # seconds kept for the evaluation and the packing
+# torch CPU threads of the evaluation (the robustness table predicts on the CPU: with 4 threads it did not finish on
+# realdev in call 2); default: every core
+EVAL_THREADS = int(os.environ.get("EVAL_THREADS", "0")) or os.cpu_count() or 4
 RESULTS, FIGURES, EXECUTED = "results_real", "figures_real", "runs/notebooks_real"
 
 
@@ -192,7 +195,7 @@ def evaluate(seeds: list[int]) -> None:
     from attrlib.study import runner
     runner.execute = execute
     runner.shutdown_kernels = lambda: None
-    runner.run_study(profile=PROFILE, data=DATA, heldout=HELDOUT, seeds=seeds, device=DEVICE, jobs=1, threads=4,
+    runner.run_study(profile=PROFILE, data=DATA, heldout=HELDOUT, seeds=seeds, device=DEVICE, jobs=1, threads=EVAL_THREADS,
                      results=RESULTS, figures=FIGURES, out=EXECUTED, progress=False, only=ONLY)
 
 
