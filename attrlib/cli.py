@@ -196,6 +196,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="an image that cannot be decoded: raise (stop, naming it) or skip (leave it out; notebook 01 lists it)")
     st.add_argument("--notebooks", default="notebooks", help="folder of NN_name.ipynb notebooks")
     st.add_argument("--out", default="runs/notebooks", help="where the executed notebooks are kept")
+    st.add_argument("--results", default="results",
+                    help="where the tables and provenance.json are written (e.g. results_mydata for a study of your "
+                         "folder beside the benchmark's: `attrlib readme --real-results results_mydata`)")
+    st.add_argument("--figures", default="figures", help="where the figures are written")
     st.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
     st.add_argument("--jobs", type=int, default=0, help="notebooks executed at once; 0: the CPU cores, at most 4")
     st.add_argument("--threads", type=int, default=0,
@@ -371,7 +375,8 @@ def _study(args) -> None:
     from .study.runner import run_study
 
     run_study(profile=args.profile, data=args.data, heldout=args.heldout, seeds=args.seeds, notebooks=args.notebooks,
-              out=args.out, device=args.device, threads=args.threads, jobs=args.jobs, only=tuple(args.only),
+              out=args.out, results=args.results, figures=args.figures, device=args.device, threads=args.threads,
+              jobs=args.jobs, only=tuple(args.only),
               on_bad=args.on_bad, fresh_kernels=args.fresh_kernels)
 
 

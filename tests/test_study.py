@@ -353,6 +353,12 @@ def test_seeds_reach_every_notebook_and_the_records_and_a_bad_value_is_refused(t
                      "--jobs", "1", "--fresh-kernels"]) == 0
         assert pids()[0] != pids()[1]  # a kernel each
         assert json.loads((tmp_path / "runs" / "notebooks" / "study_timing.json").read_text())["fresh_kernels"] is True
+        assert main(["study", "--profile", "quick", "--data", str(tiny_data), "--notebooks", str(nbs),
+                     "--jobs", "1", "--seeds", "7", "--results", "results_mine", "--figures", "figures_mine"]) == 0
+        assert json.loads((tmp_path / "results_mine" / "seeds.json").read_text()) == [7]   # there, not in results/
+        assert json.loads((tmp_path / "results" / "seeds.json").read_text()) == []
+        [record] = json.loads((tmp_path / "results_mine" / "provenance.json").read_text())["studies"]
+        assert record["seeds"] == [7]
         for bad in ("1,x", "2,2", "-1"):
             with pytest.raises(SystemExit):
                 main(["study", "--profile", "quick", "--seeds", bad])

@@ -3,7 +3,8 @@
 cuda --workers N` and `attrlib study` instead: this is their work without them, for a machine that cannot install.
 
     python3 benchmarks/device/gpu_claims.py   (env: PROFILE, DATA, HELDOUT, SEEDS, LIMIT seconds, EVAL_RESERVE,
-                                               WORKERS, OUT, DEVICE; STEPS: a local rehearsal's budget)
+                                               WORKERS, OUT, DEVICE, EVAL_THREADS; STEPS: a local rehearsal's
+                                               budget)
 
 The machine copies the repository with the data folder beside it (../shared/realdev/images) and the captum wheel
 in benchmarks/device/wheels/ (pure Python; `pip download --no-deps captum`); stubs/ stands in for the modules the
