@@ -39,8 +39,9 @@ def benchmark_file(root: str | os.PathLike | None) -> Path | None:
 
 
 def data_fingerprint(data: str | os.PathLike) -> str:
-    """"benchmark:<hash of benchmark.json>" for the embedded benchmark, "files:<hash>" for any other folder or
-    manifest (its bytes, and every image's relative path, size and content), "missing:<path>" when there is none."""
+    """The data's identity: `benchmark:<hash of benchmark.json>` for the embedded benchmark, `files:<hash>` for any
+    other folder or manifest (its bytes, and every image's relative path, size and content), `missing:<path>` when
+    there is none."""
     path = Path(data).expanduser()
     try:
         path = path.resolve(strict=True)
