@@ -41,7 +41,8 @@ TABLES = (
     ("10_rotations", "Per rotation"),
     ("10_selection_rules", "Model-selection rules"),
     ("10_subclass_probe", "Subclass probe"),
-    ("10_content_reliance", "Content reliance (descriptive only: no control validates it, so no claim rests on it)"),
+    ("10_content_reliance", "Content reliance (descriptive only: it fails its control, docs/reliance_control.md, so no "
+                              "claim rests on it)"),
     ("08_content_swap", "Content swap"),
     ("06_runtime_radius_sweep", "Runtime attack: radius sweep with a random-sign control"),
     ("09_robustness", "Robustness"),
