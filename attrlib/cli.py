@@ -195,10 +195,12 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--on-bad", default="raise", choices=("raise", "skip"),
                     help="an image that cannot be decoded: raise (stop, naming it) or skip (leave it out; notebook 01 lists it)")
     st.add_argument("--notebooks", default="notebooks", help="folder of NN_name.ipynb notebooks")
-    st.add_argument("--out", default="runs/notebooks", help="where the executed notebooks are kept")
+    st.add_argument("--out", default="",
+                    help="where the executed notebooks and study_timing.json are kept (default: runs/notebooks; with "
+                         "--results DIR: runs/notebooks_DIR, so a second study keeps the first one's)")
     st.add_argument("--results", default="results",
-                    help="where the tables and provenance.json are written (e.g. results_mydata for a study of your "
-                         "folder beside the benchmark's: `attrlib readme --real-results results_mydata`)")
+                    help="where the tables and provenance.json are written (e.g. results_mine for a study of your "
+                         "folder beside the benchmark's: `attrlib readme --real-results results_mine`)")
     st.add_argument("--figures", default="figures", help="where the figures are written")
     st.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
     st.add_argument("--jobs", type=int, default=0, help="notebooks executed at once; 0: the CPU cores, at most 4")
@@ -373,6 +375,9 @@ def _predict(args) -> None:
 
 def _study(args) -> None:
     from .study.runner import run_study
+
+    if not args.out:
+        args.out = "runs/notebooks" if args.results == "results" else f"runs/notebooks_{Path(args.results).name}"
 
     run_study(profile=args.profile, data=args.data, heldout=args.heldout, seeds=args.seeds, notebooks=args.notebooks,
               out=args.out, results=args.results, figures=args.figures, device=args.device, threads=args.threads,

@@ -222,10 +222,10 @@ def _figure_formats_restored():
 
 @pytest.hookimpl(trylast=True)  # after the tmp_path plugin has set up the base temporary folder
 def pytest_configure(config):
-    """The simulator's shared calibrations (attrlib.simulator.families: a file per family and size) in this test
-    run's own folder, which xdist's workers and the quick study share: every run starts without them, and no
-    test reads or writes the user's ~/.cache/attrlib."""
-    os.environ["ATTRLIB_CACHE_DIR"] = str(_run_folder(config) / "calibrations")
+    """attrlib's shared caches (attrlib.io.cache_root: the simulator's calibrations, a file per family and size;
+    data folders' file digests) in this test run's own folder, which xdist's workers and the quick study share:
+    every run starts without them, and no test reads or writes the user's ~/.cache/attrlib."""
+    os.environ["ATTRLIB_CACHE_DIR"] = str(_run_folder(config) / "caches")
 
 
 # --------------------------------------------------------------------------------------- the quick study

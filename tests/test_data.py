@@ -416,44 +416,67 @@ def test_labels_differing_only_in_case_warn(tmp_path):
 # --- the data fingerprint (part of a run's identity) ----------------------------------------------------
 
 def _fresh_fingerprint(root, monkeypatch):
-    """data_fingerprint as a new process computes it (empty memo), counting the files it reads."""
+    """data_fingerprint as a new process computes it (empty memos), counting the files it reads."""
     from attrlib.data import fingerprint
     monkeypatch.setattr(fingerprint, "_MEMO", {})
+    monkeypatch.setattr(fingerprint, "_FOLDERS", {})
     reads = []
     real = fingerprint.file_digest
     monkeypatch.setattr(fingerprint, "file_digest", lambda p: reads.append(p) or real(p))
     return fingerprint.data_fingerprint(root), len(reads)
 
 
+def _age(root, seconds):
+    """Set every file's modification time `seconds` in the past (a file modified just now is never cached)."""
+    import time
+    t = time.time_ns() - int(seconds * 1e9)
+    for p in Path(root).rglob("*"):
+        if p.is_file():
+            os.utime(p, ns=(t, t))
+
+
 def test_a_copy_with_new_modification_times_keeps_the_fingerprint_and_a_changed_byte_does_not(tmp_path, monkeypatch):
     import shutil
     monkeypatch.setenv("ATTRLIB_CACHE_DIR", str(tmp_path / "cache"))
     src = make_folder(tmp_path / "src", CELLS, h=8, w=8)
+    _age(src, 3600)
     first, read = _fresh_fingerprint(src, monkeypatch)
     assert first.startswith("files:") and read == sum(CELLS.values())
     again, read = _fresh_fingerprint(src, monkeypatch)          # a new process: the digests come from the cache
     assert (again, read) == (first, 0)
     copy = shutil.copytree(src, tmp_path / "copy", copy_function=shutil.copyfile)   # bytes only: new mtimes
+    _age(copy, 7200)
     image = copy / "sg2" / "horse" / "000.png"
-    os.utime(image, ns=(10**18, 10**18))
     assert image.stat().st_mtime_ns != (src / "sg2" / "horse" / "000.png").stat().st_mtime_ns
     assert _fresh_fingerprint(copy, monkeypatch)[0] == first
-    data = bytearray(image.read_bytes())                        # same size, one byte changed, a new mtime
+    old = image.stat().st_mtime_ns
+    data = bytearray(image.read_bytes())                        # same size, one byte changed, the old mtime put back
     data[-5] ^= 1
     image.write_bytes(bytes(data))
-    os.utime(image, ns=(2 * 10**18, 2 * 10**18))
+    os.utime(image, ns=(old, old))
     changed, read = _fresh_fingerprint(copy, monkeypatch)
-    assert changed != first and read == 1                       # only the changed file is read again
+    assert changed != first and read == 1                       # the status-change time gives it away; only it is read
     (copy / "sg2" / "horse" / "000.png").rename(copy / "sg2" / "horse" / "zzz.png")
-    assert _fresh_fingerprint(copy, monkeypatch)[0] not in (first, changed)
+    from attrlib.data import data_fingerprint
+    assert data_fingerprint(copy) not in (first, changed)       # in this process too: its folder changed
 
 
-def test_the_fingerprint_works_without_a_writable_cache(tmp_path, monkeypatch):
+def test_the_fingerprint_survives_a_damaged_or_unwritable_cache_and_never_caches_a_file_just_modified(tmp_path,
+                                                                                                   monkeypatch):
+    from attrlib.data import fingerprint
+    src = make_folder(tmp_path / "src", CELLS, h=8, w=8)
+    n = sum(CELLS.values())
+    monkeypatch.setenv("ATTRLIB_CACHE_DIR", str(tmp_path / "cache"))
+    expected, read = _fresh_fingerprint(src, monkeypatch)       # files written a moment ago: "racy"
+    assert read == n and _fresh_fingerprint(src, monkeypatch) == (expected, n)   # so not cached
+    _age(src, 3600)
+    assert _fresh_fingerprint(src, monkeypatch) == (expected, n)
+    assert _fresh_fingerprint(src, monkeypatch) == (expected, 0)
+    for damaged in ("[]", "null", "{not json", '{"sg2/horse/000.png": [1, 2]}'):
+        fingerprint._cache_path(src.resolve()).write_text(damaged)
+        got, read = _fresh_fingerprint(src, monkeypatch)
+        assert got == expected and read >= n - 1, damaged
     blocker = tmp_path / "not_a_folder"
     blocker.write_text("x")
-    src = make_folder(tmp_path / "src", CELLS, h=8, w=8)
-    monkeypatch.setenv("ATTRLIB_CACHE_DIR", str(tmp_path / "cache"))
-    expected, _ = _fresh_fingerprint(src, monkeypatch)
-    monkeypatch.setenv("ATTRLIB_CACHE_DIR", str(blocker))            # its digests folder cannot be made
-    got, read = _fresh_fingerprint(src, monkeypatch)
-    assert got == expected and read == sum(CELLS.values())
+    monkeypatch.setenv("ATTRLIB_CACHE_DIR", str(blocker))       # its digests folder cannot be made
+    assert _fresh_fingerprint(src, monkeypatch) == (expected, n)

@@ -339,17 +339,26 @@ def test_robustness_table_has_every_row(runs):
     assert "mean ± std over 1 run(s)" in text.attrs["caption"]
 
 
-def test_robustness_runs_of_one_rotation_share_each_perturbed_data_set_and_get_their_own_numbers(runs, monkeypatch):
+def test_robustness_runs_that_read_alike_share_each_perturbed_data_set_and_get_their_own_numbers(runs, tmp_path,
+                                                                                                 monkeypatch):
+    import shutil
+
     from attrlib.evaluation import robustness
     from attrlib.runfolder import iter_runs
+    # a copy of a run that reads the same images at 16 px (its model is fully convolutional): a group of its own
+    small = shutil.copytree(runs["baseline"][0], tmp_path / "small")
+    config = json.loads((small / "config.json").read_text())
+    (small / "config.json").write_text(json.dumps({**config, "image_size": 16}))
+    arms = {**runs, "baseline_16px": [small]}
     made = []
     real = robustness._perturbed_dataset
-    monkeypatch.setattr(robustness, "_perturbed_dataset", lambda *a, **k: made.append(a[2].name) or real(*a, **k))
+    monkeypatch.setattr(robustness, "_perturbed_dataset", lambda *a, **k: made.append((a[2].name, a[4])) or real(*a, **k))
     perturbations = [robustness.clean(), robustness.jpeg(50), robustness.gaussian_blur(1.0)]
-    table = robustness_table(runs, perturbations=perturbations, max_images=24)
-    loaded = list(iter_runs(runs, None, None, 24))
-    assert len(loaded) >= 3 and len({r.config.heldout.key for _, r, _ in loaded}) == 1
-    assert made == [p.name for p in perturbations]            # one rotation: each perturbed set built once
+    table = robustness_table(arms, perturbations=perturbations, max_images=24)
+    loaded = list(iter_runs(arms, None, None, 24))
+    assert len(loaded) == 4 and len({r.config.heldout.key for _, r, _ in loaded}) == 1
+    # two groups (32 px: three runs; 16 px: one), each perturbed set built once per group
+    assert sorted(made) == sorted((p.name, size) for p in perturbations for size in (32, 16))
     expected = pd.concat([robustness.perturbed_accuracy(run.technique, frame, run.data, perturbations,
                                                         run.config.input_policy, run.config.image_size,
                                                         patches=run.config.test_patches)

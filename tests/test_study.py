@@ -353,8 +353,11 @@ def test_seeds_reach_every_notebook_and_the_records_and_a_bad_value_is_refused(t
                      "--jobs", "1", "--fresh-kernels"]) == 0
         assert pids()[0] != pids()[1]  # a kernel each
         assert json.loads((tmp_path / "runs" / "notebooks" / "study_timing.json").read_text())["fresh_kernels"] is True
+        timing_before = (tmp_path / "runs" / "notebooks" / "study_timing.json").read_text()
         assert main(["study", "--profile", "quick", "--data", str(tiny_data), "--notebooks", str(nbs),
                      "--jobs", "1", "--seeds", "7", "--results", "results_mine", "--figures", "figures_mine"]) == 0
+        assert (tmp_path / "runs" / "notebooks" / "study_timing.json").read_text() == timing_before  # kept
+        assert json.loads((tmp_path / "runs" / "notebooks_results_mine" / "study_timing.json").read_text())["seeds"] == [7]
         assert json.loads((tmp_path / "results_mine" / "seeds.json").read_text()) == [7]   # there, not in results/
         assert json.loads((tmp_path / "results" / "seeds.json").read_text()) == []
         [record] = json.loads((tmp_path / "results_mine" / "provenance.json").read_text())["studies"]

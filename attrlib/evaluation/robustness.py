@@ -23,7 +23,7 @@ from torchvision.transforms.v2 import functional as TF
 
 from ..data import ImageDataset, collate_patches
 from ..data.augment import gaussian_blur as blur_image, jpeg_compress
-from ..runfolder import iter_runs
+from ..runfolder import iter_runs, load_run
 from ..techniques import predict_probs
 
 
@@ -119,32 +119,35 @@ def robustness_table(runs: Mapping[str, Sequence[str | os.PathLike]], data=None,
     each run rebuilt on the CPU under its own input policy and size.
 
     The runs that read the same images the same way (one data, the same rows, input policy, size and test patches:
-    every arm and seed of a rotation) share each perturbed data set: it is decoded and perturbed once, not once per
-    run (on a folder of large images that was most of the table's time), one perturbation at a time (so the memory
-    is one perturbed data set's). The numbers are `perturbed_accuracy`'s, run by run (tested)."""
+    every arm and seed of a rotation) share each perturbed data set, built once for them, one perturbation at a
+    time, with only that group's techniques loaded. A data set small enough for the in-memory cache
+    (`ImageDataset(cache="auto")`) is then decoded and perturbed once, not once per run (on a folder of large
+    images about half of the table's CPU time); a larger one streams, decoding as it goes. The numbers are
+    `perturbed_accuracy`'s, run by run (tested)."""
     perturbations = list(perturbations or standard_perturbations())
-    loaded = list(iter_runs(runs, data, split, max_images))
-    groups: dict[tuple, list[int]] = {}
-    for i, (_, run, frame) in enumerate(loaded):
+    order, groups, datas = [], {}, {}
+    for name, run, frame in iter_runs(runs, data, split, max_images):   # the techniques are dropped as we go
         c = run.config
+        datas[id(run.data)] = run.data       # kept alive: the key's id stays its own
         key = (id(run.data), tuple(frame["path"]), c.input_policy, c.image_size, c.test_patches)
-        groups.setdefault(key, []).append(i)
-    rows: list[list[dict]] = [[] for _ in loaded]
+        groups.setdefault(key, {"frame": frame, "config": c, "members": []})["members"].append(len(order))
+        order.append((name, run.dir, c.heldout.key, run.seed))
+    rows: list[list[dict]] = [[] for _ in order]
     cpu = torch.device("cpu")
-    for members in groups.values():
-        _, first, frame = loaded[members[0]]
-        c = first.config
+    for key, group in groups.items():
+        shared, c = datas[key[0]], group["config"]
+        members = {i: load_run(order[i][1], data=shared).technique for i in group["members"]}
         for p in perturbations:
-            ds = _perturbed_dataset(frame, first.data, p, c.input_policy, c.image_size, c.test_patches)
-            for i in members:
-                rows[i].append({"perturbation": p.name, **_accuracy(loaded[i][1].technique, ds, first.data,
-                                                                     batch_size, cpu)})
+            ds = _perturbed_dataset(group["frame"], shared, p, c.input_policy, c.image_size, c.test_patches)
+            for i, technique in members.items():
+                rows[i].append({"perturbation": p.name, **_accuracy(technique, ds, shared, batch_size, cpu)})
             del ds
-    parts = [pd.DataFrame(r).assign(arm=name, heldout=run.config.heldout.key, seed=run.seed)
-             for r, (name, run, _) in zip(rows, loaded)]
+        del members
+    parts = [pd.DataFrame(r).assign(arm=name, heldout=heldout, seed=seed)
+             for r, (name, _, heldout, seed) in zip(rows, order)]
     table = pd.concat(parts, ignore_index=True)[["arm", "heldout", "seed", "perturbation", "accuracy", "n"]]
-    order = [p.name for p in perturbations]
-    table["perturbation"] = pd.Categorical(table["perturbation"], categories=order, ordered=True)
+    order_p = [p.name for p in perturbations]
+    table["perturbation"] = pd.Categorical(table["perturbation"], categories=order_p, ordered=True)
     return table
 
 
