@@ -1,5 +1,5 @@
-"""The same runs trained on two machines: how far apart are their numbers? (Reproducibility across hardware: a GPU
-with bf16 autocast against this CPU, the same configurations, seeds and data.)
+"""The same runs trained on two machines: how far apart are their numbers? (Reproducibility across hardware, e.g. a
+lent GPU against this CPU: the same configurations, bf16 setting included, seeds and data.)
 
     python benchmarks/device/compare_runs.py RUNS_A RUNS_B [--data realdev] [--seeds 0]
 
@@ -7,7 +7,8 @@ Runs are matched by their configuration without the fields that name a place or 
 folder, device, workers); each pair's held-out accuracy and balanced accuracy (metrics.json) and its per-image
 test predictions (predictions.csv, matched by file name under the data folder) are compared. One JSON line: the
 pairs, the mean and largest absolute difference in held-out accuracy, the mean signed difference (B - A), and the
-share of test images both runs attribute to the same generator.
+share of test images (over all pairs' images) that both runs attribute to the same generator. Two runs of one folder
+with the same configuration (two data paths that both match --data) are an error.
 """
 from __future__ import annotations
 
@@ -30,7 +31,10 @@ def _runs(root: Path, data: str, seeds: set[int] | None) -> dict:
         c = json.loads(cfg.read_text())
         if data not in str(c.get("data", "")) or (seeds is not None and c.get("seed") not in seeds):
             continue
-        out[json.dumps({k: v for k, v in c.items() if k not in PLACE}, sort_keys=True)] = cfg.parent
+        key = json.dumps({k: v for k, v in c.items() if k not in PLACE}, sort_keys=True)
+        if key in out:
+            raise SystemExit(f"{out[key]} and {cfg.parent} have the same configuration: narrow --data")
+        out[key] = cfg.parent
     return out
 
 
@@ -68,13 +72,14 @@ def main() -> None:
         raise SystemExit(f"no run of {args.a} matches one of {args.b} (data containing {args.data!r}, seeds {seeds})")
     d = np.array([r["b"] - r["a"] for r in rows])
     db = np.array([r["b_bal"] - r["a_bal"] for r in rows if r["a_bal"] is not None and r["b_bal"] is not None])
-    agree = np.array([r["agree"] for r in rows])
+    agree = sum(r["agree"] * r["images"] for r in rows if r["images"]) / max(1, sum(r["images"] for r in rows))
     emit("runs_across_machines", pairs=len(rows), only_in_a=len(a.keys() - b.keys()), only_in_b=len(b.keys() - a.keys()),
          mean_abs_accuracy_difference=round(float(np.abs(d).mean()), 4), max_abs=round(float(np.abs(d).max()), 4),
          mean_difference_b_minus_a=round(float(d.mean()), 4),
          mean_abs_balanced_difference=round(float(np.abs(db).mean()), 4) if len(db) else None,
-         accuracy_correlation=round(float(np.corrcoef([r["a"] for r in rows], [r["b"] for r in rows])[0, 1]), 3),
-         same_prediction_share=round(float(np.nanmean(agree)), 3))
+         accuracy_correlation=(round(float(np.corrcoef([r["a"] for r in rows], [r["b"] for r in rows])[0, 1]), 3)
+                               if len(rows) > 2 else None),
+         same_prediction_share=round(float(agree), 3))
     for r in rows:
         print(json.dumps(r))
 
