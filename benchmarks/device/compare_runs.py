@@ -1,9 +1,11 @@
 """The same runs trained on two machines: how far apart are their numbers? (Reproducibility across hardware, e.g. a
 lent GPU against this CPU: the same configurations, bf16 setting included, seeds and data.)
 
-    python benchmarks/device/compare_runs.py RUNS_A RUNS_B [--data realdev] [--seeds 0]
+    python benchmarks/device/compare_runs.py RUNS_A RUNS_B [--data realdev] [--seeds 0] [--seed-pair 0:1]
 
-Runs are matched by their configuration without the fields that name a place or a device (data path, runs
+--seed-pair A:B matches A's seed-A runs with B's seed-B runs instead (RUNS_B may be RUNS_A): the seed-to-seed
+spread on one machine, the yardstick for the difference between machines. Runs are matched by their configuration
+without the seed there, and otherwise without the fields that name a place or a device (data path, runs
 folder, device, workers); each pair's held-out accuracy and balanced accuracy (metrics.json) and its per-image
 test predictions (predictions.csv, matched by file name under the data folder) are compared. One JSON line: the
 pairs, the mean and largest absolute difference in held-out accuracy, the mean signed difference (B - A), and the
@@ -23,7 +25,7 @@ from _lib import emit  # noqa: E402
 PLACE = {"data", "runs", "device", "num_workers"}
 
 
-def _runs(root: Path, data: str, seeds: set[int] | None) -> dict:
+def _runs(root: Path, data: str, seeds: set[int] | None, ignore: set[str] = frozenset()) -> dict:
     out = {}
     for cfg in sorted(root.glob("*/*/config.json")):
         if not (cfg.parent / "done").exists():
@@ -31,7 +33,7 @@ def _runs(root: Path, data: str, seeds: set[int] | None) -> dict:
         c = json.loads(cfg.read_text())
         if data not in str(c.get("data", "")) or (seeds is not None and c.get("seed") not in seeds):
             continue
-        key = json.dumps({k: v for k, v in c.items() if k not in PLACE}, sort_keys=True)
+        key = json.dumps({k: v for k, v in c.items() if k not in PLACE | ignore}, sort_keys=True)
         if key in out:
             raise SystemExit(f"{out[key]} and {cfg.parent} have the same configuration: narrow --data")
         out[key] = cfg.parent
@@ -51,11 +53,17 @@ def main() -> None:
     ap.add_argument("b", type=Path)
     ap.add_argument("--data", default="realdev", help="only runs whose data path contains this")
     ap.add_argument("--seeds", default="", help="only these seeds (comma-separated; empty: all)")
+    ap.add_argument("--seed-pair", default="", help="A:B: A's seed-A runs against B's seed-B runs (the seed-to-seed "
+                    "spread)")
     args = ap.parse_args()
     import numpy as np
 
-    seeds = {int(s) for s in args.seeds.split(",") if s} or None
-    a, b = _runs(args.a, args.data, seeds), _runs(args.b, args.data, seeds)
+    if args.seed_pair:
+        sa, sb = (int(x) for x in args.seed_pair.split(":"))
+        a, b = _runs(args.a, args.data, {sa}, {"seed"}), _runs(args.b, args.data, {sb}, {"seed"})
+    else:
+        seeds = {int(s) for s in args.seeds.split(",") if s} or None
+        a, b = _runs(args.a, args.data, seeds), _runs(args.b, args.data, seeds)
     rows = []
     for key in sorted(a.keys() & b.keys()):
         ma = json.loads((a[key] / "metrics.json").read_text())
@@ -64,12 +72,12 @@ def main() -> None:
         common = pa.index.intersection(pb.index)
         c = json.loads(key)
         rows.append({"technique": c["technique"], "stem": c.get("stem"), "heldout": "+".join(c["heldout"]),
-                     "seed": c["seed"], "a": ma["heldout"]["accuracy"], "b": mb["heldout"]["accuracy"],
+                     "seed": c.get("seed", args.seed_pair), "a": ma["heldout"]["accuracy"], "b": mb["heldout"]["accuracy"],
                      "a_bal": ma["heldout"].get("balanced_accuracy"), "b_bal": mb["heldout"].get("balanced_accuracy"),
                      "agree": float((pa[common] == pb[common]).mean()) if len(common) else float("nan"),
                      "images": int(len(common))})
     if not rows:
-        raise SystemExit(f"no run of {args.a} matches one of {args.b} (data containing {args.data!r}, seeds {seeds})")
+        raise SystemExit(f"no run of {args.a} matches one of {args.b} (data containing {args.data!r})")
     d = np.array([r["b"] - r["a"] for r in rows])
     db = np.array([r["b_bal"] - r["a_bal"] for r in rows if r["a_bal"] is not None and r["b_bal"] is not None])
     agree = sum(r["agree"] * r["images"] for r in rows if r["images"]) / max(1, sum(r["images"] for r in rows))
