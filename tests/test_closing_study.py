@@ -130,6 +130,38 @@ def test_goal_table_judges_each_criterion_from_the_numbers():
     assert none.iloc[0]["measured"] == "no oracle" and none.iloc[0]["met"].startswith("no")
 
 
+def test_on_a_real_folder_the_goal_is_issue_17s_against_the_target_data_reference():
+    versus = pd.DataFrame({"difference": [-0.2], "difference_low": [-0.3], "difference_high": [-0.1]},
+                          index=["weighted_sampling"])
+    robust = pd.DataFrame({"arm": ["selected"], "perturbation": ["jpeg_q75"], "accuracy": [0.2]})
+
+    def numbers(balanced, accuracy, gap, low, high):
+        return pd.DataFrame({"balanced_accuracy": [balanced], "accuracy": [accuracy], "accuracy_low": [accuracy - 0.05],
+                             "accuracy_high": [accuracy + 0.05], "gap_closed_target_reference": [gap],
+                             "gap_closed_target_reference_low": [low], "gap_closed_target_reference_high": [high],
+                             "rotations": [5], "uses_target_data": [False]}, index=["selected"])
+
+    missed = goal_table(numbers(0.251, 0.385, 0.55, 0.39, 0.76), versus, robust, "selected",
+                        competitors=["weighted_sampling"], reference="target_reference")
+    assert missed["criterion"].tolist()[:3] == [
+        "held-out balanced accuracy (mean over 5 rotation(s))", "held-out accuracy (mean over 5 rotation(s))",
+        "gap closed vs the target-data reference (mean over 5 rotation(s)), its paired interval excluding 0"]
+    assert missed["met"].tolist() == ["no (short by 0.249)", "no (short by 0.115)",
+                                      "yes (interval reaches below the goal)", "yes", "yes", "no"]
+    assert missed.iloc[1]["measured"] == "0.385 [0.335, 0.435]" and missed.iloc[2]["goal"] == ">= 50 %"
+    assert "Issue 17's goal on a real folder" in missed.attrs["caption"] and "oracle" not in missed.attrs["caption"]
+    met = goal_table(numbers(0.6, 0.7, 0.6, 0.05, 0.9), versus, robust, "selected", competitors=["weighted_sampling"],
+                     reference="target_reference")["met"].tolist()
+    assert met[:3] == ["yes", "yes", "yes (interval reaches below the goal)"]
+    # at the goal, but an interval that holds 0 does not meet it
+    zero = goal_table(numbers(0.6, 0.7, 0.6, -0.1, 0.9), versus, robust, "selected", competitors=["weighted_sampling"],
+                      reference="target_reference")["met"].tolist()
+    assert zero[2] == "no (interval reaches below the goal)"
+    # the benchmark's goal is unchanged: no accuracy rows, the oracle at 80 %
+    bench = goal_table(_numbers(0.85, 0.81, 0.9), versus, robust, "selected", competitors=["weighted_sampling"])
+    assert len(bench) == 4 and bench.iloc[0]["goal"] == ">= 80 %" and "Issue 12's goal" in bench.attrs["caption"]
+
+
 def test_stack_summaries_keeps_each_configuration_apart():
     table = pd.DataFrame({"accuracy": [0.5, 0.7], "accuracy_low": [0.4, 0.6], "accuracy_high": [0.6, 0.8],
                           "difference": [0.0, 0.2], "difference_low": [0.0, 0.1], "difference_high": [0.0, 0.3],
