@@ -117,14 +117,17 @@ def test_a_file_vanishing_mid_training_names_it_and_keeps_the_finished_epochs(ti
         return real(technique, loader, device, epoch, epochs, progress, **kw)
 
     monkeypatch.setattr(training.engine, "train_one_epoch", delete_after_first_epoch)
+    run = runfolder.run_dir(config)
     with pytest.raises(DataError, match=r"image file .*stylegan2.* does not exist; restore it") as err:
         sweep.train(config, progress=False)
     assert "training stopped in epoch 2 of 2; epochs 1-1 are checkpointed" in str(err.value)
     assert "run the same command again to resume" in str(err.value)
-    run = runfolder.run_dir(config)
     assert torch.load(run / "checkpoint.pt", weights_only=True)["epoch"] == 0
     assert [json.loads(line)["epoch"] for line in (run / "history.jsonl").read_text().splitlines()] == [0]
     assert not (run / "done").exists() and not victim.exists()
+    assert runfolder.run_dir(config) != run                    # other data now: not this run's
+    shutil.copytree(tiny_data / "stylegan2", root / "stylegan2", dirs_exist_ok=True)   # restored (new files, new times)
+    assert runfolder.run_dir(config) == run                    # the same contents: the command resumes this run
 
 
 @pytest.mark.parametrize("args, message", [
