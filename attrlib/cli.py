@@ -235,6 +235,9 @@ def build_parser() -> argparse.ArgumentParser:
                          "worker ADDRESS --nthreads 1`); empty: a local cluster of --workers processes")
     la.add_argument("--workers", type=int, default=2, help="worker processes of the local cluster (no --scheduler)")
     la.add_argument("--threads", type=int, default=1, help="torch CPU threads of each run")
+    la.add_argument("--only", action="append", default=[],
+                    help="train only the runs of notebooks whose name starts with this (repeatable), as `attrlib "
+                         "study --only`: e.g. --only 11 with --profile default trains notebook 11's arms alone")
     la.add_argument("--dry-run", action="store_true",
                     help="print the number of jobs, runs and optimiser steps, train nothing (the benchmark and its "
                          "variants are still made if missing: the run ids need them)")
@@ -400,7 +403,8 @@ def _launch(args) -> None:
     from .launch import count, launch
     from .study.jobs import study_jobs
 
-    arms = study_jobs(args.profile, args.data, args.heldout, seeds=args.seeds, device=args.device, on_bad=args.on_bad)
+    arms = study_jobs(args.profile, args.data, args.heldout, seeds=args.seeds, device=args.device, on_bad=args.on_bad,
+                      only=args.only)
     runs, steps = count(arms)
     print(f"attrlib launch: profile {args.profile}: {len(arms)} jobs (a technique or variant on a rotation), "
           f"{runs} runs at most (hyper-parameter draws, then the chosen draw's seeds), {steps:,} optimiser steps "
@@ -410,7 +414,8 @@ def _launch(args) -> None:
     dirs = launch(arms, scheduler=args.scheduler or None, n_workers=args.workers, threads_per_worker=args.threads)
     print(f"attrlib launch: {len(dirs)} runs finished under runs/; now `attrlib study --profile {args.profile}"
           + (f" --data {args.data}" if args.data else "") + (f" --heldout {args.heldout}" if args.heldout else "")
-          + (f" --seeds {','.join(map(str, args.seeds))}" if args.seeds else "") + "` evaluates them")
+          + (f" --seeds {','.join(map(str, args.seeds))}" if args.seeds else "")
+          + "".join(f" --only {o}" for o in args.only) + "` evaluates them")
 
 
 def _report(args) -> None:
