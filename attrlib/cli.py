@@ -257,7 +257,8 @@ def build_parser() -> argparse.ArgumentParser:
     rd.add_argument("--timing", default="runs/notebooks/study_timing.json", help="the study's timing record")
     rd.add_argument("--headline", default="",
                     help="the page holding the headline markers (figure and short table); empty: the README.md beside "
-                         "the --readme page or one folder up (the repository's); skipped, saying so, without markers")
+                         "the --readme page or one folder up (the repository's); skipped, saying so, without markers; "
+                         "none: only the --readme page (a page of another study, e.g. docs/realdev_arms.md)")
     rd.add_argument("--real-results", default="",
                     help="results folder of a study on real data, drawn beside the benchmark in the headline figure, "
                          "with the rank agreement of the arms both ran; the real data lead unless the benchmark orders "
@@ -434,6 +435,9 @@ def _readme(args) -> int:
     current = update_readme(args.readme, args.results, args.timing, check=args.check)
     print(f"{args.readme}: " + ("current" if current else "not current" if args.check else "results section rewritten")
           + (" with its results" if args.check else ""))
+    if args.headline == "none":  # another study's page: the README's headline is the benchmark's, left alone
+        print("headline: not generated (--headline none)")
+        return 1 if args.check and not (current and code.ok) else 0
     page = Path(args.readme)
     headline = Path(args.headline) if args.headline else next(
         (p for p in (page.parent / "README.md", page.parent.parent / "README.md") if p.is_file() and p != page),

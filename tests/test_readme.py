@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from attrlib.errors import ConfigError
-from attrlib.study.readme import BEGIN, END, claims, update_readme
+from attrlib.study.readme import BEGIN, END, HEADLINE_BEGIN, HEADLINE_END, claims, update_readme
 
 
 def numbers(low: float, high: float) -> pd.DataFrame:
@@ -161,6 +161,15 @@ def test_readme_check_fails_naming_both_commits_when_the_code_changed_since(tmp_
     assert check.ok and "nothing under attrlib/ or notebooks/ changed" in " ".join(check.messages)
     args = ["readme", "--check", "--readme", str(readme), "--results", str(results), "--timing", str(timing)]
     assert main(args) == 0
+    if page != "README.md":  # --headline none: only the --readme page is generated, the README's headline is left
+        (repo / "README.md").write_text(f"# r\n{HEADLINE_BEGIN}\nthe benchmark's headline\n{HEADLINE_END}\n")
+        capsys.readouterr()
+        assert main([*args[:1], *args[2:], "--headline", "none"]) == 0
+        assert "--headline none" in capsys.readouterr().out
+        assert "the benchmark's headline" in (repo / "README.md").read_text()
+        assert main([*args[:1], *args[2:]]) == 0  # without it, the headline is generated from these results
+        assert "the benchmark's headline" not in (repo / "README.md").read_text()
+        (repo / "README.md").unlink()
     (repo / "attrlib" / "x.py").write_text("A = 2\n")  # the code that produced the numbers changes
     _git(repo, "commit", "-qam", "second")
     second = _git(repo, "rev-parse", "HEAD")
