@@ -201,6 +201,15 @@ def test_readme_leads_with_notebook_11_when_it_ran(tmp_path):
     assert "the explored ones included" not in text and text.count("| selected (rule b) |") == 1
     assert "No rotation of this study was read while designing" in text
     assert "`results/11_variants.md` is missing" in text
+    assert "| balanced accuracy |" not in text and "vs target-data reference |" not in text  # columns they lack
+    # a real folder's numbers: balanced accuracy beside accuracy, and gap closed against the target-data reference
+    numbers.assign(balanced_accuracy=[0.2, 0.45], gap_closed_target_reference=[0.0, 0.4],
+                   gap_closed_target_reference_low=[0.0, 0.25], gap_closed_target_reference_high=[0.0, 0.55]
+                   ).drop(columns=["gap_closed_oracle", "gap_closed_oracle_low", "gap_closed_oracle_high"]
+                          ).to_csv(results / "11_ablation_unexplored_numbers.csv")
+    table = "\n".join(readme.closing_section(results)).split("Headline")[1]
+    assert "| balanced accuracy |" in table and "| gap closed vs target-data reference |" in table
+    assert "| 0.450 |" in table and "40 % [25 %, 55 %]" in table
 
 
 def test_the_other_configurations_keep_the_benchmark_and_change_one_thing(tmp_path, monkeypatch, one_torch_thread):

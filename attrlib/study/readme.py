@@ -104,14 +104,20 @@ def compact_summary(numbers: pd.DataFrame) -> str:
             return ""
         value = _pct(r[column]) if pct else f"{r[column]:.3f}"
         return f"{value} {_interval(r, column, pct)}"
-    refs = [c for c in ("gap_closed_oracle", "gap_closed_matched_oracle",
+    refs = [c for c in ("gap_closed_oracle", "gap_closed_matched_oracle", "gap_closed_target_reference",
                         "gap_closed_fine_tuning") if c in numbers]
-    head = ["arm", "held-out accuracy [95 % CI]", "difference vs baseline [paired 95 % CI]", "verdict",
-            *[COMPACT_GAIN if c == "gap_closed_oracle" else f"gap closed vs {c[len('gap_closed_'):]}" for c in refs]]
+    names = {"gap_closed_oracle": COMPACT_GAIN, "gap_closed_target_reference": "gap closed vs target-data reference"}
+    # balanced accuracy (mean recall over the test set's generators; no interval in the numbers): a real folder's
+    # headline (its test sets are imbalanced), beside accuracy
+    balanced = "balanced_accuracy" in numbers
+    head = ["arm", "held-out accuracy [95 % CI]", *(["balanced accuracy"] if balanced else []),
+            "difference vs baseline [paired 95 % CI]", "verdict",
+            *[names.get(c, f"gap closed vs {c[len('gap_closed_'):]}") for c in refs]]
     rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for t, r in numbers.iterrows():
         acc = f"{r['accuracy']:.3f} {_interval(r, 'accuracy').replace('+', '')}"
-        rows.append("| " + " | ".join([str(t), acc, cell(r, "difference"), str(r.get("verdict", "")),
+        rows.append("| " + " | ".join([str(t), acc, *([f"{r['balanced_accuracy']:.3f}"] if balanced else []),
+                                       cell(r, "difference"), str(r.get("verdict", "")),
                                        *[cell(r, c, pct=True) for c in refs]]) + " |")
     return "\n".join(rows)
 
