@@ -236,8 +236,10 @@ def build_parser() -> argparse.ArgumentParser:
     la.add_argument("--workers", type=int, default=2, help="worker processes of the local cluster (no --scheduler)")
     la.add_argument("--threads", type=int, default=1, help="torch CPU threads of each run")
     la.add_argument("--only", action="append", default=[],
-                    help="train only the runs of notebooks whose name starts with this (repeatable), as `attrlib "
-                         "study --only`: e.g. --only 11 with --profile default trains notebook 11's arms alone")
+                    help="train only the runs of notebooks whose name starts with this (repeatable; instead of the "
+                         "profile's own), as `attrlib study --only`: e.g. --only 11 with --profile default trains "
+                         "notebook 11's arms alone")
+    la.add_argument("--notebooks", default="notebooks", help="folder of NN_name.ipynb notebooks --only reads")
     la.add_argument("--dry-run", action="store_true",
                     help="print the number of jobs, runs and optimiser steps, train nothing (the benchmark and its "
                          "variants are still made if missing: the run ids need them)")
@@ -258,7 +260,8 @@ def build_parser() -> argparse.ArgumentParser:
     rd.add_argument("--headline", default="",
                     help="the page holding the headline markers (figure and short table); empty: the README.md beside "
                          "the --readme page or one folder up (the repository's); skipped, saying so, without markers; "
-                         "none: only the --readme page (a page of another study, e.g. docs/realdev_arms.md)")
+                         "none: only the --readme page (a page of another study, e.g. docs/realdev_arms.md; --real-results is "
+                         "then unused)")
     rd.add_argument("--real-results", default="",
                     help="results folder of a study on real data, drawn beside the benchmark in the headline figure, "
                          "with the rank agreement of the arms both ran; the real data lead unless the benchmark orders "
@@ -405,7 +408,7 @@ def _launch(args) -> None:
     from .study.jobs import study_jobs
 
     arms = study_jobs(args.profile, args.data, args.heldout, seeds=args.seeds, device=args.device, on_bad=args.on_bad,
-                      only=args.only)
+                      only=args.only, notebooks=args.notebooks)
     runs, steps = count(arms)
     print(f"attrlib launch: profile {args.profile}: {len(arms)} jobs (a technique or variant on a rotation), "
           f"{runs} runs at most (hyper-parameter draws, then the chosen draw's seeds), {steps:,} optimiser steps "
@@ -427,7 +430,7 @@ def _report(args) -> None:
 
 
 def _readme(args) -> int:
-    from .study.readme import HEADLINE_BEGIN, commit_check, update_headline, update_readme
+    from .study.readme import HEADLINE_BEGIN, HEADLINE_FIGURE, commit_check, update_headline, update_readme
 
     code = commit_check(args.readme) if args.check else None
     for message in (code.messages if code else []):  # before the results' check, which may fail for want of results
@@ -443,7 +446,8 @@ def _readme(args) -> int:
         (p for p in (page.parent / "README.md", page.parent.parent / "README.md") if p.is_file() and p != page),
         page.parent.parent / "README.md")
     if headline.is_file() and HEADLINE_BEGIN in headline.read_text(encoding="utf-8"):
-        fresh = update_headline(headline, args.results, args.real_results or None, check=args.check)
+        fresh = update_headline(headline, args.results, args.real_results or None,  # its figure beside that page
+                                figure=headline.parent / HEADLINE_FIGURE, check=args.check)
         print(f"{headline}: headline " + ("current" if fresh else "not current" if args.check else "rewritten"))
         current = current and fresh
     else:

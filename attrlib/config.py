@@ -251,7 +251,7 @@ PROFILES: dict[str, dict[str, Any]] = {
     "default": dict(seeds=(0,), rotations="crossed", draws=1, config=dict(steps=390, bf16=True, checkpoints=3),
                     notebook=dict(_FULL_NOTEBOOKS, sweep_strengths="", ablation_rotations=1, second_config=False,
                                   closing_variant_rotations=2, open_world_generators=2,
-                                  open_world_arms="local_srm_rgb,local_srm_rgb_mix",  # "all": 11 arms x 4 runs more
+                                  open_world_arms="local_srm_rgb,local_srm_rgb_mix",  # "all": 16 arms x 4 runs more
                                   cam_images=96, robustness_images=96, summary_images=96)),
     # what the README's claims rest on: five seeds x every rotation but EXPLORED (on the benchmark: bed, car, cat,
     # church, face, horse) for CLAIMS_ARMS and their own models' oracles,

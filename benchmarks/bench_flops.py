@@ -12,7 +12,7 @@ achieved / peak (wall seconds; fraction_of_peak_cpu: per CPU second, which other
 machine distort less): near 1, only less work makes a step cheaper. Grouped convolutions (EfficientNet's depthwise
 ones) are over-counted: FlopCounterMode's convolution_backward formula drops the group division of the weight
 gradient (pytorch/pytorch PR 183405), so for efficientnet_lite0 read the seconds, not the FLOPs (its forward is
-0.063 GFLOP an image at 64 px; the counter reports 84 GFLOP for a step of 32, about 13 times 3 x 32 x 0.063).
+0.063 GFLOP an image at 64 px; the counter reports 84 GFLOP for a step of 32, about 14 times 3 x 32 x 0.063).
     python benchmarks/bench_flops.py [--backbones compact local resnet18] [--threads 1] [--batch 32]
                                      [--size 64] [--steps 3] [--warmup 2]
 """

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -174,17 +175,25 @@ def test_launch_dry_run_counts_the_study_s_runs_and_trains_nothing(tiny_data, tm
     assert {bool(a.draws[0].unknown_generators) for a in alone} == {True, False}
     monkeypatch.undo()
     monkeypatch.chdir(tmp_path)
-    # only (`attrlib launch --only`): the runs of the notebooks it names, within the profile's; notebook 11 alone on
-    # the quick profile is its arms and references, without 02-10's techniques, 07's ablation or 12's runs
-    eleven = study_jobs("quick", str(tiny_data), only=("11",))
+    # only (`attrlib launch --only`, as `attrlib study --only`): the runs of the notebooks whose name starts with it,
+    # instead of the profile's; notebook 11 alone on the quick profile is its arms and references, without 02-10's
+    # techniques, 07's ablation or 12's runs
+    notebooks = Path(__file__).resolve().parents[1] / "notebooks"
+    eleven = study_jobs("quick", str(tiny_data), only=("11",), notebooks=notebooks)
+    assert eleven == study_jobs("quick", str(tiny_data), only=("11_closing",), notebooks=notebooks)  # a name's prefix
     chosen_quick = {*chosen, *closing.chosen_arms(_PROFILES["quick"]["notebook"]["closing_arms"])[1]}
     assert {a.label for a in eleven} == chosen_quick | set(closing.reference_jobs())
     assert not any(a.draws[0].unknown_generators for a in eleven) and "baseline_npr" not in {a.label for a in eleven}
-    assert {a.label for a in study_jobs("quick", str(tiny_data), only=("12",))} == twelve
-    assert study_jobs("claims", str(tiny_data), only=("12",)) == []  # claims runs notebook 11 alone
+    assert {a.label for a in study_jobs("quick", str(tiny_data), only=("12",), notebooks=notebooks)} == twelve
+    # on claims (notebook 11 alone), --only 12 plans notebook 12, as `attrlib study --profile claims --only 12` runs it
+    assert any(a.draws[0].unknown_generators for a in study_jobs("claims", str(tiny_data), only=("12",),
+                                                                   notebooks=notebooks))
+    with pytest.raises(ConfigError, match="--only 13 matches no notebook.*11_closing_the_gap.ipynb"):
+        study_jobs("quick", str(tiny_data), only=("13",), notebooks=notebooks)
     runs, steps = launch.count(arms)
-    assert cli.main(["launch", "--profile", "quick", "--data", str(tiny_data), "--only", "11", "--dry-run"]) == 0
-    assert f"{len(eleven)} jobs" in capsys.readouterr().out
+    assert cli.main(["launch", "--profile", "quick", "--data", str(tiny_data), "--only", "11", "--notebooks",
+                     str(notebooks), "--dry-run"]) == 0
+    assert f": {len(eleven)} jobs" in capsys.readouterr().out
     assert cli.main(["launch", "--profile", "quick", "--data", str(tiny_data), "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert f"{len(arms)} jobs" in out and f"{runs} runs" in out and f"{steps:,} optimiser steps" in out

@@ -164,11 +164,13 @@ def test_readme_check_fails_naming_both_commits_when_the_code_changed_since(tmp_
     if page != "README.md":  # --headline none: only the --readme page is generated, the README's headline is left
         (repo / "README.md").write_text(f"# r\n{HEADLINE_BEGIN}\nthe benchmark's headline\n{HEADLINE_END}\n")
         capsys.readouterr()
+        assert main([*args, "--headline", "none"]) == 0  # --check: only the page is checked, and it is current
         assert main([*args[:1], *args[2:], "--headline", "none"]) == 0
         assert "--headline none" in capsys.readouterr().out
         assert "the benchmark's headline" in (repo / "README.md").read_text()
         assert main([*args[:1], *args[2:]]) == 0  # without it, the headline is generated from these results
         assert "the benchmark's headline" not in (repo / "README.md").read_text()
+        assert (repo / "docs" / "headline.png").is_file()  # its figure beside the README, not in the working folder
         (repo / "README.md").unlink()
     (repo / "attrlib" / "x.py").write_text("A = 2\n")  # the code that produced the numbers changes
     _git(repo, "commit", "-qam", "second")

@@ -14,33 +14,45 @@ Left to the study (they depend on what it finds, or are not sweeps): notebook 01
 baselines on benchmarks of their own) and, in notebook 11, the runs of the arm rule (b) chooses in each
 rotation on other data (the chosen arm on the two variants). A profile that names its `notebooks` (`claims`:
 notebook 11 only) trains only theirs: notebook 12's runs without a generator, for one, are not a claims run's.
-`only` (`attrlib launch --only`, as `attrlib study --only`) narrows that further to the notebooks whose number
-starts with one of its prefixes: `only=("11",)` on the default profile is notebook 11 with all its arms.
+`only` (`attrlib launch --only`, as `attrlib study --only`) plans for the notebooks whose name starts with one of
+its prefixes instead: `only=("11",)` on the default profile is notebook 11 with all its arms.
 """
 from __future__ import annotations
 
+import os
 from typing import Any, Iterable
 
 from .. import sweep, techniques
 from ..config import PROFILES
+from ..errors import ConfigError
 from . import checks, closing, open_world
+from .runner import notebooks_in
 from .session import checks_apply, session, unbiased_variant
 
 
 def study_jobs(profile: str = "default", data: str = "", heldout: str | Iterable[str] = "",
                seeds: Iterable[int] = (), runs: str = "runs", device: str = "auto",
-               on_bad: str = "raise", only: Iterable[str] = ()) -> list[sweep.Arm]:
+               on_bad: str = "raise", only: Iterable[str] = (), notebooks: str | os.PathLike = "notebooks"
+               ) -> list[sweep.Arm]:
     """The arms the notebooks of a study with these options train, each once (the options of `attrlib study`;
     the profile's embedded benchmark and its twins are made when `data` is empty and they are missing). `only`:
-    prefixes of the notebooks to plan for (`attrlib study --only`), within the profile's own `notebooks`."""
+    prefixes of the names of the notebooks (in `notebooks`) to plan for, as `attrlib study --only`: they replace
+    the profile's own `notebooks`; a prefix that matches none fails, naming the notebooks."""
     s = session(profile=profile, data=data, heldout=heldout, seeds=seeds, runs=runs, device=device, on_bad=on_bad,
                 progress=False)
     oracle = {"oracle": {"technique": "baseline", "data": str(s.oracle_data)}} if s.oracle_data else {}
     matched = {"matched_oracle": {"technique": "baseline", "data": str(s.matched_data)}} if s.oracle_data else {}
-    mine = tuple(PROFILES[profile].get("notebooks", ()))  # the notebooks this profile runs (empty: all)
-    prefixes = tuple(only)
-    runs_any = lambda *numbers: any((not mine or n in mine) and (not prefixes or n.startswith(prefixes))  # noqa: E731
-                                    for n in numbers)
+    # the notebooks planned for, as `attrlib study` chooses them: those whose name starts with one of `only`, else the
+    # profile's own (`notebooks`: claims runs 11), else all
+    if only:
+        names = [nb.name for nb in notebooks_in(notebooks)]
+        kept = {name[:2] for name in names if name.startswith(tuple(only))}
+        if not kept:
+            raise ConfigError(f"--only {', '.join(only)} matches no notebook in {str(notebooks)!r}; the notebooks: "
+                              f"{', '.join(names)}")
+    else:
+        kept = set(PROFILES[profile].get("notebooks", ()))
+    runs_any = lambda *numbers: not kept or bool(kept & set(numbers))  # noqa: E731
     arms = []
     if runs_any("02", "03", "04", "05", "06", "07", "08", "09", "10"):  # notebooks 02-10
         arms += _plan(s, {**{name: {"technique": name} for name in techniques.available()}, **oracle, **matched})

@@ -107,8 +107,8 @@ def compact_summary(numbers: pd.DataFrame) -> str:
     refs = [c for c in ("gap_closed_oracle", "gap_closed_matched_oracle", "gap_closed_target_reference",
                         "gap_closed_fine_tuning") if c in numbers]
     names = {"gap_closed_oracle": COMPACT_GAIN, "gap_closed_target_reference": "gap closed vs target-data reference"}
-    # balanced accuracy (mean recall over the test set's generators; no interval in the numbers): a real folder's
-    # headline (its test sets are imbalanced), beside accuracy
+    # balanced accuracy (mean recall over the test set's generators; no interval in the numbers), beside accuracy:
+    # on a real folder the headline (its test sets are imbalanced); on the benchmark's balanced test sets the same
     balanced = "balanced_accuracy" in numbers
     head = ["arm", "held-out accuracy [95 % CI]", *(["balanced accuracy"] if balanced else []),
             "difference vs baseline [paired 95 % CI]", "verdict",
@@ -116,7 +116,7 @@ def compact_summary(numbers: pd.DataFrame) -> str:
     rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for t, r in numbers.iterrows():
         acc = f"{r['accuracy']:.3f} {_interval(r, 'accuracy').replace('+', '')}"
-        rows.append("| " + " | ".join([str(t), acc, *([f"{r['balanced_accuracy']:.3f}"] if balanced else []),
+        rows.append("| " + " | ".join([str(t), acc, *([f"{r['balanced_accuracy']:.3f}" if np.isfinite(r["balanced_accuracy"]) else ""] if balanced else []),
                                        cell(r, "difference"), str(r.get("verdict", "")),
                                        *[cell(r, c, pct=True) for c in refs]]) + " |")
     return "\n".join(rows)
