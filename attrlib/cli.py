@@ -260,8 +260,8 @@ def build_parser() -> argparse.ArgumentParser:
     rd.add_argument("--headline", default="",
                     help="the page holding the headline markers (figure and short table); empty: the README.md beside "
                          "the --readme page or one folder up (the repository's); skipped, saying so, without markers; "
-                         "none: only the --readme page (a page of another study, e.g. docs/realdev_arms.md; --real-results is "
-                         "then unused)")
+                         "none: only the --readme page (a page of another study, e.g. docs/realdev_arms.md; "
+                         "--real-results is then unused)")
     rd.add_argument("--real-results", default="",
                     help="results folder of a study on real data, drawn beside the benchmark in the headline figure, "
                          "with the rank agreement of the arms both ran; the real data lead unless the benchmark orders "

