@@ -210,6 +210,13 @@ def test_readme_leads_with_notebook_11_when_it_ran(tmp_path):
     table = "\n".join(readme.closing_section(results)).split("Headline")[1]
     assert "| balanced accuracy |" in table and "| gap closed vs target-data reference |" in table
     assert "| 0.450 |" in table and "40 % [25 %, 55 %]" in table
+    # the tables are named in the folder the study wrote (a real folder's study: attrlib study --results DIR)
+    mine = tmp_path / "results_mine"
+    mine.mkdir()
+    numbers.to_csv(mine / "11_ablation_numbers.csv")
+    text = "\n".join(readme.closing_section(mine))
+    assert "`results_mine/11_ablation.md`" in text and "`results_mine/11_selection.md`" in text
+    assert "`results/" not in text
 
 
 def test_the_other_configurations_keep_the_benchmark_and_change_one_thing(tmp_path, monkeypatch, one_torch_thread):

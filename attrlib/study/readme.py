@@ -159,8 +159,8 @@ def closing_section(results: Path) -> list[str]:
     names = ", ".join(pd.read_csv(selection)["heldout"].astype(str)) if selection.is_file() else "?"
     lines = ["### Closing the gap (notebook 11)", "",
              f"Mean over {rotations} held-out rotation(s) ({names}), {seeds} seed(s) per rotation; `selected "
-             "(rule b)` is the arm chosen in each rotation by its validation subclass (`results/11_selection.md`), "
-             "never by its test subclass.", "", provenance_line(results, "11"), ""]
+             f"(rule b)` is the arm chosen in each rotation by its validation subclass "
+             f"(`{results.name}/11_selection.md`), never by its test subclass.", "", provenance_line(results, "11"), ""]
     if goal.is_file():
         lines += ["#### The goal, criterion by criterion", "", goal.read_text(encoding="utf-8").strip(), ""]
     fresh_path = results / "11_ablation_unexplored_numbers.csv"
@@ -168,13 +168,13 @@ def closing_section(results: Path) -> list[str]:
     if fresh is not None:  # the headline: rotations whose test pools no design choice read
         lines += ["#### Headline: every arm against the baseline on the rotations never read while designing", "",
                   compact_summary(fresh), "",
-                  "Full table and its caption: `results/11_ablation_unexplored.md`. " + COMPACT_GAIN_MEANING, ""]
+                  f"Full table and its caption: `{results.name}/11_ablation_unexplored.md`. " + COMPACT_GAIN_MEANING, ""]
     if fresh is not None and set(fresh["rotations"]) == set(numbers["rotations"]):
         lines += ["#### Every rotation", "", "No rotation of this study was read while designing: the table over "
-                  "every rotation is the headline's (`results/11_ablation.md`)."]
+                  f"every rotation is the headline's (`{results.name}/11_ablation.md`)."]
     else:
         lines += ["#### Every rotation, the explored ones included (mean over rotations)", "",
-                  compact_summary(numbers), "", "Full table and its caption: `results/11_ablation.md`."]
+                  compact_summary(numbers), "", f"Full table and its caption: `{results.name}/11_ablation.md`."]
     for stem, heading in CLOSING_TABLES:
         md = results / f"{stem}.md"
         lines += ["", f"#### {heading}", ""]
@@ -232,7 +232,7 @@ def section(results: str | os.PathLike = "results", timing: str | os.PathLike = 
     lines += ["", "#### Summary: every technique against the baseline, paired (mean over rotations)", "",
               compact_summary(numbers), "",
               "Full table with precision, recall, F1, shortcut gap, calibration, probe and content reliance, and "
-              "its caption (the conventions): `results/10_summary.md`."]
+              f"its caption (the conventions): `{results.name}/10_summary.md`."]
     for stem, heading in TABLES:
         md = results / f"{stem}.md"
         lines += ["", f"#### {heading}", ""]
