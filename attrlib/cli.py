@@ -438,14 +438,13 @@ def _readme(args) -> int:
     current = update_readme(args.readme, args.results, args.timing, check=args.check)
     print(f"{args.readme}: " + ("current" if current else "not current" if args.check else "results section rewritten")
           + (" with its results" if args.check else ""))
-    if args.headline == "none":  # another study's page: the README's headline is the benchmark's, left alone
-        print("headline: not generated (--headline none)")
-        return 1 if args.check and not (current and code.ok) else 0
     page = Path(args.readme)
     headline = Path(args.headline) if args.headline else next(
         (p for p in (page.parent / "README.md", page.parent.parent / "README.md") if p.is_file() and p != page),
         page.parent.parent / "README.md")
-    if headline.is_file() and HEADLINE_BEGIN in headline.read_text(encoding="utf-8"):
+    if args.headline == "none":  # another study's page: the README's headline is the benchmark's, left alone
+        print("headline: not generated (--headline none)")
+    elif headline.is_file() and HEADLINE_BEGIN in headline.read_text(encoding="utf-8"):
         fresh = update_headline(headline, args.results, args.real_results or None,  # its figure beside that page
                                 figure=headline.parent / HEADLINE_FIGURE, check=args.check)
         print(f"{headline}: headline " + ("current" if fresh else "not current" if args.check else "rewritten"))

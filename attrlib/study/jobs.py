@@ -26,7 +26,7 @@ from .. import sweep, techniques
 from ..config import PROFILES
 from ..errors import ConfigError
 from . import checks, closing, open_world
-from .runner import notebooks_in
+from .runner import chosen_notebooks, notebooks_in
 from .session import checks_apply, session, unbiased_variant
 
 
@@ -45,11 +45,10 @@ def study_jobs(profile: str = "default", data: str = "", heldout: str | Iterable
     # the notebooks planned for, as `attrlib study` chooses them: those whose name starts with one of `only`, else the
     # profile's own (`notebooks`: claims runs 11), else all
     if only:
-        names = [nb.name for nb in notebooks_in(notebooks)]
-        kept = {name[:2] for name in names if name.startswith(tuple(only))}
+        kept = {nb.name[:2] for nb in chosen_notebooks(notebooks, only)}
         if not kept:
             raise ConfigError(f"--only {', '.join(only)} matches no notebook in {str(notebooks)!r}; the notebooks: "
-                              f"{', '.join(names)}")
+                              f"{', '.join(nb.name for nb in notebooks_in(notebooks))}")
     else:
         kept = set(PROFILES[profile].get("notebooks", ()))
     runs_any = lambda *numbers: not kept or bool(kept & set(numbers))  # noqa: E731

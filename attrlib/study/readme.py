@@ -168,7 +168,8 @@ def closing_section(results: Path) -> list[str]:
     if fresh is not None:  # the headline: rotations whose test pools no design choice read
         lines += ["#### Headline: every arm against the baseline on the rotations never read while designing", "",
                   compact_summary(fresh), "",
-                  f"Full table and its caption: `{results.name}/11_ablation_unexplored.md`. " + COMPACT_GAIN_MEANING, ""]
+                  f"Full table and its caption: `{results.name}/11_ablation_unexplored.md`. "
+                  + COMPACT_GAIN_MEANING, ""]
     if fresh is not None and set(fresh["rotations"]) == set(numbers["rotations"]):
         lines += ["#### Every rotation", "", "No rotation of this study was read while designing: the table over "
                   f"every rotation is the headline's (`{results.name}/11_ablation.md`)."]

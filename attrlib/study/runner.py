@@ -37,6 +37,12 @@ def notebooks_in(folder: str | Path) -> list[Path]:
     return found
 
 
+def chosen_notebooks(folder: str | Path, prefixes: Iterable[str] = ()) -> list[Path]:
+    """The numbered notebooks of `folder` whose name starts with one of `prefixes` (empty: all)."""
+    prefixes = tuple(prefixes)
+    return [nb for nb in notebooks_in(folder) if not prefixes or nb.name.startswith(prefixes)]
+
+
 def lanes(jobs: int = 0, threads: int = 0, cores: int | None = None) -> tuple[int, int]:
     """(notebooks at a time, torch threads in each) for `run_study`'s jobs and threads (0: automatic): 2 cores give
     2 notebooks of 1 thread, 8 cores 4 notebooks of 2 threads; one job keeps torch's default (0) unless told."""
@@ -97,7 +103,7 @@ def run_study(profile: str = "default", data: str = "", heldout: str | Iterable[
                   results=results, device=device, threads=int(threads), on_bad=on_bad,
                   **({"seeds": list(seeds)} if seeds else {}))
     only = tuple(only) or tuple(PROFILES[profile].get("notebooks", ()))  # the profile's notebooks (claims: 11)
-    todo = [nb for nb in notebooks_in(notebooks) if not only or nb.name.startswith(only)]
+    todo = chosen_notebooks(notebooks, only)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     jobs = min(jobs, len(todo))

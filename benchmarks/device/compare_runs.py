@@ -72,7 +72,8 @@ def main() -> None:
         common = pa.index.intersection(pb.index)
         c = json.loads(key)
         rows.append({"technique": c["technique"], "stem": c.get("stem"), "heldout": "+".join(c["heldout"]),
-                     "seed": c.get("seed", args.seed_pair), "a": ma["heldout"]["accuracy"], "b": mb["heldout"]["accuracy"],
+                     "seed": c.get("seed", args.seed_pair),
+                     "a": ma["heldout"]["accuracy"], "b": mb["heldout"]["accuracy"],
                      "a_bal": ma["heldout"].get("balanced_accuracy"), "b_bal": mb["heldout"].get("balanced_accuracy"),
                      "agree": float((pa[common] == pb[common]).mean()) if len(common) else float("nan"),
                      "images": int(len(common))})
