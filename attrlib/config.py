@@ -186,12 +186,14 @@ def _choice(name: str, value: Any, valid: tuple) -> None:
 # reference (cross-fitted, 5 fold runs per rotation and seed: half of a claims run's cost on the benchmark) beside
 # its unbiased oracle: True, False, or "real" (only on data without an unbiased twin, a user's folder, where it is
 # the only reference: `closing.target_references_on`); claims has "real" (on the benchmark the oracle is the
-# reference its claims use; the default profile keeps both, so the two references stay compared: issue 17 §2).
+# reference its claims use; the default profile keeps both, so the two references stay compared: issue 17 §2);
+# ensemble_top: notebook 11 also reports the ensemble of rule (b)'s `ensemble_top` best arms in each rotation, their
+# probabilities averaged (`closing.ensemble_runs`: assembled from runs it has, nothing trained; 1: the selected arm).
 _FULL_NOTEBOOKS = dict(sweep_strengths="0,1", n_boot=1000, cam_images=None, robustness_images=None,
                        summary_images=None, cam_per_generator=2, swap_images=30, ablation_rotations=0,
                        second_config=True, closing_variants=True, closing_variant_rotations=0,
                        open_world_generators=0, open_world_arms="all", closing_arms=(), figure_arms="all",
-                       figure_formats="png,pdf", target_references=True)
+                       figure_formats="png,pdf", target_references=True, ensemble_top=3)
 # the arms the README's claims rest on, cut by cost (every arm whose one training costs about one baseline training;
 # a calibration cell's table, bed and seed 0, was displayed before the cut: docs/cost.md): the baseline, the front
 # end the combined arms build on with what is done on it (mixing; DFR, which costs no training), and the seeds'
@@ -237,7 +239,8 @@ PROFILES: dict[str, dict[str, Any]] = {
                                 summary_images=48, cam_per_generator=1, swap_images=6, ablation_rotations=1,
                                 second_config=False, closing_variants=False, closing_variant_rotations=1,
                                 open_world_generators=1, open_world_arms="residual_stats", closing_arms=QUICK_ARMS,
-                                figure_arms=QUICK_FIGURE_ARMS, figure_formats="png", target_references=True),
+                                figure_arms=QUICK_FIGURE_ARMS, figure_formats="png", target_references=True,
+                                ensemble_top=3),
                   # a technique carrying its own budget gets a smoke run's too: with the seed's 2,700 steps (75
                   # epochs) fine_tuning was the quick study's longest run by far (77 s against the baseline's 7 s
                   # on the shared 2-core machine: docs/cost.md)

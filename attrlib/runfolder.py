@@ -315,6 +315,40 @@ def cross_fitted_predictions(folds: Sequence[str | os.PathLike], split: str = "t
     return pd.concat(parts, ignore_index=True)
 
 
+
+def averaged_predictions(runs: Sequence[str | os.PathLike], generators: Sequence[str]) -> pd.DataFrame:
+    """An ensemble's predictions.csv: the rows the finished `runs` all predicted (every split, each image once per
+    split, in the first run's order), p_<generator> the mean of their probabilities, logp_ its log, pred its
+    argmax (ties to the generator listed first). Raises DataError naming the run whose rows differ from the first's
+    (runs of another rotation, seed or data) or which lacks a generator's column."""
+    if not len(runs):
+        raise ValueError("averaged_predictions needs at least one run folder")
+    columns = [f"{PROBABILITY_PREFIX}{g}" for g in generators]
+    frames = []
+    for run in runs:
+        frame = load_predictions(run)
+        check_prediction_frame(frame, generators, where=str(Path(run) / PREDICTIONS))
+        frames.append(frame.set_index(["split", "path"]))
+    first = frames[0]
+    if first.index.duplicated().any():
+        raise DataError(f"{Path(runs[0]) / PREDICTIONS} predicts an image twice in one split; train the run again")
+    for run, frame in zip(runs[1:], frames[1:]):
+        if len(frame) != len(first) or not frame.index.isin(first.index).all():
+            raise DataError(f"{Path(run) / PREDICTIONS} does not predict the same images as {Path(runs[0]) / PREDICTIONS} "
+                            f"({len(frame)} against {len(first)} rows); an ensemble's members are runs of one rotation, "
+                            "seed and data folder")
+    probs = np.mean([f.loc[first.index, columns].to_numpy(np.float64) for f in frames], axis=0)
+    with np.errstate(divide="ignore"):
+        log_probs = np.log(probs)
+    out = first[["generator", "subclass"]].reset_index()
+    out["pred"] = [generators[i] for i in probs.argmax(1)]
+    for i, g in enumerate(generators):
+        out[f"{PROBABILITY_PREFIX}{g}"] = probs[:, i].astype(np.float32)
+    for i, g in enumerate(generators):
+        out[f"{LOG_PROBABILITY_PREFIX}{g}"] = log_probs[:, i]
+    return out[["path", "split", "generator", "subclass", "pred", *columns,
+                *(f"{LOG_PROBABILITY_PREFIX}{g}" for g in generators)]]
+
 # --- a finished run back as objects ---
 @dataclass
 class LoadedRun:

@@ -115,8 +115,13 @@ def choose(candidates: Mapping[Any, float]):
     """The candidate with the highest score (a finite one: NaN, nothing to score on, never wins); ties go to
     the candidate listed first (the defaults before a draw, the plainer arm before a combined one). None when
     no candidate has a score. The one "pick the best": the hyper-parameter search and the arm choice use it."""
-    best, best_score = None, -math.inf
-    for name, value in candidates.items():
-        if value == value and value > best_score:
-            best, best_score = name, value
-    return best
+    best = ranked(candidates, 1)
+    return best[0] if best else None
+
+
+def ranked(candidates: Mapping[Any, float], k: int | None = None) -> list:
+    """The `k` best candidates (all: None), best first, by `choose`'s order: the highest finite score first, ties
+    to the candidate listed first; a candidate without a score (NaN) is never ranked."""
+    scored = [(name, value) for name, value in candidates.items() if value == value and value > -math.inf]
+    order = sorted(range(len(scored)), key=lambda i: (-scored[i][1], i))  # stable: ties keep the listed order
+    return [scored[i][0] for i in order][:k]

@@ -79,6 +79,8 @@ def _train(config: Config, cls: type[techniques.Technique], data: StudyData, run
     params = {**cls.defaults, **config.technique_params}
     if cls.cross_fit and params["fold"] < 0:
         return _assemble_folds(config, cls, data, run, params, progress)
+    if cls.assembled:
+        return _assemble_members(config, cls, data, run, params)
     # the run this one starts from (fine_tuning: the baseline of the same config), trained or reused first
     upstream_config = runfolder.upstream_config(config)
     upstream = train(upstream_config, progress=progress) if upstream_config is not None else None
@@ -121,6 +123,40 @@ def _assemble_folds(config: Config, cls: type[techniques.Technique], data: Study
     runfolder.mark_done(run)
     return run
 
+
+
+def _assemble_members(config: Config, cls: type[techniques.Technique], data: StudyData, run: Path,
+                      params: dict[str, Any]) -> Path:
+    """An assembled technique's run (the ensemble): its `members`, finished runs under the same runs folder, averaged
+    into one predictions.csv (`runfolder.averaged_predictions`), scored as one run; metrics.json names the members,
+    their mean training prior and their summed training time. Nothing is trained: a member that is not finished
+    raises ConfigError naming it."""
+    members = [Path(config.runs) / m for m in params["members"]]
+    unfinished = [str(m) for m in members if not runfolder.is_done(m)]
+    if unfinished:
+        raise ConfigError(f"{config.technique!r} averages finished runs; {unfinished} are not finished: train them "
+                          "first (notebook 11 names an ensemble's members from runs it has trained)")
+    member_records = records.collect(members)
+    bad = [str(r.folder) for r in member_records
+           if Rotation(r.config.heldout) != Rotation(config.heldout) or r.seed != config.seed]
+    if bad:
+        raise ConfigError(f"{bad} are not runs of rotation {Rotation(config.heldout).key} and seed {config.seed}, "
+                          "the ensemble's; an ensemble averages runs of one rotation and seed")
+    predictions = runfolder.averaged_predictions(members, data.generators)
+    fitted = [r.metrics for r in member_records]
+    prior = {g: sum(m["train_prior"][g] for m in fitted) / len(fitted) for g in data.generators}
+    run.mkdir(parents=True, exist_ok=True)
+    runfolder.write_config(run, config)
+    runfolder.write_predictions(run, predictions)
+    metrics = run_metrics(predictions, data.generators, cls.heldout_split, train_prior=prior)
+    metrics.update(technique=config.technique, description=cls.description, run_id=run.name, seed=config.seed,
+                   uses_target_data=any(m.get("uses_target_data", False) for m in fitted), hparams=params,
+                   selection=fitted[0].get("selection"), val_subclass=data.val_subclass, train_prior=prior,
+                   members=list(params["members"]), commit=code_commit(),
+                   train_seconds=round(sum(m.get("train_seconds", 0.0) for m in fitted), 3))
+    runfolder.write_metrics(run, metrics)
+    runfolder.mark_done(run)
+    return run
 
 @dataclass(frozen=True)
 class Arm:

@@ -127,6 +127,9 @@ def test_goal_table_judges_each_criterion_from_the_numbers():
                        competitors=["weighted_sampling"])
     assert below["met"].tolist() == ["yes (interval reaches below the goal)", "no", "yes", "no"]
     none = goal_table(_numbers(np.nan, np.nan, np.nan), versus, robust, "selected", competitors=[])
+    # an arm without a model of its own (the ensemble) has no robustness row: not measured, not failed
+    unmeasured = goal_table(_numbers(0.85, 0.81, 0.9), versus, robust.iloc[:0], "selected", competitors=[])
+    assert unmeasured.iloc[3][["measured", "met"]].tolist() == ["not measured", "not measured"]
     assert none.iloc[0]["measured"] == "no oracle" and none.iloc[0]["met"].startswith("no")
 
 

@@ -276,3 +276,12 @@ def test_a_study_of_notebook_11_alone_writes_its_section_and_says_what_it_did_no
     text = page.read_text()
     assert "Closing the gap" in text and "Notebooks 01-10 were not run by this study" in text
     assert "The seeds' techniques and the protocol" not in text
+
+
+def test_the_headline_shows_rule_b_and_its_ensemble_right_after_the_baseline(tmp_path):
+    from attrlib.study.closing import SELECTED, ensemble_label
+    from attrlib.study.readme import _source_numbers
+    table = _arms({"a": 0.9, "b": 0.8, ensemble_label(3): 0.5, SELECTED: 0.6, "baseline": 0.4})
+    table.to_csv(tmp_path / "11_ablation_numbers.csv")
+    numbers, _, _ = _source_numbers(tmp_path)
+    assert list(numbers.index) == ["baseline", SELECTED, ensemble_label(3), "a", "b"]

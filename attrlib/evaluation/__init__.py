@@ -12,8 +12,8 @@ them from these numbers.
     summary     per technique over its runs: paired_predictions, technique_summary, summary_table, rotation_table,
                 recorded_selection
     selection   model-selection rules side by side (rule_accuracies, selection_table); the arm rule (b) picks
-                per rotation (select_arm, selected_runs); runs_without (leave rotations out). The rules, a run's
-                score under one and the one `choose` live in attrlib.selection
+                per rotation (select_arm, selected_runs, ranked_arms: its k best); runs_without (leave rotations
+                out). The rules, a run's score under one and the one `choose` live in attrlib.selection
     bias_gap    bias_gap_table: per model, biased minus its own reference (oracle or target-data reference)
     cost        training_cost: seconds per run of every arm, and its ratio to the baseline's
     robustness  perturbations (JPEG, blur, down-up resize), robustness_table, robustness_stats, robustness_summary
@@ -37,7 +37,7 @@ from .openset import (SCORES, OpenSetModel, auroc_by_content, by_content_table, 
 from .robustness import (Perturbation, clean, down_up, gaussian_blur, jpeg, perturbed_accuracy, robustness_stats,
                          robustness_summary, robustness_table, standard_perturbations)
 from .runtime_sweep import radius_sweep, radius_sweep_summary, sign_noise
-from .selection import rule_accuracies, runs_without, select_arm, selected_runs, selection_table
+from .selection import ranked_arms, rule_accuracies, runs_without, select_arm, selected_runs, selection_table
 from .stats import (CONVENTION, GapClosed, Interval, PairedComparison, aggregate_over_seeds, bootstrap_ci, gap_closed,
                     hierarchical_bootstrap, paired_bootstrap, paired_comparison, rotation_bootstrap, rotation_label, verdict,
                     ROTATION_CONVENTION)
@@ -47,7 +47,8 @@ from .summary import (conclusions_agree, paired_predictions, recorded_selection,
 __all__ = [
     "SCORES", "OpenSetModel", "auroc_by_content", "by_content_table", "fit_open_set", "open_set_frame", "open_set_metrics", "open_set_table", "oscr",
     "oscr_curve", "threshold_at_frr", "paired_difference", "versus_reference", "pooled_versus_reference", "predict", "predict_columns", "selected_run",
-    "rule_accuracies", "runs_without", "select_arm", "selected_runs", "selection_table", "conclusions_agree",
+    "ranked_arms", "rule_accuracies", "runs_without", "select_arm", "selected_runs", "selection_table",
+    "conclusions_agree",
     "CONVENTION", "LLR_DEFINITION", "MACRO_CONVENTION", "PairedComparison", "hierarchical_bootstrap",
     "log_likelihood_ratios", "paired_bootstrap", "paired_comparison", "rotation_label", "rotation_table",
     "ROTATION_CONVENTION", "rotation_bootstrap", "training_units", "within_model_table",

@@ -108,6 +108,17 @@ def select_arm(runs: Mapping[str, Sequence[str | os.PathLike]] | records_.Record
     return table
 
 
+def ranked_arms(choice: pd.DataFrame, k: int) -> dict[str, list[str]]:
+    """Rule (b)'s ranking, k deep: per held-out rotation of `select_arm`'s table (its key), the `k` arms with the best
+    validation-subclass scores, best first (ties to the arm listed first; an arm without a score is never
+    ranked). The first is the arm `select_arm` chose. The test subclass is never read."""
+    if not isinstance(k, int) or isinstance(k, bool) or k < 1:
+        raise ValueError(f"k={k!r}: the number of arms to rank must be an integer, 1 or more")
+    names = [c[len("score "):] for c in choice.columns if c.startswith("score ")]
+    return {row["heldout"]: selection.ranked({n: float(row[f"score {n}"]) for n in names}, k)
+            for _, row in choice.iterrows()}
+
+
 def selected_runs(runs: Mapping[str, Sequence[str | os.PathLike]] | records_.Records, choice: pd.DataFrame) -> list:
     """The run folders of the arm `select_arm` chose in each rotation: one arm assembled from several."""
     by_rotation = {Rotation.parse(k): name for k, name in zip(choice["heldout"], choice["chosen"])}

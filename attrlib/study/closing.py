@@ -19,7 +19,7 @@ from typing import Any, Iterable, Mapping
 
 import pandas as pd
 
-from .. import config as _config, sweep, techniques
+from .. import config as _config, evaluation, records, runfolder, sweep, techniques
 from ..errors import ConfigError
 from ..evaluation import selected_runs, summary_table, within_model_table
 from ..rotation import Rotation
@@ -27,6 +27,11 @@ from . import checks
 from .session import unbiased_variant
 
 SELECTED = "selected (rule b)"  # the label of each rotation's chosen arm in every table of notebook 11
+
+
+def ensemble_label(k: int) -> str:
+    """The label of the ensemble of rule (b)'s `k` best arms (`ensemble_runs`) in notebook 11's tables."""
+    return f"top-{k} of rule (b), averaged"
 # notebook 11's candidate arms (rule (b) picks one per rotation): lives here so that `attrlib launch`
 # (attrlib.study.jobs) trains the same runs the notebook asks for
 FRONT = {"backbone": "local", "stem": "srm_rgb"}  # the 23-px receptive field on the per-colour SRM residuals
@@ -166,6 +171,32 @@ def _rotations(choice: pd.DataFrame, keep: Iterable[tuple[str, ...]] | None) -> 
         raise ConfigError(f"no arm was chosen in rotation(s) {missing}: none of them has a validation score; "
                           "check that the runs predicted their validation subclass (val_subclass)")
     return {r: c for r, c in picked.items() if wanted is None or r in wanted}
+
+
+def ensemble_runs(runs: Mapping[str, list], choice: pd.DataFrame, k: int) -> list[Path]:
+    """Per rotation of `choice` (`evaluation.select_arm`'s table) and seed: the `ensemble` run averaging the
+    probabilities of rule (b)'s `k` best arms there (`evaluation.ranked_arms`: their validation-subclass scores, never
+    the test subclass), assembled from `runs` (arm -> run folders, the candidates'), nothing trained. Where a
+    rotation has fewer than k scored arms, its ensemble averages those it has; k = 1 is the selected arm's
+    predictions again. The run folders, in `choice`'s order, then seeds."""
+    recs = records.collect(runs)
+    out: list[Path] = []
+    for rotation, arms in evaluation.ranked_arms(choice, k).items():
+        here = recs.filter(lambda r: r.rotation.key == rotation and r.arm in arms)
+        by_seed: dict[int, dict[str, Path]] = {}
+        for r in here:
+            by_seed.setdefault(r.seed, {})[r.arm] = r.folder
+        for seed, folders in sorted(by_seed.items()):
+            missing = [a for a in arms if a not in folders]
+            if missing:
+                raise ConfigError(f"rotation {rotation}, seed {seed}: no run of {missing} among the candidates' runs; "
+                                  "the ensemble averages rule (b)'s best arms on the same rotation and seed")
+            members = [folders[a] for a in arms]
+            config = runfolder.read_config(members[0]).replace(
+                technique="ensemble", runs=str(members[0].parent.parent),  # the members' runs folder, where it is now
+                technique_params={"members": [f"{m.parent.name}/{m.name}" for m in members]})
+            out.append(sweep.train(config, progress=False))
+    return out
 
 
 def train_selected(choice: pd.DataFrame, configs: Mapping[str, Mapping[str, Any]], profile: str, seeds,

@@ -32,8 +32,10 @@ def get(name: str) -> type[Technique]:
 def available(references: bool = False) -> dict[str, str]:
     """name -> one-line description, in registration order: the techniques a study compares; references=True
     adds the references assembled from cross-fitted fold runs (`target_reference`: no single model to inspect,
-    so the notebooks that inspect every technique leave it out and notebooks 10-11 train it as a reference)."""
-    return {name: cls.description for name, cls in REGISTRY.items() if references or not cls.cross_fit}
+    so the notebooks that inspect every technique leave it out and notebooks 10-11 train it as a reference). An
+    assembled technique (`ensemble`: an average of other runs, named by notebook 11) is never listed."""
+    return {name: cls.description for name, cls in REGISTRY.items()
+            if (references or not cls.cross_fit) and not cls.assembled}
 
 
 def build_technique(config, data) -> Technique:

@@ -27,7 +27,7 @@ config's budget and training batch size), `search_space` (the ranges a hyper-par
 `attrlib.hparams`), `dual_head`, `train_split` / `heldout_split` (which split it trains on and is judged on; training on a
 split of the held-out subclass marks it `uses_target_data`), `starts_from` (the technique whose finished run
 of the same config it starts from), `from_upstream`, `cross_fit` (its run is assembled from cross-fitted fold runs over the
-held-out images: the target-data reference). `test_inputs(x)` is the one optional override: a technique that
+held-out images: the target-data reference), `assembled` (its run averages other finished runs: the ensemble). `test_inputs(x)` is the one optional override: a technique that
 transforms images at test time (a test-time attack, a purification) says what the model then sees, so CAMs
 explain that. Adding a technique is one new module with one `@register`-ed class.
 """
@@ -60,6 +60,8 @@ class Technique(nn.Module):
     from_upstream: str = "kept"     # which state of that run `start_from` gets: "kept" (its selection rule's) | "last"
     cross_fit: bool = False         # its run is assembled from `folds` runs, run `fold` trained on
     #                                 `data.cross_fit(fold, folds)` (the held-out images of the other folds in train)
+    assembled: bool = False         # its run is assembled from other finished runs' predictions (the ensemble):
+    #                                 nothing is trained, no model of its own
     uses_target_data: bool = False  # derived: trains on images of the held-out subclass (not a fair comparison)
     predicts_with_model: bool = True  # derived: `predict` is the attribution model's forward pass (neither it nor
     # `test_inputs` overridden): no gradient at test time, and the engine's scores of the kept state are its predictions
