@@ -129,6 +129,8 @@ CLOSING_TABLES = (
     ("11_selection", "Which arm rule (b) picks in each rotation"),
     ("11_rotations", "The selected arm per rotation"),
     ("11_selected_vs_seeds", "The selected arm against the seeds' techniques (difference = technique - selected, paired)"),
+    ("11_ensemble_vs_selected", "The ensemble of rule (b)'s best arms against the selected arm and the seeds' techniques "
+                                "(difference = row - ensemble, paired)"),
     ("11_variants", "On the non-additive and the realistic variants"),
     ("11_robustness", "Robustness of the levers"),
     ("11_content_swap", "Content swap: does the prediction follow the generator?"),
