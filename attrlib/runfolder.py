@@ -315,7 +315,6 @@ def cross_fitted_predictions(folds: Sequence[str | os.PathLike], split: str = "t
     return pd.concat(parts, ignore_index=True)
 
 
-
 def averaged_predictions(runs: Sequence[str | os.PathLike], generators: Sequence[str]) -> pd.DataFrame:
     """An ensemble's predictions.csv: the rows the finished `runs` all predicted (every split, each image once per
     split, in the first run's order), p_<generator> the mean of their probabilities, logp_ its log, pred its
@@ -334,9 +333,9 @@ def averaged_predictions(runs: Sequence[str | os.PathLike], generators: Sequence
         raise DataError(f"{Path(runs[0]) / PREDICTIONS} predicts an image twice in one split; train the run again")
     for run, frame in zip(runs[1:], frames[1:]):
         if len(frame) != len(first) or not frame.index.isin(first.index).all():
-            raise DataError(f"{Path(run) / PREDICTIONS} does not predict the same images as {Path(runs[0]) / PREDICTIONS} "
-                            f"({len(frame)} against {len(first)} rows); an ensemble's members are runs of one rotation, "
-                            "seed and data folder")
+            raise DataError(f"{Path(run) / PREDICTIONS} does not predict the same images as "
+                            f"{Path(runs[0]) / PREDICTIONS} ({len(frame)} against {len(first)} rows); an ensemble's "
+                            "members are runs of one rotation, seed and data folder: name runs of one of each")
     probs = np.mean([f.loc[first.index, columns].to_numpy(np.float64) for f in frames], axis=0)
     with np.errstate(divide="ignore"):
         log_probs = np.log(probs)
@@ -348,6 +347,7 @@ def averaged_predictions(runs: Sequence[str | os.PathLike], generators: Sequence
         out[f"{LOG_PROBABILITY_PREFIX}{g}"] = log_probs[:, i]
     return out[["path", "split", "generator", "subclass", "pred", *columns,
                 *(f"{LOG_PROBABILITY_PREFIX}{g}" for g in generators)]]
+
 
 # --- a finished run back as objects ---
 @dataclass
@@ -392,6 +392,11 @@ def load_run(run: str | os.PathLike, data: StudyData | None = None, data_root: s
     if data is None:
         data = _cached_data(config if data_root is None else config.replace(data=str(data_root)), cache)
     _check_generators(run, data)
+    if techniques.get(config.technique).assembled:
+        members = load_metrics(run).get("members", [])
+        raise CheckpointError(f"run {run} is an {config.technique} of finished runs "
+                              f"({', '.join(members) or 'none named'} under {config.runs}): it has no model of its own "
+                              "to load; load one of its members")
     technique = techniques.build_technique(config, data)
     advice = "delete the run folder so that attrlib.sweep.train trains it again"
     state = read_checkpoint(run, "checkpoint", advice)

@@ -124,7 +124,6 @@ def _assemble_folds(config: Config, cls: type[techniques.Technique], data: Study
     return run
 
 
-
 def _assemble_members(config: Config, cls: type[techniques.Technique], data: StudyData, run: Path,
                       params: dict[str, Any]) -> Path:
     """An assembled technique's run (the ensemble): its `members`, finished runs under the same runs folder, averaged
@@ -137,11 +136,12 @@ def _assemble_members(config: Config, cls: type[techniques.Technique], data: Stu
         raise ConfigError(f"{config.technique!r} averages finished runs; {unfinished} are not finished: train them "
                           "first (notebook 11 names an ensemble's members from runs it has trained)")
     member_records = records.collect(members)
-    bad = [str(r.folder) for r in member_records
-           if Rotation(r.config.heldout) != Rotation(config.heldout) or r.seed != config.seed]
+    bad = [str(r.folder) for r in member_records if r.config.heldout != config.heldout or r.seed != config.seed
+           or r.rotation.val_subclass != data.val_subclass]
     if bad:
-        raise ConfigError(f"{bad} are not runs of rotation {Rotation(config.heldout).key} and seed {config.seed}, "
-                          "the ensemble's; an ensemble averages runs of one rotation and seed")
+        raise ConfigError(f"{bad} are not runs of rotation {config.heldout.key} (validation subclass "
+                          f"{data.val_subclass}) and seed {config.seed}, the ensemble's; an ensemble averages runs of "
+                          "one rotation and seed: name members of that rotation and seed")
     predictions = runfolder.averaged_predictions(members, data.generators)
     fitted = [r.metrics for r in member_records]
     prior = {g: sum(m["train_prior"][g] for m in fitted) / len(fitted) for g in data.generators}
@@ -157,6 +157,7 @@ def _assemble_members(config: Config, cls: type[techniques.Technique], data: Stu
     runfolder.write_metrics(run, metrics)
     runfolder.mark_done(run)
     return run
+
 
 @dataclass(frozen=True)
 class Arm:

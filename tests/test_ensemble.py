@@ -9,7 +9,7 @@ import pytest
 
 from attrlib import runfolder, selection, sweep, techniques
 from attrlib.config import Config
-from attrlib.errors import ConfigError, DataError
+from attrlib.errors import CheckpointError, ConfigError, DataError
 from attrlib.evaluation import ranked_arms, select_arm
 from attrlib.study import closing
 
@@ -37,6 +37,14 @@ def _ensemble(runs, members, seed=0):
     return sweep.train(config, progress=False)
 
 
+def test_the_ensemble_top_knob_is_checked_before_any_work_and_reaches_the_notebook(tiny_data):
+    from attrlib.study import session
+    assert session(profile="quick", data=str(tiny_data), heldout=TINY_HELDOUT).knobs.ensemble_top == 3
+    assert session(profile="quick", data=str(tiny_data), heldout=TINY_HELDOUT, ensemble_top=2).knobs.ensemble_top == 2
+    with pytest.raises(ConfigError, match="notebook knob 'ensemble_top' is -1"):
+        session(profile="quick", data=str(tiny_data), heldout=TINY_HELDOUT, ensemble_top=-1)
+
+
 def test_the_ensemble_averages_its_members_probabilities_and_trains_nothing(three_arms, tiny_data):
     runs, folders, _ = three_arms
     members = [folders["baseline"][0], folders["srm"][0], folders["residual_stats"][0]]
@@ -59,6 +67,8 @@ def test_the_ensemble_averages_its_members_probabilities_and_trains_nothing(thre
     # an assembled technique is never offered as a technique to train or inspect
     assert "ensemble" not in techniques.available(references=True)
     assert _ensemble(runs, members) == run  # the same members: the same run, reused
+    with pytest.raises(CheckpointError, match="no model of its own to load; load one of its members"):
+        runfolder.load_run(run)
 
 
 def test_the_ensemble_refuses_members_of_another_seed_unfinished_runs_and_bad_parameters(three_arms, tmp_path):
@@ -68,7 +78,7 @@ def test_the_ensemble_refuses_members_of_another_seed_unfinished_runs_and_bad_pa
     missing = folders["baseline"][0].parent / "000000000000"
     with pytest.raises(ConfigError, match="not finished"):
         _ensemble(runs, [folders["baseline"][0], missing])
-    for bad in ([], ["no-slash"], "baseline/abc"):
+    for bad in ([], ["no-slash"], "baseline/abc", ["baseline/abc", "baseline/abc"]):
         with pytest.raises(ConfigError, match="'members' of 'ensemble'"):
             techniques.get("ensemble").check_params({"members": bad})
 
@@ -111,5 +121,31 @@ def test_ranked_arms_reads_validation_scores_only_and_k_changes_the_members(thre
     three = closing.ensemble_runs(folders, choice, 3)
     assert runfolder.load_metrics(three[0])["members"] == [
         f"{folders[a][0].parent.name}/{folders[a][0].name}" for a in order]
-    assert three != one
     assert closing.ensemble_label(3) == "top-3 of rule (b), averaged"
+    assert closing.is_ensemble_label("top-12 of rule (b), averaged") and not closing.is_ensemble_label("top-3")
+    # more than the arms there: the ensemble averages those it has, and says so
+    with pytest.warns(UserWarning, match="fewer than ensemble_top=5"):
+        five = closing.ensemble_runs(folders, choice, 5)
+    assert five == three
+
+
+def test_the_test_split_never_moves_the_ranking(three_arms, tmp_path):
+    """Make the arm ranked last on validation perfect on the test split and every other arm wrong there: the
+    ranking, hence the ensemble's members, stay as they were."""
+    import shutil
+    _, folders, _ = three_arms
+    before = ranked_arms(select_arm(folders), 3)
+    last = list(before.values())[0][-1]
+    copies = {}
+    for arm, (folder,) in folders.items():
+        copy = tmp_path / folder.parent.name / folder.name
+        shutil.copytree(folder, copy)
+        frame = runfolder.load_predictions(copy)
+        test = frame["split"] == "test"
+        frame.loc[test, "pred"] = frame.loc[test, "generator"] if arm == last else "nobody"
+        runfolder.write_predictions(copy, frame)
+        metrics = runfolder.load_metrics(copy)
+        metrics["heldout"]["accuracy"] = 1.0 if arm == last else 0.0
+        runfolder.write_metrics(copy, metrics)
+        copies[arm] = [copy]
+    assert ranked_arms(select_arm(copies), 3) == before

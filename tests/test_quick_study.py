@@ -109,6 +109,13 @@ def test_notebooks_08_to_10_outputs(quick_study):
     swap = pd.read_csv(res / "08_content_swap.csv", index_col=0).dropna(subset=["generator_low"])
     assert len(swap) and (swap["generator_low"] <= swap["follows_generator"]).all()
     assert (swap["follows_generator"] <= swap["generator_high"]).all()
+    # notebook 11: rule (b)'s ensemble beside its choice, with the goal's criteria and its paired table
+    ablation = pd.read_csv(res / "11_ablation_numbers.csv", index_col=0)
+    label = f"top-{PROFILES['quick']['notebook']['ensemble_top']} of rule (b), averaged"
+    assert label in ablation.index and "selected (rule b)" in ablation.index
+    goal = pd.read_csv(res / "11_goal_ensemble.csv", index_col=0)
+    assert goal["met"].iloc[-1] == "not measured"  # no model of its own: no robustness
+    assert "selected (rule b)" in pd.read_csv(res / "11_ensemble_vs_selected.csv", index_col=0).index
 
 
 def test_notebook_12_open_set_table_has_auroc_and_oscr_with_intervals_for_every_arm(quick_study):

@@ -14,6 +14,8 @@ the test subclass of the rotation it is scored on.
 """
 from __future__ import annotations
 
+import re
+import warnings
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
@@ -27,11 +29,25 @@ from . import checks
 from .session import unbiased_variant
 
 SELECTED = "selected (rule b)"  # the label of each rotation's chosen arm in every table of notebook 11
+_ENSEMBLE = re.compile(r"top-(\d+) of rule \(b\), averaged")  # the ensemble's label (`ensemble_label`), one owner
+
+
+# what every table of the ensemble says first: when it was designed, against what it was read
+ENSEMBLE_NOTE = ("A secondary comparison: the ensemble of rule (b)'s best arms was added on 2026-12-05, after every "
+                 "arm's held-out accuracy on realdev's rotations and on the benchmark's unexplored ones had been read; its "
+                 "design (k = 3, a plain mean of probabilities, members ranked on the validation subclass only) was "
+                 "fixed before any number of it. Rule (b)'s selected arm stays the pre-specified result. ")
 
 
 def ensemble_label(k: int) -> str:
     """The label of the ensemble of rule (b)'s `k` best arms (`ensemble_runs`) in notebook 11's tables."""
     return f"top-{k} of rule (b), averaged"
+
+
+def is_ensemble_label(name: str) -> bool:
+    """Whether a table's row `name` is `ensemble_label(k)` for some k (the README shows it beside the selected arm)."""
+    return _ENSEMBLE.fullmatch(str(name)) is not None
+
 # notebook 11's candidate arms (rule (b) picks one per rotation): lives here so that `attrlib launch`
 # (attrlib.study.jobs) trains the same runs the notebook asks for
 FRONT = {"backbone": "local", "stem": "srm_rgb"}  # the 23-px receptive field on the per-colour SRM residuals
@@ -182,6 +198,9 @@ def ensemble_runs(runs: Mapping[str, list], choice: pd.DataFrame, k: int) -> lis
     recs = records.collect(runs)
     out: list[Path] = []
     for rotation, arms in evaluation.ranked_arms(choice, k).items():
+        if len(arms) < k:  # the label still says top-k: say where it averages fewer
+            warnings.warn(f"rotation {rotation}: {len(arms)} arm(s) with a validation score, fewer than "
+                          f"ensemble_top={k}; its ensemble averages those", stacklevel=2)
         here = recs.filter(lambda r: r.rotation.key == rotation and r.arm in arms)
         by_seed: dict[int, dict[str, Path]] = {}
         for r in here:
@@ -190,7 +209,8 @@ def ensemble_runs(runs: Mapping[str, list], choice: pd.DataFrame, k: int) -> lis
             missing = [a for a in arms if a not in folders]
             if missing:
                 raise ConfigError(f"rotation {rotation}, seed {seed}: no run of {missing} among the candidates' runs; "
-                                  "the ensemble averages rule (b)'s best arms on the same rotation and seed")
+                                  "the ensemble averages rule (b)'s best arms on the same rotation and seed: train "
+                                  f"seed {seed} of those arms, or lower the ensemble_top knob")
             members = [folders[a] for a in arms]
             config = runfolder.read_config(members[0]).replace(
                 technique="ensemble", runs=str(members[0].parent.parent),  # the members' runs folder, where it is now

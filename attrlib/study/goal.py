@@ -83,7 +83,7 @@ def goal_table(numbers: pd.DataFrame, versus: pd.DataFrame, robustness: pd.DataF
                                                   f"[{float(table.loc[name, 'difference_low']):+.2f}, {hi:+.2f}]")
     verdict = ("no" if not_beaten else "yes" if not missing else f"yes for the {len(beaten)} trained" if beaten
                else "not measured")
-    rows.append({"criterion": "paired interval (technique - selected) excludes 0 for every seed technique",
+    rows.append({"criterion": f"paired interval (technique - {arm}) excludes 0 for every seed technique",
                  "goal": "all below 0",
                  "measured": "; ".join(beaten + not_beaten + [f"{n} (not trained)" for n in missing]),
                  "met": verdict + (f" (not: {len(not_beaten)})" if not_beaten else "")

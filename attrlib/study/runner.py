@@ -18,6 +18,7 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
 from typing import Iterable
 
+from .. import techniques
 from ..config import PROFILES
 from ..errors import ConfigError
 from ..reporting.explorer import HEADLESS_ENV
@@ -28,6 +29,14 @@ from ..rotation import rotations_text
 from .session import project_path, resolve_data, resolve_rotations
 
 __all__ = ["run_study", "StudyError", "lanes", "notebook_kernel", "notebooks_in"]  # notebook_kernel: attrlib.study gives it
+
+
+def finished_runs(runs: str | os.PathLike) -> int:
+    """Finished run folders under `runs` that trained or fitted something: an assembled technique's (the ensemble,
+    an average of other runs) is not counted."""
+    assembled = {name for name, cls in techniques.REGISTRY.items() if cls.assembled}
+    return sum(1 for done in Path(runs).glob("*/*/done") if done.parent.parent.name not in assembled)
+
 
 def notebooks_in(folder: str | Path) -> list[Path]:
     found = sorted(Path(folder).glob("[0-9][0-9]_*.ipynb"))
@@ -83,7 +92,7 @@ def run_study(profile: str = "default", data: str = "", heldout: str | Iterable[
     # relative folders are the project root's (as in every notebook's session), wherever this is started
     runs, figures, results, notebooks, out = (str(project_path(p)) for p in (runs, figures, results, notebooks, out))
     began, started = time.perf_counter(), now()
-    finished_before = len(list(Path(runs).glob("*/*/done")))  # 0: a cold study, every run trained here
+    finished_before = finished_runs(runs)  # 0: a cold study, every run trained here
     # made once here, not by every notebook; on the embedded benchmark also the oracles' twins (unbiased and
     # instance-matched, which notebooks 01 and 10 read), before notebooks run side by side, `jobs` at a time
     variants = ("biased",) if data else ("biased", "unbiased", "matched")
@@ -133,7 +142,7 @@ def run_study(profile: str = "default", data: str = "", heldout: str | Iterable[
         profile=profile, data=data_root, heldout=params["heldout"], seeds=record["seeds"], device=device,
         commit=record["commit"],
         runs=str(runs), figures=str(figures), results=str(results), only=list(only), runs_reused_or_before=finished_before,
-        runs_trained=len(list(Path(runs).glob("*/*/done"))) - finished_before, jobs=jobs, threads=int(threads),
+        runs_trained=finished_runs(runs) - finished_before, jobs=jobs, threads=int(threads),
         fresh_kernels=bool(fresh_kernels),
         cores=os.cpu_count() or 1, seconds=round(total, 1),
         notebooks={k: round(v, 1) for k, v in timings.items()}, started=started, finished=finished,

@@ -380,6 +380,10 @@ def session(profile: str = "default", data: str = "", heldout: str | Iterable[st
     if int(threads) < 0:
         raise ConfigError(f"threads={threads} must be 0 (torch's default) or more")
     chosen = Knobs({k: v if knobs.get(k, None) in _PROFILE_VALUE else knobs[k] for k, v in defaults.items()})
+    top = chosen.get("ensemble_top", 1)
+    if not isinstance(top, int) or isinstance(top, bool) or top < 1:
+        raise ConfigError(f"notebook knob 'ensemble_top' is {top!r}; give a positive integer, the number of rule (b)'s "
+                          "best arms notebook 11 averages (0: the profile's)")
     try:  # what every save_fig of this notebook writes
         set_figure_formats(chosen.figure_formats)
     except ValueError as e:

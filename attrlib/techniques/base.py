@@ -27,9 +27,10 @@ config's budget and training batch size), `search_space` (the ranges a hyper-par
 `attrlib.hparams`), `dual_head`, `train_split` / `heldout_split` (which split it trains on and is judged on; training on a
 split of the held-out subclass marks it `uses_target_data`), `starts_from` (the technique whose finished run
 of the same config it starts from), `from_upstream`, `cross_fit` (its run is assembled from cross-fitted fold runs over the
-held-out images: the target-data reference), `assembled` (its run averages other finished runs: the ensemble). `test_inputs(x)` is the one optional override: a technique that
-transforms images at test time (a test-time attack, a purification) says what the model then sees, so CAMs
-explain that. Adding a technique is one new module with one `@register`-ed class.
+held-out images: the target-data reference), `assembled` (its run averages other finished runs: the ensemble).
+`test_inputs(x)` is the one optional override: a technique that transforms images at test time (a test-time
+attack, a purification) says what the model then sees, so CAMs explain that. Adding a technique is one new module
+with one `@register`-ed class.
 """
 from __future__ import annotations
 

@@ -30,6 +30,7 @@ class Ensemble(Technique):
         super().check_params(params)
         members = params.get("members", cls.defaults["members"])
         if (not isinstance(members, (list, tuple)) or not members
-                or not all(isinstance(m, str) and m.count("/") == 1 for m in members)):
+                or not all(isinstance(m, str) and m.count("/") == 1 for m in members)
+                or len(set(members)) < len(members)):
             raise ConfigError(f"technique parameter 'members' of 'ensemble' is {members!r}; it must be a non-empty "
-                              "list of finished run folders as '<technique>/<run id>' under the runs folder")
+                              "list of distinct finished run folders as '<technique>/<run id>' under the runs folder")
