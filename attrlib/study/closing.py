@@ -34,9 +34,9 @@ _ENSEMBLE = re.compile(r"top-(\d+) of rule \(b\), averaged")  # the ensemble's l
 
 # what every table of the ensemble says first: when it was designed, against what it was read
 ENSEMBLE_NOTE = ("A secondary comparison: the ensemble of rule (b)'s best arms was added on 2026-12-05, after every "
-                 "arm's held-out accuracy on realdev's rotations and on the benchmark's unexplored ones had been read; its "
-                 "design (k = 3, a plain mean of probabilities, members ranked on the validation subclass only) was "
-                 "fixed before any number of it. Rule (b)'s selected arm stays the pre-specified result. ")
+                 "arm's held-out accuracy on realdev's rotations and on the benchmark's unexplored ones had been read; "
+                 "its design (k = 3, a plain mean of probabilities, members ranked on the validation subclass only) "
+                 "was fixed before any number of it. Rule (b)'s selected arm stays the pre-specified result. ")
 
 
 def ensemble_label(k: int) -> str:
