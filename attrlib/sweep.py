@@ -108,17 +108,24 @@ def _assemble_folds(config: Config, cls: type[techniques.Technique], data: Study
              for i in range(int(params["folds"]))]
     predictions = runfolder.cross_fitted_predictions(folds, cls.heldout_split,
                                                      {"ft_test": list(data.split("ft_test")["path"])})
-    fold_metrics = [r.metrics for r in records.collect(folds)]
-    prior = {g: sum(m["train_prior"][g] for m in fold_metrics) / len(folds) for g in data.generators}
+    return _write_assembled(config, cls, data, run, predictions, [r.metrics for r in records.collect(folds)],
+                            uses_target_data=cls.uses_target_data, hparams=params,
+                            folds=[f"{f.parent.name}/{f.name}" for f in folds])
+
+
+def _write_assembled(config: Config, cls: type[techniques.Technique], data: StudyData, run: Path,
+                     predictions, parts: list[dict[str, Any]], **fields: Any) -> Path:
+    """Write a run assembled from other runs (`parts`: their metrics) and mark it done: its config, `predictions`,
+    and metrics.json scored from them, with the parts' mean training prior, their summed training time, the first
+    part's selection record and `fields`."""
+    prior = {g: sum(m["train_prior"][g] for m in parts) / len(parts) for g in data.generators}
     run.mkdir(parents=True, exist_ok=True)
     runfolder.write_config(run, config)
     runfolder.write_predictions(run, predictions)
     metrics = run_metrics(predictions, data.generators, cls.heldout_split, train_prior=prior)
     metrics.update(technique=config.technique, description=cls.description, run_id=run.name, seed=config.seed,
-                   uses_target_data=cls.uses_target_data, hparams=params, selection=fold_metrics[0].get("selection"),
-                   val_subclass=data.val_subclass, train_prior=prior,
-                   folds=[f"{f.parent.name}/{f.name}" for f in folds],
-                   train_seconds=round(sum(m.get("train_seconds", 0.0) for m in fold_metrics), 3))
+                   selection=parts[0].get("selection"), val_subclass=data.val_subclass, train_prior=prior,
+                   train_seconds=round(sum(m.get("train_seconds", 0.0) for m in parts), 3), **fields)
     runfolder.write_metrics(run, metrics)
     runfolder.mark_done(run)
     return run
@@ -142,21 +149,10 @@ def _assemble_members(config: Config, cls: type[techniques.Technique], data: Stu
         raise ConfigError(f"{bad} are not runs of rotation {config.heldout.key} (validation subclass "
                           f"{data.val_subclass}) and seed {config.seed}, the ensemble's; an ensemble averages runs of "
                           "one rotation and seed: name members of that rotation and seed")
-    predictions = runfolder.averaged_predictions(members, data.generators)
     fitted = [r.metrics for r in member_records]
-    prior = {g: sum(m["train_prior"][g] for m in fitted) / len(fitted) for g in data.generators}
-    run.mkdir(parents=True, exist_ok=True)
-    runfolder.write_config(run, config)
-    runfolder.write_predictions(run, predictions)
-    metrics = run_metrics(predictions, data.generators, cls.heldout_split, train_prior=prior)
-    metrics.update(technique=config.technique, description=cls.description, run_id=run.name, seed=config.seed,
-                   uses_target_data=any(m.get("uses_target_data", False) for m in fitted), hparams=params,
-                   selection=fitted[0].get("selection"), val_subclass=data.val_subclass, train_prior=prior,
-                   members=list(params["members"]), commit=code_commit(),
-                   train_seconds=round(sum(m.get("train_seconds", 0.0) for m in fitted), 3))
-    runfolder.write_metrics(run, metrics)
-    runfolder.mark_done(run)
-    return run
+    return _write_assembled(config, cls, data, run, runfolder.averaged_predictions(members, data.generators), fitted,
+                            uses_target_data=any(m.get("uses_target_data", False) for m in fitted), hparams=params,
+                            members=list(params["members"]), commit=code_commit())
 
 
 @dataclass(frozen=True)
