@@ -328,9 +328,9 @@ def averaged_predictions(runs: Sequence[str | os.PathLike], generators: Sequence
         frame = load_predictions(run)
         check_prediction_frame(frame, generators, where=str(Path(run) / PREDICTIONS))
         frames.append(frame.set_index(["split", "path"]))
+        if frames[-1].index.duplicated().any():
+            raise DataError(f"{Path(run) / PREDICTIONS} predicts an image twice in one split; train the run again")
     first = frames[0]
-    if first.index.duplicated().any():
-        raise DataError(f"{Path(runs[0]) / PREDICTIONS} predicts an image twice in one split; train the run again")
     for run, frame in zip(runs[1:], frames[1:]):
         if len(frame) != len(first) or not frame.index.isin(first.index).all():
             raise DataError(f"{Path(run) / PREDICTIONS} does not predict the same images as "

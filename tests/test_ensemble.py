@@ -93,6 +93,9 @@ def test_averaged_predictions_names_a_run_that_predicted_other_images(three_arms
     generators = runfolder.generators_of(frame)
     with pytest.raises(DataError, match="short.*does not predict the same images"):
         runfolder.averaged_predictions([member, short], generators)
+    runfolder.write_predictions(short, pd.concat([frame, frame.iloc[:1]]))
+    with pytest.raises(DataError, match="short.*predicts an image twice"):
+        runfolder.averaged_predictions([member, short], generators)
 
 
 def test_ranked_arms_reads_validation_scores_only_and_k_changes_the_members(three_arms):

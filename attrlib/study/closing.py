@@ -48,6 +48,7 @@ def is_ensemble_label(name: str) -> bool:
     """Whether a table's row `name` is `ensemble_label(k)` for some k (the README shows it beside the selected arm)."""
     return _ENSEMBLE.fullmatch(str(name)) is not None
 
+
 # notebook 11's candidate arms (rule (b) picks one per rotation): lives here so that `attrlib launch`
 # (attrlib.study.jobs) trains the same runs the notebook asks for
 FRONT = {"backbone": "local", "stem": "srm_rgb"}  # the 23-px receptive field on the per-colour SRM residuals
